@@ -47,7 +47,12 @@ def qexp_m1_over(a: TensorLike, x: TensorLike) -> TensorLike:
             x_t = x
         zero = a_t == 0
         safe_a = torch.where(zero, torch.ones_like(a_t), a_t)
-        return torch.where(zero, x_t, torch.expm1(safe_a * x_t) / safe_a)
+        value = torch.expm1(safe_a * x_t) / safe_a
+        # torch differentiates expm1 as (expm1(y) + 1), which cancels to 0 for y << 0 and would
+        # lose the tiny cold-start gradients P^(1-q). ``s`` has the same derivatives as ``value``
+        # (exp(a x) and its powers), computed accurately, and adds exactly 0 to the detached value.
+        s = torch.exp(safe_a * x_t) / safe_a
+        return torch.where(zero, x_t, value.detach() + (s - s.detach()))
     a, x = float(a), float(x)
     if a == 0.0:
         return x

@@ -1,0 +1,278 @@
+"""GARL, PAFT, GRPO and RLOO against exact gradients of a small enumerable latent model.
+
+The exact expectation of an estimator over pools of M i.i.d. prior samples is computed by
+enumerating the multinomial count vectors of the pool (``LatentCategoricalModel.exact_expectation``),
+so bias statements are tested without Monte Carlo noise; variance statements use many
+independent pools.
+"""
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tsallis_ref import (
+    garl_coefficients,
+    garl_loss,
+    group_advantages,
+    grpo_loss,
+    loo_log_mean_weight,
+    paft_loss,
+    paft_resample,
+    rloo_loss,
+    weight_stats,
+)
+from tsallis_ref.toy import LatentCategoricalModel
+
+torch.set_num_threads(1)
+# no per-example deadline: the two cores may be shared with other work
+settings.register_profile("shared-cpu", deadline=None)
+settings.load_profile("shared-cpu")
+Q_GRID = [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def garl(q, baseline="none", normalize=False):
+    return lambda lz, ly: garl_loss(lz, ly, q, baseline=baseline, normalize=normalize, reduction="none")
+
+
+# ------------------------------------------------------------------------------------ GARL bias
+
+@pytest.mark.parametrize("M,baseline", [(1, "none"), (2, "none"), (5, "none"), (2, "rloo"), (5, "rloo")])
+def test_garl_unbiased_at_q0_exactly(M, baseline):
+    m = LatentCategoricalModel.random(4, seed=3, target_P=0.05)
+    est = m.exact_expectation(garl(0.0, baseline), M)
+    torch.testing.assert_close(est, m.exact_grad(0.0), rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("q", [0.25, 0.5, 0.75, 1.0])
+def test_rloo_leaves_the_mean_unchanged(q):
+    """Prop. 6.2 / D.1: the leave-one-out baseline keeps exactly the plug-in bias."""
+    m = LatentCategoricalModel.random(4, seed=1, target_P=0.1)
+    for M in (2, 6):
+        torch.testing.assert_close(m.exact_expectation(garl(q, "rloo"), M),
+                                   m.exact_expectation(garl(q, "none"), M), rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("q", [0.25, 0.75, 1.0])
+def test_garl_bias_shrinks_like_one_over_M_and_matches_app_D(q):
+    """Thm 6.1: bias = O(q / (M P^(q+1))), with App. D's explicit leading term."""
+    m = LatentCategoricalModel.random(3, seed=7, target_P=0.3)
+    exact = m.exact_grad(q)
+    bias = {M: m.exact_expectation(garl(q), M) - exact for M in (32, 64)}
+    assert bias[32].norm() > 1e-4  # the bias is real for q > 0 ...
+    ratio = bias[32].norm() / bias[64].norm()
+    assert 1.8 < ratio < 2.2, ratio  # ... and halves when M doubles
+    lead = {M: m.garl_bias_leading_term(q, M) for M in (32, 64)}
+    rel = {M: ((bias[M] - lead[M]).norm() / lead[M].norm()).item() for M in (32, 64)}
+    assert rel[64] < 0.1 and rel[64] < rel[32], rel  # M * bias converges to the leading term
+
+
+def test_garl_normalize_is_the_M_to_the_q_rescaling():
+    m = LatentCategoricalModel.random(4, seed=2)
+    for q in (0.0, 0.5, 1.0):
+        a = m.exact_expectation(garl(q, "rloo", normalize=True), 4)
+        b = m.exact_expectation(garl(q, "rloo", normalize=False), 4)
+        torch.testing.assert_close(a, b / 4 ** q)
+
+
+def test_monte_carlo_average_matches_exact_gradient():
+    """The average of many independent GARL draws matches the exact grad l_q (q=0) and the
+    exact estimator mean (q=0.75), within 4 standard errors."""
+    m = LatentCategoricalModel.random(4, seed=5, target_P=0.1)
+    g = torch.Generator().manual_seed(0)
+    for q, target in ((0.0, m.exact_grad(0.0)), (0.75, m.exact_expectation(garl(0.75, "rloo"), 8))):
+        draws = m.per_pool_grads(garl(q, "rloo"), 20000, 8, generator=g)
+        se = draws.std(0) / math.sqrt(draws.shape[0])
+        assert ((draws.mean(0) - target).abs() <= 4 * se + 1e-12).all(), q
+
+
+# ------------------------------------------------------------------------------------ PAFT
+
+def test_paft_mean_equals_plugin_garl_given_the_pool():
+    """Prop. D.3: conditional on the pool, E[PAFT] = plug-in GARL."""
+    m = LatentCategoricalModel.random(4, seed=4, target_P=0.2)
+    g = torch.Generator().manual_seed(1)
+    z, _, _ = m.sample(1, 8, generator=g)
+    R = 40000
+    zz = z.expand(R, -1)
+    for q in (0.25, 1.0):
+        lz, ly = m.log_prior()[zz], m.log_w()[zz]
+        paft_mean = m.flat_grad(paft_loss(lz, ly, q, K=8, generator=g, normalize=False))
+        lz, ly = m.log_prior()[z], m.log_w()[z]
+        garl_pool = m.flat_grad(garl_loss(lz, ly, q, baseline="none", normalize=False))
+        torch.testing.assert_close(paft_mean, garl_pool, rtol=0.02, atol=2e-3)
+
+
+def test_paft_has_garl_mean_and_larger_variance():
+    """Props. D.3 and D.4: same expectation as plug-in GARL, larger variance (total variance law)."""
+    m = LatentCategoricalModel.random(4, seed=6, target_P=0.2)
+    g = torch.Generator().manual_seed(2)
+    q, M, N = 0.5, 8, 20000
+    target = m.exact_expectation(garl(q), M)
+    paft = m.per_pool_grads(lambda lz, ly: paft_loss(lz, ly, q, generator=g, normalize=False, reduction="none"), N, M, g)
+    plug = m.per_pool_grads(garl(q), N, M, g)
+    se = paft.std(0) / math.sqrt(N)
+    assert ((paft.mean(0) - target).abs() <= 4 * se + 1e-12).all()
+    assert paft.var(0).sum() > 1.2 * plug.var(0).sum()
+
+
+def test_paft_weights_sum_and_attenuation():
+    ly = torch.tensor([[-300.0, -301.0, -299.0, -305.0]], dtype=torch.float64)
+    lz = torch.zeros_like(ly, requires_grad=True)
+    g = torch.Generator().manual_seed(0)
+    for q in (0.0, 0.5, 1.0):
+        loss = paft_loss(lz, ly, q, K=16, generator=g)
+        (grad,) = torch.autograd.grad(loss, lz)
+        log_wbar = torch.logsumexp(ly, -1) - math.log(4)
+        expected_total = math.exp((1 - q) * log_wbar.item()) / 4 ** q
+        assert -grad.sum().item() == pytest.approx(expected_total, rel=1e-9, abs=1e-300)
+
+
+def test_paft_resample_properties():
+    ly = torch.log(torch.tensor([[0.7, 0.2, 0.1, 0.0]], dtype=torch.float64)) - 400.0
+    idx = paft_resample(ly, 20000, generator=torch.Generator().manual_seed(0))
+    freq = torch.bincount(idx[0], minlength=4).double() / 20000
+    torch.testing.assert_close(freq, torch.tensor([0.7, 0.2, 0.1, 0.0], dtype=torch.float64), atol=0.015, rtol=0)
+    a = paft_resample(ly, 5, generator=torch.Generator().manual_seed(3))
+    b = paft_resample(ly, 5, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and a.shape == (1, 5)
+    with pytest.raises(ValueError, match="K >= 1"):
+        paft_resample(ly, 0)
+
+
+def test_paft_given_indices_is_sft_on_those_rationales():
+    ly = torch.tensor([[-1.0, -2.0, -3.0]], dtype=torch.float64)
+    lz = torch.zeros_like(ly, requires_grad=True)
+    idx = torch.tensor([[2, 2, 0, 2]])
+    loss = paft_loss(lz, ly, 1.0, indices=idx, normalize=False)
+    (g,) = torch.autograd.grad(loss, lz)
+    torch.testing.assert_close(-g, torch.tensor([[0.25, 0.0, 0.75]], dtype=torch.float64))
+
+
+# ------------------------------------------------------------------------------------ numerics
+
+@given(lo=st.floats(-1e4, 0.0), spread=st.floats(0.0, 1e4), q=st.floats(0.0, 1.0), M=st.integers(1, 32),
+       seed=st.integers(0, 1000))
+@settings(max_examples=60, deadline=None)
+def test_no_nan_or_inf_over_the_whole_range(lo, spread, q, M, seed):
+    g = torch.Generator().manual_seed(seed)
+    ly = (lo - spread * torch.rand(2, M, generator=g, dtype=torch.float32)).clamp(min=-1e4).requires_grad_()
+    lz = (-50 * torch.rand(2, M, generator=g)).requires_grad_()
+    losses = [garl_loss(lz, ly, q, baseline="none"), paft_loss(lz, ly, q, generator=g)]
+    if M >= 2:
+        losses.append(garl_loss(lz, ly, q, baseline="rloo"))
+    for loss in losses:
+        gz, gy = torch.autograd.grad(loss, [lz, ly])
+        assert torch.isfinite(loss) and torch.isfinite(gz).all() and torch.isfinite(gy).all()
+    stats = weight_stats(ly, q)
+    assert all(math.isfinite(v) for k, v in stats.items() if k not in ("amp_mean", "amp_max"))
+
+
+def test_rloo_with_one_sample_is_a_clear_error():
+    lz = torch.zeros(3, 1, requires_grad=True)
+    with pytest.raises(ValueError, match="M >= 2"):
+        garl_loss(lz, lz, 0.5, baseline="rloo")
+
+
+@pytest.mark.parametrize("shift", [-50.0, -700.0, -5000.0])
+def test_q1_weights_are_self_normalised(shift):
+    """At q = 1 adding a constant to every logp_y of a prompt leaves the weights unchanged."""
+    ly = torch.tensor([[-3.0, -1.0, -2.5, -7.0]], dtype=torch.float64)
+    for baseline in ("none", "rloo"):
+        a = garl_coefficients(ly, 1.0, baseline=baseline)
+        b = garl_coefficients(ly + shift, 1.0, baseline=baseline)
+        torch.testing.assert_close(a.coef_z, b.coef_z, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(a.coef_y, b.coef_y, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(garl_coefficients(ly + shift, 1.0).coef_z.sum(), torch.tensor(0.0, dtype=torch.float64),
+                               atol=1e-12, rtol=0)
+
+
+def test_cold_start_gradient_is_tiny_but_not_lost_in_float64():
+    ly = torch.full((1, 4), -300.0, dtype=torch.float64)
+    ly[0, 0] = -290.0
+    lz = torch.zeros_like(ly, requires_grad=True)
+    (g,) = torch.autograd.grad(garl_loss(lz, ly, 0.0, baseline="none", normalize=False), lz)
+    torch.testing.assert_close(-g[0, 0], torch.tensor(math.exp(-290) / 4, dtype=torch.float64), rtol=1e-9, atol=0)
+
+
+def test_loo_mean_is_exact_when_one_weight_dominates():
+    ly = torch.tensor([[0.0, -800.0, -801.0]], dtype=torch.float64)
+    loo = loo_log_mean_weight(ly)
+    expected0 = torch.logsumexp(torch.tensor([-800.0, -801.0], dtype=torch.float64), 0) - math.log(2)
+    assert loo[0, 0].item() == pytest.approx(expected0.item(), rel=1e-12)
+
+
+def test_garl_gradient_wrt_inputs_is_the_coefficients():
+    g = torch.Generator().manual_seed(0)
+    ly = (-5 * torch.rand(3, 6, generator=g, dtype=torch.float64)).requires_grad_()
+    lz = (-5 * torch.rand(3, 6, generator=g, dtype=torch.float64)).requires_grad_()
+    co = garl_coefficients(ly, 0.5, baseline="rloo")
+    gz, gy = torch.autograd.grad(garl_loss(lz, ly, 0.5), [lz, ly])
+    torch.testing.assert_close(gz, -co.coef_z / (6 * 3))
+    torch.testing.assert_close(gy, -co.coef_y / (6 * 3))
+    assert co.coef_z.max().item() == pytest.approx(weight_stats(ly, 0.5)["max_adv"])
+
+
+@pytest.mark.parametrize("bad", [
+    dict(logp_z=torch.zeros(4), logp_y=torch.zeros(4)),
+    dict(logp_z=torch.zeros(2, 3), logp_y=torch.zeros(2, 4)),
+    dict(logp_z=torch.zeros(2, 3, dtype=torch.long), logp_y=torch.zeros(2, 3, dtype=torch.long)),
+])
+def test_bad_shapes_are_clear_errors(bad):
+    with pytest.raises((ValueError, TypeError), match=r"garl_loss: "):
+        garl_loss(bad["logp_z"], bad["logp_y"], 0.5)
+
+
+def test_bad_q_and_baseline():
+    lz = torch.zeros(1, 3)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        garl_loss(lz, lz, 1.2)
+    with pytest.raises(ValueError, match="baseline"):
+        garl_loss(lz, lz, 0.5, baseline="mean")
+
+
+# ------------------------------------------------------------------------------------ baselines
+
+def test_group_advantages_zero_variance_groups_give_zero():
+    r = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 1.0, 0.0]])
+    a = group_advantages(r)
+    assert torch.equal(a[0], torch.zeros(4))
+    torch.testing.assert_close(a[1], torch.tensor([0.5, -0.5, 0.5, -0.5]) / (r[1].std() + 1e-4))
+    torch.testing.assert_close(group_advantages(r, scale="none")[1], torch.tensor([0.5, -0.5, 0.5, -0.5]))
+
+
+def test_grpo_on_policy_gradient_and_aggregation():
+    g = torch.Generator().manual_seed(0)
+    lp = (-torch.rand(1, 2, 3, generator=g)).requires_grad_()
+    mask = torch.tensor([[[1, 1, 0], [1, 1, 1]]])
+    r = torch.tensor([[1.0, 0.0]])
+    adv = group_advantages(r)
+    (gr,) = torch.autograd.grad(grpo_loss(lp, mask, r), lp)
+    expected = torch.stack([-adv[0, 0] * mask[0, 0] / 2, -adv[0, 1] * mask[0, 1] / 3]).unsqueeze(0) / 2
+    torch.testing.assert_close(gr, expected)
+    (gt,) = torch.autograd.grad(grpo_loss(lp, mask, r, loss_agg="token-mean"), lp)
+    torch.testing.assert_close(gt, -adv.unsqueeze(-1) * mask / 5)
+
+
+def test_grpo_clipping_and_kl():
+    lp = torch.tensor([[[-1.0], [-1.0]]], requires_grad=True)
+    old = torch.tensor([[[-1.5], [-1.0]]])  # ratio e^0.5 > 1.2 for the first sample
+    mask = torch.ones(1, 2, 1)
+    r = torch.tensor([[1.0, 0.0]])
+    (g,) = torch.autograd.grad(grpo_loss(lp, mask, r, old_logp_tokens=old), lp)
+    assert g[0, 0, 0].item() == 0.0  # positive advantage, ratio above 1 + eps: clipped, no gradient
+    with pytest.raises(ValueError, match="ref_logp_tokens"):
+        grpo_loss(lp, mask, r, beta=0.1)
+    (gk,) = torch.autograd.grad(grpo_loss(lp, mask, torch.zeros(1, 2), beta=0.1, ref_logp_tokens=lp.detach() - 1), lp)
+    # k3 gradient d/dlp [exp(ref-lp) - (ref-lp) - 1] = 1 - exp(ref - lp) = 1 - e^-1, times beta / 2 samples
+    torch.testing.assert_close(gk, torch.full_like(lp, 0.1 * (1 - math.exp(-1)) / 2))
+
+
+def test_rloo_loss_gradient():
+    lp = torch.zeros(1, 4, requires_grad=True)
+    r = torch.tensor([[1.0, 0.0, 0.0, 1.0]])
+    (g,) = torch.autograd.grad(rloo_loss(lp, r), lp)
+    torch.testing.assert_close(-g * 4, torch.tensor([[2 / 3, -2 / 3, -2 / 3, 2 / 3]]))
+    with pytest.raises(ValueError, match="M >= 2"):
+        rloo_loss(lp[:, :1], r[:, :1])
