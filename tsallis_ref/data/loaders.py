@@ -36,7 +36,7 @@ from typing import Any, Iterable, Sequence
 
 __all__ = [
     "DataFormatError", "LoadReport", "Problem", "features", "DATASETS", "load_benchmark",
-    "read_records", "detect_dataset", "convert_record", "record_metadata", "records_to_dataset",
+    "read_records", "detect_dataset", "linearise_paragraphs", "convert_record", "record_metadata", "records_to_dataset",
     "default_data_dir",
 ]
 
@@ -178,8 +178,25 @@ def _req(rec: dict, key: str, typ=str, nonempty: bool = True):
     return v
 
 
-def _linearise(paragraphs: Sequence[dict]) -> str:
+def linearise_paragraphs(paragraphs: Sequence[dict], dataset: str) -> str:
+    """The context text of a list of ``{title, text}`` paragraphs.
+
+    HotpotQA / MuSiQue: ``"title: text"`` blocks separated by a blank line. FinQA: text lines joined by a
+    newline, the table (title ``"table"``, rows ``cell | cell``) set off by blank lines, no titles.
+    """
+    if dataset == "finqa":
+        out = ""
+        for p in paragraphs:
+            if p["title"] == "table":
+                out = out.rstrip("\n") + ("\n\n" if out else "") + p["text"] + "\n\n"
+            else:
+                out += p["text"] + "\n"
+        return out.strip("\n")
     return "\n\n".join((f"{p['title']}: {p['text']}" if p["title"] else p["text"]) for p in paragraphs)
+
+
+def _linearise(paragraphs: Sequence[dict]) -> str:
+    return linearise_paragraphs(paragraphs, "hotpotqa")
 
 
 def _num_str(v) -> str:
@@ -224,7 +241,7 @@ def _convert_finqa(rec: dict) -> dict:
                 sup.add(i if i < len(pre) else i + (1 if tlines else 0))
             elif kind == "table" and tlines:
                 sup.add(len(pre))
-        context = "\n".join(pre) + ("\n\n" + "\n".join(tlines) if tlines else "") + "\n\n" + "\n".join(post)
+        context = linearise_paragraphs(paragraphs, "finqa")
         aliases = [a for a in {_num_str(exe)} if exe is not None and a != answer]
         meta = {"format": "finqa_original", "program": program, "gold_value": exe,
                 "table": table, "filename": rec.get("filename"), "gold_inds": gold_inds}
@@ -254,6 +271,7 @@ def _convert_finqa(rec: dict) -> dict:
         sup = {i for i, p in enumerate(paragraphs) if p["title"] == "" and " ".join(p["text"].split()) in ev_texts}
         if any(str(k).startswith("table") for k in ev):
             sup |= {i for i, p in enumerate(paragraphs) if p["title"] == "table"}
+        context = linearise_paragraphs(paragraphs, "finqa")
         gv = rec.get("gold_value")
         aliases = [a for a in dict.fromkeys([str(rec.get("target_answer") or "").strip()]) if a and a != answer]
         meta = {"format": "finqa_processed", "program": program, "gold_value": gv,

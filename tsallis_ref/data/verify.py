@@ -177,15 +177,16 @@ def parse_number(text: str) -> tuple[float, bool, int] | None:
 
 
 def finqa_numeric_match(pred: str, gold, *, rel_tol: float = 1e-3, abs_tol: float = 1e-6,
-                        percent_scale: bool = True) -> bool:
+                        percent_scale: bool = True, round_rel_tol: float = 1e-2) -> bool:
     """FinQA execution accuracy for one answer.
 
     ``gold`` is a number (``exe_ans``) or a string ("17%", "0.17043", "yes"). A yes/no gold is compared
     as a normalised string. Otherwise the last number in ``pred`` is read in its written unit; the gold
     is compared in the units ``{1}`` plus ``{100}`` when pred carries "%" and, with ``percent_scale``,
     also ``{100, 1/100}`` when it does not (a percentage written without its sign, or a fraction written as a
-    percentage). A match is ``isclose(pred, gold*unit, rel_tol, abs_tol)`` or ``pred == round(gold*unit, d)``
-    where d is the number of decimals pred shows (so "17%" matches 0.17043 and "9813.67" matches 9813.66667).
+    percentage). A match is ``isclose(pred, gold*unit, rel_tol, abs_tol)``, or ``pred == round(gold*unit, d)``
+    where d is the number of decimals pred shows *and* the relative error is at most ``round_rel_tol`` (so
+    "17%" matches 0.17043 and "9813.67" matches 9813.66667, but "0.2" does not match 0.17043).
     """
     if isinstance(gold, str):
         g_norm = normalize_answer(gold)
@@ -210,7 +211,8 @@ def finqa_numeric_match(pred: str, gold, *, rel_tol: float = 1e-3, abs_tol: floa
         gu = g * u
         if math.isclose(v, gu, rel_tol=rel_tol, abs_tol=abs_tol):
             return True
-        if math.isclose(v, round(gu, dec), rel_tol=1e-12, abs_tol=10.0 ** (-dec - 6)):
+        if (math.isclose(v, round(gu, dec), rel_tol=1e-12, abs_tol=10.0 ** (-dec - 6))
+                and abs(v - gu) <= round_rel_tol * abs(gu)):
             return True
     return False
 
