@@ -64,7 +64,10 @@ def test_official_em_f1_and_aliases():
     ("The answer is 9813.67", 9813.66667, True),
     ("$ 1,234", 1234.0, True),
     ("0.2", "20%", True),
-    ("0.2", 0.17043, False),         # rounding is accepted only within 1%
+    ("0.2", 0.17043, False),         # rounding is accepted only with >= 2 significant digits
+    ("1.3%", 0.01328, True),
+    ("1e-05", 1e-05, True),          # scientific notation
+    ("2.5", 2.25, False),
     ("17.1", 17.043, False),
     ("-3.2%", -0.03219, True),
     ("3.2%", -0.03219, False),       # sign matters

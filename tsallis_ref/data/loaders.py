@@ -206,6 +206,10 @@ def _num_str(v) -> str:
 
 
 # --------------------------------------------------------------------------------------------- FinQA
+def _is_noise(t) -> bool:
+    return str(t).strip() in ("", ".")
+
+
 def _finqa_table_lines(table) -> list[str]:
     if not isinstance(table, list) or not all(isinstance(r, list) for r in table):
         raise _Skip("table", "expected a list of rows")
@@ -227,20 +231,28 @@ def _convert_finqa(rec: dict) -> dict:
         post = _req(rec, "post_text", list, nonempty=False)
         table = rec.get("table") or []
         tlines = _finqa_table_lines(table)
-        texts = [str(t) for t in pre + post]
-        paragraphs = [{"title": "", "text": t} for t in pre]
+        # FinQA text_i indexes pre_text + post_text; the table sits between them. Sentences that are only
+        # punctuation (the release pads post_text with ".") are dropped, with the indices remapped.
+        paragraphs, text_pos, table_pos = [], {}, None
+        for i, t in enumerate(pre):
+            if not _is_noise(t):
+                text_pos[i] = len(paragraphs)
+                paragraphs.append({"title": "", "text": str(t).strip()})
         if tlines:
+            table_pos = len(paragraphs)
             paragraphs.append({"title": "table", "text": "\n".join(tlines)})
-        paragraphs += [{"title": "", "text": t} for t in post]
+        for j, t in enumerate(post):
+            if not _is_noise(t):
+                text_pos[len(pre) + j] = len(paragraphs)
+                paragraphs.append({"title": "", "text": str(t).strip()})
         gold_inds = qa.get("gold_inds") or {}
         sup = set()
         for key in gold_inds:
             kind, _, num = key.partition("_")
-            if kind == "text" and num.isdigit() and int(num) < len(texts):
-                i = int(num)
-                sup.add(i if i < len(pre) else i + (1 if tlines else 0))
-            elif kind == "table" and tlines:
-                sup.add(len(pre))
+            if kind == "text" and num.isdigit() and int(num) in text_pos:
+                sup.add(text_pos[int(num)])
+            elif kind == "table" and table_pos is not None:
+                sup.add(table_pos)
         context = linearise_paragraphs(paragraphs, "finqa")
         aliases = [a for a in {_num_str(exe)} if exe is not None and a != answer]
         meta = {"format": "finqa_original", "program": program, "gold_value": exe,
@@ -262,8 +274,8 @@ def _convert_finqa(rec: dict) -> dict:
             if cur_table:
                 paragraphs.append({"title": "table", "text": "\n".join(cur_table)})
                 cur_table = []
-            if ln.strip():
-                paragraphs.append({"title": "", "text": ln})
+            if not _is_noise(ln):
+                paragraphs.append({"title": "", "text": ln.strip()})
         if cur_table:
             paragraphs.append({"title": "table", "text": "\n".join(cur_table)})
         ev = rec.get("evidence_indices") or {}

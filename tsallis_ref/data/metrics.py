@@ -28,6 +28,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
         raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}: draw at least k samples per prompt")
     if n - c < k:
         return 1.0
+    if k == 1:
+        return c / n  # exact, no round-off from the product
     prod = 1.0
     for i in range(n - c + 1, n + 1):
         prod *= 1.0 - k / i

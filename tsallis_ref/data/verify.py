@@ -151,7 +151,8 @@ def max_over_aliases(fn, pred: str, gold: str, aliases: Iterable[str] | None = N
     return max((fn(pred, g) for g in gs), default=0.0)
 
 
-_NUM = re.compile(r"(?<![\w.])[-−]?\$?\s?\d[\d,]*(?:\.\d+)?\s?%?|(?<![\w.])[-−]?\.\d+\s?%?")
+_NUM = re.compile(r"(?<![\w.])[-−]?\$?\s?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?\s?%?"
+                  r"|(?<![\w.])[-−]?\.\d+(?:[eE][-+]?\d+)?\s?%?")
 
 
 def parse_number(text: str) -> tuple[float, bool, int] | None:
@@ -172,12 +173,21 @@ def parse_number(text: str) -> tuple[float, bool, int] | None:
         v = float(t)
     except ValueError:
         return None
-    dec = len(t.split(".")[1]) if "." in t else 0
+    mant, _, ex = t.lower().partition("e")
+    dec = len(mant.split(".")[1]) if "." in mant else 0
+    if ex:
+        dec = max(dec - int(ex), 0)
     return v, pct, dec
 
 
+def _sig_digits(v: float, dec: int) -> int:
+    """Significant digits shown by a number written with ``dec`` decimals."""
+    digits = f"{abs(v):.{dec}f}".replace(".", "").lstrip("0")
+    return len(digits)
+
+
 def finqa_numeric_match(pred: str, gold, *, rel_tol: float = 1e-3, abs_tol: float = 1e-6,
-                        percent_scale: bool = True, round_rel_tol: float = 1e-2) -> bool:
+                        percent_scale: bool = True, min_sig_digits: int = 2) -> bool:
     """FinQA execution accuracy for one answer.
 
     ``gold`` is a number (``exe_ans``) or a string ("17%", "0.17043", "yes"). A yes/no gold is compared
@@ -185,8 +195,9 @@ def finqa_numeric_match(pred: str, gold, *, rel_tol: float = 1e-3, abs_tol: floa
     is compared in the units ``{1}`` plus ``{100}`` when pred carries "%" and, with ``percent_scale``,
     also ``{100, 1/100}`` when it does not (a percentage written without its sign, or a fraction written as a
     percentage). A match is ``isclose(pred, gold*unit, rel_tol, abs_tol)``, or ``pred == round(gold*unit, d)``
-    where d is the number of decimals pred shows *and* the relative error is at most ``round_rel_tol`` (so
-    "17%" matches 0.17043 and "9813.67" matches 9813.66667, but "0.2" does not match 0.17043).
+    where d is the number of decimals pred shows *and* pred shows at least ``min_sig_digits`` significant
+    digits (so "17%" and "1.3%" match 0.17043 and 0.01328, "9813.67" matches 9813.66667, but a one-digit
+    "0.2" does not match 0.17043).
     """
     if isinstance(gold, str):
         g_norm = normalize_answer(gold)
@@ -212,7 +223,7 @@ def finqa_numeric_match(pred: str, gold, *, rel_tol: float = 1e-3, abs_tol: floa
         if math.isclose(v, gu, rel_tol=rel_tol, abs_tol=abs_tol):
             return True
         if (math.isclose(v, round(gu, dec), rel_tol=1e-12, abs_tol=10.0 ** (-dec - 6))
-                and abs(v - gu) <= round_rel_tol * abs(gu)):
+                and _sig_digits(v, dec) >= min_sig_digits):
             return True
     return False
 
