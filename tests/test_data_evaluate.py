@@ -89,3 +89,17 @@ def test_evaluate_rejects_examples_without_contract_keys(tiny):
 def test_aggregate_skips_undefined_metrics():
     agg = aggregate([{"p@1": 1.0, "em": None}, {"p@1": 0.0}], ["p@1", "em"])
     assert agg == {"p@1": 50.0, "n_examples": 2}
+
+
+def test_chat_template_is_applied_when_the_tokenizer_has_one(tiny):
+    from tsallis_ref.data.evaluate import _prompt_text
+
+    model, tok = tiny
+    assert _prompt_text(tok, "hi", None) == "hi"  # no template -> the raw prompt
+    tok2 = byte_tokenizer()
+    tok2.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
+                          "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    assert _prompt_text(tok2, "hi", None) == "<|user|>hi<|assistant|>"
+    assert _prompt_text(tok2, "hi", False) == "hi"
+    g = generate_samples(model, tok2, ["hi"], k=2, batch_size=2, max_new_tokens=3, progress=False)
+    assert len(g[0]) == 2
