@@ -17,6 +17,7 @@ REAL = default_data_dir()
     ("<think>long reasoning</think>Rush", "Rush"),
     ("reasoning...\nAnswer: The Beatles\nextra line", "The Beatles"),
     ("so the final answer is 0.10319.", "0.10319"),
+    ("The answer is: Paris", "Paris"),
     ("We get \\boxed{42}", "42"),
     ("ANSWER: **yes**", "yes"),
     ("", ""),

@@ -37,7 +37,7 @@ __all__ = [
 #: markers after which the final answer starts, tried in this order (last occurrence wins)
 END_OF_RATIONALE_MARKERS = ("</think>", "Answer:", "answer:", "ANSWER:")
 
-_ANSWER_IS = re.compile(r"(?:final answer|the answer)\s*(?:is|:)\s*", re.IGNORECASE)
+_ANSWER_IS = re.compile(r"(?:final answer|the answer)\s*(?:is\s*:?|:)\s*", re.IGNORECASE)
 
 
 def extract_answer(generation: str, markers: Sequence[str] = END_OF_RATIONALE_MARKERS) -> str:
