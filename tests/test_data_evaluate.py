@@ -103,3 +103,18 @@ def test_chat_template_is_applied_when_the_tokenizer_has_one(tiny):
     assert _prompt_text(tok2, "hi", False) == "hi"
     g = generate_samples(model, tok2, ["hi"], k=2, batch_size=2, max_new_tokens=3, progress=False)
     assert len(g[0]) == 2
+
+
+def test_budget_forcing_closes_the_rationale(tiny):
+    model, tok = tiny
+    # no eos ever: every sample runs out of its rationale budget and gets </think> forced
+    gens = generate_samples(model, tok, ["Q: a?", "Q: bb?"], k=3, batch_size=4, max_new_tokens=4, think_budget=6,
+                            progress=False, generate_kwargs={"suppress_tokens": [tok.eos_token_id]})
+    for g in (x for row in gens for x in row):
+        assert g.count("</think>") == 1
+        before, after = g.split("</think>")
+        # a byte token decodes to at most one character (random bytes -> U+FFFD), so characters bound tokens
+        assert len(before.replace("<s>", "s")) <= 6 + 1  # the rationale budget (+ the forced newline)
+        assert after.startswith("\n\n") and len(after.replace("<s>", "s")) <= 2 + 4  # forced "\n\n" + the answer budget
+    with pytest.raises(ValueError, match="think_budget"):
+        generate_samples(model, tok, ["x"], k=1, think_budget=0, progress=False)

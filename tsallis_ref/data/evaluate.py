@@ -86,16 +86,25 @@ def _prompt_text(tokenizer, prompt: str, use_chat_template: bool | None) -> str:
 def generate_samples(model, tokenizer, prompts: Sequence[str], k: int = 16, *, batch_size: int = 16,
                      max_new_tokens: int = 256, temperature: float = 1.0, top_p: float = 1.0,
                      seed: int | None = 0, use_chat_template: bool | None = None, progress: bool = True,
-                     generate_kwargs: dict | None = None) -> list[list[str]]:
+                     generate_kwargs: dict | None = None, think_budget: int | None = None,
+                     end_marker: str = "</think>", forced_suffix: str = "\n</think>\n\n") -> list[list[str]]:
     """k sampled continuations per prompt (decoded new tokens, special tokens kept except pad/eos).
 
     The n_prompts * k sequences are generated ``batch_size`` at a time (left padding), with a tqdm bar.
+
+    Budget forcing (paper §7.1, after Muennighoff et al. 2025): with ``think_budget`` set, the rationale is
+    sampled for at most ``think_budget`` new tokens (stopping at ``end_marker``); a sequence that has not
+    finished (no eos) then gets ``end_marker`` forced (``forced_suffix`` appended when the marker is missing)
+    and ``max_new_tokens`` more tokens for the answer (the paper reserves 128). The continuation is
+    re-tokenised from text, so token boundaries at the junction may differ from the sampled ones.
     """
     import torch
     from tqdm.auto import tqdm
 
     if k < 1 or batch_size < 1:
         raise ValueError(f"need k >= 1 and batch_size >= 1, got k={k}, batch_size={batch_size}")
+    if think_budget is not None and think_budget < 1:
+        raise ValueError(f"think_budget must be a positive number of tokens or None, got {think_budget}")
     texts = [_prompt_text(tokenizer, p, use_chat_template) for p in prompts]
     jobs = [(i, texts[i]) for i in range(len(texts)) for _ in range(k)]
     out: list[list[str]] = [[] for _ in texts]
@@ -106,27 +115,49 @@ def generate_samples(model, tokenizer, prompts: Sequence[str], k: int = 16, *, b
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad_id is None:
         raise ValueError("the tokenizer has neither a pad_token nor an eos_token; set tokenizer.pad_token")
+    eos_id = tokenizer.eos_token_id
     drop = {t for t in (tokenizer.pad_token, tokenizer.eos_token) if t}
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    gk = dict(do_sample=True, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-              pad_token_id=pad_id)
+    gk = dict(do_sample=True, temperature=temperature, top_p=top_p, pad_token_id=pad_id)
     gk.update(generate_kwargs or {})
+
+    def run(batch_texts: list[str], n_new: int, **extra) -> list[tuple[str, bool]]:
+        enc = tokenizer(batch_texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = {kk: v.to(device) for kk, v in enc.items()}
+        gen = model.generate(**enc, **gk, max_new_tokens=n_new, **extra)
+        res = []
+        for row in gen[:, enc["input_ids"].shape[1]:]:
+            ids = row.tolist()
+            ended = eos_id is not None and eos_id in ids
+            txt = tokenizer.decode(row, skip_special_tokens=False)
+            for t in drop:
+                txt = txt.replace(t, "")
+            res.append((txt, ended))
+        return res
+
     try:
         with torch.inference_mode():
             for s in tqdm(range(0, len(jobs), batch_size), desc=f"sampling k={k}", disable=not progress,
                           total=(len(jobs) + batch_size - 1) // batch_size):
                 chunk = jobs[s:s + batch_size]
-                enc = tokenizer([t for _, t in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
-                enc = {kk: v.to(device) for kk, v in enc.items()}
-                gen = model.generate(**enc, **gk)
-                new = gen[:, enc["input_ids"].shape[1]:]
-                for (i, _), row in zip(chunk, new):
-                    txt = tokenizer.decode(row, skip_special_tokens=False)
-                    for t in drop:
-                        txt = txt.replace(t, "")
-                    out[i].append(txt)
+                if think_budget is None:
+                    for (i, _), (txt, _) in zip(chunk, run([t for _, t in chunk], max_new_tokens)):
+                        out[i].append(txt)
+                    continue
+                first = run([t for _, t in chunk], think_budget, stop_strings=[end_marker], tokenizer=tokenizer)
+                rationale = []
+                for txt, ended in first:
+                    if not ended:
+                        j = txt.find(end_marker)
+                        txt = txt[:j + len(end_marker)] if j >= 0 else txt + forced_suffix
+                    rationale.append((txt, ended))
+                todo = [n for n, (_, ended) in enumerate(rationale) if not ended]
+                answers = dict(zip(todo, (t for t, _ in run([chunk[n][1] + rationale[n][0] for n in todo],
+                                                             max_new_tokens)))) if todo else {}
+                for n, (i, _) in enumerate(chunk):
+                    out[i].append(rationale[n][0] + answers.get(n, ""))
     finally:
         tokenizer.padding_side = old_side
         if was_training:
@@ -144,13 +175,16 @@ class EvalResult:
 def evaluate(model, tokenizer, examples: Sequence[dict], k: int = 16, *, dataset: str | None = None,
              judge: str = "relaxed", batch_size: int = 16, max_new_tokens: int = 256, temperature: float = 1.0,
              top_p: float = 1.0, seed: int | None = 0, use_chat_template: bool | None = None,
-             progress: bool = True, keep_generations: bool = False, generate_kwargs: dict | None = None) -> EvalResult:
+             progress: bool = True, keep_generations: bool = False, generate_kwargs: dict | None = None,
+             think_budget: int | None = None) -> EvalResult:
     """Sample k answers per example and score them (paper §7.1: k = 16, relaxed substring judge).
 
     ``examples`` are :func:`~tsallis_ref.data.prompts.to_training_examples` dicts ``{id, prompt, answer,
     aliases}``. ``dataset`` ("finqa", "hotpotqa", "musique" or None) adds EM/F1 or execution accuracy.
     Returns :class:`EvalResult` with per-example dicts and the aggregate (in %) of p@1, p@k, maj@k,
-    reward_em and em/f1/exec_acc where defined.
+    reward_em and em/f1/exec_acc where defined. ``think_budget`` turns on budget forcing (see
+    :func:`generate_samples`; the paper: FinQA 4096-128, HotpotQA 3072-128, MuSiQue 2048-128 rationale tokens and
+    ``max_new_tokens=128`` for the answer).
     """
     if judge not in JUDGES:
         raise ValueError(f"judge must be one of {JUDGES}, got {judge!r}")
@@ -161,7 +195,7 @@ def evaluate(model, tokenizer, examples: Sequence[dict], k: int = 16, *, dataset
     gens = generate_samples(model, tokenizer, [e["prompt"] for e in examples], k, batch_size=batch_size,
                             max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
                             use_chat_template=use_chat_template, progress=progress,
-                            generate_kwargs=generate_kwargs)
+                            generate_kwargs=generate_kwargs, think_budget=think_budget)
     per = []
     for ex, g in zip(examples, gens):
         s = score_samples(g, ex["answer"], ex["aliases"], k=k, dataset=dataset, judge=judge)
@@ -171,6 +205,7 @@ def evaluate(model, tokenizer, examples: Sequence[dict], k: int = 16, *, dataset
         per.append(s)
     keys = ["p@1", f"p@{k}", f"maj@{k}", "reward_em", "em", "f1", "exec_acc"]
     cfg = dict(k=k, dataset=dataset, judge=judge, batch_size=batch_size, max_new_tokens=max_new_tokens,
+               think_budget=think_budget,
                temperature=temperature, top_p=top_p, seed=seed)
     return EvalResult(per, aggregate(per, keys), cfg)
 
