@@ -1,0 +1,153 @@
+"""Verifiers, normalisation, official EM/F1, FinQA numeric match and the safe FinQA interpreter."""
+import json
+import math
+
+import pytest
+
+from tsallis_ref.data import (FinQAProgramError, default_data_dir, execute_program, extract_answer,
+                              finqa_numeric_match, hotpot_f1, max_over_aliases, normalize_answer, parse_program,
+                              relaxed_match, reward_exact_match, squad_em, squad_f1, squad_normalize,
+                              table_from_context, try_execute)
+
+REAL = default_data_dir()
+
+
+@pytest.mark.parametrize("gen,expected", [
+    ("<think>2+2 is 4, so Answer: 5</think>\n\nThe answer is 4.", "4"),
+    ("<think>long reasoning</think>Rush", "Rush"),
+    ("reasoning...\nAnswer: The Beatles\nextra line", "The Beatles"),
+    ("so the final answer is 0.10319.", "0.10319"),
+    ("The answer is: Paris", "Paris"),
+    ("We get \\boxed{42}", "42"),
+    ("ANSWER: **yes**", "yes"),
+    ("", ""),
+])
+def test_extract_answer(gen, expected):
+    assert extract_answer(gen) == expected
+
+
+def test_squad_normalisation_is_official_and_numeric_safe_variant():
+    assert squad_normalize("The  Beatles!") == "beatles"
+    assert squad_normalize("-0.05") == "005"  # official behaviour, why we keep a numeric-safe variant
+    assert normalize_answer("-0.05") == "-0.05"
+    assert normalize_answer("$1,234.5 million.") == "1234.5 million"
+    assert normalize_answer("12 %") == "12%"
+    assert normalize_answer("An Apple-pie") == "applepie"
+
+
+def test_reward_exact_match_and_relaxed_match():
+    assert reward_exact_match("the Rush", "Rush") == 1.0
+    assert reward_exact_match("Rush band", "Rush") == 0.0
+    assert reward_exact_match("J. Doe", "Jane Doe", ["J. Doe"]) == 1.0
+    assert relaxed_match("I think it is Rush, the band", "Rush")
+    assert not relaxed_match("Yes", "no")
+    assert relaxed_match("10", "1")  # the paper's rule is a plain substring test
+    assert not relaxed_match("0.1", "-0.1")
+    assert not relaxed_match("anything", "")
+
+
+def test_official_em_f1_and_aliases():
+    assert squad_em("The Rush.", "rush") == 1.0
+    assert squad_f1("Rush band", "Rush") == pytest.approx(2 * 0.5 * 1 / 1.5)
+    assert squad_f1("nothing", "Rush") == 0.0
+    assert hotpot_f1("yes it is", "yes") == 0.0  # official HotpotQA: a yes/no gold needs exactly yes/no
+    assert hotpot_f1("Rush band", "Rush") == pytest.approx(squad_f1("Rush band", "Rush"))
+    assert hotpot_f1("no", "yes") == 0.0
+    assert hotpot_f1("yes", "yes") == 1.0
+    assert max_over_aliases(squad_em, "J. Doe", "Jane Doe", ["J. Doe"]) == 1.0
+    assert max_over_aliases(squad_f1, "Jane", "Jane Doe", ["J. Doe"]) == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("pred,gold,ok", [
+    ("17%", 0.17043, True),          # percentage, rounded to the shown precision
+    ("0.17", 0.17043, True),
+    ("17.04", 0.17043, True),        # percentage written without its sign
+    ("The answer is 9813.67", 9813.66667, True),
+    ("$ 1,234", 1234.0, True),
+    ("0.2", "20%", True),
+    ("0.2", 0.17043, False),         # rounding is accepted only with >= 2 significant digits
+    ("1.3%", 0.01328, True),
+    ("1e-05", 1e-05, True),          # scientific notation
+    ("2.5", 2.25, False),
+    ("17.1", 17.043, False),
+    ("-3.2%", -0.03219, True),
+    ("3.2%", -0.03219, False),       # sign matters
+    ("25", 0.17043, False),
+    ("yes", "yes", True),
+    ("no", "yes", False),
+    ("no number here", 1.0, False),
+])
+def test_finqa_numeric_match(pred, gold, ok):
+    assert finqa_numeric_match(pred, gold) is ok
+
+
+def test_finqa_numeric_match_without_percent_scale():
+    assert not finqa_numeric_match("17.04", 0.17043, percent_scale=False)
+
+
+TABLE = [["", "2019", "2018"], ["net revenue", "$ 1,200", "$ 1,000"], ["costs", "700", "$ -650 ( 650 )"],
+         ["notes", "1", "n/a"]]
+
+
+@pytest.mark.parametrize("program,expected", [
+    ("subtract(1200, 1000), divide(#0, 1000)", 0.2),
+    ("divide(3.8, divide(100, 100))", 3.8),                  # nested program_re form
+    ("multiply(22.5, const_1000), divide(#0, 53620)", 0.41962),
+    ("add(const_m1, 2)", 1.0),
+    ("divide(9896, 23.6%)", 41932.20339),
+    ("exp(1.1, 2)", 1.21),
+    ("table_sum(net revenue, none)", 2200.0),
+    ("table_average(net revenue, none), divide(#0, const_100)", 11.0),
+    ("table_max(costs, none)", 700.0),
+    ("table_min(costs, none)", -650.0),
+    ("table_min(Net  Revenue, none)", 1000.0),
+    ("greater(700, 650)", "yes"),
+    ("subtract(5, 7), greater(#0, 0)", "no"),
+    ("add(1, 2), EOF", 3.0),
+])
+def test_execute_program(program, expected):
+    assert execute_program(program, TABLE) == expected
+
+
+@pytest.mark.parametrize("program,msg", [
+    ("divide(1, 0)", "division by zero"),
+    ("subtract(1, 1), divide(5, #0)", "step 1: division by zero"),
+    ("add(#1, 2)", "reference '#1' to a step not yet computed"),
+    ("__import__(os)", "unknown operation '__import__'"),
+    ("add(1, os.system('x'))", "unknown operation 'system'|not a number|unexpected"),
+    ("add(1)", "takes 2 arguments"),
+    ("add(1, 2", "unclosed"),
+    ("table_sum(missing row, none)", "not found"),
+    ("table_sum(notes, none)", "non-numeric cell 'n/a'"),
+    ("", "empty program"),
+    ("add(1, 2) subtract(3, 1)", "expected ','"),
+    ("greater(2, 1), add(#0, 1)", "yes/no value used in arithmetic"),
+])
+def test_execute_program_errors(program, msg):
+    with pytest.raises(FinQAProgramError, match=msg):
+        execute_program(program, TABLE)
+    v, err = try_execute(program, TABLE)
+    assert v is None and err
+
+
+def test_table_op_needs_table_and_parse_tree():
+    with pytest.raises(FinQAProgramError, match="needs the table"):
+        execute_program("table_sum(net revenue, none)")
+    steps = parse_program("add(1, 2), subtract(#0, const_1)")
+    assert [s.op for s in steps] == ["add", "subtract"] and steps[1].args == ("#0", "const_1")
+    assert table_from_context("a b\nnet revenue | 1 | 2\n") == [["net revenue", "1", "2"]]
+
+
+@pytest.mark.skipif(REAL is None, reason="../shared/data is not present")
+def test_interpreter_agrees_with_real_finqa_programs():
+    orig = json.load(open(REAL / "finqa/train_20_original.json"))
+    agree = 0
+    for r in orig:
+        v, err = try_execute(r["qa"]["program"], r["table"])
+        g = r["qa"]["exe_ans"]
+        agree += (v == g) if isinstance(g, str) else (err is None and math.isclose(v, g, abs_tol=1e-5))
+    assert agree == len(orig)  # 20/20, including table_max and greater
+    rows = [json.loads(x) for x in open(REAL / "finqa/train_250_processed.jsonl")]
+    agree = sum(math.isclose(try_execute(r["program"], table_from_context(r["context"]))[0] or float("nan"),
+                             round(r["formula_value"], 5), abs_tol=1e-5) for r in rows)
+    assert agree == len(rows)

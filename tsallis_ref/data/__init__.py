@@ -1,0 +1,35 @@
+"""Benchmarks of the paper (§7): FinQA, HotpotQA, MuSiQue loaders, warm/cold prompts, verifiers and metrics.
+
+>>> from tsallis_ref.data import normalize_answer, relaxed_match, pass_at_k
+>>> relaxed_match("The answer is Rush.", "rush")
+True
+>>> round(pass_at_k(16, 4, 1), 4)
+0.25
+
+``datasets`` / ``transformers`` / ``torch`` are imported lazily (only by the loaders and the harness).
+"""
+from .finqa_program import FinQAProgramError, execute_program, parse_program, str_to_num, table_from_context, try_execute
+from .loaders import (DATASETS, DataFormatError, LoadReport, Problem, convert_record, default_data_dir,
+                      detect_dataset, features, linearise_paragraphs, load_benchmark, read_records,
+                      record_metadata, records_to_dataset)
+from .metrics import aggregate, maj_at_k, majority_vote, pass_at_k
+from .prompts import (ANSWER_FORMATS, COLD_TEMPLATE, WARM_TEMPLATES, build_prompt, make_counter,
+                      to_training_examples, truncate_paragraphs)
+from .verify import (END_OF_RATIONALE_MARKERS, exact_match, extract_answer, finqa_numeric_match, hotpot_f1,
+                     max_over_aliases, normalize_answer, parse_number, relaxed_match, reward_exact_match,
+                     squad_em, squad_f1, squad_normalize)
+from .evaluate import EvalResult, byte_tokenizer, evaluate, generate_samples, score_samples
+
+__all__ = [
+    "FinQAProgramError", "execute_program", "parse_program", "str_to_num", "table_from_context", "try_execute",
+    "DATASETS", "DataFormatError", "LoadReport", "Problem", "convert_record", "default_data_dir",
+    "detect_dataset", "features", "linearise_paragraphs", "load_benchmark", "read_records", "record_metadata",
+    "records_to_dataset",
+    "aggregate", "maj_at_k", "majority_vote", "pass_at_k",
+    "ANSWER_FORMATS", "COLD_TEMPLATE", "WARM_TEMPLATES", "build_prompt", "make_counter",
+    "to_training_examples", "truncate_paragraphs",
+    "END_OF_RATIONALE_MARKERS", "exact_match", "extract_answer", "finqa_numeric_match", "hotpot_f1",
+    "max_over_aliases", "normalize_answer", "parse_number", "relaxed_match", "reward_exact_match", "squad_em",
+    "squad_f1", "squad_normalize",
+    "EvalResult", "byte_tokenizer", "evaluate", "generate_samples", "score_samples",
+]

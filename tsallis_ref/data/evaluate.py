@@ -1,0 +1,229 @@
+"""Evaluation harness: sample k answers per prompt with HF ``generate`` and score p@1, p@k, maj@k (+ EM/F1).
+
+Paper §7.1: 16 samples per prompt at evaluation; p@1, p@16 and m@16 (= maj@16) judged by the *relaxed
+substring match*. Per example we also report the training reward (exact match, mean over samples) and the
+benchmark metrics: HotpotQA / MuSiQue answer EM and F1 (official normalisation, MuSiQue max over aliases,
+means over samples, i.e. the expected single-sample EM/F1) and FinQA execution accuracy (numeric match).
+
+Use :func:`score_samples` directly when the generations come from elsewhere (vLLM, a saved file).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from .metrics import aggregate, maj_at_k, pass_at_k
+from .verify import (extract_answer, finqa_numeric_match, hotpot_f1, max_over_aliases, normalize_answer,
+                     parse_number, relaxed_match, reward_exact_match, squad_em, squad_f1)
+
+__all__ = ["EvalResult", "score_samples", "generate_samples", "evaluate", "byte_tokenizer", "JUDGES"]
+
+
+def _finqa_key(a: str) -> str:
+    """Vote key for FinQA: the number rounded to 5 significant decimals (so 0.1 and 0.10 vote together)."""
+    p = parse_number(a)
+    if p is None:
+        return normalize_answer(a)
+    v = p[0] / 100.0 if p[1] else p[0]
+    return repr(round(v, 5))
+
+
+def _judge(name: str, answer: str, aliases: Sequence[str]) -> Callable[[str], bool]:
+    if name == "relaxed":
+        return lambda p: relaxed_match(p, answer, aliases)
+    if name == "exact":
+        return lambda p: reward_exact_match(p, answer, aliases) > 0
+    if name == "finqa_exec":
+        return lambda p: finqa_numeric_match(p, answer) or any(finqa_numeric_match(p, a) for a in aliases)
+    raise ValueError(f"judge must be one of {JUDGES}, got {name!r}")
+
+
+JUDGES = ("relaxed", "exact", "finqa_exec")
+
+
+def score_samples(generations: Sequence[str], answer: str, aliases: Sequence[str] = (), *, k: int | None = None,
+                  dataset: str | None = None, judge: str = "relaxed", extract: bool = True) -> dict:
+    """Score n sampled generations of one prompt.
+
+    Returns ``{preds, correct, n, c, p@1, p@k, maj@k, reward_em}`` and, by ``dataset``: ``em, f1`` (hotpotqa,
+    musique) or ``exec_acc`` (finqa). ``k`` defaults to n. FinQA votes on the rounded number, others on the
+    normalised answer text.
+    """
+    n = len(generations)
+    if n == 0:
+        raise ValueError("score_samples needs at least one generation")
+    k = n if k is None else k
+    aliases = list(aliases or [])
+    preds = [extract_answer(g) if extract else g for g in generations]
+    is_ok = _judge(judge, answer, aliases)
+    correct = [bool(is_ok(p)) for p in preds]
+    c = sum(correct)
+    key = _finqa_key if dataset == "finqa" else normalize_answer
+    out = {"preds": preds, "correct": correct, "n": n, "c": c, "p@1": pass_at_k(n, c, 1),
+           f"p@{k}": pass_at_k(n, c, k), f"maj@{k}": maj_at_k(preds, is_ok, k, key=key),
+           "reward_em": sum(reward_exact_match(p, answer, aliases) for p in preds) / n}
+    if dataset == "hotpotqa":
+        out["em"] = sum(squad_em(p, answer) for p in preds) / n
+        out["f1"] = sum(hotpot_f1(p, answer) for p in preds) / n
+    elif dataset == "musique":
+        out["em"] = sum(max_over_aliases(squad_em, p, answer, aliases) for p in preds) / n
+        out["f1"] = sum(max_over_aliases(squad_f1, p, answer, aliases) for p in preds) / n
+    elif dataset == "finqa":
+        fj = _judge("finqa_exec", answer, aliases)
+        out["exec_acc"] = sum(fj(p) for p in preds) / n
+    return out
+
+
+def _prompt_text(tokenizer, prompt: str, use_chat_template: bool | None) -> str:
+    if use_chat_template is None:
+        use_chat_template = bool(getattr(tokenizer, "chat_template", None))
+    if not use_chat_template:
+        return prompt
+    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+def generate_samples(model, tokenizer, prompts: Sequence[str], k: int = 16, *, batch_size: int = 16,
+                     max_new_tokens: int = 256, temperature: float = 1.0, top_p: float = 1.0,
+                     seed: int | None = 0, use_chat_template: bool | None = None, progress: bool = True,
+                     generate_kwargs: dict | None = None, think_budget: int | None = None,
+                     end_marker: str = "</think>", forced_suffix: str = "\n</think>\n\n") -> list[list[str]]:
+    """k sampled continuations per prompt (decoded new tokens, special tokens kept except pad/eos).
+
+    The n_prompts * k sequences are generated ``batch_size`` at a time (left padding), with a tqdm bar.
+
+    Budget forcing (paper §7.1, after Muennighoff et al. 2025): with ``think_budget`` set, the rationale is
+    sampled for at most ``think_budget`` new tokens (stopping at ``end_marker``); a sequence that has not
+    finished (no eos) then gets ``end_marker`` forced (``forced_suffix`` appended when the marker is missing)
+    and ``max_new_tokens`` more tokens for the answer (the paper reserves 128). The continuation is
+    re-tokenised from text, so token boundaries at the junction may differ from the sampled ones.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    if k < 1 or batch_size < 1:
+        raise ValueError(f"need k >= 1 and batch_size >= 1, got k={k}, batch_size={batch_size}")
+    if think_budget is not None and think_budget < 1:
+        raise ValueError(f"think_budget must be a positive number of tokens or None, got {think_budget}")
+    texts = [_prompt_text(tokenizer, p, use_chat_template) for p in prompts]
+    jobs = [(i, texts[i]) for i in range(len(texts)) for _ in range(k)]
+    out: list[list[str]] = [[] for _ in texts]
+    if seed is not None:
+        torch.manual_seed(seed)
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad_id is None:
+        raise ValueError("the tokenizer has neither a pad_token nor an eos_token; set tokenizer.pad_token")
+    eos_id = tokenizer.eos_token_id
+    drop = {t for t in (tokenizer.pad_token, tokenizer.eos_token) if t}
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    gk = dict(do_sample=True, temperature=temperature, top_p=top_p, pad_token_id=pad_id)
+    gk.update(generate_kwargs or {})
+
+    def run(batch_texts: list[str], n_new: int, **extra) -> list[tuple[str, bool]]:
+        enc = tokenizer(batch_texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = {kk: v.to(device) for kk, v in enc.items()}
+        gen = model.generate(**enc, **gk, max_new_tokens=n_new, **extra)
+        res = []
+        for row in gen[:, enc["input_ids"].shape[1]:]:
+            ids = row.tolist()
+            ended = eos_id is not None and eos_id in ids
+            txt = tokenizer.decode(row, skip_special_tokens=False)
+            for t in drop:
+                txt = txt.replace(t, "")
+            res.append((txt, ended))
+        return res
+
+    try:
+        with torch.inference_mode():
+            for s in tqdm(range(0, len(jobs), batch_size), desc=f"sampling k={k}", disable=not progress,
+                          total=(len(jobs) + batch_size - 1) // batch_size):
+                chunk = jobs[s:s + batch_size]
+                if think_budget is None:
+                    for (i, _), (txt, _) in zip(chunk, run([t for _, t in chunk], max_new_tokens)):
+                        out[i].append(txt)
+                    continue
+                first = run([t for _, t in chunk], think_budget, stop_strings=[end_marker], tokenizer=tokenizer)
+                rationale = []
+                for txt, ended in first:
+                    if not ended:
+                        j = txt.find(end_marker)
+                        txt = txt[:j + len(end_marker)] if j >= 0 else txt + forced_suffix
+                    rationale.append((txt, ended))
+                todo = [n for n, (_, ended) in enumerate(rationale) if not ended]
+                answers = dict(zip(todo, (t for t, _ in run([chunk[n][1] + rationale[n][0] for n in todo],
+                                                             max_new_tokens)))) if todo else {}
+                for n, (i, _) in enumerate(chunk):
+                    out[i].append(rationale[n][0] + answers.get(n, ""))
+    finally:
+        tokenizer.padding_side = old_side
+        if was_training:
+            model.train()
+    return out
+
+
+@dataclass
+class EvalResult:
+    per_example: list[dict]
+    aggregate: dict
+    config: dict = field(default_factory=dict)
+
+
+def evaluate(model, tokenizer, examples: Sequence[dict], k: int = 16, *, dataset: str | None = None,
+             judge: str = "relaxed", batch_size: int = 16, max_new_tokens: int = 256, temperature: float = 1.0,
+             top_p: float = 1.0, seed: int | None = 0, use_chat_template: bool | None = None,
+             progress: bool = True, keep_generations: bool = False, generate_kwargs: dict | None = None,
+             think_budget: int | None = None) -> EvalResult:
+    """Sample k answers per example and score them (paper §7.1: k = 16, relaxed substring judge).
+
+    ``examples`` are :func:`~tsallis_ref.data.prompts.to_training_examples` dicts ``{id, prompt, answer,
+    aliases}``. ``dataset`` ("finqa", "hotpotqa", "musique" or None) adds EM/F1 or execution accuracy.
+    Returns :class:`EvalResult` with per-example dicts and the aggregate (in %) of p@1, p@k, maj@k,
+    reward_em and em/f1/exec_acc where defined. ``think_budget`` turns on budget forcing (see
+    :func:`generate_samples`; the paper: FinQA 4096-128, HotpotQA 3072-128, MuSiQue 2048-128 rationale tokens and
+    ``max_new_tokens=128`` for the answer).
+    """
+    if judge not in JUDGES:
+        raise ValueError(f"judge must be one of {JUDGES}, got {judge!r}")
+    for j, ex in enumerate(examples):
+        missing = {"id", "prompt", "answer", "aliases"} - set(ex)
+        if missing:
+            raise ValueError(f"examples[{j}] lacks keys {sorted(missing)}; build them with to_training_examples")
+    gens = generate_samples(model, tokenizer, [e["prompt"] for e in examples], k, batch_size=batch_size,
+                            max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                            use_chat_template=use_chat_template, progress=progress,
+                            generate_kwargs=generate_kwargs, think_budget=think_budget)
+    per = []
+    for ex, g in zip(examples, gens):
+        s = score_samples(g, ex["answer"], ex["aliases"], k=k, dataset=dataset, judge=judge)
+        s["id"] = ex["id"]
+        if keep_generations:
+            s["generations"] = g
+        per.append(s)
+    keys = ["p@1", f"p@{k}", f"maj@{k}", "reward_em", "em", "f1", "exec_acc"]
+    cfg = dict(k=k, dataset=dataset, judge=judge, batch_size=batch_size, max_new_tokens=max_new_tokens,
+               think_budget=think_budget,
+               temperature=temperature, top_p=top_p, seed=seed)
+    return EvalResult(per, aggregate(per, keys), cfg)
+
+
+def byte_tokenizer():
+    """A self-contained byte-level tokenizer (259 ids: 256 bytes + <pad> <s> </s>) for tests and CPU demos.
+
+    Needs only the ``tokenizers`` package (a transformers dependency); no hub access.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2}
+    for ch in sorted(alphabet):
+        vocab[ch] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+

@@ -1,0 +1,240 @@
+"""A small, safe interpreter for FinQA programs (Chen et al. 2021), never ``eval``.
+
+FinQA writes the gold computation as a flat program of steps, e.g.
+``subtract(5829, 5735), divide(#0, 5735)``, where ``#n`` is the result of step ``n``.
+The nested form of the release (``program_re``, e.g. ``divide(3.8, divide(100, 100))``) is accepted too.
+
+Operations (those of the official FinQA executor): ``add subtract multiply divide exp greater``
+(``greater`` returns ``"yes"``/``"no"``) and the table operations ``table_sum table_average table_max
+table_min`` whose first argument is a table row name (second argument ``none``). Arguments are numbers
+(``1,234``, ``$ 12``, ``23.6%`` = 0.236), ``const_X`` (``const_m1`` = -1, ``const_1000`` = 1000) or ``#n``.
+As in the official executor, the final result is rounded to 5 decimals.
+
+A program is parsed into a tree first (a tiny recursive-descent parser), then evaluated; any problem
+(unknown op, bad argument, forward ``#n`` reference, division by zero, unknown table row) raises
+:class:`FinQAProgramError` with the step and the reason. :func:`try_execute` returns ``(value, error)``.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+__all__ = [
+    "FinQAProgramError", "parse_program", "execute_program", "try_execute", "str_to_num",
+    "table_from_context", "BINARY_OPS", "TABLE_OPS",
+]
+
+Value = Union[float, str]
+
+BINARY_OPS = ("add", "subtract", "multiply", "divide", "exp", "greater")
+TABLE_OPS = ("table_sum", "table_average", "table_max", "table_min")
+
+
+class FinQAProgramError(ValueError):
+    """A FinQA program that cannot be parsed or executed (the message names the step and the reason)."""
+
+
+@dataclass(frozen=True)
+class Call:
+    op: str
+    args: tuple  # of Call | str (raw argument text)
+
+
+def str_to_num(text: str) -> float | None:
+    """Official FinQA number parsing: commas and ``$`` dropped, ``x%`` -> x/100, ``const_m1`` -> -1.
+
+    Returns ``None`` when ``text`` is not a number.
+    """
+    t = text.replace(",", "").replace("$", "").strip()
+    if t.startswith("const_"):
+        c = t[len("const_"):]
+        c = "-1" if c == "m1" else c
+        try:
+            return float(c)
+        except ValueError:
+            return None
+    pct = t.endswith("%")
+    if pct:
+        t = t[:-1].strip()
+    try:
+        v = float(t)
+    except ValueError:
+        return None
+    if not math.isfinite(v):
+        return None
+    return v / 100.0 if pct else v
+
+
+_NAME = re.compile(r"\s*([A-Za-z_][A-Za-z_0-9]*)\s*\(")
+
+
+def parse_program(program: str) -> list[Call]:
+    """Parse ``"op(a, b), op(#0, c)"`` (flat) or nested calls into a list of :class:`Call` trees."""
+    if not isinstance(program, str) or not program.strip():
+        raise FinQAProgramError(f"empty program {program!r}")
+    s = program.strip()
+    # the release sometimes ends a program with "EOF"
+    s = re.sub(r",?\s*EOF\s*$", "", s)
+    pos = 0
+    steps: list[Call] = []
+
+    def parse_call(i: int) -> tuple[Call, int]:
+        m = _NAME.match(s, i)
+        if not m:
+            raise FinQAProgramError(f"expected 'op(' at character {i} of {program!r}")
+        op = m.group(1).lower()
+        i = m.end()
+        args: list = []
+        buf = ""
+        while True:
+            if i >= len(s):
+                raise FinQAProgramError(f"unclosed '(' in {program!r}")
+            ch = s[i]
+            if ch == ")":
+                if buf.strip() or args:
+                    args.append(buf.strip())
+                return Call(op, tuple(a for a in args)), i + 1
+            if ch == ",":
+                args.append(buf.strip())
+                buf = ""
+                i += 1
+                continue
+            if ch == "(":
+                # a nested call: the buffer holds its name
+                m2 = re.search(r"([A-Za-z_][A-Za-z_0-9]*)\s*$", buf)
+                if not m2 or buf[: m2.start()].strip():
+                    raise FinQAProgramError(f"unexpected '(' at character {i} of {program!r}")
+                start = i - len(buf) + m2.start()
+                sub, i = parse_call(start)
+                args.append(sub)
+                buf = ""
+                # skip to the next ',' or ')'
+                while i < len(s) and s[i].isspace():
+                    i += 1
+                if i < len(s) and s[i] == ",":
+                    i += 1
+                elif i < len(s) and s[i] == ")":
+                    return Call(op, tuple(args)), i + 1
+                continue
+            buf += ch
+            i += 1
+
+    while pos < len(s):
+        call, pos = parse_call(pos)
+        steps.append(call)
+        while pos < len(s) and s[pos].isspace():
+            pos += 1
+        if pos < len(s):
+            if s[pos] != ",":
+                raise FinQAProgramError(f"expected ',' between steps at character {pos} of {program!r}")
+            pos += 1
+    return steps
+
+
+def _row_values(table: Sequence[Sequence[str]], name: str, step: int) -> list[float]:
+    key = " ".join(name.lower().split())
+    for row in table:
+        if row and " ".join(str(row[0]).lower().split()) == key:
+            vals = []
+            for cell in row[1:]:
+                c = str(cell).replace("$", "").split("(")[0].strip()
+                v = str_to_num(c)
+                if v is None:
+                    raise FinQAProgramError(f"step {step}: table row {name!r} has a non-numeric cell {cell!r}")
+                vals.append(v)
+            if not vals:
+                raise FinQAProgramError(f"step {step}: table row {name!r} has no values")
+            return vals
+    raise FinQAProgramError(f"step {step}: table row {name!r} not found")
+
+
+def execute_program(program: str, table: Sequence[Sequence[str]] | None = None, *, round_to: int | None = 5) -> Value:
+    """Execute a FinQA program safely and return the last step's value (float, or "yes"/"no").
+
+    ``table`` (list of rows, first cell = row name) is needed only by the ``table_*`` ops.
+    Raises :class:`FinQAProgramError` on any problem, including division by zero.
+    """
+    steps = parse_program(program)
+    results: list[Value] = []
+
+    def arg_value(a, step: int) -> Value:
+        if isinstance(a, Call):
+            return run(a, step)
+        if a.startswith("#"):
+            try:
+                j = int(a[1:])
+            except ValueError:
+                raise FinQAProgramError(f"step {step}: bad reference {a!r}") from None
+            if not 0 <= j < len(results):
+                raise FinQAProgramError(f"step {step}: reference {a!r} to a step not yet computed")
+            return results[j]
+        v = str_to_num(a)
+        if v is None:
+            raise FinQAProgramError(f"step {step}: argument {a!r} is not a number, #n or const_X")
+        return v
+
+    def num(v: Value, step: int) -> float:
+        if isinstance(v, str):
+            raise FinQAProgramError(f"step {step}: a yes/no value used in arithmetic")
+        return v
+
+    def run(call: Call, step: int) -> Value:
+        op = call.op
+        if op in TABLE_OPS:
+            if table is None:
+                raise FinQAProgramError(f"step {step}: {op} needs the table, none was given")
+            if len(call.args) < 1 or isinstance(call.args[0], Call):
+                raise FinQAProgramError(f"step {step}: {op} needs a row name")
+            vals = _row_values(table, call.args[0], step)
+            if op == "table_sum":
+                return float(sum(vals))
+            if op == "table_average":
+                return float(sum(vals) / len(vals))
+            return float(max(vals) if op == "table_max" else min(vals))
+        if op not in BINARY_OPS:
+            raise FinQAProgramError(f"step {step}: unknown operation {op!r}")
+        if len(call.args) != 2:
+            raise FinQAProgramError(f"step {step}: {op} takes 2 arguments, got {len(call.args)}")
+        a = num(arg_value(call.args[0], step), step)
+        b = num(arg_value(call.args[1], step), step)
+        if op == "add":
+            return a + b
+        if op == "subtract":
+            return a - b
+        if op == "multiply":
+            return a * b
+        if op == "divide":
+            if b == 0:
+                raise FinQAProgramError(f"step {step}: division by zero")
+            return a / b
+        if op == "exp":
+            try:
+                r = a ** b
+            except (OverflowError, ZeroDivisionError) as e:
+                raise FinQAProgramError(f"step {step}: exp({a}, {b}) failed: {e}") from None
+            if isinstance(r, complex) or not math.isfinite(r):
+                raise FinQAProgramError(f"step {step}: exp({a}, {b}) is not a finite real")
+            return r
+        return "yes" if a > b else "no"  # greater
+
+    for i, call in enumerate(steps):
+        results.append(run(call, i))
+    out = results[-1]
+    if isinstance(out, float) and round_to is not None:
+        out = round(out, round_to)
+    return out
+
+
+def try_execute(program: str, table=None, **kw) -> tuple[Value | None, str | None]:
+    """``(value, None)`` on success, ``(None, reason)`` on failure; never raises on a bad program."""
+    try:
+        return execute_program(program, table, **kw), None
+    except FinQAProgramError as e:
+        return None, str(e)
+
+
+def table_from_context(context: str) -> list[list[str]]:
+    """Recover table rows from a processed FinQA context (lines ``name | v1 | v2``)."""
+    return [[c.strip() for c in line.split(" | ")] for line in context.splitlines() if " | " in line]

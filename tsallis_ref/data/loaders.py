@@ -1,0 +1,520 @@
+"""Loaders for FinQA, HotpotQA and MuSiQue into one uniform ``datasets.Dataset`` schema.
+
+Accepted inputs (paper §7.1 uses subsets of the official splits of the three benchmarks):
+
+* **FinQA**: the original release (JSON list of ``{id, pre_text, post_text, table, qa: {question, answer,
+  exe_ans, program, gold_inds, ...}}``) and the processed JSONL (``{id, question, context, answer, program,
+  evidence_indices, gold_value, ...}``, context = pre_text + linearised table + post_text).
+* **HotpotQA**: the original distractor release (JSON list or JSONL, ``_id``, ``context: [[title, [sent...]]]``,
+  ``supporting_facts: [[title, sent_idx]]``) and the Hub's columnar schema (``id``, ``context: {title: [...],
+  sentences: [[...]]}``, ``supporting_facts: {title: [...], sent_id: [...]}``).
+* **MuSiQue**: JSONL or a JSON list of ``{id, question, answer, answer_aliases, answerable,
+  paragraphs: [{idx, title, paragraph_text, is_supporting}], question_decomposition}``.
+
+Each comes from a local path (file), an in-memory ``datasets.Dataset`` / list of dicts, or a Hub dataset
+name through ``datasets.load_dataset`` (only when a hub is reachable).
+
+Uniform schema (:func:`features`): ``id, dataset, question, context`` (the linearised text), ``paragraphs``
+(``[{title, text}]``, the units truncation works on), ``supporting`` (indices into ``paragraphs`` of the
+supporting paragraphs, empty when unknown), ``answer``, ``aliases``, ``metadata`` (a JSON string; decode with
+:func:`record_metadata`).
+
+Bad input policy: a malformed *record* (missing/ill-typed field) or an unanswerable one (MuSiQue
+``answerable: false``, HotpotQA test items without an answer) is not loaded but **counted** in the returned
+:class:`LoadReport` (with file, record index, id, field and reason) and logged as one warning line; it never
+raises mid-way. A malformed *file* (bad JSON, wrong top-level type, a required field missing from every
+record) raises :class:`DataFormatError` naming the file, the record and the field.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+__all__ = [
+    "DataFormatError", "LoadReport", "Problem", "features", "DATASETS", "load_benchmark",
+    "read_records", "detect_dataset", "linearise_paragraphs", "convert_record", "record_metadata", "records_to_dataset",
+    "default_data_dir",
+]
+
+log = logging.getLogger(__name__)
+
+DATASETS = ("finqa", "hotpotqa", "musique")
+
+
+def features():
+    """The uniform schema as ``datasets.Features``."""
+    import datasets
+
+    return datasets.Features({
+        "id": datasets.Value("string"),
+        "dataset": datasets.Value("string"),
+        "question": datasets.Value("string"),
+        "context": datasets.Value("string"),
+        "paragraphs": [{"title": datasets.Value("string"), "text": datasets.Value("string")}],
+        "supporting": [datasets.Value("int32")],
+        "answer": datasets.Value("string"),
+        "aliases": [datasets.Value("string")],
+        "metadata": datasets.Value("string"),
+    })
+
+
+class DataFormatError(ValueError):
+    """A whole input file (or object) is unusable; the message names the file, the record and the field."""
+
+
+@dataclass
+class Problem:
+    source: str
+    index: int
+    id: str | None
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: record {self.index} (id={self.id!r}) field {self.field!r}: {self.reason}"
+
+
+@dataclass
+class LoadReport:
+    """What a load did: counts of records read, loaded, malformed and unanswerable, with each problem."""
+
+    dataset: str
+    source: str
+    n_read: int = 0
+    n_loaded: int = 0
+    n_malformed: int = 0
+    n_unanswerable: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{self.dataset} from {self.source}: read {self.n_read}, loaded {self.n_loaded}, "
+                f"malformed {self.n_malformed}, unanswerable {self.n_unanswerable}")
+
+    def __str__(self) -> str:
+        lines = [self.summary()] + [f"  - {p}" for p in self.problems[:20]]
+        if len(self.problems) > 20:
+            lines.append(f"  ... and {len(self.problems) - 20} more")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"dataset": self.dataset, "source": self.source, "n_read": self.n_read,
+                "n_loaded": self.n_loaded, "n_malformed": self.n_malformed,
+                "n_unanswerable": self.n_unanswerable, "problems": [vars(p) for p in self.problems]}
+
+
+class _Skip(Exception):
+    def __init__(self, field: str, reason: str, unanswerable: bool = False):
+        super().__init__(reason)
+        self.field, self.reason, self.unanswerable = field, reason, unanswerable
+
+
+# --------------------------------------------------------------------------------------------- reading
+def read_records(path: str | os.PathLike) -> list[Any]:
+    """Read a JSON list (``.json``) or JSON lines (``.jsonl``; also detected by content) file.
+
+    Raises :class:`DataFormatError` naming the file and the line/record for bad JSON or a wrong top-level type.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataFormatError(f"{p}: no such file (pass a .json/.jsonl path, a datasets.Dataset or a hub name)")
+    text = p.read_text(encoding="utf-8")
+    stripped = text.lstrip()
+    if not stripped:
+        raise DataFormatError(f"{p}: the file is empty")
+    if stripped[0] == "[":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataFormatError(f"{p}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        return data
+    if stripped[0] == "{" and p.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = None  # maybe JSON lines with a .json suffix
+        if isinstance(data, dict):
+            raise DataFormatError(
+                f"{p}: top level is a JSON object with keys {sorted(data)[:8]}; expected a list of records "
+                "(a JSON list) or one record per line (JSONL)")
+    out = []
+    for i, line in enumerate(text.splitlines()):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise DataFormatError(f"{p}: invalid JSON on line {i + 1} (record {len(out)}), column {e.colno}: "
+                                  f"{e.msg}") from None
+    return out
+
+
+def detect_dataset(rec: dict) -> str | None:
+    """Guess the benchmark from one record's keys."""
+    if not isinstance(rec, dict):
+        return None
+    if "qa" in rec or "program" in rec or "pre_text" in rec:
+        return "finqa"
+    if "paragraphs" in rec or "answer_aliases" in rec:
+        return "musique"
+    if "supporting_facts" in rec or ("context" in rec and not isinstance(rec.get("context"), str)):
+        return "hotpotqa"
+    return None
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _req(rec: dict, key: str, typ=str, nonempty: bool = True):
+    if key not in rec or rec[key] is None:
+        raise _Skip(key, "missing")
+    v = rec[key]
+    if not isinstance(v, typ):
+        tn = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
+        raise _Skip(key, f"expected {tn}, got {type(v).__name__}")
+    if nonempty and typ is str and not v.strip():
+        raise _Skip(key, "empty string")
+    return v
+
+
+def linearise_paragraphs(paragraphs: Sequence[dict], dataset: str) -> str:
+    """The context text of a list of ``{title, text}`` paragraphs.
+
+    HotpotQA / MuSiQue: ``"title: text"`` blocks separated by a blank line. FinQA: text lines joined by a
+    newline, the table (title ``"table"``, rows ``cell | cell``) set off by blank lines, no titles.
+    """
+    if dataset == "finqa":
+        out = ""
+        for p in paragraphs:
+            if p["title"] == "table":
+                out = out.rstrip("\n") + ("\n\n" if out else "") + p["text"] + "\n\n"
+            else:
+                out += p["text"] + "\n"
+        return out.strip("\n")
+    return "\n\n".join((f"{p['title']}: {p['text']}" if p["title"] else p["text"]) for p in paragraphs)
+
+
+def _linearise(paragraphs: Sequence[dict]) -> str:
+    return linearise_paragraphs(paragraphs, "hotpotqa")
+
+
+def _num_str(v) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v)) if abs(v) < 1e15 else repr(v)
+    return str(v)
+
+
+# --------------------------------------------------------------------------------------------- FinQA
+def _is_noise(t) -> bool:
+    return str(t).strip() in ("", ".")
+
+
+def _finqa_table_lines(table) -> list[str]:
+    if not isinstance(table, list) or not all(isinstance(r, list) for r in table):
+        raise _Skip("table", "expected a list of rows")
+    return [" | ".join(str(c) for c in row) for row in table]
+
+
+def _convert_finqa(rec: dict) -> dict:
+    if "qa" in rec:  # original release
+        qa = _req(rec, "qa", dict)
+        rid = _req(rec, "id")
+        question = _req(qa, "question")
+        program = qa.get("program") or ""
+        if "exe_ans" not in qa and not str(qa.get("answer", "")).strip():
+            raise _Skip("qa.answer", "missing (neither answer nor exe_ans)")
+        exe = qa.get("exe_ans")
+        ans = str(qa.get("answer") or "").strip()
+        answer = ans if ans else _num_str(exe)
+        pre = _req(rec, "pre_text", list, nonempty=False)
+        post = _req(rec, "post_text", list, nonempty=False)
+        table = rec.get("table") or []
+        tlines = _finqa_table_lines(table)
+        # FinQA text_i indexes pre_text + post_text; the table sits between them. Sentences that are only
+        # punctuation (the release pads post_text with ".") are dropped, with the indices remapped.
+        paragraphs, text_pos, table_pos = [], {}, None
+        for i, t in enumerate(pre):
+            if not _is_noise(t):
+                text_pos[i] = len(paragraphs)
+                paragraphs.append({"title": "", "text": str(t).strip()})
+        if tlines:
+            table_pos = len(paragraphs)
+            paragraphs.append({"title": "table", "text": "\n".join(tlines)})
+        for j, t in enumerate(post):
+            if not _is_noise(t):
+                text_pos[len(pre) + j] = len(paragraphs)
+                paragraphs.append({"title": "", "text": str(t).strip()})
+        gold_inds = qa.get("gold_inds") or {}
+        sup = set()
+        for key in gold_inds:
+            kind, _, num = key.partition("_")
+            if kind == "text" and num.isdigit() and int(num) in text_pos:
+                sup.add(text_pos[int(num)])
+            elif kind == "table" and table_pos is not None:
+                sup.add(table_pos)
+        context = linearise_paragraphs(paragraphs, "finqa")
+        aliases = [a for a in {_num_str(exe)} if exe is not None and a != answer]
+        meta = {"format": "finqa_original", "program": program, "gold_value": exe,
+                "table": table, "filename": rec.get("filename"), "gold_inds": gold_inds}
+    else:  # processed
+        rid = _req(rec, "id")
+        question = _req(rec, "question")
+        context = _req(rec, "context")
+        if rec.get("answer") is None or not str(rec.get("answer")).strip():
+            raise _Skip("answer", "missing")
+        answer = str(rec["answer"]).strip()
+        program = rec.get("program") or ""
+        lines = [ln for ln in context.split("\n")]
+        paragraphs, cur_table = [], []
+        for ln in lines:
+            if " | " in ln:
+                cur_table.append(ln)
+                continue
+            if cur_table:
+                paragraphs.append({"title": "table", "text": "\n".join(cur_table)})
+                cur_table = []
+            if not _is_noise(ln):
+                paragraphs.append({"title": "", "text": ln.strip()})
+        if cur_table:
+            paragraphs.append({"title": "table", "text": "\n".join(cur_table)})
+        ev = rec.get("evidence_indices") or {}
+        ev_texts = {" ".join(str(v).split()) for k, v in ev.items() if str(k).startswith("text")}
+        sup = {i for i, p in enumerate(paragraphs) if p["title"] == "" and " ".join(p["text"].split()) in ev_texts}
+        if any(str(k).startswith("table") for k in ev):
+            sup |= {i for i, p in enumerate(paragraphs) if p["title"] == "table"}
+        context = linearise_paragraphs(paragraphs, "finqa")
+        gv = rec.get("gold_value")
+        aliases = [a for a in dict.fromkeys([str(rec.get("target_answer") or "").strip()]) if a and a != answer]
+        meta = {"format": "finqa_processed", "program": program, "gold_value": gv,
+                "formula_value": rec.get("formula_value"), "target_answer": rec.get("target_answer"),
+                "scale_relation": rec.get("scale_relation"), "evidence_indices": ev}
+    return {"id": str(rid), "dataset": "finqa", "question": question, "context": context,
+            "paragraphs": paragraphs, "supporting": sorted(sup), "answer": answer, "aliases": aliases,
+            "metadata": meta}
+
+
+# --------------------------------------------------------------------------------------------- HotpotQA
+def _convert_hotpotqa(rec: dict) -> dict:
+    rid = rec.get("_id", rec.get("id"))
+    if rid is None:
+        raise _Skip("_id", "missing (neither _id nor id)")
+    question = _req(rec, "question")
+    ctx = rec.get("context")
+    if ctx is None:
+        raise _Skip("context", "missing")
+    if isinstance(ctx, dict):  # Hub columnar
+        titles, sents = ctx.get("title"), ctx.get("sentences")
+        if not isinstance(titles, list) or not isinstance(sents, list) or len(titles) != len(sents):
+            raise _Skip("context", "columnar context needs lists 'title' and 'sentences' of equal length")
+        pairs = list(zip(titles, sents))
+    elif isinstance(ctx, list):
+        pairs = []
+        for j, item in enumerate(ctx):
+            if not (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[1], list)):
+                raise _Skip(f"context[{j}]", "expected [title, [sentence, ...]]")
+            pairs.append((item[0], item[1]))
+    else:
+        raise _Skip("context", f"expected a list or a {{title, sentences}} dict, got {type(ctx).__name__}")
+    paragraphs = [{"title": str(t), "text": "".join(str(s) for s in ss).strip()} for t, ss in pairs]
+    sf = rec.get("supporting_facts")
+    if isinstance(sf, dict):
+        facts = list(zip(sf.get("title") or [], sf.get("sent_id") or []))
+    elif isinstance(sf, list):
+        facts = [tuple(f) for f in sf if isinstance(f, (list, tuple)) and len(f) == 2]
+    else:
+        facts = []
+    sup_titles = {str(t) for t, _ in facts}
+    sup = [i for i, p in enumerate(paragraphs) if p["title"] in sup_titles]
+    ans = rec.get("answer")
+    if ans is None or (isinstance(ans, str) and not ans.strip()):
+        raise _Skip("answer", "no gold answer (test split?)", unanswerable=True)
+    if not isinstance(ans, str):
+        raise _Skip("answer", f"expected str, got {type(ans).__name__}")
+    meta = {"format": "hotpotqa_columnar" if isinstance(ctx, dict) else "hotpotqa_original",
+            "type": rec.get("type"), "level": rec.get("level"),
+            "supporting_facts": [[str(t), int(s)] for t, s in facts]}
+    return {"id": str(rid), "dataset": "hotpotqa", "question": question, "context": _linearise(paragraphs),
+            "paragraphs": paragraphs, "supporting": sup, "answer": ans.strip(), "aliases": [], "metadata": meta}
+
+
+# --------------------------------------------------------------------------------------------- MuSiQue
+def _convert_musique(rec: dict, keep_unanswerable: bool = False) -> dict:
+    rid = _req(rec, "id")
+    question = _req(rec, "question")
+    paras = _req(rec, "paragraphs", list, nonempty=False)
+    unanswerable = rec.get("answerable") is False
+    if unanswerable and not keep_unanswerable:
+        raise _Skip("answerable", "answerable is false", unanswerable=True)
+    ans = str(rec.get("answer") or "") if unanswerable else _req(rec, "answer")
+    aliases = rec.get("answer_aliases") or []
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise _Skip("answer_aliases", "expected a list of strings")
+    items = []
+    for j, p in enumerate(paras):
+        if not isinstance(p, dict) or not isinstance(p.get("paragraph_text"), str):
+            raise _Skip(f"paragraphs[{j}]", "expected {idx, title, paragraph_text, is_supporting}")
+        items.append((p.get("idx", j), p))
+    items.sort(key=lambda t: t[0])
+    paragraphs = [{"title": str(p.get("title", "")), "text": p["paragraph_text"].strip()} for _, p in items]
+    sup = [i for i, (_, p) in enumerate(items) if p.get("is_supporting")]
+    meta = {"format": "musique", "answerable": not unanswerable,
+            "hops": str(rid).split("__")[0], "question_decomposition": rec.get("question_decomposition")}
+    return {"id": str(rid), "dataset": "musique", "question": question, "context": _linearise(paragraphs),
+            "paragraphs": paragraphs, "supporting": sup, "answer": ans.strip(),
+            "aliases": [a for a in aliases if a.strip()], "metadata": meta}
+
+
+_CONVERTERS = {"finqa": _convert_finqa, "hotpotqa": _convert_hotpotqa, "musique": _convert_musique}
+_REQUIRED = {"finqa": ("id",), "hotpotqa": ("question",), "musique": ("id", "question", "paragraphs")}
+
+
+def convert_record(rec: dict, dataset: str) -> dict:
+    """Convert one raw record to the uniform schema (metadata as a dict). Raises ``ValueError`` if malformed."""
+    try:
+        return _CONVERTERS[dataset](rec)
+    except _Skip as e:
+        raise ValueError(f"field {e.field!r}: {e.reason}") from None
+
+
+def record_metadata(row: dict) -> dict:
+    """The metadata of a uniform row as a dict (stored as a JSON string to stay Arrow-friendly)."""
+    m = row["metadata"]
+    return json.loads(m) if isinstance(m, str) else dict(m)
+
+
+def _check_dataset(dataset: str) -> str:
+    d = dataset.lower().replace("_", "").replace("-", "")
+    if d not in DATASETS:
+        raise ValueError(f"dataset={dataset!r} is not one of {DATASETS}")
+    return d
+
+
+def records_to_dataset(records: Iterable[Any], dataset: str | None = None, *, source: str = "<records>",
+                       strict: bool = False, keep_unanswerable: bool = False):
+    """Convert raw records into the uniform ``datasets.Dataset``; returns ``(dataset, LoadReport)``.
+
+    ``strict=True`` raises :class:`DataFormatError` at the first malformed record instead of counting it.
+    ``keep_unanswerable=True`` keeps unanswerable MuSiQue records (answer may then be empty) instead of skipping.
+    """
+    import datasets
+
+    records = list(records)
+    if not records:
+        raise DataFormatError(f"{source}: no records")
+    if dataset is None:
+        kinds = {detect_dataset(r) for r in records[:50]} - {None}
+        if len(kinds) != 1:
+            raise DataFormatError(f"{source}: cannot tell the benchmark from the record keys "
+                                  f"(record 0 keys: {sorted(records[0])[:10] if isinstance(records[0], dict) else type(records[0]).__name__}); "
+                                  f"pass dataset= one of {DATASETS}")
+        dataset = kinds.pop()
+    dataset = _check_dataset(dataset)
+    # a required field missing from every record means the wrong file or format, not bad records
+    dicts = [r for r in records if isinstance(r, dict)]
+    if not dicts:
+        raise DataFormatError(f"{source}: record 0 is a {type(records[0]).__name__}, expected JSON objects")
+    for key in _REQUIRED[dataset]:
+        if dataset == "finqa" and key == "id":
+            continue
+        if all(key not in r for r in dicts):
+            raise DataFormatError(f"{source}: record 0 (and every other) has no field {key!r}; "
+                                  f"is this a {dataset} file? record 0 keys: {sorted(dicts[0])[:12]}")
+    if dataset == "hotpotqa" and all(("_id" not in r and "id" not in r) for r in dicts):
+        raise DataFormatError(f"{source}: record 0 (and every other) has no field '_id' or 'id'")
+    if dataset == "finqa" and all(("qa" not in r and "question" not in r) for r in dicts):
+        raise DataFormatError(f"{source}: record 0 (and every other) has neither 'qa' (original FinQA) nor "
+                              f"'question' (processed FinQA); record 0 keys: {sorted(dicts[0])[:12]}")
+    report = LoadReport(dataset=dataset, source=source)
+    rows = []
+    conv = _CONVERTERS[dataset]
+    for i, rec in enumerate(records):
+        report.n_read += 1
+        rid = rec.get("_id", rec.get("id")) if isinstance(rec, dict) else None
+        try:
+            if not isinstance(rec, dict):
+                raise _Skip("<record>", f"expected a JSON object, got {type(rec).__name__}")
+            if keep_unanswerable and dataset == "musique" and rec.get("answerable") is False:
+                row = conv(rec, keep_unanswerable=True)
+                report.n_unanswerable += 1
+            else:
+                row = conv(rec)
+        except _Skip as e:
+            prob = Problem(source, i, None if rid is None else str(rid), e.field, e.reason)
+            if strict:
+                raise DataFormatError(str(prob)) from None
+            report.problems.append(prob)
+            if e.unanswerable:
+                report.n_unanswerable += 1
+            else:
+                report.n_malformed += 1
+            continue
+        row["metadata"] = json.dumps(row["metadata"], default=str)
+        rows.append(row)
+    report.n_loaded = len(rows)
+    if report.problems:
+        log.warning("%s", report.summary())
+    else:
+        log.info("%s", report.summary())
+    ds = datasets.Dataset.from_list(rows, features=features()) if rows else \
+        datasets.Dataset.from_dict({k: [] for k in features()}, features=features())
+    return ds, report
+
+
+def load_benchmark(source, dataset: str | None = None, *, split: str = "train", name: str | None = None,
+                   limit: int | None = None, strict: bool = False, keep_unanswerable: bool = False,
+                   **load_dataset_kwargs):
+    """Load FinQA / HotpotQA / MuSiQue into the uniform schema; returns ``(datasets.Dataset, LoadReport)``.
+
+    ``source`` is a local ``.json``/``.jsonl`` path, a ``datasets.Dataset`` (e.g. the Hub copy loaded
+    elsewhere), a list of dicts, or a Hub dataset name (e.g. ``"hotpotqa/hotpot_qa"`` with ``name="distractor"``),
+    which goes through ``datasets.load_dataset(source, name, split=split)`` and so needs a reachable hub.
+    ``dataset`` is detected from the record keys when not given. ``limit`` keeps the first ``limit`` records.
+    """
+    import datasets
+
+    if isinstance(source, (str, os.PathLike)) and (Path(source).exists() or str(source).endswith((".json", ".jsonl"))):
+        records = read_records(source)
+        src = str(source)
+        if not isinstance(records, list):
+            raise DataFormatError(f"{src}: top level is a {type(records).__name__}, expected a list of records")
+    elif isinstance(source, datasets.Dataset):
+        records, src = source, f"<datasets.Dataset {source.info.dataset_name or ''} {len(source)} rows>"
+    elif isinstance(source, datasets.DatasetDict):
+        if split not in source:
+            raise DataFormatError(f"DatasetDict has no split {split!r}; splits: {list(source)}")
+        records, src = source[split], f"<DatasetDict[{split}]>"
+    elif isinstance(source, list):
+        records, src = source, "<list>"
+    elif isinstance(source, str):
+        try:
+            hub = datasets.load_dataset(source, name, split=split, **load_dataset_kwargs)
+        except Exception as e:  # network / not found: say what to do instead
+            raise DataFormatError(f"{source}: not a local file and datasets.load_dataset({source!r}, {name!r}, "
+                                  f"split={split!r}) failed ({type(e).__name__}: {e}); pass a local path "
+                                  f"such as ../shared/data/...") from e
+        records, src = hub, f"hub:{source}/{name or ''}[{split}]"
+    else:
+        raise TypeError(f"source must be a path, a datasets.Dataset, a list of dicts or a hub name, "
+                        f"got {type(source).__name__}")
+    if limit is not None:
+        records = records.select(range(min(limit, len(records)))) if isinstance(records, datasets.Dataset) \
+            else records[:limit]
+    return records_to_dataset(records, dataset, source=src, strict=strict, keep_unanswerable=keep_unanswerable)
+
+
+def default_data_dir(start: str | os.PathLike | None = None) -> Path | None:
+    """Find ``shared/data`` beside the repository (``../shared/data`` from the repo root), or ``None``.
+
+    Honours ``$TSALLIS_REF_DATA``; otherwise walks up from ``start`` (default: this file) looking for a
+    ``shared/data`` sibling or a ``../shared/data`` next to a directory holding ``pyproject.toml``.
+    """
+    env = os.environ.get("TSALLIS_REF_DATA")
+    if env and Path(env).is_dir():
+        return Path(env)
+    here = Path(start or __file__).resolve()
+    for d in [here] + list(here.parents):
+        for cand in (d / "shared" / "data", d.parent / "shared" / "data"):
+            if (cand / "finqa").is_dir() or (cand / "hotpotqa").is_dir():
+                return cand
+    return None
