@@ -279,7 +279,7 @@ def escape_time_asymptote(p0, q: float):
 def fit_loglog_slope(x, y) -> tuple[float, float]:
     """Least-squares fit of ``log y = slope * log x + intercept``; returns ``(slope, intercept)``."""
     x = np.asarray(x, dtype=float)
-    y = np.abs(np.asarray(y, dtype=float))
+    y = np.asarray(y, dtype=float)
     if x.shape != y.shape or x.size < 2 or (x <= 0).any() or (y <= 0).any():
         raise ValueError("fit_loglog_slope needs two positive arrays of the same length >= 2")
     slope, intercept = np.polyfit(np.log(x), np.log(y), 1)
@@ -683,7 +683,7 @@ def bias_vs_P(q: float, M: int, Ps: Sequence[float], *, regime: str = "rare", Z:
 def gradient_geometry(model: TinyAutoregressiveLatentModel, x: int, y: int, qs: Sequence[float]) -> dict:
     """Prop. 4.1 on an enumerable model: grad l_q for every q, its cosine with grad l_0, and
     ``||grad l_q|| / ||grad l_0||`` next to ``P^-q``. Returns arrays keyed by name plus ``P``."""
-    P = float(model.log_P(x, y).exp())
+    P = float(model.log_P(x, y).detach().exp())
     g0 = model.exact_grad(0.0, x, y)
     cos, ratio = [], []
     for q in qs:
@@ -729,7 +729,7 @@ def reweighting_demo(model: TinyAutoregressiveLatentModel, examples: Sequence[tu
     and the per-example weights of its displacement.
     """
     check_q(q)
-    Ps = [float(model.log_P(x, y).exp()) for x, y in examples]
+    Ps = [float(model.log_P(x, y).detach().exp()) for x, y in examples]
     g0 = [model.exact_grad(0.0, x, y) for x, y in examples]
     Gq = sum(P ** (-q) * g for P, g in zip(Ps, g0))
     Gq_autograd = model.flat_grad(sum(qloss(model.log_P(x, y), q) for x, y in examples))
