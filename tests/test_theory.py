@@ -285,13 +285,23 @@ def test_gradients_parallel_and_scale():
 
 def test_reweighting_demo():
     m = TinyAutoregressiveLatentModel.random(seed=0).calibrate(0, 0, 1e-3).calibrate(1, 1, 0.5)
-    d = T.reweighting_demo(m, [(0, 0), (1, 1)], 1.0, adam_grid={"lr": [1e-4], "betas": [(0.9, 0.999)],
-                                                                  "eps": [1e-8, 1e-2], "steps": 3})
-    assert torch.allclose(d["Gq"], d["Gq_autograd"], atol=1e-10)
-    assert d["q_weight_ratio"] == pytest.approx(500.0, rel=1e-6)
-    assert d["cos_sgd"] < 0.999
-    for r in d["adam"]:
-        assert r["cos"] < 0.99 and r["weight_ratio"] < 0.5 * 500
+    d = T.reweighting_demo(m, [(0, 0), (1, 1)], [0.0, 0.5, 1.0],
+                           adam_grid={"lr": [1e-4], "betas": [(0.9, 0.999)], "eps": [1e-8, 1e-2], "steps": 3})
+    assert d["max_abs_autograd_err"] < 1e-10
+    assert np.allclose(d["q_weight_ratio"], [1.0, 500 ** 0.5, 500.0], rtol=1e-6)
+    assert d["cos_sgd"][0] == pytest.approx(1.0, abs=1e-12) and d["cos_sgd"][2] < 0.999
+    assert d["adam_cos"].shape == (2, 3)
+    assert d["adam_cos"][:, 2].max() < 0.99
+    # Adam's per-example weighting is one number per setting, not (P1/P2)^-q for every q
+    assert np.all(d["adam_weight_ratio"] < 0.5 * 500)
+
+
+def test_asymptotic_departure():
+    b = T.asymptotic_departure(0.5, rtol=0.05)
+    T_b = T.escape_time(b, 0.5)
+    assert abs(T_b / T.escape_time_asymptote(b, 0.5) - 1) <= 0.05
+    assert 1e-6 < b < 0.5
+    assert T.asymptotic_departure(0.5, rtol=0.01) < b
 
 
 def test_tiny_model_enumeration():

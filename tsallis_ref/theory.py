@@ -41,7 +41,7 @@ __all__ = [
     # dynamics
     "escape_time", "sigmoid_flow_time", "escape_time_closed_form", "escape_time_asymptote",
     "FlowResult", "simulate_gradient_flow", "simulate_sigmoid_flow", "mlp_flow_problem", "score_norm_sq",
-    "near_optimum_time", "fit_loglog_slope",
+    "near_optimum_time", "asymptotic_departure", "fit_loglog_slope",
     # label noise and schedules
     "contamination_rate", "noise_equilibrium", "noise_equilibrium_asymptote", "noise_fitting_time",
     "noise_fitting_asymptote", "simulate_contamination", "label_flow_grad", "simulate_label_flow",
@@ -373,6 +373,22 @@ def score_norm_sq(log_P: Callable[[torch.Tensor], torch.Tensor], theta) -> float
     th = torch.as_tensor(theta, dtype=_DT).detach().clone().requires_grad_()
     (g,) = torch.autograd.grad(log_P(th), th)
     return float(g.pow(2).sum())
+
+
+def asymptotic_departure(q: float, *, rtol: float = 0.05, delta: float = 0.5,
+                         p0_grid: Optional[np.ndarray] = None) -> float:
+    """Where the escape time bends away from its asymptote ``p0^-(1-q)/(1-q)`` (App. C.1).
+
+    Returns the largest ``p0`` of the grid (default ``logspace(-12, log10(delta) - 0.01, 400)``)
+    such that ``|T_q(p0) / asymptote - 1| <= rtol`` holds at it and at every smaller grid point.
+    """
+    grid = np.logspace(-12, math.log10(delta) - 0.01, 400) if p0_grid is None else np.sort(np.asarray(p0_grid, float))
+    ratio = escape_time(grid, q, delta) / escape_time_asymptote(grid, q)
+    ok = np.abs(ratio - 1) <= rtol
+    if not ok[0]:
+        return float("nan")
+    bad = np.nonzero(~ok)[0]
+    return float(grid[-1] if len(bad) == 0 else grid[bad[0] - 1])
 
 
 def near_optimum_time(eps0: float, eps1: float, q: float) -> float:
@@ -717,37 +733,53 @@ def _adam_displacement(model: TinyAutoregressiveLatentModel, examples, *, lr: fl
     return torch.cat([p.detach().flatten() for p in params]) - start
 
 
-def reweighting_demo(model: TinyAutoregressiveLatentModel, examples: Sequence[tuple[int, int]], q: float, *,
+def reweighting_demo(model: TinyAutoregressiveLatentModel, examples: Sequence[tuple[int, int]], qs: Sequence[float], *,
                      adam_grid: Optional[dict] = None) -> dict:
     """Why no global learning rate and no Adam setting reproduces the per-example weights ``P^-q`` (Sec. 4).
 
-    For a batch of examples with per-example RL gradients ``g_i = grad l_0``, the J_Q update is
-    ``G_q = sum_i P_i^-q g_i`` (checked against autograd of ``sum_i l_q``). Any global learning
-    rate on J_0 gives a multiple of ``G_0 = sum_i g_i``: its best cosine with ``G_q`` is
-    ``cos(G_0, G_q)`` and its per-example weights are equal. Adam on J_0 (every ``lr, betas,
-    eps`` of ``adam_grid``, a few small steps) is measured the same way: cosine with ``-G_q``
-    and the per-example weights of its displacement.
+    For two examples with RL gradients ``g_i = grad l_0`` the J_Q update is ``G_q = sum_i P_i^-q g_i``
+    (checked against autograd of ``sum_i l_q``): per-example weights with ratio ``(P_1/P_2)^-q``.
+
+    * Any global learning rate on J_0 gives a multiple of ``G_0 = sum_i g_i``: weight ratio 1
+      and best cosine with ``G_q`` equal to ``cos(G_0, G_q)``, whatever the rate.
+    * Adam on J_0, for every ``lr, betas, eps`` of ``adam_grid`` (``steps`` small steps from the
+      same start): the cosine of its displacement with ``-G_q``, the least-squares per-example
+      weight ratio of the displacement, and the fraction of it outside the span of the ``g_i``.
+      Adam's displacement does not depend on q, so one setting cannot track ``(P_1/P_2)^-q``.
+
+    Returns per-q arrays (``target_weight_ratio``, ``q_weight_ratio``, ``cos_sgd``, ``adam_cos``
+    ``[n_configs, n_q]``, ``max_abs_autograd_err``) and per-configuration ``adam`` records.
     """
-    check_q(q)
+    if len(examples) != 2:
+        raise ValueError(f"reweighting_demo compares exactly two examples; got {len(examples)}")
+    qs = [float(q) for q in qs]
+    for q in qs:
+        check_q(q)
     Ps = [float(model.log_P(x, y).detach().exp()) for x, y in examples]
     g0 = [model.exact_grad(0.0, x, y) for x, y in examples]
-    Gq = sum(P ** (-q) * g for P, g in zip(Ps, g0))
-    Gq_autograd = model.flat_grad(sum(qloss(model.log_P(x, y), q) for x, y in examples))
-    G0 = sum(g0)
-    grid = adam_grid or {"lr": [1e-4, 1e-3], "betas": [(0.9, 0.999), (0.0, 0.99), (0.5, 0.9)], "eps": [1e-8, 1e-4, 1e-2]}
-    adam = []
+    G0 = g0[0] + g0[1]
+    Gqs, err, wr, cs = [], 0.0, [], []
+    for q in qs:
+        Gq = Ps[0] ** (-q) * g0[0] + Ps[1] ** (-q) * g0[1]
+        Gq_auto = model.flat_grad(sum(qloss(model.log_P(x, y), q) for x, y in examples))
+        err = max(err, float((Gq - Gq_auto).abs().max() / Gq.abs().max()))
+        w = example_weights(Gq, g0)["weights"]
+        wr.append(float(w[0] / w[1]))
+        cs.append(float(F.cosine_similarity(G0, Gq, 0)))
+        Gqs.append(Gq)
+    grid = {"lr": [1e-4, 1e-3], "betas": [(0.9, 0.999), (0.0, 0.99)], "eps": [1e-8, 1e-4, 1e-2], "steps": 5}
+    grid.update(adam_grid or {})
+    adam, adam_cos = [], []
     for lr in grid["lr"]:
         for betas in grid["betas"]:
             for eps in grid["eps"]:
-                d = _adam_displacement(model, examples, lr=lr, betas=betas, eps=eps, steps=grid.get("steps", 5))
-                ew = example_weights(-d, g0)
+                d = -_adam_displacement(model, examples, lr=lr, betas=betas, eps=eps, steps=grid["steps"])
+                ew = example_weights(d, g0)
                 adam.append({"lr": lr, "betas": betas, "eps": eps,
-                             "cos": float(F.cosine_similarity(-d, Gq, 0)),
                              "weight_ratio": float(ew["weights"][0] / ew["weights"][1]),
                              "residual_frac": ew["residual_frac"]})
-    wq = example_weights(Gq, g0)["weights"]
-    return {"P": Ps, "Gq": Gq, "Gq_autograd": Gq_autograd, "G0": G0,
-            "cos_sgd": float(F.cosine_similarity(G0, Gq, 0)),
-            "target_weight_ratio": (Ps[0] / Ps[1]) ** (-q),
-            "q_weight_ratio": float(wq[0] / wq[1]),
-            "adam": adam, "adam_best_cos": max(r["cos"] for r in adam)}
+                adam_cos.append([float(F.cosine_similarity(d, Gq, 0)) for Gq in Gqs])
+    return {"q": np.array(qs), "P": Ps, "target_weight_ratio": (Ps[0] / Ps[1]) ** (-np.array(qs)),
+            "q_weight_ratio": np.array(wr), "cos_sgd": np.array(cs), "max_abs_autograd_err": err,
+            "adam": adam, "adam_cos": np.array(adam_cos),
+            "adam_weight_ratio": np.array([r["weight_ratio"] for r in adam])}
