@@ -240,6 +240,10 @@ def test_rloo_keeps_bias_cuts_variance():
     v_plug = T.exact_pool_moments(m, T.garl_surrogate(q, "none"), M)["total_var"]
     v_rloo = T.exact_pool_moments(m, T.garl_surrogate(q, "rloo"), M)["total_var"]
     assert v_rloo < v_plug
+    r = T.rloo_variance_ratio(m, q, M)
+    assert r["mean_gap"] < 1e-13 and r["ratio"] == pytest.approx(v_rloo / v_plug, rel=1e-12)
+    # not a theorem: for this model (likely rationale with high w, small score) RLOO adds variance
+    assert T.rloo_variance_ratio(LatentCategoricalModel.random(3, seed=0), q, M)["ratio"] > 1
 
 
 def test_paft_same_mean_larger_variance():
