@@ -157,6 +157,8 @@ def test_dynamics_bad_input():
         T.escape_time(0.7, 0.5)
     with pytest.raises(ValueError, match="p0"):
         T.escape_time(0.0, 0.5)
+    with pytest.raises(ValueError, match="P\\(theta0\\) < delta"):
+        T.simulate_sigmoid_flow(0.6, 0.5)
     with pytest.raises(ValueError, match="fit_loglog_slope"):
         T.fit_loglog_slope([1, 2], [1, -2])
 

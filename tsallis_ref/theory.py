@@ -319,6 +319,11 @@ def simulate_gradient_flow(log_P: Callable[[torch.Tensor], torch.Tensor], theta0
     th0 = np.asarray(torch.as_tensor(theta0, dtype=_DT).detach().flatten().numpy(), dtype=float)
     grad = _flow_grad(log_P, q)
     log_delta = math.log(delta)
+    with torch.no_grad():
+        lp0 = float(log_P(torch.tensor(th0, dtype=_DT)))
+    if not math.isfinite(lp0) or lp0 >= log_delta:
+        raise ValueError(f"simulate_gradient_flow needs 0 < P(theta0) < delta; got log P(theta0) = {lp0} "
+                         f"and delta = {delta}. Start colder or raise delta.")
 
     def rhs(tau, y):
         return -math.exp(tau) * grad(y)
@@ -547,6 +552,8 @@ def simulate_label_flow(q_of_t: Callable[[float], float], *, alpha, theta0, t_ev
     if th.shape != a.shape:
         raise ValueError(f"theta0 {th.shape} and alpha {a.shape} must have the same shape")
     t_eval = np.asarray(t_eval, dtype=float)
+    if t_eval.ndim != 1 or t_eval.size < 1 or (np.diff(t_eval) < 0).any() or t_eval[0] < 0:
+        raise ValueError("t_eval must be a sorted 1-D array of nonnegative times")
     edges = [0.0] + sorted(b for b in breakpoints if 0 < b < t_eval[-1]) + [float(t_eval[-1])]
     out = np.zeros((len(t_eval), len(a)))
     for lo, hi in zip(edges[:-1], edges[1:]):
