@@ -287,6 +287,7 @@ def test_gradients_parallel_and_scale():
     assert g["P"] == pytest.approx(1e-3, rel=1e-9)
     assert np.all(np.abs(g["cos"] - 1) < 1e-6)
     assert np.allclose(g["norm_ratio"], g["P_pow_minus_q"], rtol=1e-9)
+    assert np.allclose(g["norm_ratio_l1"], g["P_pow_one_minus_q"], rtol=1e-9)  # attenuation form of Eq. 5
 
 
 def test_reweighting_demo():

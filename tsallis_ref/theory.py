@@ -718,17 +718,24 @@ def bias_vs_P(q: float, M: int, Ps: Sequence[float], *, regime: str = "rare", Z:
 # =============================================================================================
 
 def gradient_geometry(model: TinyAutoregressiveLatentModel, x: int, y: int, qs: Sequence[float]) -> dict:
-    """Prop. 4.1 on an enumerable model: grad l_q for every q, its cosine with grad l_0, and
-    ``||grad l_q|| / ||grad l_0||`` next to ``P^-q``. Returns arrays keyed by name plus ``P``."""
+    """Prop. 4.1 (Eq. 5) on an enumerable model, both factorisations.
+
+    For every q: ``cos`` (cosine of grad l_q with grad l_0), ``norm_ratio`` (``||grad l_q|| / ||grad l_0||``,
+    to compare with ``P^-q``: amplification) and ``norm_ratio_l1`` (``||grad l_q|| / ||grad l_1||``, to compare
+    with ``P^(1-q)``: attenuation). Returns arrays keyed by name plus ``P``.
+    """
     P = float(model.log_P(x, y).detach().exp())
     g0 = model.exact_grad(0.0, x, y)
-    cos, ratio = [], []
+    g1 = model.exact_grad(1.0, x, y)
+    cos, ratio, ratio1 = [], [], []
     for q in qs:
         gq = model.exact_grad(q, x, y)
         cos.append(float(F.cosine_similarity(gq, g0, 0)))
         ratio.append(float(gq.norm() / g0.norm()))
+        ratio1.append(float(gq.norm() / g1.norm()))
     qs = np.asarray(qs, dtype=float)
-    return {"q": qs, "P": P, "cos": np.array(cos), "norm_ratio": np.array(ratio), "P_pow_minus_q": P ** (-qs)}
+    return {"q": qs, "P": P, "cos": np.array(cos), "norm_ratio": np.array(ratio), "P_pow_minus_q": P ** (-qs),
+            "norm_ratio_l1": np.array(ratio1), "P_pow_one_minus_q": P ** (1 - qs)}
 
 
 def example_weights(direction: torch.Tensor, per_example: Sequence[torch.Tensor]) -> dict:
