@@ -14,6 +14,7 @@ The tests of the estimators and the book's theory chapters use it.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 
 from .losses import qloss
 
-__all__ = ["LatentCategoricalModel", "compositions", "multinomial_log_pmf"]
+__all__ = ["LatentCategoricalModel", "TinyAutoregressiveLatentModel", "compositions", "multinomial_log_pmf"]
 
 
 def compositions(M: int, Z: int) -> Iterator[tuple[int, ...]]:
@@ -154,3 +155,115 @@ class LatentCategoricalModel:
         P = mo["P"]
         return q / (M * P ** (q + 1)) * ((q + 1) / 2 * mo["grad_l1"] * mo["var_w"] - mo["cov_gw"])
 
+
+
+@dataclass
+class TinyAutoregressiveLatentModel:
+    """A tiny autoregressive latent-rationale model, small enough to enumerate every rationale.
+
+    Input ``x in {0..X-1}``; rationale ``z = (z_1..z_L)`` with tokens in ``{0..V-1}``; answer
+    ``y in {0..Y-1}``. All parameters are float64 leaves:
+
+        p(z_t | x, z_<t) = softmax(E[x] + A[z_{t-1}] + Bpos[t])      (z_0 = BOS, row V of A)
+        p(y | x, z)      = softmax(C[x] + D[z_L] + sum_t F[z_t])
+
+    so that ``P = p(y* | x) = sum_z p(z | x) p(y* | x, z)`` is an exact sum over the ``V^L``
+    rationales. Used for the gradient-geometry chapter (Prop. 4.1, Eq. 5).
+    """
+
+    E: torch.Tensor
+    A: torch.Tensor
+    Bpos: torch.Tensor
+    C: torch.Tensor
+    D: torch.Tensor
+    F: torch.Tensor
+
+    @classmethod
+    def random(cls, *, X: int = 2, V: int = 3, L: int = 3, Y: int = 4, seed: int = 0,
+               scale: float = 1.0) -> "TinyAutoregressiveLatentModel":
+        for name, v in (("X", X), ("V", V), ("L", L), ("Y", Y)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"TinyAutoregressiveLatentModel.random: {name} must be a positive int; got {v!r}")
+        if V ** L > 100_000:
+            raise ValueError(f"V^L = {V ** L} rationales is too many to enumerate; use a smaller V or L")
+        g = torch.Generator().manual_seed(seed)
+
+        def r(*shape):
+            return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).requires_grad_()
+
+        return cls(E=r(X, V), A=r(V + 1, V), Bpos=r(L, V), C=r(X, Y), D=r(V, Y), F=r(V, Y))
+
+    @property
+    def V(self) -> int:
+        return self.A.shape[1]
+
+    @property
+    def L(self) -> int:
+        return self.Bpos.shape[0]
+
+    @property
+    def X(self) -> int:
+        return self.E.shape[0]
+
+    @property
+    def Y(self) -> int:
+        return self.C.shape[1]
+
+    def params(self) -> list[torch.Tensor]:
+        return [self.E, self.A, self.Bpos, self.C, self.D, self.F]
+
+    def rationales(self) -> torch.Tensor:
+        """All ``V^L`` rationales, ``[V^L, L]`` long."""
+        return torch.tensor(list(itertools.product(range(self.V), repeat=self.L)), dtype=torch.long)
+
+    def _check(self, x: int, y: int) -> None:
+        if not 0 <= x < self.X:
+            raise ValueError(f"x must lie in 0..{self.X - 1}; got {x}")
+        if not 0 <= y < self.Y:
+            raise ValueError(f"y must lie in 0..{self.Y - 1}; got {y}")
+
+    def log_pz(self, x: int) -> torch.Tensor:
+        """``log p(z | x)`` for every rationale, ``[V^L]``."""
+        zs = self.rationales()
+        prev = torch.cat([torch.full((zs.shape[0], 1), self.V, dtype=torch.long), zs[:, :-1]], 1)
+        logits = self.E[x].view(1, 1, -1) + self.A[prev] + self.Bpos.unsqueeze(0)
+        return torch.gather(F.log_softmax(logits, -1), 2, zs.unsqueeze(-1)).squeeze(-1).sum(-1)
+
+    def log_py(self, x: int, y: int) -> torch.Tensor:
+        """``log p(y | x, z)`` for every rationale, ``[V^L]`` (the log-weights ``log w`` of Eq. 7)."""
+        zs = self.rationales()
+        logits = self.C[x].unsqueeze(0) + self.D[zs[:, -1]] + self.F[zs].sum(1)
+        return F.log_softmax(logits, -1)[:, y]
+
+    def log_P(self, x: int, y: int) -> torch.Tensor:
+        self._check(x, y)
+        return torch.logsumexp(self.log_pz(x) + self.log_py(x, y), 0)
+
+    def flat_grad(self, loss: torch.Tensor) -> torch.Tensor:
+        gs = torch.autograd.grad(loss, self.params(), allow_unused=True)
+        return torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(self.params(), gs)])
+
+    def exact_grad(self, q: float, x: int, y: int) -> torch.Tensor:
+        """Exact gradient of ``l_q = -log_q P(y | x)`` over all parameters, flattened."""
+        return self.flat_grad(qloss(self.log_P(x, y), q))
+
+    def calibrate(self, x: int, y: int, target_P: float, iters: int = 200) -> "TinyAutoregressiveLatentModel":
+        """Shift the answer bias ``C[x, y]`` (in place) so that ``p(y | x) = target_P``; returns self.
+
+        ``P`` is increasing in ``C[x, y]`` for every rationale, so bisection finds the shift.
+        """
+        self._check(x, y)
+        if not 0 < target_P < 1:
+            raise ValueError(f"target_P must lie in (0, 1); got {target_P}")
+        with torch.no_grad():
+            c0 = self.C[x, y].item()
+            lo, hi = c0 - 80.0, c0 + 80.0
+            for _ in range(iters):
+                mid = (lo + hi) / 2
+                self.C[x, y] = mid
+                if self.log_P(x, y).item() < math.log(target_P):
+                    lo = mid
+                else:
+                    hi = mid
+            self.C[x, y] = (lo + hi) / 2
+        return self
