@@ -42,14 +42,16 @@ __all__ = ["train", "load_examples", "normalize_answer", "exact_match", "StepOut
 # ---------------------------------------------------------------------------------------------------------
 # Answers and rewards (GRPO / RLOO)
 # ---------------------------------------------------------------------------------------------------------
+_PUNCT = set(string.punctuation)
 try:  # the data module's verifier, when present in the tree
     from .data.verify import normalize_answer  # type: ignore
 except Exception:  # pragma: no cover - depends on the tree
     def normalize_answer(s: str) -> str:
         """LOCAL FALLBACK (tsallis_ref.data.verify absent): SQuAD-style normalisation, i.e. lower-case,
-        drop punctuation and the articles a/an/the, collapse whitespace."""
-        s = s.lower()
-        s = "".join(ch for ch in s if ch not in set(string.punctuation))
+        drop punctuation (except a decimal point between digits, so "4.2" != "42") and the articles
+        a/an/the, collapse whitespace."""
+        s = re.sub(r"(?<=\d)\.(?=\d)", "\x00", s.lower())
+        s = "".join(ch for ch in s if ch not in _PUNCT).replace("\x00", ".")
         s = re.sub(r"\b(a|an|the)\b", " ", s)
         return " ".join(s.split())
 
