@@ -43,6 +43,9 @@ __all__ = ["train", "load_examples", "normalize_answer", "exact_match", "StepOut
 # Answers and rewards (GRPO / RLOO)
 # ---------------------------------------------------------------------------------------------------------
 _PUNCT = set(string.punctuation)
+# the clock of the t_score / t_backward split; benchmarks/step_breakdown.py swaps in time.process_time on a
+# busy shared CPU (CPU time of this process is insensitive to other processes' load)
+CLOCK = time.perf_counter
 try:  # the data module's verifier, when present in the tree
     from .data.verify import normalize_answer  # type: ignore
 except Exception:  # pragma: no cover - depends on the tree
@@ -204,11 +207,11 @@ def accumulate_gradients(model, cfg: TrainConfig, pad_id: int, ro: Rollouts, ans
     ntok = 0
     for b in range(B):
         sl = slice(b * M, (b + 1) * M)
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         sc = score_sequences(model, [ro.prompt_ids[b]] * M, ro.rationale_ids[sl], answers[sl], pad_id=pad_id,
                              micro_batch_size=cfg.optim.micro_batch_size, return_tokens=(m.name == "grpo"),
                              autocast_dtype=autocast_dtype)
-        t1 = time.perf_counter()
+        t1 = CLOCK()
         ntok += sc.n_tokens
         logp_z, logp_y = sc.logp_z.unsqueeze(0), sc.logp_y.unsqueeze(0)
         if m.name == "garl":
@@ -222,9 +225,9 @@ def accumulate_gradients(model, cfg: TrainConfig, pad_id: int, ro: Rollouts, ans
         else:
             loss = E.grpo_loss(sc.logp_tokens.unsqueeze(0), sc.mask.unsqueeze(0), rewards[b:b + 1],
                                clip_eps=m.clip_eps, scale_rewards=m.scale_rewards, loss_agg=m.loss_agg)
-        t2 = time.perf_counter()
+        t2 = CLOCK()
         (loss / B).backward()
-        t3 = time.perf_counter()
+        t3 = CLOCK()
         t_score += (t1 - t0) + (t2 - t1)
         t_bwd += t3 - t2
         total += float(loss.detach()) / B
