@@ -10,6 +10,10 @@ minimum, ``--stat min``) over rounds is reported.
     PYTHONPATH=. python benchmarks/step_breakdown.py --model smollm2-gguf --M 8 --rationale-budget 64
 
 Target: GARL and PAFT within 5% of RLOO on score + backward (they add O(M) scalar work, no forward pass).
+Columns: medians of seconds per step; "fwd calls" = teacher-forced forward calls (one per micro-batch) and
+"fwd seqs" = sequences scored (each exactly once); "gen calls" = ``generate`` calls (GRPO/RLOO also sample
+answers); "per-token" = (score+backward seconds per scored token) / RLOO's, which removes the difference
+between a short gold answer (GARL/PAFT) and an ``answer_budget``-long sampled one (GRPO/RLOO).
 """
 from __future__ import annotations
 
@@ -119,7 +123,8 @@ def main(argv=None):
           f"rationale_budget={a.rationale_budget} answer_budget={a.answer_budget} micro_batch={a.micro_batch} "
           f"rounds={a.rounds} stat={a.stat} clock={a.clock} threads={a.threads} lora={a.lora or a.load_in_4bit} 4bit={a.load_in_4bit}")
     hdr = (f"{'method':6} {'generate s':>10} {'score s':>8} {'backward s':>10} {'score+bwd s':>11} {'step s':>7} "
-           f"{'gen calls':>9} {'fwd calls':>9} {'fwd seqs':>8} {'scored tok':>10} {'(score+bwd)/RLOO':>16} {'step/RLOO':>9}")
+           f"{'gen calls':>9} {'fwd calls':>9} {'fwd seqs':>8} {'scored tok':>10} {'(score+bwd)/RLOO':>16} "
+           f"{'per-token':>9} {'step/RLOO':>9}")
     print(hdr)
     out = {"args": vars(a), a.stat: med, "raw": rec}
     for m in METHODS:
@@ -127,9 +132,10 @@ def main(argv=None):
         sb, step = d["score"] + d["backward"], d["generate"] + d["score"] + d["backward"]
         sb_ref, step_ref = ref["score"] + ref["backward"], ref["generate"] + ref["score"] + ref["backward"]
         d["score_bwd_ratio"], d["step_ratio"] = sb / sb_ref, step / step_ref
+        d["score_bwd_per_token_ratio"] = (sb / d["scored_tokens"]) / (sb_ref / ref["scored_tokens"])
         print(f"{m:6} {d['generate']:10.4f} {d['score']:8.4f} {d['backward']:10.4f} {sb:11.4f} {step:7.4f} "
               f"{d['gen_calls']:9.0f} {d['fwd_calls']:9.0f} {d['fwd_seqs']:8.0f} {d['scored_tokens']:10.0f} "
-              f"{d['score_bwd_ratio']:16.3f} {d['step_ratio']:9.3f}")
+              f"{d['score_bwd_ratio']:16.3f} {d['score_bwd_per_token_ratio']:9.3f} {d['step_ratio']:9.3f}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)

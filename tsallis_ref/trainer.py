@@ -138,7 +138,12 @@ class MetricsLogger:
         else:  # drop the lines a killed run wrote after its last checkpoint
             keep = []
             if self.path.exists():
-                keep = [l for l in self.path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= resume_step]
+                for line in self.path.read_text().splitlines():
+                    try:
+                        if json.loads(line)["step"] <= resume_step:
+                            keep.append(line)
+                    except (json.JSONDecodeError, KeyError):   # a line cut short by the kill
+                        continue
             self.path.write_text("".join(l + "\n" for l in keep))
         self.tb = self.wb = None
         if cfg.tensorboard:
