@@ -33,7 +33,7 @@ def _write_config(d: Path, method: str, steps: int) -> Path:
     cfg.write_text(f"""
 method: {{name: {method}, q: 0.5, K: 3}}
 model: {{name_or_path: tiny, tiny: {{hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 128}}}}
-rollout: {{M: 4, rationale_budget: 48, answer_budget: 3}}
+rollout: {{M: 4, rationale_budget: 32, answer_budget: 3}}
 optim: {{lr: 1.0e-2, prompts_per_step: 2, micro_batch_size: 4}}
 data: {{path: {d / 'ex.jsonl'}}}
 steps: {steps}
@@ -62,7 +62,7 @@ def _final(run: Path):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["paft"])
 def test_killed_run_resumes_with_identical_state(tmp_path, method):
-    steps = 12
+    steps = 8
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
     # 1. the uninterrupted reference run

@@ -105,10 +105,16 @@ def _gguf_to_hf_folder(directory: str, gguf_file: str, cache: Optional[str] = No
     tok = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)
     dst = AutoModelForCausalLM.from_config(src.config)
     dst.load_state_dict(src.state_dict())
-    tmp = cache + ".tmp"
+    tmp = f"{cache}.tmp{os.getpid()}"
     dst.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    os.replace(tmp, cache)
+    try:
+        os.replace(tmp, cache)
+    except OSError:   # another process finished the same conversion first: use its folder
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not os.path.exists(os.path.join(cache, "config.json")):
+            raise
     return cache
 
 
