@@ -65,9 +65,10 @@ def test_killed_run_resumes_with_identical_state(tmp_path, method):
     steps = 8
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
-    # 1. the uninterrupted reference run
-    p = _cli(_write_config(a, method, steps))
-    assert p.wait(timeout=300) == 0, p.stderr.read().decode()[-2000:]
+    # 1. the uninterrupted reference run, in this process (same code path as the CLI, one thread)
+    torch.set_num_threads(1)
+    from tsallis_ref.trainer import train
+    train(str(_write_config(a, method, steps)))
     # 2. the same run, SIGKILLed once a checkpoint exists and before it finished
     cfg_b = _write_config(b, method, steps)
     p = _cli(cfg_b)
