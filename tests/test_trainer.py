@@ -224,3 +224,19 @@ def test_lora_4bit_path_runs_on_cpu(tmp_path):
     assert all(math.isfinite(r["loss"]) for r in res["metrics"])
     # the adapter moved away from its zero-initialised B matrices
     assert any(float(p.abs().max()) > 0 for n, p in model.named_parameters() if "lora_B" in n)
+
+
+def test_benchmark_file_through_the_data_module():
+    """With tsallis_ref.data present and the shared samples beside the repo, a benchmark file becomes
+    trainer examples via the data module's cold / warm prompt builders."""
+    D = pytest.importorskip("tsallis_ref.data")
+    root = D.default_data_dir()
+    if root is None or not (root / "hotpotqa" / "train_100.json").exists():
+        pytest.skip("shared benchmark samples not found")
+    for regime in ("cold", "warm"):
+        cfg = TrainConfig.from_dict({"data": {"path": str(root / "hotpotqa" / "train_100.json"), "regime": regime,
+                                              "limit": 3}})
+        ex = T.load_examples(cfg)
+        assert len(ex) == 3 and all(e["answer"] and e["prompt"] for e in ex)
+    cfg = TrainConfig.from_dict({"data": {"dataset": "musique", "split": "ans_train", "data_dir": str(root), "limit": 2}})
+    assert len(T.load_examples(cfg)) == 2

@@ -71,23 +71,41 @@ def exact_match(prediction: str, gold: str, aliases: Sequence[str] = ()) -> floa
 def load_examples(cfg: TrainConfig) -> list[dict]:
     """The training examples, as the trainer's contract says: dicts ``{id, prompt, answer[, aliases]}``.
 
-    ``data.path``: a JSONL file of such dicts. ``data.dataset``: a loader of ``tsallis_ref.data``
-    (``load_examples(name, split=, data_dir=, regime=, limit=)``) when that module exists."""
+    * ``data.path`` is a JSONL of such dicts: read as is;
+    * ``data.path`` is a benchmark file (FinQA / HotpotQA / MuSiQue, original or processed) and/or
+      ``data.dataset`` names the benchmark: ``tsallis_ref.data.load_benchmark`` then
+      ``to_training_examples(ds, data.regime)`` (the warm or cold prompt builder);
+    * ``data.dataset`` alone: the file is looked up under ``data.data_dir`` (default: the data module's
+      ``default_data_dir()``) by the name ``<dataset>/<split>*``.
+    """
     d = cfg.data
+    rows = None
     if d.path:
         p = Path(d.path)
         if not p.exists():
             raise ConfigError(f"config field `data.path`: file {str(p)!r} does not exist")
-        with open(p) as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-    else:
+        if d.dataset is None and p.suffix == ".jsonl":
+            with open(p) as f:
+                first = next((json.loads(line) for line in f if line.strip()), None)
+            if isinstance(first, dict) and {"id", "prompt", "answer"} <= set(first):
+                with open(p) as f:
+                    rows = [json.loads(line) for line in f if line.strip()]
+    if rows is None:
         try:
-            from . import data as D  # type: ignore
-            loader = getattr(D, "load_examples")
-        except (ImportError, AttributeError):
-            raise ConfigError("config field `data.dataset`: tsallis_ref.data.load_examples is not available in "
-                              "this tree; give a JSONL file of {id, prompt, answer} examples as data.path") from None
-        rows = list(loader(d.dataset, split=d.split, data_dir=d.data_dir, regime=d.regime, limit=d.limit))
+            from .data import load_benchmark, to_training_examples, default_data_dir  # type: ignore
+        except ImportError:
+            raise ConfigError("config fields `data.dataset` / `data.path`: a benchmark file needs tsallis_ref.data, "
+                              "which is not available; give a JSONL of {id, prompt, answer} examples as data.path") from None
+        src = d.path
+        if src is None:
+            root = Path(d.data_dir) if d.data_dir else default_data_dir()
+            hits = sorted((root / d.dataset).glob(f"{d.split}*")) if root is not None else []
+            if not hits:
+                raise ConfigError(f"config field `data.path`: no file for dataset {d.dataset!r} split {d.split!r} "
+                                  f"under {root}; set data.path to the benchmark file")
+            src = str(hits[0])
+        ds, _report = load_benchmark(src, d.dataset, split=d.split, limit=d.limit)
+        rows = to_training_examples(ds, d.regime)
     if d.limit is not None:
         rows = rows[: d.limit]
     return validate_examples(rows)
