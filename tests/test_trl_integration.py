@@ -36,7 +36,7 @@ def unique_dataset(n):
 def reference_logps(ref_model, tok, prompt_text, completion_ids, answer, marker=MARKER, prefix=" "):
     """(logp_z, logp_y) of one sequence, written independently of the trainer."""
     p = tok(prompt_text, add_special_tokens=False)["input_ids"]
-    c = [int(t) for t in completion_ids if int(t) != tok.pad_token_id]
+    c = [int(t) for t in completion_ids]  # unpadded already (rows_of applies completion_mask)
     m = tok(marker, add_special_tokens=False)["input_ids"]
     # z: the completion cut before the marker if the model wrote it, else without its trailing EOS
     cut = next((i for i in range(len(c) - len(m) + 1) if c[i:i + len(m)] == m), -1)
