@@ -131,13 +131,38 @@ def run_trl(kind: str, a) -> dict:
         raise ValueError(kind)
 
     times: list[float] = []
+    walls: list[float] = []
+    gens: list[float] = []
+    scores: list[float] = []
+    gen_acc = [0.0, 0.0]
+    orig_generate, orig_gas = trainer._generate, trainer._generate_and_score_completions
+
+    def timed_generate(*x, **k):
+        t = time.process_time()
+        try:
+            return orig_generate(*x, **k)
+        finally:
+            gen_acc[0] += time.process_time() - t
+
+    def timed_gas(*x, **k):
+        t = time.process_time()
+        try:
+            return orig_gas(*x, **k)
+        finally:
+            gen_acc[1] += time.process_time() - t
+
+    trainer._generate, trainer._generate_and_score_completions = timed_generate, timed_gas
 
     class Timer(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
-            self.t0 = time.perf_counter()
+            self.t0, self.w0 = time.process_time(), time.perf_counter()
+            gen_acc[0] = gen_acc[1] = 0.0
 
         def on_step_end(self, args, state, control, **kw):
-            times.append(time.perf_counter() - self.t0)
+            times.append(time.process_time() - self.t0)
+            walls.append(time.perf_counter() - self.w0)
+            gens.append(gen_acc[0])
+            scores.append(gen_acc[1] - gen_acc[0])
 
     trainer.add_callback(Timer())
     if torch.cuda.is_available():
@@ -146,7 +171,9 @@ def run_trl(kind: str, a) -> dict:
     with RSSPeak() as mon:
         trainer.train()
     lens = [r["completions/mean_length"] for r in trainer.state.log_history if "completions/mean_length" in r]
-    out = {"step_times": times[a.warmup:], "peak_rss_mb": mon.peak, "base_rss_mb": base,
+    w = a.warmup
+    out = {"step_times": times[w:], "wall_times": walls[w:], "gen_times": gens[w:], "score_times": scores[w:],
+           "peak_rss_mb": mon.peak, "base_rss_mb": base,
            "mean_completion_length": statistics.mean(lens) if lens else None, "version": f"trl {trl.__version__}"}
     if torch.cuda.is_available():
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
@@ -157,6 +184,7 @@ def run_ours(kind: str, a) -> dict:
     import torch
     torch.set_num_threads(a.threads)
     try:
+        import tsallis_ref.trainer as ours
         from tsallis_ref.trainer import train  # written in parallel on another branch; optional here
     except Exception as e:  # noqa: BLE001
         return {"error": f"not available (import tsallis_ref.trainer: {type(e).__name__}: {e})"}
@@ -178,21 +206,40 @@ def run_ours(kind: str, a) -> dict:
     data_path.write_text("".join(json.dumps(r) + "\n" for r in _prompts(a.prompts * steps)))
     cfg["data"] = {"path": str(data_path), "shuffle": False}
     stamps: list[float] = []
+    walls: list[float] = []
+    gen_acc: list[float] = []
+    if hasattr(ours, "sample_rationales"):
+        orig = ours.sample_rationales
+
+        def timed(*x, **k):
+            t = time.process_time()
+            try:
+                return orig(*x, **k)
+            finally:
+                gen_acc.append(time.process_time() - t)
+
+        ours.sample_rationales = timed
     try:
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         # one throw-away step first, so that lazy imports and allocator growth are not counted as training memory
         train({**cfg, "steps": 1, "output_dir": cfg["output_dir"] + "_warm"}, examples=_prompts(a.prompts))
         base = _rss_mb()
+        gen_acc.clear()
         with RSSPeak() as mon:
-            t_start = time.perf_counter()
-            train(cfg, examples=_prompts(a.prompts * steps), callback=lambda step, m: stamps.append(time.perf_counter()))
+            t_start, w_start = time.process_time(), time.perf_counter()
+            train(cfg, examples=_prompts(a.prompts * steps),
+                  callback=lambda step, m: (stamps.append(time.process_time()), walls.append(time.perf_counter())))
     except Exception as e:  # noqa: BLE001
         return {"error": f"not available (tsallis_ref.trainer.train failed: {type(e).__name__}: {e})"}
     # the callback fires after each step (and possibly after the last checkpoint); successive differences
     ends = [t_start] + stamps[:steps]
     times = [ends[i + 1] - ends[i] for i in range(len(ends) - 1)]
-    out = {"step_times": times[a.warmup:], "peak_rss_mb": mon.peak, "base_rss_mb": base,
+    wends = [w_start] + walls[:steps]
+    w = a.warmup
+    gens = gen_acc[:steps] if len(gen_acc) >= steps else []
+    out = {"step_times": times[w:], "wall_times": [wends[i + 1] - wends[i] for i in range(len(wends) - 1)][w:],
+           "gen_times": gens[w:], "score_times": [], "peak_rss_mb": mon.peak, "base_rss_mb": base,
            "mean_completion_length": None, "version": "tsallis_ref.trainer"}
     if torch.cuda.is_available():
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
@@ -252,24 +299,35 @@ def main() -> None:
     ref = results.get("trl_grpo", {})
     ref_t = statistics.median(ref["step_times"]) if ref.get("step_times") else None
     ref_m = ref["peak_rss_mb"] - ref["base_rss_mb"] if "peak_rss_mb" in ref else None
+    med = statistics.median
+    ref_rest = (med(ref["step_times"]) - med(ref["gen_times"])) if ref.get("gen_times") else None
     import torch
     print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}, {platform.machine()} "
           f"{os.cpu_count()} cores, torch {torch.__version__}, threads/process {a.threads}; "
           f"M={a.M} prompts/step={a.prompts} length={a.length} hidden={a.hidden} layers={a.layers}; "
           f"{a.steps} timed steps after {a.warmup} warm-up; best of {a.repeats} round(s)")
-    print(f"{'runner':<11} {'step s (median)':>16} {'x TRL GRPO':>11} {'train RSS MiB':>14} {'x TRL GRPO':>11} "
-          f"{'compl. len':>10}  all rounds (median s)")
+    print("step / gen / rest: CPU seconds of the runner's process per optimizer step (time.process_time, 1 thread),"
+          " median over the timed steps; rest = step - gen (scoring, forward, backward, optimizer);"
+          " wall: median wall-clock seconds per step (noisy on a shared machine)")
+    print(f"{'runner':<11} {'step CPU-s':>10} {'x GRPO':>7} {'gen':>7} {'rest':>7} {'x GRPO':>7} {'wall s':>7} "
+          f"{'train RSS MiB':>14} {'x GRPO':>7} {'len':>5}  rounds (step CPU-s)")
     for name, r in results.items():
         if "error" in r:
             print(f"{name:<11} {r['error']}")
             continue
-        t = statistics.median(r["step_times"])
+        t = med(r["step_times"])
         m = r["peak_rss_mb"] - r["base_rss_mb"]
         tr = f"{t / ref_t:.2f}" if ref_t else "-"
         mr = f"{m / ref_m:.2f}" if ref_m and ref_m > 0 else "-"
-        ln = f"{r['mean_completion_length']:.1f}" if r.get("mean_completion_length") else "-"
+        g = med(r["gen_times"]) if r.get("gen_times") else None
+        rest = t - g if g is not None else None
+        gs = f"{g:.3f}" if g is not None else "-"
+        rs = f"{rest:.3f}" if rest is not None else "-"
+        rr_ = f"{rest / ref_rest:.2f}" if rest is not None and ref_rest else "-"
+        wl = f"{med(r['wall_times']):.3f}" if r.get("wall_times") else "-"
+        ln = f"{r['mean_completion_length']:.0f}" if r.get("mean_completion_length") else "-"
         rr = " ".join(f"{x:.3f}" for x in r.get("all_round_medians", []))
-        print(f"{name:<11} {t:>16.3f} {tr:>11} {m:>14.1f} {mr:>11} {ln:>10}  {rr}")
+        print(f"{name:<11} {t:>10.3f} {tr:>7} {gs:>7} {rs:>7} {rr_:>7} {wl:>7} {m:>14.1f} {mr:>7} {ln:>5}  {rr}")
     if a.json:
         Path(a.json).write_text(json.dumps({"args": vars(a), "results": results}, indent=1))
 
