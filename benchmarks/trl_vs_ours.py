@@ -7,14 +7,17 @@ the parent prints one table.
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/trl_vs_ours.py            # CPU defaults
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/trl_vs_ours.py --M 16 --length 64 --hidden 128
 
-Measured per optimizer step (after ``--warmup`` steps): wall time of the whole step (generation, scoring,
-forward, backward, optimizer), median over ``--steps`` steps. Memory: the peak resident set size of the
-runner's process (polled every 5 ms) minus its RSS just before training starts, i.e. what training added. On the
-CPU, tracemalloc does not see torch's tensor allocations, so RSS is the honest measure here; on a GPU use
-``torch.cuda.max_memory_allocated`` instead (printed when CUDA is used).
+Measured per optimizer step, after ``--warmup`` steps, median over ``--steps`` steps: the CPU time of the
+runner's process (``time.process_time``; one thread per process), which on a busy shared machine is far more
+stable than wall time (also printed), split into generation and the rest (scoring passes, forward, backward,
+optimizer). Memory: the peak resident set size of the runner's process (polled every 5 ms) during the timed
+steps minus its RSS at the end of the warm-up steps, i.e. what a steady-state step adds. On the CPU,
+tracemalloc does not see torch's tensor allocations, so RSS is the honest measure here; on a GPU use
+``torch.cuda.max_memory_allocated`` (recorded as ``cuda_peak_mb`` in ``--json`` when CUDA is used).
 
-Every TRL runner forces exactly ``--length`` completion tokens (``min_new_tokens``) so that all runners do the
-same work; our trainer samples ``rationale_budget = --length`` tokens with the marker forced afterwards.
+Every TRL runner forces exactly ``--length`` completion tokens (``min_new_tokens``); ``tsallis_ref.trainer``
+samples at most ``rationale_budget = --length`` tokens (it stops at EOS or at the marker, then forces the
+marker), so its ``len`` column (tokens sampled per rationale) can be lower: compare per token where it is.
 
 Pinned TRL GRPO config (written out because TRL's defaults change between releases):
   loss_type="grpo", beta=0.0, num_iterations=1, epsilon=0.2, scale_rewards="group", temperature=1.0,
@@ -159,6 +162,9 @@ def run_trl(kind: str, a) -> dict:
             gen_acc[0] = gen_acc[1] = 0.0
 
         def on_step_end(self, args, state, control, **kw):
+            if state.global_step == a.warmup:  # memory is measured over the timed steps only
+                base_box[0] = _rss_mb()
+                mon.peak = base_box[0]
             times.append(time.process_time() - self.t0)
             walls.append(time.perf_counter() - self.w0)
             gens.append(gen_acc[0])
@@ -167,9 +173,11 @@ def run_trl(kind: str, a) -> dict:
     trainer.add_callback(Timer())
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    base = _rss_mb()
-    with RSSPeak() as mon:
+    base_box = [_rss_mb()]
+    mon = RSSPeak()
+    with mon:
         trainer.train()
+    base = base_box[0]
     lens = [r["completions/mean_length"] for r in trainer.state.log_history if "completions/mean_length" in r]
     w = a.warmup
     out = {"step_times": times[w:], "wall_times": walls[w:], "gen_times": gens[w:], "score_times": scores[w:],
@@ -208,6 +216,7 @@ def run_ours(kind: str, a) -> dict:
     stamps: list[float] = []
     walls: list[float] = []
     gen_acc: list[float] = []
+    n_tok: list[float] = []
     if hasattr(ours, "sample_rationales"):
         orig = ours.sample_rationales
 
@@ -224,12 +233,22 @@ def run_ours(kind: str, a) -> dict:
             torch.cuda.reset_peak_memory_stats()
         # one throw-away step first, so that lazy imports and allocator growth are not counted as training memory
         train({**cfg, "steps": 1, "output_dir": cfg["output_dir"] + "_warm"}, examples=_prompts(a.prompts))
-        base = _rss_mb()
         gen_acc.clear()
-        with RSSPeak() as mon:
+        base_box = [_rss_mb()]
+        mon = RSSPeak()
+
+        def on_step(step, m):
+            if step == a.warmup:  # memory is measured over the timed steps only
+                base_box[0] = _rss_mb()
+                mon.peak = base_box[0]
+            stamps.append(time.process_time())
+            walls.append(time.perf_counter())
+            n_tok.append(m.get("generated_tokens", float("nan")))
+
+        with mon:
             t_start, w_start = time.process_time(), time.perf_counter()
-            train(cfg, examples=_prompts(a.prompts * steps),
-                  callback=lambda step, m: (stamps.append(time.process_time()), walls.append(time.perf_counter())))
+            train(cfg, examples=_prompts(a.prompts * steps), callback=on_step)
+        base = base_box[0]
     except Exception as e:  # noqa: BLE001
         return {"error": f"not available (tsallis_ref.trainer.train failed: {type(e).__name__}: {e})"}
     # the callback fires after each step (and possibly after the last checkpoint); successive differences
@@ -240,7 +259,9 @@ def run_ours(kind: str, a) -> dict:
     gens = gen_acc[:steps] if len(gen_acc) >= steps else []
     out = {"step_times": times[w:], "wall_times": [wends[i + 1] - wends[i] for i in range(len(wends) - 1)][w:],
            "gen_times": gens[w:], "score_times": [], "peak_rss_mb": mon.peak, "base_rss_mb": base,
-           "mean_completion_length": None, "version": "tsallis_ref.trainer"}
+           # tokens sampled per rationale (it stops at EOS or at the marker, so it can be below --length)
+           "mean_completion_length": statistics.mean(n_tok[w:]) / (a.prompts * a.M) if n_tok[w:] else None,
+           "version": "tsallis_ref.trainer"}
     if torch.cuda.is_available():
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
     return out
