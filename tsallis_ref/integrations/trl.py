@@ -73,7 +73,6 @@ The surrogate's value (logged as ``loss``) has no meaning; watch ``garl/*`` / ``
 from __future__ import annotations
 
 import hashlib
-import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Optional
