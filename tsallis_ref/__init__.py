@@ -22,10 +22,21 @@ from .estimators import (
     weight_stats,
 )
 
+from .config import ConfigError, TrainConfig, load_config
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name):  # the trainer imports transformers: load it only when asked for
+    if name == "train":
+        from .trainer import train
+
+        return train
+    raise AttributeError(f"module 'tsallis_ref' has no attribute {name!r}")
 
 __all__ = [
     "qlog", "qloss", "amplification", "attenuation",
     "garl_loss", "garl_coefficients", "GARLCoefficients", "paft_loss", "paft_resample", "paft_coefficients",
     "grpo_loss", "group_advantages", "rloo_loss", "log_mean_weight", "loo_log_mean_weight", "weight_stats",
+    "TrainConfig", "load_config", "ConfigError", "train",
 ]
