@@ -11,7 +11,6 @@ PY := $(VENV)/bin/python
 # 2 cores shared by everything: one thread per process, parallelism comes from pytest-xdist.
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
-export MPLBACKEND ?= Agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # pytest-xdist workers (notebooks stay whole: --dist loadfile). `make test XDIST=` runs serially.
 XDIST ?= -n 2 --dist loadfile

@@ -75,6 +75,9 @@ setup_mathjax() {
     npm install --silent --no-audit --no-fund --no-save --prefix .mathjax/npm "mathjax@$MATHJAX_VERSION" >&2
     mkdir -p .mathjax/static
     cp -r .mathjax/npm/node_modules/mathjax/es5 "$dest"
+    # The pages load tex-chtml.js (TeX input, CommonHTML output); it lazy-loads TeX extensions and the
+    # CHTML fonts from this folder. The other combined components and the SVG output are not needed.
+    (cd "$dest" && rm -rf mml-*.js tex-mml-*.js tex-svg*.js tex-chtml-full*.js node-main.js output/svg output/svg.js)
     echo "$MATHJAX_VERSION" > .mathjax/version
 }
 
