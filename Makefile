@@ -14,6 +14,8 @@ PY := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
+# notebooks run in the venv's own "python3" kernel (scripts/setup_env.sh registers it there)
+export JUPYTER_PREFER_ENV_PATH := 1
 # pytest-xdist workers (a notebook stays on one worker: --dist loadfile). `make test XDIST=` runs serially.
 XDIST ?= -n 2 --dist loadfile
 # make test REQUIRE_CHROMIUM=0: skip the headless-browser test instead of installing chromium (e.g. Colab).

@@ -56,7 +56,12 @@ setup_venv() {
         log "ERROR: installing the project replaced torch $torch_before by $torch_after"
         exit 1
     fi
-    # The kernel that executes the book's notebooks is this venv's python3.
+    # The book's notebooks ask for the kernel "python3": register this venv's interpreter under that name
+    # inside the venv, so that it wins over a system-wide "python3" kernel (Colab has one) when
+    # JUPYTER_PREFER_ENV_PATH=1 (set by the Makefile).
+    if "$py" -c "import ipykernel" >/dev/null 2>&1; then
+        "$py" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (tsallis-ref)" >/dev/null
+    fi
     echo "$key" > "$STAMP"
     log "ready: $("$py" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__)')"
 }
