@@ -48,8 +48,8 @@ setup_venv() {
     fi
     local torch_before
     torch_before=$("$py" -c "import torch; print(torch.__version__)")
-    log "installing tsallis-ref[$EXTRAS] (editable)"
-    "$py" -m pip install -e ".[$EXTRAS]"
+    log "installing tsallis-ref[$EXTRAS] (editable; a few minutes the first time)"
+    "$py" -m pip install --quiet --progress-bar off -e ".[$EXTRAS]"
     local torch_after
     torch_after=$("$py" -c "import torch; print(torch.__version__)")
     if [ "$torch_before" != "$torch_after" ]; then
