@@ -32,9 +32,10 @@ help:
 venv:
 	@bash scripts/setup_env.sh
 
+# --all: every page is re-read, so every notebook is re-executed against the current tsallis_ref.
 book:
 	@bash scripts/setup_env.sh mathjax
-	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
 	@$(PY) scripts/check_offline_html.py _build/html
 	@echo "book: open _build/html/index.html"
 
