@@ -42,7 +42,7 @@ book:
 test:
 	@bash scripts/setup_env.sh mathjax $(if $(filter 1,$(REQUIRE_CHROMIUM)),chromium)
 	TSALLIS_REF_REQUIRE_CHROMIUM=$(REQUIRE_CHROMIUM) $(PY) -m pytest tests $(NOTEBOOKS) \
-		--nbval-lax --nbval-current-env --sanitize-with book/nbval_sanitize.cfg $(XDIST) $(PYTEST_ARGS)
+		--nbval-lax --nbval-current-env --nbval-sanitize-with book/nbval_sanitize.cfg $(XDIST) $(PYTEST_ARGS)
 
 clean:
 	rm -rf _build
