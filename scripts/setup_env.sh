@@ -35,6 +35,12 @@ setup_venv() {
         if "$PYTHON" -c "import torch" >/dev/null 2>&1; then
             log "$PYTHON already has torch $("$PYTHON" -c 'import torch; print(torch.__version__)'): keeping it (--system-site-packages)"
             "$PYTHON" -m venv --system-site-packages "$VENV"
+            if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+                # $PYTHON is itself a virtualenv: --system-site-packages only reaches its base interpreter,
+                # so point the new venv at $PYTHON's site-packages with a .pth file.
+                "$PYTHON" -c "import site; print('\n'.join(site.getsitepackages()))" \
+                    > "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_parent_env.pth"
+            fi
         else
             log "creating $VENV"
             "$PYTHON" -m venv "$VENV"
