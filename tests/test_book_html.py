@@ -1,0 +1,177 @@
+"""The built book, opened in a real browser: the maths is typeset by the local MathJax and the plots load.
+
+The book is built with our own ``_config.yml`` and ``_toc.yml`` into a temporary folder, with notebook execution
+switched off (the committed outputs are rendered; ``make book`` is what executes them). The pages are served on
+127.0.0.1 and opened in headless Chromium (Debian's ``chromium``), and the DOM after MathJax has run is checked.
+A negative control loads the same page with MathJax's script path broken and checks that the same assertions
+then fail, so this test cannot pass without the local MathJax.
+
+Needs: ``.mathjax/`` (``scripts/setup_env.sh mathjax``) and ``chromium`` (``scripts/setup_env.sh chromium``);
+``make test`` provides both. Without chromium the test is skipped, unless TSALLIS_REF_REQUIRE_CHROMIUM=1
+(which ``make test`` sets). TSALLIS_REF_SCREENSHOT_DIR=<dir> keeps a screenshot of the chapter there.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from check_offline_html import external_refs  # noqa: E402
+
+CHAPTER = "book/qlog.html"  # the chapter whose figures and maths are checked
+MIN_FIGURES = 5             # book/qlog.ipynb draws five figures
+
+pytestmark = pytest.mark.slow
+
+
+def _chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        msg = "Debian's chromium is not installed (scripts/setup_env.sh chromium installs it)"
+        if os.environ.get("TSALLIS_REF_REQUIRE_CHROMIUM") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return exe
+
+
+@pytest.fixture(scope="module")
+def built_book(tmp_path_factory) -> Path:
+    """Build the real book (execution off) with our config into a temporary folder; return its html dir."""
+    if not (ROOT / ".mathjax" / "static" / "mathjax" / "tex-chtml.js").is_file():
+        pytest.fail("the local MathJax is missing: run `bash scripts/setup_env.sh mathjax` (make test does)")
+    out = tmp_path_factory.mktemp("book")
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config.setdefault("execute", {})["execute_notebooks"] = "off"
+    cfg = out / "_config.yml"
+    cfg.write_text(yaml.safe_dump(config))
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(ROOT), "--path-output", str(out),
+           "--config", str(cfg), "--toc", str(ROOT / "_toc.yml"), "-W", "-n", "--keep-going"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"jupyter-book build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    html = out / "_build" / "html"
+    assert (html / CHAPTER).is_file(), sorted(p.name for p in html.rglob("*.html"))
+    return html
+
+
+@pytest.fixture(scope="module")
+def server(built_book):
+    handler = functools.partial(_QuietHandler, directory=str(built_book))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # keep pytest's output clean
+        pass
+
+
+def _chrome(url: str, tmp_path: Path, *extra: str) -> str:
+    profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"
+    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
+           "--no-first-run", f"--user-data-dir={profile}", "--virtual-time-budget=20000", *extra, url]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def _probe_page(html_dir: Path, page: str, *, break_mathjax: bool = False) -> str:
+    """A copy of ``page`` that records, once loaded, how many PNG images really decoded."""
+    src = (html_dir / page).read_text(encoding="utf-8")
+    probe = """<script>window.addEventListener('load', function () {
+      var n = 0; for (var i of document.images) { if (i.complete && i.naturalWidth > 0 && /\\.png$/.test(i.src)) n++; }
+      document.body.setAttribute('data-png-loaded', String(n)); });</script></body>"""
+    src = src.replace("</body>", probe)
+    if break_mathjax:
+        src, n = re.subn(r"_static/mathjax/tex-chtml\.js", "_static/mathjax/missing.js", src)
+        assert n == 1
+    name = page.replace(".html", "-broken.html" if break_mathjax else "-probe.html")
+    (html_dir / name).write_text(src, encoding="utf-8")
+    return name
+
+
+def _visible_text(dom: str) -> str:
+    # what a reader sees: not the <head> (its <title> is plain text), scripts, code or MathJax's hidden MathML
+    dom = re.sub(r"(?is)<(head|script|style|pre|code|mjx-assistive-mml|textarea)\b.*?</\1>", " ", dom)
+    return re.sub(r"(?s)<[^>]+>", " ", dom)
+
+
+def _raw_tex_context(dom: str) -> list[str]:
+    text = _visible_text(dom)
+    return [text[max(0, m.start() - 80):m.start() + 80] for m in re.finditer(r"\\[(\[]", text)][:3]
+
+
+def _math_report(dom: str) -> dict:
+    text = _visible_text(dom)
+    return {
+        "mjx": len(re.findall(r"<mjx-container\b", dom)),
+        "merror": len(re.findall(r"<mjx-merror\b", dom)),
+        "raw_inline": text.count("\\("),
+        "raw_display": text.count("\\["),
+        "png_loaded": int(m.group(1)) if (m := re.search(r'data-png-loaded="(\d+)"', dom)) else -1,
+    }
+
+
+def test_book_is_self_contained(built_book):
+    for page in built_book.rglob("*.html"):
+        assert external_refs(page.read_text(encoding="utf-8")) == [], page
+    src = (built_book / CHAPTER).read_text(encoding="utf-8")
+    assert '_static/mathjax/tex-chtml.js' in src
+    assert (built_book / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    assert "cdn.jsdelivr" not in src and "mathjax@3" not in src
+
+
+def test_chapter_maths_typeset_and_figures_load(built_book, server, tmp_path):
+    src = (built_book / CHAPTER).read_text(encoding="utf-8")
+    n_math = len(re.findall(r'class="math[ "]', src))
+    assert n_math >= 10, f"expected the chapter to contain maths, found {n_math} math elements"
+    n_img = len(re.findall(r'<img[^>]+src="[^"]+\.png"', src))
+    assert n_img >= MIN_FIGURES, f"expected >= {MIN_FIGURES} figures in {CHAPTER}, found {n_img}"
+
+    page = _probe_page(built_book, CHAPTER)
+    dom = _chrome(f"{server}/{page}", tmp_path, "--dump-dom")
+    rep = _math_report(dom)
+    rep["raw_tex_context"] = _raw_tex_context(dom)
+    assert rep["mjx"] >= n_math, f"MathJax typeset {rep['mjx']} of {n_math} math elements: {rep}"
+    assert rep["merror"] == 0, rep
+    assert rep["raw_inline"] == 0 and rep["raw_display"] == 0, f"raw TeX left on the page: {rep}"
+    assert rep["png_loaded"] >= MIN_FIGURES, f"only {rep['png_loaded']} PNG figures decoded: {rep}"
+
+    shot = tmp_path / "qlog.png"
+    _chrome(f"{server}/{page}", tmp_path, f"--screenshot={shot}", "--window-size=1280,2000",
+            "--hide-scrollbars")
+    assert shot.is_file() and shot.stat().st_size > 20_000
+    if os.environ.get("TSALLIS_REF_SCREENSHOT_DIR"):
+        dest = Path(os.environ["TSALLIS_REF_SCREENSHOT_DIR"])
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, dest / "qlog.png")
+
+
+def test_intro_maths_typeset(built_book, server, tmp_path):
+    rep = _math_report(_chrome(f"{server}/book/intro.html", tmp_path, "--dump-dom"))
+    assert rep["mjx"] >= 5 and rep["raw_inline"] == 0 and rep["raw_display"] == 0, rep
+
+
+def test_negative_control_without_mathjax(built_book, server, tmp_path):
+    """The same checks on the same page with MathJax's path broken must see raw TeX and no typeset maths."""
+    page = _probe_page(built_book, CHAPTER, break_mathjax=True)
+    rep = _math_report(_chrome(f"{server}/{page}", tmp_path, "--dump-dom"))
+    assert rep["mjx"] == 0, rep
+    assert rep["raw_inline"] + rep["raw_display"] > 0, rep
+    assert rep["png_loaded"] >= MIN_FIGURES, rep  # the figures do not depend on MathJax
