@@ -56,6 +56,7 @@ __all__ = [
     "MiniTask", "TinyDecoder", "TrainConfig", "pretrain", "make_start", "exact_log_success",
     "estimate_log_success", "strategy_prob", "sample_rationales", "sample_answers", "score",
     "method_loss", "noisy_labels", "train", "escape_step", "theory_escape_time", "METHODS",
+    "run_grid", "run_label", "machine_info", "decoder_to_json", "decoder_from_json",
 ]
 
 METHODS = ("grpo", "rloo", "garl", "paft")
@@ -211,11 +212,20 @@ class TinyDecoder(nn.Module):
     """A pre-norm causal decoder (learned positions, untied output layer with a bias).
 
     ``forward(tokens)`` returns next-token log-probabilities ``[N, T-1, vocab]`` under the
-    task's grammar mask (disallowed tokens get -inf)."""
+    task's grammar mask (disallowed tokens get -inf). At the answer slots the distribution is a
+    noisy channel, ``(1 - answer_noise) p_model + answer_noise * uniform(digits)``: a reader that
+    makes a typo with probability ``answer_noise``. It puts a floor ``(answer_noise/V)^L`` under
+    ``p(y*|x,z)`` for every rationale, so that the likelihood weights of wrong rationales are
+    all about equal instead of spreading over tens of orders of magnitude (the regime in which
+    self-normalised weights chase noise), and it makes the pathwise gradient through a wrong
+    rationale vanish (``d log w = (1-eps) p_model / w * d log p_model``)."""
 
-    def __init__(self, task: MiniTask, d: int = 32, n_layer: int = 2, n_head: int = 4):
+    def __init__(self, task: MiniTask, d: int = 32, n_layer: int = 2, n_head: int = 4, answer_noise: float = 0.05):
         super().__init__()
+        if not 0.0 <= answer_noise < 1.0:
+            raise ValueError(f"TinyDecoder: answer_noise must lie in [0, 1); got {answer_noise}")
         self.task = task
+        self.answer_noise = answer_noise
         self.tok = nn.Embedding(task.vocab_size, d)
         self.pos = nn.Embedding(task.seq_len, d)
         self.blocks = nn.ModuleList([_Block(d, n_head) for _ in range(n_layer)])
@@ -230,7 +240,14 @@ class TinyDecoder(nn.Module):
             h = b(h)
         logits = self.head(self.ln(h))[:, : T - 1] if T > 1 else self.head(self.ln(h))
         allowed = self.mask[: logits.shape[1]]
-        return torch.log_softmax(logits.masked_fill(~allowed, -math.inf), dim=-1)
+        lp = torch.log_softmax(logits.masked_fill(~allowed, -math.inf), dim=-1)
+        a0 = self.task.prompt_len + self.task.rationale_len  # the row predicting the first answer token
+        eps, V = self.answer_noise, self.task.V
+        if eps > 0 and lp.shape[1] > a0:
+            ans = lp[:, a0:, :V]
+            mixed = torch.logaddexp(ans + math.log1p(-eps), torch.full_like(ans, math.log(eps / V)))
+            lp = torch.cat([lp[:, :a0], torch.cat([mixed, lp[:, a0:, V:]], dim=-1)], dim=1)
+        return lp
 
     def token_logp(self, tokens: torch.Tensor) -> torch.Tensor:
         """``log p(tokens[:, t] | tokens[:, :t])`` for t >= 1, ``[N, T-1]``: one teacher-forced pass."""
@@ -241,7 +258,7 @@ class TinyDecoder(nn.Module):
 
 
 def pretrain(task: MiniTask = MiniTask(), *, d: int = 32, n_layer: int = 2, n_head: int = 4,
-             steps: int = 600, batch: int = 256, lr: float = 3e-3, seed: int = 0) -> tuple[TinyDecoder, list[float]]:
+             answer_noise: float = 0.05, steps: int = 600, batch: int = 256, lr: float = 3e-3, seed: int = 0) -> tuple[TinyDecoder, list[float]]:
     """Pre-train a ``TinyDecoder`` on coherent sequences, inputs uniform, strategy uniform.
 
     Adam, cross-entropy on the strategy, the states and the answer (a cosine learning-rate
@@ -251,7 +268,7 @@ def pretrain(task: MiniTask = MiniTask(), *, d: int = 32, n_layer: int = 2, n_he
         raise ValueError(f"pretrain: steps and batch must be >= 1; got steps={steps}, batch={batch}")
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    model = TinyDecoder(task, d=d, n_layer=n_layer, n_head=n_head)
+    model = TinyDecoder(task, d=d, n_layer=n_layer, n_head=n_head, answer_noise=answer_noise)
     first = task.prompt_len - 1  # first scored slot: the strategy
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * t / steps)))
@@ -393,8 +410,9 @@ class TrainConfig:
     K: Optional[int] = None     # PAFT resamples (None: K = M, as in the paper)
     lr: float = 1.0
     optimizer: str = "sgd"      # "sgd" (the gradient flow of Thm 5.2) or "adam"
-    normalize: bool = True      # the 1/M^q of Algorithms 1-2
-    grad_clip: float = 10.0     # a safety net only
+    normalize: bool = False     # the 1/M^q of Algorithms 1-2 (a q-dependent learning rate; off: one lr for all q)
+    pathwise: bool = True       # GARL/PAFT: keep the gradient through log p(y*|x,z) (False: the pathwise-zeroed ablation)
+    grad_clip: float = 1.0      # max gradient norm
     n_train: int = 256          # the post-training set: this many random inputs
     n_eval: int = 64            # P is measured on the first n_eval of them
     eval_every: int = 5
@@ -445,6 +463,8 @@ def method_loss(model: TinyDecoder, cfg: TrainConfig, x: torch.Tensor, y: torch.
     if cfg.method in ("garl", "paft"):
         lp_z, lp_y = score(model, X, Z, y.repeat_interleave(M, 0))
         logp_z, logp_y = lp_z.sum(-1).view(B, M), lp_y.sum(-1).view(B, M)
+        if not cfg.pathwise:  # same weights; no gradient through the answer given the rationale
+            logp_y = logp_y.detach()
         if cfg.method == "garl":
             loss = garl_loss(logp_z, logp_y, cfg.q, normalize=cfg.normalize)
         else:
@@ -536,3 +556,65 @@ def theory_escape_time(p0: float, q: float, delta: float = 0.5) -> float:
         return math.log(delta / p0)
     a = 1.0 - q
     return (p0 ** -a - delta ** -a) / a
+
+
+# ----------------------------------------------------------------------------------------------
+# Grids of runs and their record (used by the book chapter and scripts/run_miniature.py)
+# ----------------------------------------------------------------------------------------------
+
+def run_label(method: str, q: float) -> str:
+    """``"GRPO"``, ``"RLOO"``, ``"GARL q=0.75"``, ``"PAFT q=1"``."""
+    return method.upper() if method in ("grpo", "rloo") else f"{method.upper()} q={q:g}"
+
+
+def run_grid(pretrained: TinyDecoder, p0s, runs, *, seeds=(0,), verbose: bool = False, **cfg) -> dict:
+    """Post-train from the same corrupted start, for every target p0, every ``(method, q)`` in
+    ``runs`` and every seed; ``cfg`` overrides ``TrainConfig`` fields. Returns a JSON-ready dict:
+    the measured p0 of each start and, per run, its P / p(S_0) curves and escape step."""
+    out = {"train_config": asdict(TrainConfig(**cfg)), "p0_target": list(p0s), "p0_measured": [], "runs": []}
+    for p0 in p0s:
+        start = make_start(pretrained, p0)
+        base = TrainConfig(**cfg)
+        xs = pretrained.task.random_inputs(base.n_train, torch.Generator().manual_seed(20_000 + base.seed))[: base.n_eval]
+        out["p0_measured"].append(estimate_log_success(start, xs, pretrained.task.gold(xs)).exp().mean().item())
+        for method, q in runs:
+            for seed in seeds:
+                h = train(start, TrainConfig(**{**cfg, "method": method, "q": q, "seed": seed}))
+                rec = {"p0_target": p0, "method": method, "q": q, "label": run_label(method, q), "seed": seed,
+                       "eval_step": h["eval_step"], "P": h["P"], "p_s0": h["p_s0"],
+                       "escape_step": h["escape_step"], "seconds": round(h["seconds"], 2)}
+                for k in ("P_clean", "contamination"):
+                    if k in h:
+                        rec[k] = h[k]
+                out["runs"].append(rec)
+                if verbose:
+                    print(f"p0={p0:g} {rec['label']:>12} seed={seed}: P {h['P'][0]:.2e} -> {h['P'][-1]:.2e}, "
+                          f"escape step {h['escape_step']}, {h['seconds']:.1f} s", flush=True)
+    return out
+
+
+def machine_info() -> dict:
+    """Where a recorded run was produced."""
+    import datetime
+    import platform
+    return {"date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads()}
+
+
+def decoder_to_json(model: TinyDecoder, **meta) -> dict:
+    """A JSON-ready record of a ``TinyDecoder``: its task, its shape and its weights (float32 values)."""
+    blk = model.blocks[0]
+    return {"task": {"V": model.task.V, "L": model.task.L, "K": model.task.K},
+            "d": model.tok.weight.shape[1], "n_layer": len(model.blocks), "n_head": blk.n_head,
+            "answer_noise": model.answer_noise, "meta": meta,
+            "state": {k: v.flatten().tolist() for k, v in model.state_dict().items()}}
+
+
+def decoder_from_json(rec: dict) -> TinyDecoder:
+    """Rebuild a ``TinyDecoder`` written by ``decoder_to_json`` (eval mode)."""
+    model = TinyDecoder(MiniTask(**rec["task"]), d=rec["d"], n_layer=rec["n_layer"], n_head=rec["n_head"],
+                        answer_noise=rec["answer_noise"])
+    sd = model.state_dict()
+    model.load_state_dict({k: torch.tensor(rec["state"][k], dtype=v.dtype).view_as(v) for k, v in sd.items()})
+    return model.eval()
