@@ -28,7 +28,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--B", type=int, default=4)
     ap.add_argument("--M", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--eval-every", type=int, default=10)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--pretrain-steps", type=int, default=600)

@@ -408,7 +408,7 @@ class TrainConfig:
     B: int = 4                  # prompts per step
     M: int = 16                 # rationales per prompt (the paper uses 32)
     K: Optional[int] = None     # PAFT resamples (None: K = M, as in the paper)
-    lr: float = 1.0
+    lr: float = 0.05
     optimizer: str = "sgd"      # "sgd" (the gradient flow of Thm 5.2) or "adam"
     normalize: bool = False     # the 1/M^q of Algorithms 1-2 (a q-dependent learning rate; off: one lr for all q)
     pathwise: bool = True       # GARL/PAFT: keep the gradient through log p(y*|x,z) (False: the pathwise-zeroed ablation)
