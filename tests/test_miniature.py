@@ -1,0 +1,136 @@
+"""Tests of tsallis_ref.miniature on a small task (V=5, L=2, K=3: 75 rationales, exact P)."""
+import math
+
+import pytest
+import torch
+
+from tsallis_ref.miniature import (MiniTask, TinyDecoder, TrainConfig, estimate_log_success, exact_log_success,
+                                   make_start, method_loss, noisy_labels, pretrain, sample_answers,
+                                   sample_rationales, strategy_prob, theory_escape_time, train)
+
+torch.set_num_threads(1)
+SMALL = MiniTask(V=5, L=2, K=3)
+
+
+@pytest.fixture(scope="module")
+def pre():
+    model, losses = pretrain(SMALL, d=32, steps=250, batch=128, lr=1e-2, seed=0)
+    return model, losses
+
+
+def test_task_answers_follow_the_rationale():
+    t = MiniTask()
+    x = t.random_inputs(200, torch.Generator().manual_seed(0))
+    for j in range(t.K):
+        R = t.coherent_rationale(x, torch.full((200,), j))
+        # each state is the previous one plus the input digit plus the strategy offset, mod V
+        prev = torch.zeros(200, dtype=torch.long)
+        for k in range(t.L):
+            assert torch.equal(R[:, 1 + k], (prev + x[:, k] + j) % t.V)
+            prev = R[:, 1 + k]
+        ans = t.answer_from_rationale(R)
+        if j == 0:
+            assert torch.equal(ans, t.gold(x))
+            assert torch.equal(ans[:, -1], x.sum(1) % t.V)
+        else:  # a wrong strategy followed coherently gets every answer digit wrong
+            assert bool((ans != t.gold(x)).all())
+    seq = t.sequences(x[:3], t.coherent_rationale(x[:3], torch.zeros(3, dtype=torch.long)), t.gold(x[:3]))
+    assert seq.shape == (3, t.seq_len) and bool((seq[:, 0] == t.BOS).all()) and bool((seq[:, t.prompt_len + t.L + 1] == t.EQ).all())
+
+
+def test_task_rejects_colliding_strategies_and_bad_p0(pre):
+    with pytest.raises(ValueError, match="answer digit right"):
+        MiniTask(V=4, L=2, K=3)  # strategy 2 at step 2: 2*2 = 0 mod 4
+    with pytest.raises(ValueError, match="p0"):
+        make_start(pre[0], 0.0)
+    with pytest.raises(ValueError, match="method"):
+        TrainConfig(method="ppo").validate()
+    with pytest.raises(ValueError, match="q"):
+        TrainConfig(q=1.5).validate()
+
+
+def test_flipped_labels_are_unreachable_and_counted():
+    t = MiniTask()
+    x = t.random_inputs(100, torch.Generator().manual_seed(1))
+    y, fl = noisy_labels(t, x, 0.2, seed=0)
+    assert int(fl.sum()) == 20
+    assert torch.equal(y[~fl], t.gold(x)[~fl]) and bool((y[fl, -1] != t.gold(x)[fl, -1]).all())
+    for j in range(t.K):  # no strategy followed coherently gives a flipped label
+        ans = t.answer_from_rationale(t.coherent_rationale(x[fl], torch.full((20,), j)))
+        assert bool((ans != y[fl]).any(-1).all())
+
+
+def test_pretraining_learns_and_p0_control_is_monotone(pre):
+    model, losses = pre
+    assert losses[-1] < 0.5 * losses[0]
+    x = SMALL.all_inputs()
+    y = SMALL.gold(x)
+    P_full = exact_log_success(model, x, y).exp().mean().item()
+    assert P_full > 0.8 / SMALL.K  # ~1/K: the correct strategy is one of K, and it is followed
+    p0s = [1e-1, 1e-2, 1e-3]
+    P = [exact_log_success(make_start(model, p0), x, y).exp().mean().item() for p0 in p0s]
+    assert P[0] > P[1] > P[2]
+    for p0, p in zip(p0s, P):  # within a factor 3 of the target over three decades
+        assert p0 / 3 < p < 3 * p0, (p0, p)
+    # the stratified estimate agrees with exact enumeration
+    start = make_start(model, 1e-2)
+    est = estimate_log_success(start, x, y, n=8).exp().mean().item()
+    ex = exact_log_success(start, x, y).exp().mean().item()
+    assert abs(est - ex) < 0.3 * ex
+    assert abs(strategy_prob(start, x) - 1e-2) < 5e-3
+
+
+def test_exact_success_is_a_distribution_over_answers(pre):
+    model = pre[0]
+    x = SMALL.all_inputs()[:3]
+    answers = torch.tensor([[a, b] for a in range(5) for b in range(5)])
+    tot = torch.stack([exact_log_success(model, x, ans.expand(3, 2)).exp() for ans in answers]).sum(0)
+    assert torch.allclose(tot, torch.ones(3, dtype=torch.float64), atol=1e-4)
+
+
+@pytest.mark.parametrize("method,q", [("garl", 0.0), ("garl", 0.5), ("garl", 1.0), ("paft", 0.75), ("grpo", 0.0), ("rloo", 0.0)])
+def test_one_step_increases_success_on_a_fixed_batch(pre, method, q):
+    start = make_start(pre[0], 0.3)
+    x = SMALL.all_inputs()[::3]
+    y = SMALL.gold(x)
+    cfg = TrainConfig(method=method, q=q, M=16, lr=0.05 if method in ("grpo", "rloo") else 0.3, normalize=False)
+    model = start.__class__(SMALL)
+    model.load_state_dict(start.state_dict())
+    before = exact_log_success(model, x, y).exp().mean().item()
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    loss, stat = method_loss(model, cfg, x, y, torch.Generator().manual_seed(0))
+    assert math.isfinite(loss.item())
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    after = exact_log_success(model, x, y).exp().mean().item()
+    assert after > before, (method, q, before, after)
+
+
+def test_sampling_shapes_and_grammar(pre):
+    model = pre[0]
+    x = SMALL.all_inputs()[:4]
+    g = torch.Generator().manual_seed(0)
+    Z = sample_rationales(model, x, 5, g)
+    assert Z.shape == (20, SMALL.rationale_len)
+    assert bool(((Z[:, 0] >= SMALL.S0) & (Z[:, 0] < SMALL.S0 + SMALL.K)).all())
+    assert bool((Z[:, 1:] < SMALL.V).all())
+    A = sample_answers(model, x.repeat_interleave(5, 0), Z, g)
+    assert A.shape == (20, SMALL.L) and bool((A < SMALL.V).all())
+
+
+def test_run_is_deterministic_under_a_seed(pre):
+    start = make_start(pre[0], 0.05)
+    cfg = dict(method="garl", q=0.75, steps=4, B=2, M=4, eval_every=2, n_train=16, n_eval=4, lr=0.3)
+    h1, h2 = train(start, TrainConfig(**cfg)), train(start, TrainConfig(**cfg))
+    assert h1["loss"] == h2["loss"] and h1["P"] == h2["P"]
+    h3 = train(start, TrainConfig(**{**cfg, "seed": 1}))
+    assert h3["loss"] != h1["loss"]
+
+
+def test_theory_escape_time():
+    assert theory_escape_time(1e-3, 1.0) == pytest.approx(math.log(500))
+    assert theory_escape_time(1e-3, 0.0) == pytest.approx(1000 - 2)
+    # slope -(1-q) on log-log axes for small p0
+    a, b = theory_escape_time(1e-6, 0.5), theory_escape_time(1e-8, 0.5)
+    assert math.log(b / a) / math.log(1e-8 / 1e-6) == pytest.approx(-0.5, abs=0.01)

@@ -1,0 +1,620 @@
+"""Cold start in miniature: a synthetic latent-reasoning task, a tiny causal transformer whose
+initial success probability p0 is set by a controlled corruption, and post-training with GRPO,
+RLOO, GARL(q) and PAFT(q) from the same start (paper Secs. 5-7, Theorem 5.2, Prop. C.2).
+
+The task (``MiniTask``). An input ``x = (x_1..x_L)`` of digits mod V. The rationale is a
+*strategy* token ``s in {S_0..S_{K-1}}`` followed by ``L`` running states
+``z_k = z_{k-1} + x_k + j  (mod V)`` (``z_0 = 0``, ``j`` the index of the strategy). The
+end-of-rationale marker ``=`` is forced (budget forcing) and the answer restates the states,
+``y = (z_1..z_L)``. The gold answer ``y*`` is that of the correct strategy S_0: the prefix sums
+of x mod V. Since ``k j != 0 (mod V)`` for every step k and wrong strategy j (checked), a wrong
+strategy followed coherently gets every answer digit wrong: the answer is a deterministic
+function of the input *through* the rationale, and ``P = p(y*|x) = sum_z p(z|x) p(y*|x,z)`` is
+carried by the S_0 rationales. The answer has ``V^L`` values (10^4 by default) and the gold
+answers of different inputs differ, so no input-independent answer (a constant, a hedge) earns
+more than about ``V^-L``. (A one-digit answer would hand every method a free plateau at
+``P = 1/V`` by answering a constant: we tried it.)
+
+Sequences: ``[BOS, x_1..x_L, SEP, s, z_1..z_L, EQ, y_1..y_L]``. The model's distribution is
+grammar-constrained (a fixed position-dependent mask: strategy tokens at the strategy slot,
+digits at state and answer slots, ``EQ`` forced), so the rationale space has exactly
+``K V^L`` members. ``P`` is computed exactly by enumeration on small tasks
+(``exact_log_success``) and, on the default task, by a stratified Monte Carlo estimate that is
+exact over the strategy and samples the states given it (``estimate_log_success``).
+
+Pre-training and the cold start (``pretrain``, ``make_start``). A ``TinyDecoder`` is pre-trained
+on random inputs with the strategy drawn uniformly: it learns every strategy and puts ~1/K on
+each. The start model for a target ``p0`` is that model with the output bias of the token S_0
+shifted so that the mean log-odds of S_0 is ``log(p0/(1-p0))``: the model "rarely picks the
+right method"; the rest of the rationale and the answer being near-deterministic, ``P ~ p0``.
+The measured P of the start is the p0 that gets reported.
+
+Post-training (``train``). Per step: B prompts, M rationales each sampled from the model, ONE
+teacher-forced pass scoring ``log p(z_m|x)`` and ``log p(y*|x,z_m)`` (GRPO/RLOO: the model's own
+sampled answer and its 0/1 exact-match reward), the surrogate loss of
+``tsallis_ref.estimators``, an optimiser step. Plain SGD by default: Theorem 5.2 is about
+gradient flow, and Adam's per-parameter normalisation rescales away part of the ``P^-q``
+factor on a task where a few logits carry the escape.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .estimators import garl_loss, grpo_loss, paft_loss, rloo_loss, weight_stats
+from .losses import check_q
+
+__all__ = [
+    "MiniTask", "TinyDecoder", "TrainConfig", "pretrain", "make_start", "exact_log_success",
+    "estimate_log_success", "strategy_prob", "sample_rationales", "sample_answers", "score",
+    "method_loss", "noisy_labels", "train", "escape_step", "theory_escape_time", "METHODS",
+    "run_grid", "run_label", "machine_info", "decoder_to_json", "decoder_from_json",
+]
+
+METHODS = ("grpo", "rloo", "garl", "paft")
+
+
+# ----------------------------------------------------------------------------------------------
+# The task
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MiniTask:
+    """Prefix sums mod V with a latent strategy choice (see the module docstring).
+
+    ``V`` digits, ``L`` steps, ``K`` strategies (S_0 is the correct one). Token ids: digits
+    ``0..V-1``, strategies ``V..V+K-1``, then BOS, SEP, EQ.
+    """
+
+    V: int = 10
+    L: int = 4
+    K: int = 4
+
+    def __post_init__(self):
+        if self.V < 2 or self.L < 1 or self.K < 2:
+            raise ValueError(f"MiniTask needs V >= 2, L >= 1, K >= 2; got V={self.V}, L={self.L}, K={self.K}")
+        bad = [j for j in range(1, self.K) if any((k * j) % self.V == 0 for k in range(1, self.L + 1))]
+        if bad:
+            raise ValueError(f"MiniTask: strategies {bad} get an answer digit right with a wrong rationale "
+                             f"(k*j = 0 mod V for some step k <= L); take V prime > L, or smaller K and L")
+
+    # token ids and lengths
+    @property
+    def S0(self) -> int:
+        return self.V
+
+    @property
+    def BOS(self) -> int:
+        return self.V + self.K
+
+    @property
+    def SEP(self) -> int:
+        return self.V + self.K + 1
+
+    @property
+    def EQ(self) -> int:
+        return self.V + self.K + 2
+
+    @property
+    def vocab_size(self) -> int:
+        return self.V + self.K + 3
+
+    @property
+    def prompt_len(self) -> int:
+        """``[BOS, x, SEP]``."""
+        return self.L + 2
+
+    @property
+    def rationale_len(self) -> int:
+        """``[s, z_1..z_L]`` (the sampled part; EQ is forced)."""
+        return self.L + 1
+
+    @property
+    def answer_len(self) -> int:
+        return self.L
+
+    @property
+    def seq_len(self) -> int:
+        return self.prompt_len + self.rationale_len + 1 + self.answer_len
+
+    def random_inputs(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` inputs drawn uniformly, ``[n, L]``."""
+        return torch.randint(self.V, (n, self.L), generator=generator)
+
+    def all_inputs(self) -> torch.Tensor:
+        """Every input, ``[V^L, L]``, lexicographic (small tasks only)."""
+        if self.V ** self.L > 100_000:
+            raise ValueError(f"MiniTask.all_inputs: V^L = {self.V ** self.L} inputs is too many to list")
+        return torch.tensor(list(itertools.product(range(self.V), repeat=self.L)), dtype=torch.long)
+
+    def states(self, x: torch.Tensor, strategy: torch.Tensor) -> torch.Tensor:
+        """Running states ``z_k = z_{k-1} + x_k + j (mod V)`` for strategy index ``j``, ``[N, L]``."""
+        return torch.remainder(torch.cumsum(x + strategy.view(-1, 1), dim=1), self.V)
+
+    def gold(self, x: torch.Tensor) -> torch.Tensor:
+        """``y*``: the states of strategy S_0 (prefix sums of x mod V), ``[N, L]``."""
+        return torch.remainder(torch.cumsum(x, dim=1), self.V)
+
+    def answer_from_rationale(self, rationale: torch.Tensor) -> torch.Tensor:
+        """The answer a coherent reasoner gives after ``[s, z_1..z_L]``: the states, ``[N, L]``."""
+        return rationale[:, 1:]
+
+    def prompts(self, x: torch.Tensor) -> torch.Tensor:
+        N = x.shape[0]
+        return torch.cat([torch.full((N, 1), self.BOS), x, torch.full((N, 1), self.SEP)], dim=1)
+
+    def sequences(self, x: torch.Tensor, rationale: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``[BOS, x, SEP, s, z, EQ, y]``, ``[N, seq_len]``."""
+        N = x.shape[0]
+        return torch.cat([self.prompts(x), rationale, torch.full((N, 1), self.EQ),
+                          y.reshape(N, self.answer_len)], dim=1)
+
+    def coherent_rationale(self, x: torch.Tensor, strategy: torch.Tensor) -> torch.Tensor:
+        """``[s, z_1..z_L]`` followed correctly under strategy index ``strategy``."""
+        return torch.cat([(self.S0 + strategy).view(-1, 1), self.states(x, strategy)], dim=1)
+
+    def all_rationales(self) -> torch.Tensor:
+        """Every ``[s, z_1..z_L]`` the grammar allows, ``[K V^L, L+1]`` (coherent or not)."""
+        rows = [(self.S0 + s,) + zs for s in range(self.K) for zs in itertools.product(range(self.V), repeat=self.L)]
+        return torch.tensor(rows, dtype=torch.long)
+
+    def grammar_mask(self) -> torch.Tensor:
+        """``[seq_len - 1, vocab]`` bool: the tokens allowed at each next-token slot (row t
+        predicts token t+1). Only the rows from the strategy slot on are ever scored."""
+        m = torch.zeros(self.seq_len - 1, self.vocab_size, dtype=torch.bool)
+        m[:, : self.V] = True
+        s_row = self.prompt_len - 1
+        m[s_row] = False
+        m[s_row, self.V: self.V + self.K] = True
+        eq_row = self.prompt_len + self.rationale_len - 1
+        m[eq_row] = False
+        m[eq_row, self.EQ] = True
+        return m
+
+    def flip_offset(self) -> int:
+        """An offset of the last answer digit that no strategy reaches coherently (noisy labels)."""
+        reach = {(self.L * j) % self.V for j in range(self.K)}
+        for d in range(1, self.V):
+            if d not in reach:
+                return d
+        raise ValueError("MiniTask.flip_offset: every offset is reachable by some strategy; use K < V")
+
+
+# ----------------------------------------------------------------------------------------------
+# The tiny causal transformer
+# ----------------------------------------------------------------------------------------------
+
+class _Block(nn.Module):
+    def __init__(self, d: int, n_head: int):
+        super().__init__()
+        self.n_head = n_head
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        N, T, d = h.shape
+        q, k, v = self.qkv(self.ln1(h)).view(N, T, 3, self.n_head, d // self.n_head).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        h = h + self.proj(a.transpose(1, 2).reshape(N, T, d))
+        return h + self.mlp(self.ln2(h))
+
+
+class TinyDecoder(nn.Module):
+    """A pre-norm causal decoder (learned positions, untied output layer with a bias).
+
+    ``forward(tokens)`` returns next-token log-probabilities ``[N, T-1, vocab]`` under the
+    task's grammar mask (disallowed tokens get -inf). At the answer slots the distribution is a
+    noisy channel, ``(1 - answer_noise) p_model + answer_noise * uniform(digits)``: a reader that
+    makes a typo with probability ``answer_noise``. It puts a floor ``(answer_noise/V)^L`` under
+    ``p(y*|x,z)`` for every rationale, so that the likelihood weights of wrong rationales are
+    all about equal instead of spreading over tens of orders of magnitude (the regime in which
+    self-normalised weights chase noise), and it makes the pathwise gradient through a wrong
+    rationale vanish (``d log w = (1-eps) p_model / w * d log p_model``)."""
+
+    def __init__(self, task: MiniTask, d: int = 32, n_layer: int = 2, n_head: int = 4, answer_noise: float = 0.05):
+        super().__init__()
+        if not 0.0 <= answer_noise < 1.0:
+            raise ValueError(f"TinyDecoder: answer_noise must lie in [0, 1); got {answer_noise}")
+        self.task = task
+        self.answer_noise = answer_noise
+        self.tok = nn.Embedding(task.vocab_size, d)
+        self.pos = nn.Embedding(task.seq_len, d)
+        self.blocks = nn.ModuleList([_Block(d, n_head) for _ in range(n_layer)])
+        self.ln = nn.LayerNorm(d)
+        self.head = nn.Linear(d, task.vocab_size)
+        self.register_buffer("mask", task.grammar_mask(), persistent=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        T = tokens.shape[1]
+        h = self.tok(tokens) + self.pos(torch.arange(T, device=tokens.device))
+        for b in self.blocks:
+            h = b(h)
+        logits = self.head(self.ln(h))[:, : T - 1] if T > 1 else self.head(self.ln(h))
+        allowed = self.mask[: logits.shape[1]]
+        lp = torch.log_softmax(logits.masked_fill(~allowed, -math.inf), dim=-1)
+        a0 = self.task.prompt_len + self.task.rationale_len  # the row predicting the first answer token
+        eps, V = self.answer_noise, self.task.V
+        if eps > 0 and lp.shape[1] > a0:
+            ans = lp[:, a0:, :V]
+            mixed = torch.logaddexp(ans + math.log1p(-eps), torch.full_like(ans, math.log(eps / V)))
+            lp = torch.cat([lp[:, :a0], torch.cat([mixed, lp[:, a0:, V:]], dim=-1)], dim=1)
+        return lp
+
+    def token_logp(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``log p(tokens[:, t] | tokens[:, :t])`` for t >= 1, ``[N, T-1]``: one teacher-forced pass."""
+        return self(tokens).gather(-1, tokens[:, 1:].unsqueeze(-1)).squeeze(-1)
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def pretrain(task: MiniTask = MiniTask(), *, d: int = 32, n_layer: int = 2, n_head: int = 4,
+             answer_noise: float = 0.05, steps: int = 600, batch: int = 256, lr: float = 3e-3, seed: int = 0) -> tuple[TinyDecoder, list[float]]:
+    """Pre-train a ``TinyDecoder`` on coherent sequences, inputs uniform, strategy uniform.
+
+    Adam, cross-entropy on the strategy, the states and the answer (a cosine learning-rate
+    decay to 0 sharpens the final model). Returns the model (eval mode) and the loss curve.
+    Deterministic given ``seed``. Its loss floor is ``log(K) / (2L+2)`` (the uniform strategy)."""
+    if steps < 1 or batch < 1:
+        raise ValueError(f"pretrain: steps and batch must be >= 1; got steps={steps}, batch={batch}")
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    model = TinyDecoder(task, d=d, n_layer=n_layer, n_head=n_head, answer_noise=answer_noise)
+    first = task.prompt_len - 1  # first scored slot: the strategy
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * t / steps)))
+    losses = []
+    for _ in range(steps):
+        X = task.random_inputs(batch, g)
+        R = task.coherent_rationale(X, torch.randint(task.K, (batch,), generator=g))
+        lp = model.token_logp(task.sequences(X, R, task.answer_from_rationale(R)))[:, first:]
+        loss = -lp.mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    model.eval()
+    return model, losses
+
+
+def next_log_probs(model: TinyDecoder, seq: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities of the token that follows ``seq``, ``[N, vocab]`` (one dummy slot is
+    appended so that the last returned row is the one predicting it; causality hides the dummy)."""
+    return model(torch.cat([seq, seq[:, :1]], dim=1))[:, -1]
+
+
+@torch.no_grad()
+def strategy_log_probs(model: TinyDecoder, x: torch.Tensor) -> torch.Tensor:
+    """``log p(s = S_j | x)``, ``[N, K]``."""
+    task = model.task
+    return next_log_probs(model, task.prompts(x))[:, task.S0: task.S0 + task.K]
+
+
+@torch.no_grad()
+def strategy_prob(model: TinyDecoder, x: torch.Tensor) -> float:
+    """Mean ``p(S_0 | x)`` over the inputs: the mass on the correct strategy."""
+    return strategy_log_probs(model, x)[:, 0].exp().mean().item()
+
+
+def make_start(pretrained: TinyDecoder, p0: float, *, n_ref: int = 512, seed: int = 0) -> TinyDecoder:
+    """A copy of ``pretrained`` whose prior on the correct strategy S_0 is ~``p0``.
+
+    Adds to the output bias of the token S_0 the amount that moves the mean (over ``n_ref``
+    random inputs) log-odds of S_0 to ``log(p0 / (1-p0))``. ``p0`` must lie in (0, 1). The
+    success probability of the result is measured, not assumed (``estimate_log_success``)."""
+    if isinstance(p0, bool) or not isinstance(p0, (int, float)) or not 0.0 < float(p0) < 1.0:
+        raise ValueError(f"make_start: p0 must be a float in (0, 1); got {p0!r}")
+    task = pretrained.task
+    model = copy.deepcopy(pretrained)
+    with torch.no_grad():
+        lps = strategy_log_probs(model, task.random_inputs(n_ref, torch.Generator().manual_seed(seed)))
+        cur = (lps[:, 0] - torch.logsumexp(lps[:, 1:], -1)).mean()
+        model.head.bias[task.S0] += math.log(p0 / (1.0 - p0)) - cur
+    return model
+
+
+@torch.no_grad()
+def exact_log_success(model: TinyDecoder, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Exact ``log P = log sum_z p(z|x) p(y|x,z)`` per input, ``[N]`` (float64), by enumerating all
+    ``K V^L`` rationales the grammar allows (EQ is forced: it contributes log 1). Small tasks only."""
+    task = model.task
+    Z = task.all_rationales()
+    nz, N = Z.shape[0], x.shape[0]
+    if nz * N > 200_000:
+        raise ValueError(f"exact_log_success: {nz} rationales x {N} inputs is too many; use estimate_log_success")
+    seqs = task.sequences(x.repeat_interleave(nz, 0), Z.repeat(N, 1), y.repeat_interleave(nz, 0))
+    lp = model.token_logp(seqs)[:, task.prompt_len - 1:].to(torch.float64)
+    return torch.logsumexp(lp.sum(-1).view(N, nz), dim=-1)
+
+
+@torch.no_grad()
+def estimate_log_success(model: TinyDecoder, x: torch.Tensor, y: torch.Tensor, *, n: int = 4,
+                         generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Stratified estimate of ``log P`` per input, ``[N]`` (float64).
+
+    ``P = sum_j p(S_j|x) E_{z ~ p(.|x,S_j)} p(y|x,S_j,z)``: the strategy sum is exact, each
+    expectation is the mean of ``p(y|x,S_j,z)`` over ``n`` sampled state sequences (unbiased for
+    P; exact when the states are deterministic given the strategy, as after pre-training)."""
+    task = model.task
+    g = torch.Generator().manual_seed(12345) if generator is None else generator
+    N, K = x.shape[0], task.K
+    ls = strategy_log_probs(model, x).to(torch.float64)  # [N, K]
+    X = x.repeat_interleave(K * n, 0)
+    seq = torch.cat([task.prompts(X), (task.S0 + torch.arange(K).repeat_interleave(n)).repeat(N).view(-1, 1)], 1)
+    for _ in range(task.L):
+        nxt = torch.multinomial(next_log_probs(model, seq).exp(), 1, generator=g)
+        seq = torch.cat([seq, nxt], dim=1)
+    lp = model.token_logp(task.sequences(X, seq[:, task.prompt_len:], y.repeat_interleave(K * n, 0)))
+    lp_y = lp[:, -task.answer_len:].sum(-1).to(torch.float64).view(N, K, n)
+    return torch.logsumexp(ls + torch.logsumexp(lp_y, -1) - math.log(n), dim=-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Rollouts and the one scoring pass
+# ----------------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def sample_rationales(model: TinyDecoder, x: torch.Tensor, M: int, generator: torch.Generator) -> torch.Tensor:
+    """M rationales ``[s, z_1..z_L]`` per input from the model's prior, ``[N*M, L+1]`` (input-major)."""
+    task = model.task
+    seq = task.prompts(x).repeat_interleave(M, 0)
+    for _ in range(task.rationale_len):
+        nxt = torch.multinomial(next_log_probs(model, seq).exp(), 1, generator=generator)
+        seq = torch.cat([seq, nxt], dim=1)
+    return seq[:, task.prompt_len:]
+
+
+@torch.no_grad()
+def sample_answers(model: TinyDecoder, x: torch.Tensor, rationale: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The model's own answer after each rationale (EQ forced), sampled, ``[N, L]``."""
+    task = model.task
+    seq = torch.cat([task.prompts(x), rationale, torch.full((x.shape[0], 1), task.EQ)], dim=1)
+    for _ in range(task.answer_len):
+        nxt = torch.multinomial(next_log_probs(model, seq).exp(), 1, generator=generator)
+        seq = torch.cat([seq, nxt], dim=1)
+    return seq[:, -task.answer_len:]
+
+
+def score(model: TinyDecoder, x: torch.Tensor, rationale: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ONE teacher-forced pass over ``[x, z, EQ, y]``: per-token ``log p`` of the rationale
+    ``[N, L+1]`` and of the answer ``[N, L]``, both carrying the autograd graph."""
+    task = model.task
+    lp = model.token_logp(task.sequences(x, rationale, y))
+    a = task.prompt_len - 1
+    return lp[:, a: a + task.rationale_len], lp[:, -task.answer_len:]
+
+
+# ----------------------------------------------------------------------------------------------
+# Post-training
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class TrainConfig:
+    """One post-training run. ``method`` in METHODS; ``q`` is used by garl and paft."""
+
+    method: str = "garl"
+    q: float = 1.0
+    steps: int = 150
+    B: int = 4                  # prompts per step
+    M: int = 16                 # rationales per prompt (the paper uses 32)
+    K: Optional[int] = None     # PAFT resamples (None: K = M, as in the paper)
+    lr: float = 0.05
+    optimizer: str = "sgd"      # "sgd" (the gradient flow of Thm 5.2) or "adam"
+    normalize: bool = False     # the 1/M^q of Algorithms 1-2 (a q-dependent learning rate; off: one lr for all q)
+    pathwise: bool = True       # GARL/PAFT: keep the gradient through log p(y*|x,z) (False: the pathwise-zeroed ablation)
+    grad_clip: float = 1.0      # max gradient norm
+    n_train: int = 256          # the post-training set: this many random inputs
+    n_eval: int = 64            # P is measured on the first n_eval of them
+    eval_every: int = 5
+    delta: float = 0.5          # escape threshold on P
+    noise_frac: float = 0.0     # fraction of the training inputs whose gold answer is flipped
+    seed: int = 0
+
+    def validate(self):
+        if self.method not in METHODS:
+            raise ValueError(f"TrainConfig.method must be one of {METHODS}; got {self.method!r}")
+        check_q(self.q)
+        if self.M < 2:
+            raise ValueError(f"TrainConfig.M must be >= 2 (GRPO/RLOO and GARL's RLOO baseline); got {self.M}")
+        for name in ("steps", "B", "eval_every", "n_train", "n_eval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1; got {getattr(self, name)}")
+        if self.n_eval > self.n_train:
+            raise ValueError(f"TrainConfig.n_eval ({self.n_eval}) must be <= n_train ({self.n_train})")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"TrainConfig.optimizer must be 'sgd' or 'adam'; got {self.optimizer!r}")
+        if not 0.0 <= self.noise_frac < 1.0:
+            raise ValueError(f"TrainConfig.noise_frac must lie in [0, 1); got {self.noise_frac}")
+
+
+def noisy_labels(task: MiniTask, x: torch.Tensor, frac: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels for the inputs ``x`` with a fraction ``frac`` of them flipped: the last answer digit
+    moved by ``task.flip_offset()``, an answer no strategy reaches coherently.
+    Returns ``(labels[N, L], flipped[N] bool)``."""
+    y = task.gold(x)
+    g = torch.Generator().manual_seed(10_000 + seed)
+    flipped = torch.zeros(x.shape[0], dtype=torch.bool)
+    flipped[torch.randperm(x.shape[0], generator=g)[: int(round(frac * x.shape[0]))]] = True
+    y_noisy = y.clone()
+    y_noisy[:, -1] = torch.where(flipped, torch.remainder(y[:, -1] + task.flip_offset(), task.V), y[:, -1])
+    return y_noisy, flipped
+
+
+def method_loss(model: TinyDecoder, cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor,
+                g: torch.Generator) -> tuple[torch.Tensor, dict]:
+    """Sample M rationales per prompt, score them in ONE pass, return the method's surrogate loss.
+
+    GARL/PAFT: ``logp_z[B, M] = log p(z_m|x)`` and ``logp_y[B, M] = log p(y*|x, z_m)`` (the gold
+    answer, teacher-forced). GRPO/RLOO: the model's own answer is sampled too and rewarded 1 if
+    it equals y* (exact match); the scored completion is ``[z, yhat]``."""
+    B, M = x.shape[0], cfg.M
+    X = x.repeat_interleave(M, 0)
+    Z = sample_rationales(model, x, M, g)
+    if cfg.method in ("garl", "paft"):
+        lp_z, lp_y = score(model, X, Z, y.repeat_interleave(M, 0))
+        logp_z, logp_y = lp_z.sum(-1).view(B, M), lp_y.sum(-1).view(B, M)
+        if not cfg.pathwise:  # same weights; no gradient through the answer given the rationale
+            logp_y = logp_y.detach()
+        if cfg.method == "garl":
+            loss = garl_loss(logp_z, logp_y, cfg.q, normalize=cfg.normalize)
+        else:
+            loss = paft_loss(logp_z, logp_y, cfg.q, K=cfg.K, generator=g, normalize=cfg.normalize)
+        st = weight_stats(logp_y, cfg.q, normalize=cfg.normalize)
+        return loss, {"wbar": st["wbar_mean"], "max_adv": st["max_adv"], "ess": st["ess_frac"]}
+    yhat = sample_answers(model, X, Z, g)
+    rewards = (yhat == y.repeat_interleave(M, 0)).all(-1).to(torch.float32).view(B, M)
+    lp_z, lp_y = score(model, X, Z, yhat)
+    lp_tok = torch.cat([lp_z, lp_y], dim=-1).view(B, M, -1)  # the completion's tokens (EQ is forced)
+    if cfg.method == "grpo":
+        loss = grpo_loss(lp_tok, torch.ones_like(lp_tok), rewards)
+    else:
+        loss = rloo_loss(lp_tok.sum(-1), rewards)
+    return loss, {"reward": rewards.mean().item(), "zero_var_frac": (rewards.std(-1) == 0).float().mean().item()}
+
+
+def train(start: TinyDecoder, cfg: TrainConfig, *, keep_model: bool = False) -> dict:
+    """Post-train a copy of ``start`` with ``cfg``; returns the history (plain lists and numbers).
+
+    The training set is ``cfg.n_train`` random inputs (seeded by ``cfg.seed``) with their gold
+    answers (a fraction ``cfg.noise_frac`` flipped). The loop: draw B prompts, sample M
+    rationales each, one scoring pass, the estimator's surrogate loss, one optimiser step.
+    Every ``eval_every`` steps P (against the clean gold answers) and the mass on the correct
+    strategy are measured on the first ``n_eval`` training inputs; with label noise also
+    ``P_clean`` (unflipped inputs) and the contamination ``P(flipped label | x)`` (flipped ones)."""
+    cfg.validate()
+    model = copy.deepcopy(start).train()
+    task = model.task
+    g = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    xs = task.random_inputs(cfg.n_train, torch.Generator().manual_seed(20_000 + cfg.seed))
+    labels, flipped = noisy_labels(task, xs, cfg.noise_frac, cfg.seed)
+    clean = task.gold(xs)
+    ev = torch.arange(cfg.n_eval)
+    opt = (torch.optim.SGD(model.parameters(), lr=cfg.lr) if cfg.optimizer == "sgd"
+           else torch.optim.Adam(model.parameters(), lr=cfg.lr))
+    hist = {"eval_step": [], "P": [], "p_s0": [], "loss": [], "grad_norm": [], "stat": []}
+    if cfg.noise_frac > 0:
+        hist.update({"P_clean": [], "contamination": []})
+    t0 = time.perf_counter()
+
+    def evaluate(step):
+        model.eval()
+        hist["eval_step"].append(step)
+        hist["P"].append(estimate_log_success(model, xs[ev], clean[ev]).exp().mean().item())
+        hist["p_s0"].append(strategy_prob(model, xs[ev]))
+        if cfg.noise_frac > 0:
+            hist["P_clean"].append(estimate_log_success(model, xs[~flipped], clean[~flipped]).exp().mean().item())
+            hist["contamination"].append(estimate_log_success(model, xs[flipped], labels[flipped]).exp().mean().item())
+        model.train()
+
+    for step in range(cfg.steps):
+        if step % cfg.eval_every == 0:
+            evaluate(step)
+        idx = torch.randint(cfg.n_train, (cfg.B,), generator=g)
+        loss, stat = method_loss(model, cfg, xs[idx], labels[idx], g)
+        opt.zero_grad()
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        hist["loss"].append(loss.item())
+        hist["grad_norm"].append(gn.item())
+        hist["stat"].append(stat)
+    evaluate(cfg.steps)
+    hist["seconds"] = time.perf_counter() - t0
+    hist["config"] = asdict(cfg)
+    hist["escape_step"] = escape_step(hist, cfg.delta)
+    if keep_model:
+        hist["model"] = model.eval()
+    return hist
+
+
+def escape_step(hist: dict, delta: float = 0.5, key: str = "P") -> Optional[int]:
+    """First evaluated step at which ``hist[key]`` (P by default) reaches ``delta``; None if never."""
+    for s, p in zip(hist["eval_step"], hist[key]):
+        if p >= delta:
+            return int(s)
+    return None
+
+
+def theory_escape_time(p0: float, q: float, delta: float = 0.5) -> float:
+    """Gradient-flow escape time with ``||s|| = 1``: ``T_q = int_{p0}^{delta} u^-(2-q) du`` (Sec. 5,
+    Thm 5.2) = ``(p0^-(1-q) - delta^-(1-q)) / (1-q)`` for q < 1 and ``log(delta/p0)`` at q = 1."""
+    check_q(q)
+    if not 0.0 < p0 < delta:
+        raise ValueError(f"theory_escape_time needs 0 < p0 < delta; got p0={p0}, delta={delta}")
+    if q == 1:
+        return math.log(delta / p0)
+    a = 1.0 - q
+    return (p0 ** -a - delta ** -a) / a
+
+
+# ----------------------------------------------------------------------------------------------
+# Grids of runs and their record (used by the book chapter and scripts/run_miniature.py)
+# ----------------------------------------------------------------------------------------------
+
+def run_label(method: str, q: float) -> str:
+    """``"GRPO"``, ``"RLOO"``, ``"GARL q=0.75"``, ``"PAFT q=1"``."""
+    return method.upper() if method in ("grpo", "rloo") else f"{method.upper()} q={q:g}"
+
+
+def run_grid(pretrained: TinyDecoder, p0s, runs, *, seeds=(0,), verbose: bool = False, **cfg) -> dict:
+    """Post-train from the same corrupted start, for every target p0, every ``(method, q)`` in
+    ``runs`` and every seed; ``cfg`` overrides ``TrainConfig`` fields. Returns a JSON-ready dict:
+    the measured p0 of each start and, per run, its P / p(S_0) curves and escape step."""
+    out = {"train_config": asdict(TrainConfig(**cfg)), "p0_target": list(p0s), "p0_measured": [], "runs": []}
+    for p0 in p0s:
+        start = make_start(pretrained, p0)
+        base = TrainConfig(**cfg)
+        xs = pretrained.task.random_inputs(base.n_train, torch.Generator().manual_seed(20_000 + base.seed))[: base.n_eval]
+        out["p0_measured"].append(estimate_log_success(start, xs, pretrained.task.gold(xs)).exp().mean().item())
+        for method, q in runs:
+            for seed in seeds:
+                h = train(start, TrainConfig(**{**cfg, "method": method, "q": q, "seed": seed}))
+                rec = {"p0_target": p0, "method": method, "q": q, "label": run_label(method, q), "seed": seed,
+                       "eval_step": h["eval_step"], "P": h["P"], "p_s0": h["p_s0"],
+                       "escape_step": h["escape_step"], "seconds": round(h["seconds"], 2)}
+                for k in ("P_clean", "contamination"):
+                    if k in h:
+                        rec[k] = h[k]
+                out["runs"].append(rec)
+                if verbose:
+                    print(f"p0={p0:g} {rec['label']:>12} seed={seed}: P {h['P'][0]:.2e} -> {h['P'][-1]:.2e}, "
+                          f"escape step {h['escape_step']}, {h['seconds']:.1f} s", flush=True)
+    return out
+
+
+def machine_info() -> dict:
+    """Where a recorded run was produced."""
+    import datetime
+    import platform
+    return {"date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads()}
+
+
+def decoder_to_json(model: TinyDecoder, **meta) -> dict:
+    """A JSON-ready record of a ``TinyDecoder``: its task, its shape and its weights (float32 values)."""
+    blk = model.blocks[0]
+    return {"task": {"V": model.task.V, "L": model.task.L, "K": model.task.K},
+            "d": model.tok.weight.shape[1], "n_layer": len(model.blocks), "n_head": blk.n_head,
+            "answer_noise": model.answer_noise, "meta": meta,
+            "state": {k: v.flatten().tolist() for k, v in model.state_dict().items()}}
+
+
+def decoder_from_json(rec: dict) -> TinyDecoder:
+    """Rebuild a ``TinyDecoder`` written by ``decoder_to_json`` (eval mode)."""
+    model = TinyDecoder(MiniTask(**rec["task"]), d=rec["d"], n_layer=rec["n_layer"], n_head=rec["n_head"],
+                        answer_noise=rec["answer_noise"])
+    sd = model.state_dict()
+    model.load_state_dict({k: torch.tensor(rec["state"][k], dtype=v.dtype).view_as(v) for k, v in sd.items()})
+    return model.eval()
