@@ -1,0 +1,140 @@
+"""Step-time breakdown (generate / score / backward) and forward passes per step for GARL, PAFT, GRPO and RLOO,
+on the same model, prompts and M, measured side by side in one run (issue 4, section 5).
+
+Each round seeds the RNG identically before every method, so all four methods draw the *same* rationale pool
+from the same (unchanged: no optimiser step) model; GRPO / RLOO then also sample their answers. Methods are
+interleaved round by round (rotating order) so that machine-load drift hits them equally; the median (or the
+minimum, ``--stat min``) over rounds is reported.
+
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/step_breakdown.py            # tiny random Llama, CPU
+    PYTHONPATH=. python benchmarks/step_breakdown.py --model smollm2-gguf --M 8 --rationale-budget 64
+
+Target: GARL and PAFT within 5% of RLOO on score + backward (they add O(M) scalar work, no forward pass).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+from tsallis_ref.config import TrainConfig
+from tsallis_ref.models import load_model_and_tokenizer, resolve_device
+from tsallis_ref.rollout import encode_answer, encode_prompt, sample_answers, sample_rationales
+from tsallis_ref.scoring import COUNTER
+from tsallis_ref import trainer as T
+from tsallis_ref.trainer import accumulate_gradients, exact_match
+
+METHODS = ["rloo", "grpo", "garl", "paft"]
+PROMPTS = [("Q: 12+7=", "19"), ("Q: 3*4=", "12"), ("Q: 9-5=", "4"), ("Q: 6+6=", "12"),
+           ("Q: 20/4=", "5"), ("Q: 7*3=", "21"), ("Q: 15-8=", "7"), ("Q: 2+9=", "11")]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="tiny")
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--M", type=int, default=8)
+    ap.add_argument("--prompts", type=int, default=2)
+    ap.add_argument("--rationale-budget", type=int, default=96)
+    ap.add_argument("--answer-budget", type=int, default=8)
+    ap.add_argument("--micro-batch", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--q", type=float, default=0.75)
+    ap.add_argument("--lora", action="store_true")
+    ap.add_argument("--load-in-4bit", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--stat", choices=["median", "min"], default="median",
+                    help="statistic over rounds (min is the robust choice on a shared, busy machine)")
+    ap.add_argument("--clock", choices=["process", "wall"], default=None,
+                    help="process = CPU time of this process (default on a CPU: robust to other processes' load); "
+                         "wall = perf_counter (default on a GPU)")
+    ap.add_argument("--json", default=None, help="write the figures to this JSON file")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+
+    base = {"model": {"name_or_path": a.model, "load_in_4bit": a.load_in_4bit, "lora": {"enabled": a.lora or a.load_in_4bit},
+                      "chat_template": a.model != "tiny",
+                      "tiny": {"hidden_size": a.hidden, "num_hidden_layers": a.layers, "num_attention_heads": 4,
+                               "intermediate_size": 4 * a.hidden}},
+            "rollout": {"M": a.M, "rationale_budget": a.rationale_budget, "answer_budget": a.answer_budget,
+                        "end_of_rationale": "</think>" if a.model == "tiny" else "\nAnswer:",
+                        "answer_prefix": "" if a.model == "tiny" else " "},
+            "optim": {"micro_batch_size": a.micro_batch, "prompts_per_step": a.prompts},
+            "data": {"path": "unused"}, "device": a.device}
+    cfgs = {m: TrainConfig.from_dict({**base, "method": {"name": m, "q": a.q}}) for m in METHODS}
+    device = resolve_device(a.device)
+    a.clock = a.clock or ("wall" if device.type == "cuda" else "process")
+    clock = time.perf_counter if a.clock == "wall" else time.process_time
+    T.CLOCK = clock
+    model, tok = load_model_and_tokenizer(cfgs["garl"].model, device, seed=0)
+    model.train()
+    prompts = PROMPTS[: a.prompts]
+    xs = [encode_prompt(tok, p, chat_template=cfgs["garl"].model.chat_template) for p, _ in prompts]
+    ys = [encode_answer(tok, y, cfgs["garl"].rollout) for _, y in prompts]
+    gen = torch.Generator().manual_seed(0)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    rec = {m: {"generate": [], "score": [], "backward": [], "fwd_calls": [], "fwd_seqs": [], "gen_calls": [],
+               "scored_tokens": []} for m in METHODS}
+    for r in range(a.rounds + 1):                      # round 0 is a warm-up, not recorded
+        order = METHODS[r % 4:] + METHODS[: r % 4]
+        for m in order:
+            cfg = cfgs[m]
+            torch.manual_seed(1000 + r)                # same rationale pool for every method this round
+            sync(); t0 = clock()
+            ro = sample_rationales(model, tok, xs, cfg.rollout)
+            rewards = None
+            if m in ("grpo", "rloo"):
+                ro = sample_answers(model, tok, ro, cfg.rollout)
+                rewards = torch.tensor([exact_match(t, prompts[i // a.M][1]) for i, t in enumerate(ro.answer_text)]
+                                       ).view(len(xs), a.M)
+                answers = ro.answer_ids
+            else:
+                answers = [ys[i // a.M] for i in range(len(ro.rationale_ids))]
+            sync(); t_gen = clock() - t0
+            model.zero_grad(set_to_none=True)
+            COUNTER.reset()
+            so = accumulate_gradients(model, cfg, tok.pad_token_id, ro, answers, rewards, gen)
+            sync()
+            if r == 0:
+                continue
+            d = rec[m]
+            d["generate"].append(t_gen), d["score"].append(so.t_score), d["backward"].append(so.t_backward)
+            d["fwd_calls"].append(COUNTER.calls), d["fwd_seqs"].append(COUNTER.sequences)
+            d["gen_calls"].append(ro.generate_calls), d["scored_tokens"].append(so.scored_tokens)
+
+    stat = statistics.median if a.stat == "median" else min
+    med = {m: {k: stat(v) for k, v in d.items()} for m, d in rec.items()}
+    ref = med["rloo"]
+    print(f"device={device} model={a.model} hidden={a.hidden} layers={a.layers} M={a.M} prompts/step={a.prompts} "
+          f"rationale_budget={a.rationale_budget} answer_budget={a.answer_budget} micro_batch={a.micro_batch} "
+          f"rounds={a.rounds} stat={a.stat} clock={a.clock} threads={a.threads} lora={a.lora or a.load_in_4bit} 4bit={a.load_in_4bit}")
+    hdr = (f"{'method':6} {'generate s':>10} {'score s':>8} {'backward s':>10} {'score+bwd s':>11} {'step s':>7} "
+           f"{'gen calls':>9} {'fwd calls':>9} {'fwd seqs':>8} {'scored tok':>10} {'(score+bwd)/RLOO':>16} {'step/RLOO':>9}")
+    print(hdr)
+    out = {"args": vars(a), a.stat: med, "raw": rec}
+    for m in METHODS:
+        d = med[m]
+        sb, step = d["score"] + d["backward"], d["generate"] + d["score"] + d["backward"]
+        sb_ref, step_ref = ref["score"] + ref["backward"], ref["generate"] + ref["score"] + ref["backward"]
+        d["score_bwd_ratio"], d["step_ratio"] = sb / sb_ref, step / step_ref
+        print(f"{m:6} {d['generate']:10.4f} {d['score']:8.4f} {d['backward']:10.4f} {sb:11.4f} {step:7.4f} "
+              f"{d['gen_calls']:9.0f} {d['fwd_calls']:9.0f} {d['fwd_seqs']:8.0f} {d['scored_tokens']:10.0f} "
+              f"{d['score_bwd_ratio']:16.3f} {d['step_ratio']:9.3f}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
+    return out
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

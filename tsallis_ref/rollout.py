@@ -1,0 +1,159 @@
+"""Rollouts: M rationales per prompt, sampled with the KV cache (batched ``model.generate``), with budget
+forcing as in the paper (Sec. 7.1, after s1 / Muennighoff et al. 2025).
+
+For each prompt x the sampler draws z_1..z_M ~ p_theta(. | x) up to ``rationale_budget`` new tokens and
+stops at the end-of-rationale marker (``</think>`` for Qwen3, a configurable string such as
+``"\\nAnswer:"`` otherwise). If the marker has not appeared within the budget (or the model stopped with
+EOS before it), the marker is *forced*: its tokens are appended to the rationale. The marker tokens belong
+to the rationale z (their log-probability counts in log p(z | x)).
+
+GARL and PAFT never sample an answer: y* is teacher-forced after the rationale (``scoring``). GRPO and RLOO
+then sample the model's own answer from [x, z, prefix] with ``answer_budget`` new tokens.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import torch
+
+from .config import RolloutConfig
+
+__all__ = ["encode_prompt", "encode_answer", "generate", "cut_at_marker", "Rollouts", "sample_rationales",
+           "sample_answers"]
+
+
+def encode_prompt(tokenizer, prompt: str, *, chat_template: bool, enable_thinking: Optional[bool] = None) -> list[int]:
+    """Token ids of x: the chat template with a generation prompt (warm start, chat/thinking model) or
+    the raw prompt text (cold start)."""
+    if chat_template:
+        kw = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
+        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                             add_generation_prompt=True, **kw)
+        return list(tokenizer(text, add_special_tokens=False).input_ids)
+    return list(tokenizer(prompt, add_special_tokens=True).input_ids)
+
+
+def encode_answer(tokenizer, answer: str, rcfg: RolloutConfig) -> list[int]:
+    """Token ids of the teacher-forced answer segment: ``answer_prefix + y*`` (+ EOS)."""
+    ids = list(tokenizer(rcfg.answer_prefix + answer, add_special_tokens=False).input_ids)
+    if rcfg.append_eos and tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def _strip_after_eos(ids: list[int], eos_ids: set[int]) -> tuple[list[int], bool]:
+    for i, t in enumerate(ids):
+        if t in eos_ids:
+            return ids[:i], True
+    return ids, False
+
+
+@torch.no_grad()
+def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tokens: int, sampling,
+             stop_strings: Optional[list[str]] = None, batch_size: int = 0) -> list[tuple[list[int], bool]]:
+    """Sample continuations of each context (left-padded, batched, KV cache). Returns, per context, the new
+    token ids cut at the first EOS (EOS excluded) and whether EOS was produced."""
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id
+    eos = model.generation_config.eos_token_id
+    eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+    if tokenizer.eos_token_id is not None:
+        eos_ids.add(tokenizer.eos_token_id)
+    was_training = model.training
+    model.eval()
+    out: list[tuple[list[int], bool]] = []
+    bs = batch_size or len(contexts)
+    try:
+        for s in range(0, len(contexts), bs):
+            chunk = contexts[s:s + bs]
+            L = max(len(c) for c in chunk)
+            ids = torch.full((len(chunk), L), pad, dtype=torch.long)
+            att = torch.zeros((len(chunk), L), dtype=torch.long)
+            for i, c in enumerate(chunk):
+                ids[i, L - len(c):] = torch.tensor(c, dtype=torch.long)
+                att[i, L - len(c):] = 1
+            kw = dict(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
+                      top_k=sampling.top_k if sampling.top_k > 0 else None, max_new_tokens=max_new_tokens,
+                      pad_token_id=pad, eos_token_id=sorted(eos_ids), use_cache=True)
+            if stop_strings:
+                kw.update(stop_strings=stop_strings, tokenizer=tokenizer)
+            gen = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), **kw)
+            for row in gen[:, L:].tolist():
+                out.append(_strip_after_eos(row, eos_ids))
+    finally:
+        if was_training:
+            model.train()
+    return out
+
+
+def cut_at_marker(tokenizer, ids: list[int], marker: str) -> Optional[list[int]]:
+    """The shortest prefix of ``ids`` whose decoded text contains ``marker`` (so the rationale ends with the
+    token that completes the marker), or None if the marker is absent."""
+    if marker not in tokenizer.decode(ids, skip_special_tokens=False):
+        return None
+    lo, hi = 1, len(ids)
+    while lo < hi:   # decoded text of a prefix is monotone in the prefix length
+        mid = (lo + hi) // 2
+        if marker in tokenizer.decode(ids[:mid], skip_special_tokens=False):
+            hi = mid
+        else:
+            lo = mid + 1
+    return ids[:lo]
+
+
+@dataclass
+class Rollouts:
+    """The sampled pool of a step: ``prompt_ids[b]`` and, for sequence ``i = b*M + m``, ``rationale_ids[i]``
+    (marker included), ``forced[i]`` (marker forced by the budget), and for GRPO/RLOO ``answer_ids[i]`` /
+    ``answer_text[i]`` (the model's own answer, prefix included in the ids)."""
+
+    prompt_ids: list[list[int]]
+    M: int
+    rationale_ids: list[list[int]]
+    forced: list[bool]
+    answer_ids: Optional[list[list[int]]] = None
+    answer_text: Optional[list[str]] = None
+    n_generated: int = 0
+    generate_calls: int = 0
+
+    def prompt_of(self, i: int) -> int:
+        return i // self.M
+
+
+def sample_rationales(model, tokenizer, prompt_ids: list[list[int]], rcfg: RolloutConfig) -> Rollouts:
+    """Draw M rationales per prompt with budget forcing."""
+    M, marker = rcfg.M, rcfg.end_of_rationale
+    marker_ids = list(tokenizer(marker, add_special_tokens=False).input_ids)
+    contexts = [p for p in prompt_ids for _ in range(M)]
+    gens = generate(model, tokenizer, contexts, max_new_tokens=rcfg.rationale_budget, sampling=rcfg.sampling,
+                    stop_strings=[marker], batch_size=rcfg.generation_batch_size)
+    rats, forced, n_gen = [], [], 0
+    for ids, _eos in gens:
+        n_gen += len(ids) + (1 if _eos else 0)
+        cut = cut_at_marker(tokenizer, ids, marker) if ids else None
+        if cut is None:         # budget exhausted or EOS before the marker: force it (budget forcing)
+            rats.append(list(ids) + marker_ids)
+            forced.append(True)
+        else:
+            rats.append(cut)
+            forced.append(False)
+    return Rollouts(prompt_ids=prompt_ids, M=M, rationale_ids=rats, forced=forced, n_generated=n_gen,
+                    generate_calls=1)
+
+
+def sample_answers(model, tokenizer, ro: Rollouts, rcfg: RolloutConfig) -> Rollouts:
+    """GRPO / RLOO: sample the model's own answer after [x, z, prefix] (``answer_budget`` tokens, stop at EOS).
+    The answer ids include the prefix and the EOS when one was produced."""
+    prefix = list(tokenizer(rcfg.answer_prefix, add_special_tokens=False).input_ids) if rcfg.answer_prefix else []
+    contexts = [ro.prompt_ids[ro.prompt_of(i)] + z + prefix for i, z in enumerate(ro.rationale_ids)]
+    gens = generate(model, tokenizer, contexts, max_new_tokens=rcfg.answer_budget, sampling=rcfg.sampling,
+                    batch_size=rcfg.generation_batch_size)
+    ans_ids, ans_text = [], []
+    for ids, eos in gens:
+        ro.n_generated += len(ids) + (1 if eos else 0)
+        ans_text.append(tokenizer.decode(ids, skip_special_tokens=True).strip())
+        ans_ids.append(prefix + list(ids) + ([tokenizer.eos_token_id] if eos else []))
+    ro.answer_ids, ro.answer_text = ans_ids, ans_text
+    ro.generate_calls += 1
+    return ro

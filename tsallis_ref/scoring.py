@@ -1,0 +1,158 @@
+"""Teacher-forced scoring: ``log p(z_m | x)`` and ``log p(y | x, z_m)`` from ONE forward pass per sequence.
+
+Each scored sequence is ``[x, z_m, a_m]`` where z_m is the sampled rationale *including* the
+end-of-rationale marker (forced or not) and ``a_m`` is the answer segment: ``answer_prefix + y* (+EOS)``
+teacher-forced for GARL / PAFT (so ``w_m = exp(logp_y)`` is Eq. 7's likelihood weight), or the model's own
+sampled answer for GRPO / RLOO. A single causal forward pass gives the next-token log-probabilities of every
+position; ``logp_z`` sums them over the rationale span and ``logp_y`` over the answer span. The same pass
+carries the autograd graph, so the gradient comes from it too: no extra (no-grad) scoring pass.
+
+Memory. The logits ``[batch, T, V]`` are the largest tensor of a forward pass (V = 151k for Qwen3). By
+default (``lm_head_checkpoint=True``) the lm-head projection and the log-softmax run inside
+``torch.utils.checkpoint``, so the graph keeps only the final hidden states ``[batch, T, H]`` and the logits
+are rebuilt, one micro-batch at a time, during backward. This is what makes it affordable to keep the graphs
+of all M sequences of a prompt alive until the weights (which need all M ``logp_y``) are known.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+__all__ = ["ForwardCounter", "COUNTER", "pack", "token_logprobs", "ScoredBatch", "score_sequences",
+           "naive_span_logprobs"]
+
+
+class ForwardCounter:
+    """Counts teacher-forced forward calls and the sequences they scored (the benchmark reads it)."""
+
+    def __init__(self):
+        self.calls = 0
+        self.sequences = 0
+        self.tokens = 0
+
+    def reset(self):
+        self.calls = self.sequences = self.tokens = 0
+
+
+COUNTER = ForwardCounter()
+
+
+def pack(prompt: Sequence[Sequence[int]], rationale: Sequence[Sequence[int]], answer: Sequence[Sequence[int]],
+         pad_id: int):
+    """Right-pad ``[x, z, a]`` sequences into ``input_ids, attention_mask [n, T]`` and span masks
+    ``z_mask, a_mask [n, T-1]`` over the *targets* (position t of the mask scores token t+1)."""
+    lens = [len(p) + len(z) + len(a) for p, z, a in zip(prompt, rationale, answer)]
+    n, T = len(lens), max(lens)
+    ids = torch.full((n, T), pad_id, dtype=torch.long)
+    att = torch.zeros((n, T), dtype=torch.long)
+    zm = torch.zeros((n, T - 1), dtype=torch.bool)
+    am = torch.zeros((n, T - 1), dtype=torch.bool)
+    for i, (p, z, a) in enumerate(zip(prompt, rationale, answer)):
+        if len(p) == 0:
+            raise ValueError("scoring needs a non-empty prompt (x) for every sequence")
+        seq = list(p) + list(z) + list(a)
+        ids[i, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+        att[i, :len(seq)] = 1
+        zm[i, len(p) - 1:len(p) + len(z) - 1] = True
+        am[i, len(p) + len(z) - 1:len(seq) - 1] = True
+    return ids, att, zm, am
+
+
+def _lm_head_logprobs(lm_head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    logits = lm_head(hidden).float()
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
+                   lm_head_checkpoint: bool = True) -> torch.Tensor:
+    """``log p(token_{t+1} | tokens_{<=t})`` for t = 0..T-2, shape ``[n, T-1]``, float32, with the graph.
+
+    With ``lm_head_checkpoint`` the decoder runs normally and the lm head + log-softmax are checkpointed
+    (see the module docstring). Models whose head is not a plain projection of the decoder's last hidden
+    state (logit soft-capping, scaling) should use ``lm_head_checkpoint=False`` (full logits)."""
+    COUNTER.calls += 1
+    COUNTER.sequences += input_ids.shape[0]
+    COUNTER.tokens += int(attention_mask.sum())
+    targets = input_ids[:, 1:]
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if lm_head_checkpoint and hasattr(base, "get_decoder") and base.get_output_embeddings() is not None:
+        hidden = base.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        h = hidden[:, :-1]
+        if torch.is_grad_enabled():
+            return checkpoint(_lm_head_logprobs, base.get_output_embeddings(), h, targets, use_reentrant=False)
+        return _lm_head_logprobs(base.get_output_embeddings(), h, targets)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1].float()
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+@dataclass
+class ScoredBatch:
+    """Scores of n sequences (with the autograd graph when scored under grad).
+
+    ``logp_z[n]`` = log p(z|x) (marker included), ``logp_y[n]`` = log p(a|x,z) over the answer segment,
+    ``logp_tokens[n, Tc]`` / ``mask[n, Tc]`` the per-token log-probs of the completion (z then a),
+    left-aligned (used by GRPO), ``n_tokens`` the non-pad tokens processed."""
+
+    logp_z: torch.Tensor
+    logp_y: torch.Tensor
+    logp_tokens: Optional[torch.Tensor]
+    mask: Optional[torch.Tensor]
+    n_tokens: int
+
+
+def score_sequences(model, prompt, rationale, answer, *, pad_id: int, micro_batch_size: int,
+                    return_tokens: bool = False, lm_head_checkpoint: bool = True,
+                    autocast_dtype: Optional[torch.dtype] = None) -> ScoredBatch:
+    """Score ``n`` sequences ``[x_i, z_i, a_i]`` in micro-batches of ``micro_batch_size`` (one forward call
+    each) and concatenate. Graphs of every micro-batch stay alive until the caller's backward."""
+    device = next(model.parameters()).device
+    n = len(rationale)
+    lz, ly, toks, masks, ntok = [], [], [], [], 0
+    for s in range(0, n, micro_batch_size):
+        sl = slice(s, s + micro_batch_size)
+        ids, att, zm, am = pack(prompt[sl], rationale[sl], answer[sl], pad_id)
+        ids, att, zm, am = ids.to(device), att.to(device), zm.to(device), am.to(device)
+        ntok += int(att.sum())
+        if autocast_dtype is not None:
+            with torch.autocast(device_type=device.type, dtype=autocast_dtype):
+                lp = token_logprobs(model, ids, att, lm_head_checkpoint=lm_head_checkpoint)
+        else:
+            lp = token_logprobs(model, ids, att, lm_head_checkpoint=lm_head_checkpoint)
+        lz.append((lp * zm).sum(-1))
+        ly.append((lp * am).sum(-1))
+        if return_tokens:
+            cm = zm | am
+            toks.append(lp)
+            masks.append(cm)
+    out_t = out_m = None
+    if return_tokens:
+        # left-align each completion so that the [n, Tc] tensors only span completion tokens
+        rows, mrows = [], []
+        for lp, cm in zip(toks, masks):
+            for i in range(lp.shape[0]):
+                idx = cm[i].nonzero().squeeze(-1)
+                rows.append(lp[i].index_select(0, idx))
+        Tc = max(r.shape[0] for r in rows)
+        out_t = torch.stack([F.pad(r, (0, Tc - r.shape[0])) for r in rows])
+        out_m = torch.stack([torch.arange(Tc, device=device) < r.shape[0] for r in rows])
+    return ScoredBatch(torch.cat(lz), torch.cat(ly), out_t, out_m, ntok)
+
+
+@torch.no_grad()
+def naive_span_logprobs(model, prompt: list[int], rationale: list[int], answer: list[int]) -> tuple[float, float]:
+    """Reference implementation for tests: one full forward per *token* (no batching, no packing), summing
+    ``log softmax(logits)[next]`` over the rationale and answer spans separately."""
+    seq = list(prompt) + list(rationale) + list(answer)
+    lz = ly = 0.0
+    for t in range(len(prompt), len(seq)):
+        logits = model(input_ids=torch.tensor([seq[:t]]), use_cache=False).logits[0, -1].double()
+        lp = float(torch.log_softmax(logits, -1)[seq[t]])
+        if t < len(prompt) + len(rationale):
+            lz += lp
+        else:
+            ly += lp
+    return lz, ly

@@ -1,0 +1,377 @@
+"""The training loop: GARL (Algorithm 1), PAFT (Algorithm 2) and the GRPO / RLOO baselines for any causal LM.
+
+One step, top to bottom:
+
+1. take ``prompts_per_step`` examples (x*, y*) in a seeded, resumable order;
+2. **rollout**: sample M rationales per prompt with budget forcing (``rollout.sample_rationales``);
+   GRPO / RLOO also sample the model's own answer and score it by exact match (binary reward);
+3. **score + backward, one prompt at a time**: ONE teacher-forced forward pass per sequence
+   ``[x, z_m, a_m]`` (``scoring.score_sequences``, micro-batched) gives ``logp_z`` and ``logp_y`` with
+   their graphs; the core estimator of ``tsallis_ref.estimators`` turns the M values into the
+   surrogate loss (the weights need all M ``logp_y`` first, so the M graphs are kept until then),
+   and one backward accumulates that prompt's gradient (gradient accumulation across prompts);
+4. clip, optimiser step, log, checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import resource
+import string
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from . import estimators as E
+from .checkpoint import checkpoint_path, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import ConfigError, TrainConfig, validate_examples
+from .models import load_model_and_tokenizer, load_trainable_state_dict, resolve_device, trainable_state_dict
+from .rollout import Rollouts, encode_answer, encode_prompt, sample_answers, sample_rationales
+from .scoring import COUNTER, score_sequences
+
+__all__ = ["train", "load_examples", "normalize_answer", "exact_match", "StepOutput", "accumulate_gradients",
+           "DataOrder", "MetricsLogger"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Answers and rewards (GRPO / RLOO)
+# ---------------------------------------------------------------------------------------------------------
+_PUNCT = set(string.punctuation)
+# the clock of the t_score / t_backward split; benchmarks/step_breakdown.py swaps in time.process_time on a
+# busy shared CPU (CPU time of this process is insensitive to other processes' load)
+CLOCK = time.perf_counter
+try:  # the data module's verifier, when present in the tree
+    from .data.verify import normalize_answer  # type: ignore
+except Exception:  # pragma: no cover - depends on the tree
+    def normalize_answer(s: str) -> str:
+        """LOCAL FALLBACK (tsallis_ref.data.verify absent): SQuAD-style normalisation, i.e. lower-case,
+        drop punctuation (except a decimal point between digits, so "4.2" != "42") and the articles
+        a/an/the, collapse whitespace."""
+        s = re.sub(r"(?<=\d)\.(?=\d)", "\x00", s.lower())
+        s = "".join(ch for ch in s if ch not in _PUNCT).replace("\x00", ".")
+        s = re.sub(r"\b(a|an|the)\b", " ", s)
+        return " ".join(s.split())
+
+
+def exact_match(prediction: str, gold: str, aliases: Sequence[str] = ()) -> float:
+    """Binary reward of GRPO / RLOO: 1 if the normalised prediction equals the normalised gold (or an alias)."""
+    p = normalize_answer(prediction)
+    return float(any(p == normalize_answer(g) for g in [gold, *aliases]))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------------------
+def load_examples(cfg: TrainConfig) -> list[dict]:
+    """The training examples, as the trainer's contract says: dicts ``{id, prompt, answer[, aliases]}``.
+
+    ``data.path``: a JSONL file of such dicts. ``data.dataset``: a loader of ``tsallis_ref.data``
+    (``load_examples(name, split=, data_dir=, regime=, limit=)``) when that module exists."""
+    d = cfg.data
+    if d.path:
+        p = Path(d.path)
+        if not p.exists():
+            raise ConfigError(f"config field `data.path`: file {str(p)!r} does not exist")
+        with open(p) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    else:
+        try:
+            from . import data as D  # type: ignore
+            loader = getattr(D, "load_examples")
+        except (ImportError, AttributeError):
+            raise ConfigError("config field `data.dataset`: tsallis_ref.data.load_examples is not available in "
+                              "this tree; give a JSONL file of {id, prompt, answer} examples as data.path") from None
+        rows = list(loader(d.dataset, split=d.split, data_dir=d.data_dir, regime=d.regime, limit=d.limit))
+    if d.limit is not None:
+        rows = rows[: d.limit]
+    return validate_examples(rows)
+
+
+class DataOrder:
+    """A seeded order over the examples: one permutation per epoch (``seed + epoch``), resumable from
+    ``(epoch, pos)``."""
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True):
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.epoch, self.pos = 0, 0
+        self._perm = self._make(0)
+
+    def _make(self, epoch: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.n)
+        return np.random.default_rng(self.seed + epoch).permutation(self.n)
+
+    def next(self, k: int) -> list[int]:
+        out = []
+        while len(out) < k:
+            if self.pos == self.n:
+                self.epoch, self.pos = self.epoch + 1, 0
+                self._perm = self._make(self.epoch)
+            out.append(int(self._perm[self.pos]))
+            self.pos += 1
+        return out
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos, "order": self._perm.tolist()}
+
+    def load_state_dict(self, st: dict) -> None:
+        self.epoch, self.pos = st["epoch"], st["pos"]
+        self._perm = np.asarray(st["order"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Logging
+# ---------------------------------------------------------------------------------------------------------
+class MetricsLogger:
+    """Metrics as JSONL (one line per step), and to TensorBoard / W&B when requested and installed."""
+
+    def __init__(self, output_dir: Path, cfg: TrainConfig, resume_step: Optional[int] = None):
+        self.path = output_dir / "metrics.jsonl"
+        if resume_step is None:
+            self.path.write_text("")
+        else:  # drop the lines a killed run wrote after its last checkpoint
+            keep = []
+            if self.path.exists():
+                keep = [l for l in self.path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= resume_step]
+            self.path.write_text("".join(l + "\n" for l in keep))
+        self.tb = self.wb = None
+        if cfg.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(str(output_dir / "tb"))
+            except Exception:
+                self.tb = None
+        if cfg.wandb:
+            try:
+                import wandb  # type: ignore
+                self.wb = wandb.init(project="tsallis-ref", config=cfg.to_dict(), resume="allow")
+            except Exception:
+                self.wb = None
+
+    def log(self, step: int, metrics: dict) -> None:
+        row = {"step": step, **metrics}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    self.tb.add_scalar(k, v, step)
+        if self.wb is not None:
+            self.wb.log(metrics, step=step)
+
+    def close(self):
+        if self.tb is not None:
+            self.tb.close()
+        if self.wb is not None:
+            self.wb.finish()
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB -> MiB (process peak)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One step's gradient
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class StepOutput:
+    loss: float
+    logp_z: torch.Tensor          # [B, M] detached
+    logp_y: torch.Tensor          # [B, M] detached (gold answer for GARL/PAFT, own answer for GRPO/RLOO)
+    indices: Optional[torch.Tensor]
+    t_score: float
+    t_backward: float
+    scored_tokens: int
+
+
+def accumulate_gradients(model, cfg: TrainConfig, pad_id: int, ro: Rollouts, answers: list[list[int]],
+                         rewards: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None,
+                         autocast_dtype: Optional[torch.dtype] = None) -> StepOutput:
+    """Score every sequence once and accumulate ``grad`` of the method's surrogate (mean over prompts).
+
+    ``answers[i]`` is the answer segment of sequence i (``prefix + y* + EOS`` for GARL/PAFT, the sampled
+    answer for GRPO/RLOO). Prompts are processed one at a time: the M graphs of a prompt are kept until the
+    core estimator has the M ``logp_y``; then one backward frees them."""
+    m, M = cfg.method, ro.M
+    B = len(ro.prompt_ids)
+    total, lz_all, ly_all, idx_all = 0.0, [], [], []
+    t_score = t_bwd = 0.0
+    ntok = 0
+    for b in range(B):
+        sl = slice(b * M, (b + 1) * M)
+        t0 = CLOCK()
+        sc = score_sequences(model, [ro.prompt_ids[b]] * M, ro.rationale_ids[sl], answers[sl], pad_id=pad_id,
+                             micro_batch_size=cfg.optim.micro_batch_size, return_tokens=(m.name == "grpo"),
+                             autocast_dtype=autocast_dtype)
+        t1 = CLOCK()
+        ntok += sc.n_tokens
+        logp_z, logp_y = sc.logp_z.unsqueeze(0), sc.logp_y.unsqueeze(0)
+        if m.name == "garl":
+            loss = E.garl_loss(logp_z, logp_y, m.q, baseline=m.baseline, normalize=m.normalize)
+        elif m.name == "paft":
+            idx = E.paft_resample(logp_y, m.K or M, generator=generator)
+            idx_all.append(idx)
+            loss = E.paft_loss(logp_z, logp_y, m.q, indices=idx, normalize=m.normalize)
+        elif m.name == "rloo":
+            loss = E.rloo_loss(logp_z + logp_y, rewards[b:b + 1])
+        else:
+            loss = E.grpo_loss(sc.logp_tokens.unsqueeze(0), sc.mask.unsqueeze(0), rewards[b:b + 1],
+                               clip_eps=m.clip_eps, scale_rewards=m.scale_rewards, loss_agg=m.loss_agg)
+        t2 = CLOCK()
+        (loss / B).backward()
+        t3 = CLOCK()
+        t_score += (t1 - t0) + (t2 - t1)
+        t_bwd += t3 - t2
+        total += float(loss.detach()) / B
+        lz_all.append(logp_z.detach())
+        ly_all.append(logp_y.detach())
+    return StepOutput(loss=total, logp_z=torch.cat(lz_all), logp_y=torch.cat(ly_all),
+                      indices=torch.cat(idx_all) if idx_all else None, t_score=t_score, t_backward=t_bwd,
+                      scored_tokens=ntok)
+
+
+def step_metrics(cfg: TrainConfig, out: StepOutput, ro: Rollouts, rewards: Optional[torch.Tensor]) -> dict:
+    """The per-step diagnostics explained on the algorithm pages."""
+    m = cfg.method
+    met: dict = {"loss": out.loss}
+    if m.name in ("garl", "paft"):
+        ws = E.weight_stats(out.logp_y, m.q, normalize=m.normalize)
+        wbar = torch.exp(E.log_mean_weight(out.logp_y))
+        met.update({
+            "wbar_mean": ws["wbar_mean"], "wbar_std": float(wbar.std()) if wbar.numel() > 1 else 0.0,
+            "log_wbar_mean": ws["log_wbar_mean"], "log_wbar_min": ws["log_wbar_min"], "log_wbar_max": ws["log_wbar_max"],
+            "log_w_std": float(out.logp_y.double().std(dim=-1).mean()) if out.logp_y.shape[-1] > 1 else 0.0,
+            "amp_mean": ws["amp_mean"], "amp_max": ws["amp_max"], "ess_frac": ws["ess_frac"],
+        })
+        if "max_adv" in ws:
+            met["max_adv"] = ws["max_adv"]
+        if out.indices is not None:
+            uniq = [len(set(r.tolist())) for r in out.indices]
+            met["paft_unique_frac"] = float(np.mean(uniq)) / ro.M
+    if rewards is not None:
+        met["reward_mean"] = float(rewards.mean())
+        met["zero_var_frac"] = float((rewards.std(dim=-1) == 0).float().mean()) if rewards.shape[-1] > 1 else 1.0
+    met["logp_z_mean"] = float(out.logp_z.mean())
+    met["forced_frac"] = float(np.mean(ro.forced))
+    met["rationale_len"] = float(np.mean([len(z) for z in ro.rationale_ids]))
+    return met
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------------------
+def _as_config(config) -> TrainConfig:
+    if isinstance(config, TrainConfig):
+        return config.validate()
+    if isinstance(config, dict):
+        return TrainConfig.from_dict(config)
+    return TrainConfig.from_yaml(config)
+
+
+def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = None,
+          callback: Optional[Callable[[int, dict], None]] = None) -> dict:
+    """Train as ``config`` (a TrainConfig, a dict or a YAML path) says; ``examples`` overrides the data config.
+
+    Returns ``{"model", "tokenizer", "metrics" (list of per-step dicts of this process), "step"}``.
+    """
+    cfg = _as_config(config)
+    data = validate_examples(examples) if examples is not None else load_examples(cfg)   # errors before compute
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    device = resolve_device(cfg.device)
+    out_dir = Path(cfg.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg.to_yaml(out_dir / "config.yaml")
+
+    # seeds: python / numpy / torch; PAFT's resampling has its own generator (saved in checkpoints)
+    import random
+    random.seed(cfg.seed), np.random.seed(cfg.seed), torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed + 7919)
+
+    model, tok = load_model_and_tokenizer(cfg.model, device, seed=cfg.seed)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
+    order = DataOrder(len(data), cfg.seed, cfg.data.shuffle)
+    autocast = (torch.bfloat16 if cfg.mixed_precision and device.type == "cuda" and torch.cuda.is_bf16_supported()
+                and next(iter(params)).dtype == torch.float32 else None)
+
+    # pre-tokenise x* and the teacher-forced answer segment of every example
+    enc_x = [encode_prompt(tok, ex["prompt"], chat_template=cfg.model.chat_template,
+                           enable_thinking=cfg.model.enable_thinking) for ex in data]
+    enc_y = [encode_answer(tok, ex["answer"], cfg.rollout) for ex in data]
+
+    start = 0
+    if resume:
+        ck = load_checkpoint(checkpoint_path(out_dir))
+        load_trainable_state_dict(model, ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        order.load_state_dict(ck["data"])
+        set_rng_state(ck["rng"], gen)
+        start = ck["step"]
+    logger = MetricsLogger(out_dir, cfg, resume_step=start if resume else None)
+
+    history = []
+    bar = None
+    if cfg.progress_bar:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=cfg.steps, initial=start, desc=f"{cfg.method.name}", dynamic_ncols=True)
+    for step in range(start + 1, cfg.steps + 1):
+        t_start = time.perf_counter()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        COUNTER.reset()
+        batch = order.next(cfg.optim.prompts_per_step)
+
+        # 2. rollouts (M per prompt, budget forcing); GRPO / RLOO also sample and verify their answers
+        ro = sample_rationales(model, tok, [enc_x[i] for i in batch], cfg.rollout)
+        rewards = None
+        if cfg.method.name in ("grpo", "rloo"):
+            ro = sample_answers(model, tok, ro, cfg.rollout)
+            rewards = torch.tensor([exact_match(a, data[batch[i // ro.M]]["answer"], data[batch[i // ro.M]].get("aliases", ()))
+                                    for i, a in enumerate(ro.answer_text)]).view(len(batch), ro.M)
+            answers = ro.answer_ids
+        else:
+            answers = [enc_y[batch[i // ro.M]] for i in range(len(ro.rationale_ids))]
+        t_gen = time.perf_counter() - t_start
+
+        # 3. one scoring pass per sequence + backward through the core estimator, prompt by prompt
+        opt.zero_grad(set_to_none=True)
+        so = accumulate_gradients(model, cfg, tok.pad_token_id, ro, answers, rewards, gen, autocast)
+
+        # 4. clip, step
+        gn = torch.nn.utils.clip_grad_norm_(params, cfg.optim.max_grad_norm if cfg.optim.max_grad_norm > 0 else float("inf"))
+        opt.step()
+        dt = time.perf_counter() - t_start
+
+        met = step_metrics(cfg, so, ro, rewards)
+        met.update({"grad_norm": float(gn), "t_generate": t_gen, "t_score": so.t_score, "t_backward": so.t_backward,
+                    "t_step": dt, "generated_tokens": ro.n_generated, "scored_tokens": so.scored_tokens,
+                    "tokens_per_s": (ro.n_generated + so.scored_tokens) / dt, "forward_passes": COUNTER.calls,
+                    "scored_sequences": COUNTER.sequences, "peak_mem_mb": _peak_memory_mb(device),
+                    "epoch": order.epoch, "example_ids": [data[i]["id"] for i in batch]})
+        logger.log(step, met)
+        history.append({"step": step, **met})
+        if callback is not None:
+            callback(step, met)
+        if bar is not None:
+            bar.update(1)
+            post = {"loss": f"{met['loss']:.3g}", "gn": f"{met['grad_norm']:.2g}"}
+            post.update({"wbar": f"{met['wbar_mean']:.2e}"} if "wbar_mean" in met else {"r": f"{met['reward_mean']:.2f}"})
+            bar.set_postfix(post)
+        if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.steps:
+            save_checkpoint(checkpoint_path(out_dir), {
+                "step": step, "model": trainable_state_dict(model), "optimizer": opt.state_dict(),
+                "rng": rng_state(gen), "data": order.state_dict(), "config": cfg.to_dict()})
+    if bar is not None:
+        bar.close()
+    logger.close()
+    return {"model": model, "tokenizer": tok, "metrics": history, "step": cfg.steps}
