@@ -76,4 +76,5 @@ def test_estimated_P_rises_on_trained_prompts(runs, method):
     assert len(before) == len(after) == 2
     assert all(math.isfinite(v) and v <= 0.0 for v in before + after)
     rise = sum(a - b for a, b in zip(after, before)) / len(before)
+    print(f"{method} seed {SEED}: log wbar before {before}, after {after}, mean rise {rise:.2f} nats")
     assert rise > MARGIN, f"{method}: mean log wbar rose by only {rise:.3f} nats (before {before}, after {after})"

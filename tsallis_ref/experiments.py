@@ -155,7 +155,9 @@ def shared_base_model():
     from .models import load_model_and_tokenizer, load_trainable_state_dict, trainable_state_dict
 
     def loader(mcfg, device, seed=0):
-        key = (repr(dataclasses.asdict(mcfg)), str(device), seed)
+        # the loaded weights do not depend on how prompts are encoded (chat template / thinking flag)
+        wkey = {k: v for k, v in dataclasses.asdict(mcfg).items() if k not in ("chat_template", "enable_thinking")}
+        key = (repr(wkey), str(device), seed)
         if key not in _BASE_CACHE:
             model, tok = load_model_and_tokenizer(mcfg, device, seed=seed)
             _BASE_CACHE[key] = (model, tok, trainable_state_dict(model))
