@@ -99,18 +99,27 @@ def _gguf_to_hf_folder(directory: str, gguf_file: str, cache: Optional[str] = No
 
     cache = cache or os.path.join(os.path.expanduser("~"), ".cache", "tsallis_ref",
                                   Path(gguf_file).stem.replace(".", "_"))
-    if os.path.exists(os.path.join(cache, "config.json")):
-        return cache
+    cfg_file = os.path.join(cache, "config.json")
+    if os.path.exists(cfg_file):
+        import json
+        with open(cfg_file) as f:
+            if "quantization_config" not in json.load(f):
+                return cache
+        import shutil   # a folder written before the fix below carries the GgufConfig: rebuild it
+        shutil.rmtree(cache, ignore_errors=True)
     src = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf_file, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)
-    dst = AutoModelForCausalLM.from_config(src.config)
+    conf = src.config
+    if hasattr(conf, "quantization_config"):   # the dequantised copy is a plain model: 4-bit loading of a
+        del conf.quantization_config           # folder whose config says GgufConfig fails in from_pretrained
+    dst = AutoModelForCausalLM.from_config(conf)
     dst.load_state_dict(src.state_dict())
-    tmp = f"{cache}.tmp{os.getpid()}"
+    tmp = f"{cache}.tmp{os.getpid()}"           # per-process: concurrent first loads must not collide
     dst.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     try:
         os.replace(tmp, cache)
-    except OSError:   # another process finished the same conversion first: use its folder
+    except OSError:                            # another process finished first: use its folder
         import shutil
         shutil.rmtree(tmp, ignore_errors=True)
         if not os.path.exists(os.path.join(cache, "config.json")):

@@ -19,6 +19,7 @@ from .verify import (END_OF_RATIONALE_MARKERS, exact_match, extract_answer, finq
                      max_over_aliases, normalize_answer, parse_number, relaxed_match, reward_exact_match,
                      squad_em, squad_f1, squad_normalize)
 from .evaluate import EvalResult, byte_tokenizer, evaluate, generate_samples, score_samples
+from .examples import HUB_IDS, SPLIT_ALIASES, SPLIT_FILES, load_examples, resolve_source
 
 __all__ = [
     "FinQAProgramError", "execute_program", "parse_program", "str_to_num", "table_from_context", "try_execute",
@@ -32,4 +33,5 @@ __all__ = [
     "max_over_aliases", "normalize_answer", "parse_number", "relaxed_match", "reward_exact_match", "squad_em",
     "squad_f1", "squad_normalize",
     "EvalResult", "byte_tokenizer", "evaluate", "generate_samples", "score_samples",
+    "HUB_IDS", "SPLIT_ALIASES", "SPLIT_FILES", "load_examples", "resolve_source",
 ]

@@ -1,0 +1,52 @@
+"""tsallis_ref.data.load_examples: the trainer's `data.dataset` entry point over the shared benchmark samples."""
+from __future__ import annotations
+
+import pytest
+
+from tsallis_ref.data import SPLIT_FILES, default_data_dir, load_examples, resolve_source
+
+DATA = default_data_dir()
+needs_data = pytest.mark.skipif(DATA is None, reason="../shared/data (the real benchmark samples) is not present")
+
+
+@needs_data
+@pytest.mark.parametrize("name", ["finqa", "hotpotqa", "musique", "HotpotQA", "mu-sique"])
+@pytest.mark.parametrize("split,kind", [("train", "train"), ("dev", "dev"), ("validation", "dev")])
+def test_names_and_splits_map_to_the_shared_files(name, split, kind):
+    src = resolve_source(name, split)
+    key = name.lower().replace("-", "")
+    assert src["kind"] == "file" and src["dataset"] == key
+    assert src["source"].endswith(SPLIT_FILES[key][kind])
+
+
+@needs_data
+@pytest.mark.parametrize("regime", ["warm", "cold"])
+def test_load_examples_contract(regime):
+    ex = load_examples("hotpotqa", split="train", regime=regime, limit=3, context_budget=40)
+    assert len(ex) == 3
+    for e in ex:
+        assert set(e) == {"id", "prompt", "answer", "aliases"} and e["answer"].strip()
+        assert ("Answer:" in e["prompt"]) == (regime == "warm")   # cold start: no answer-format instruction
+    assert len({e["id"] for e in ex}) == 3
+
+
+@needs_data
+def test_explicit_data_dir_and_file_path(tmp_path):
+    a = load_examples("musique", split="dev", data_dir=DATA, limit=2)
+    b = load_examples(str(DATA / SPLIT_FILES["musique"]["dev"]), limit=2)
+    assert [e["id"] for e in a] == [e["id"] for e in b]
+    with pytest.raises(ValueError, match="data_dir"):
+        load_examples("finqa", data_dir=tmp_path)
+
+
+def test_bad_inputs_name_the_fix():
+    with pytest.raises(ValueError, match="split"):
+        resolve_source("hotpotqa", "test")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        resolve_source("squad")
+    with pytest.raises(ValueError, match="regime"):
+        load_examples("hotpotqa", regime="lukewarm")
+    with pytest.raises(ValueError, match="limit"):
+        load_examples("hotpotqa", limit=0)
+    assert resolve_source("hotpotqa/hotpot_qa:distractor", "validation") == {
+        "kind": "hub", "source": "hotpotqa/hotpot_qa", "dataset": None, "config": "distractor", "split": "validation"}
