@@ -667,7 +667,7 @@ def paft_sampled_grads(model: LatentCategoricalModel, q: float, M: int, K: int, 
 
 
 def max_amplified_advantage(logp_y: torch.Tensor, q: float) -> float:
-    """The largest ``c_m / M^q`` over a batch (Fig. 3's monitor), via :func:`weight_stats`.
+    """The largest ``c_m / M^q`` over a batch (Fig. 3's monitor), via :func:`tsallis_ref.estimators.weight_stats`.
 
     Since ``w_m <= 1`` and ``w_m <= M wbar``, ``w_m / wbar^q <= M^q``, so this is at most 1.
     """

@@ -45,7 +45,7 @@ _TASKS = {
                 "2 to 4 single-hop questions, each answered by one paragraph; most paragraphs are distractors."),
 }
 
-#: warm-start templates, exactly as used (fields: context, question)
+#: Warm-start templates, exactly as used; their fields are context and question.
 WARM_TEMPLATES = {
     name: (f"{_TASKS[name]}\n\n{{context}}\n\nQuestion: {{question}}\n\n"
            f"Think step by step. Then give the final answer on the last line in the form \"Answer: <answer>\". "
@@ -53,7 +53,7 @@ WARM_TEMPLATES = {
     for name in _TASKS
 }
 
-#: cold-start x*: the linearised input only (fields: context, question)
+#: The cold-start x*, the linearised input only; its fields are context and question.
 COLD_TEMPLATE = "{context}\n\n{question}"
 
 

@@ -34,7 +34,7 @@ no-gradient teacher-forced pass right after generation, gather ``logp_y`` across
 store with every row the detached ``logp_y`` of its whole group (and, for PAFT, the group's
 resampled indices, drawn identically on every rank). In the loss, each local row is put back at
 its slot of its group, with the live (differentiable) values at that slot and the stored values
-elsewhere, and :func:`garl_loss` / :func:`paft_loss` are called on these ``[n, M]`` tensors. The
+elsewhere, and :func:`~tsallis_ref.estimators.garl_loss` / :func:`~tsallis_ref.estimators.paft_loss` are called on these ``[n, M]`` tensors. The
 coefficients are computed from the stored values and the gradient flows only through the live
 slot, so summed over all rows, processes and micro-batches the update is exactly the gradient of
 ``garl_loss(logp_z, logp_y, q)`` (``reduction="mean"``) over the whole generation batch; the
