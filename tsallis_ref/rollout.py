@@ -19,8 +19,8 @@ import torch
 
 from .config import RolloutConfig
 
-__all__ = ["encode_prompt", "encode_answer", "generate", "cut_at_marker", "Rollouts", "sample_rationales",
-           "sample_answers"]
+__all__ = ["encode_prompt", "encode_answer", "generate", "cut_at_marker", "finish_rationale", "Rollouts",
+           "sample_rationales", "sample_answers"]
 
 
 def encode_prompt(tokenizer, prompt: str, *, chat_template: bool, enable_thinking: Optional[bool] = None) -> list[int]:
@@ -102,6 +102,21 @@ def cut_at_marker(tokenizer, ids: list[int], marker: str) -> Optional[list[int]]
     return ids[:lo]
 
 
+def finish_rationale(tokenizer, ids: Sequence[int], marker: str, marker_ids: Sequence[int],
+                     eos_ids: Sequence[int] = ()) -> tuple[list[int], bool]:
+    """Budget forcing on one sampled continuation: ``(z, forced)``.
+
+    ``ids`` is cut at its first EOS (if any of ``eos_ids`` occurs); if the rest contains the marker, z is its
+    shortest prefix that contains it (:func:`cut_at_marker`: z ends with the token completing the marker, and
+    whatever followed, e.g. the model's own answer, is dropped); otherwise (budget exhausted, or EOS before
+    the marker) the marker tokens are appended (``forced=True``). The marker belongs to z either way."""
+    ids, _ = _strip_after_eos(list(ids), set(eos_ids))
+    cut = cut_at_marker(tokenizer, ids, marker) if ids else None
+    if cut is None:
+        return ids + list(marker_ids), True
+    return cut, False
+
+
 @dataclass
 class Rollouts:
     """The sampled pool of a step: ``prompt_ids[b]`` and, for sequence ``i = b*M + m``, ``rationale_ids[i]``
@@ -131,13 +146,9 @@ def sample_rationales(model, tokenizer, prompt_ids: list[list[int]], rcfg: Rollo
     rats, forced, n_gen = [], [], 0
     for ids, _eos in gens:
         n_gen += len(ids) + (1 if _eos else 0)
-        cut = cut_at_marker(tokenizer, ids, marker) if ids else None
-        if cut is None:         # budget exhausted or EOS before the marker: force it (budget forcing)
-            rats.append(list(ids) + marker_ids)
-            forced.append(True)
-        else:
-            rats.append(cut)
-            forced.append(False)
+        z, f = finish_rationale(tokenizer, ids, marker, marker_ids)   # budget forcing
+        rats.append(z)
+        forced.append(f)
     return Rollouts(prompt_ids=prompt_ids, M=M, rationale_ids=rats, forced=forced, n_generated=n_gen,
                     generate_calls=1)
 
