@@ -12,7 +12,11 @@ indices injected from TRL's batch. Same q, baseline, normalisation, K.
 Conventions aligned by configuration: the answer segment (TRL ``answer_prefix`` / ``answer_eos`` = ours
 ``rollout.answer_prefix`` / ``rollout.append_eos``) and the marker (TRL ``answer_marker`` = ours
 ``rollout.end_of_rationale``). Convention fixed in code: the marker tokens count in ``logp_z`` in both (the
-TRL integration used to count them in neither; see ``integrations/trl.py``).
+TRL integration used to count them in neither; see ``integrations/trl.py``). Gradient scaling needs no
+configuration: both are the gradient of the estimator's mean over the prompts of the step (our trainer
+divides each prompt's loss by B; the TRL trainers scale each micro-batch's sum by M / (S n), see
+``GARLTrainer._compute_loss``), whatever the micro-batch sizes. Positions differ (TRL left-pads the prompts and
+passes no position ids; we right-pad), which is exact for Llama's rotary (relative) positions.
 """
 from __future__ import annotations
 
