@@ -10,7 +10,8 @@ torch.set_num_threads(1)
 from tsallis_ref import estimators as E
 from tsallis_ref.config import ConfigError, RolloutConfig, TrainConfig
 from tsallis_ref.models import tiny_model, tiny_tokenizer
-from tsallis_ref.rollout import cut_at_marker, encode_answer, sample_answers, sample_rationales
+from tsallis_ref.rollout import (StopOnTokenSuffix, cut_at_marker, encode_answer, finish_rationale, generate,
+                                 sample_answers, sample_rationales)
 from tsallis_ref.scoring import score_sequences
 from tsallis_ref import trainer as T
 
@@ -59,6 +60,33 @@ def test_marker_cut_and_eos_before_marker():
     ids = tok("ab\nAnswer: 4", add_special_tokens=False).input_ids
     assert tok.decode(cut_at_marker(tok, ids, "\nAnswer:")) == "ab\nAnswer:"
     assert cut_at_marker(tok, tok("abc", add_special_tokens=False).input_ids, "</think>") is None
+
+
+@pytest.mark.parametrize("marker", [";", "</think>", "\nAnswer:"])
+def test_token_suffix_stop_gives_the_same_rationales_as_stop_strings(tm, marker):
+    """The cheap marker stop (token-id suffix) against transformers' stop_strings, same seed: identical
+    rationales and forced flags (markers written by the model, EOS before the marker, budget exhausted)."""
+    model, tok = tm
+    rc = RolloutConfig(M=8, rationale_budget=40, answer_budget=3, end_of_rationale=marker)
+    xs = [tok("Q: 1+1=", add_special_tokens=False).input_ids, tok("Q: 12+3=", add_special_tokens=False).input_ids]
+    torch.manual_seed(3)
+    ro = sample_rationales(model, tok, xs, rc)
+    marker_ids = tok(marker, add_special_tokens=False).input_ids
+    torch.manual_seed(3)
+    old = generate(model, tok, [x for x in xs for _ in range(8)], max_new_tokens=40, sampling=rc.sampling,
+                   stop_strings=[marker])
+    old = [finish_rationale(tok, ids, marker, marker_ids) for ids, _ in old]
+    assert ro.rationale_ids == [z for z, _ in old] and ro.forced == [f for _, f in old]
+    if len(marker_ids) == 1:   # a one-token marker is written by the random model within 40 tokens
+        assert not all(ro.forced)
+
+
+def test_stop_on_token_suffix_matches_generated_tokens_only():
+    crit = StopOnTokenSuffix([[7, 8]], prompt_len=3)
+    ids = torch.tensor([[1, 2, 7, 8], [1, 7, 8, 8], [0, 0, 0, 0]])
+    assert crit(ids[:, :4]).tolist() == [False, False, False]      # one new token: [7, 8] would need the prompt's 7
+    ids = torch.tensor([[1, 2, 7, 8, 7, 8], [1, 7, 8, 8, 5, 6], [0, 0, 0, 7, 7, 8]])
+    assert crit(ids).tolist() == [True, False, True]
 
 
 def test_answers_sampled_within_budget_for_grpo(tm):

@@ -46,7 +46,7 @@ def reference_logps(ref_model, tok, prompt_text, completion_ids, answer, marker=
     logits = ref_model(input_ids=ids).logits[0, :-1].to(torch.float64)
     lp = torch.log_softmax(logits, -1).gather(-1, ids[0, 1:, None])[:, 0]
     a = len(p) - 1  # position predicting the first rationale token
-    logp_z = lp[a:a + len(z)].sum()
+    logp_z = lp[a:a + len(z) + len(m)].sum()  # the marker belongs to z (sampled or forced)
     logp_y = lp[a + len(z) + len(m):].sum()
     return logp_z, logp_y
 
@@ -148,9 +148,11 @@ def test_build_teacher_forced_tail_cuts_at_marker_and_strips_eos():
     mask = (comp != pad).long()
     out = build_teacher_forced_tail(comp, mask, [[3], [3, 3], [2]], marker, [eos], pad)
     assert out["tail_ids"][0, :5].tolist() == [5, 6, 7, 8, 3]
-    assert out["z_mask"][0].sum() == 2 and out["y_mask"][0].nonzero().flatten().tolist() == [4]
-    assert out["tail_ids"][1, :6].tolist() == [5, 6, 7, 8, 3, 3] and out["z_mask"][1].sum() == 2
-    assert out["z_mask"][2].sum() == 6 and out["y_mask"][2].nonzero().flatten().tolist() == [8]
+    # z_mask covers the rationale AND the marker (written or forced): log p(z|x) includes the marker tokens
+    assert out["z_mask"][0].nonzero().flatten().tolist() == [0, 1, 2, 3]
+    assert out["y_mask"][0].nonzero().flatten().tolist() == [4]
+    assert out["tail_ids"][1, :6].tolist() == [5, 6, 7, 8, 3, 3] and out["z_mask"][1].sum() == 4
+    assert out["z_mask"][2].sum() == 8 and out["y_mask"][2].nonzero().flatten().tolist() == [8]
     assert find_subsequence([1, 2, 3], [2, 3]) == 1 and find_subsequence([1, 2], [3]) == -1
 
 

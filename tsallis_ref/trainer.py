@@ -217,8 +217,12 @@ class StepOutput:
 
 def accumulate_gradients(model, cfg: TrainConfig, pad_id: int, ro: Rollouts, answers: list[list[int]],
                          rewards: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None,
-                         autocast_dtype: Optional[torch.dtype] = None) -> StepOutput:
+                         autocast_dtype: Optional[torch.dtype] = None,
+                         paft_indices: Optional[torch.Tensor] = None) -> StepOutput:
     """Score every sequence once and accumulate ``grad`` of the method's surrogate (mean over prompts).
+
+    ``paft_indices[B, K]`` (PAFT only) replaces the importance resampling by given indices (used to check
+    another implementation's resampled batch, e.g. the TRL integration's, against this one).
 
     ``answers[i]`` is the answer segment of sequence i (``prefix + y* + EOS`` for GARL/PAFT, the sampled
     answer for GRPO/RLOO). Prompts are processed one at a time: the M graphs of a prompt are kept until the
@@ -240,7 +244,8 @@ def accumulate_gradients(model, cfg: TrainConfig, pad_id: int, ro: Rollouts, ans
         if m.name == "garl":
             loss = E.garl_loss(logp_z, logp_y, m.q, baseline=m.baseline, normalize=m.normalize)
         elif m.name == "paft":
-            idx = E.paft_resample(logp_y, m.K or M, generator=generator)
+            idx = (E.paft_resample(logp_y, m.K or M, generator=generator) if paft_indices is None
+                   else paft_indices[b:b + 1].to(logp_y.device))
             idx_all.append(idx)
             loss = E.paft_loss(logp_z, logp_y, m.q, indices=idx, normalize=m.normalize)
         elif m.name == "rloo":

@@ -17,12 +17,26 @@ TRL samples ``M = num_generations`` completions per prompt. For each completion:
   tokens after the marker, i.e. the model's own answer, are ignored: GARL does not grade them);
 * the teacher-forced sequence is ``[prompt, z, marker, answer_prefix + y*, (EOS)]`` where ``y*``
   is the gold answer read from the dataset column ``answer_column`` (default ``"answer"``);
-* ``logp_z = sum log p(z_t | x, z_<t)`` over the rationale tokens and
+* ``logp_z = sum log p(z_t | x, z_<t)`` over the rationale tokens **and the marker tokens** and
   ``logp_y = sum log p(y*_t | x, z, marker, y*_<t)`` over the answer tokens (and the EOS when
-  ``answer_eos``). The marker tokens are conditioning: they count in neither sum.
-  Both sums come from ONE forward pass over the whole sequence.
+  ``answer_eos``). Both sums come from ONE forward pass over the whole sequence.
 
 So ``w_m = exp(logp_y[m]) = p(y* | x, z_m)`` is the likelihood weight of Eq. 7.
+
+The marker belongs to the rationale, as in :mod:`tsallis_ref.rollout` (our own trainer): ending the rationale
+is one of the model's sampled decisions, so ``log p(z | x)`` must contain it. Without it
+``log p(z|x) + log p(y*|x,z)`` is not ``log p(z, y* | x)`` (the IWAE gradient at q = 1 misses a term) and
+the score function ``grad log p(z|x)`` does not have mean zero, which the RLOO baseline needs (Prop. 6.2).
+A forced marker (budget exhausted) counts in ``logp_z`` too, in both implementations. (Up to this
+version's fix the integration counted the marker in neither sum; ``tests/test_trl_parity.py`` now checks
+that this module's gradient equals our trainer's on the same samples.)
+
+Two smaller differences from :mod:`tsallis_ref.rollout`, neither of which matters with a character- or
+word-level marker: the marker is found here as a token-id subsequence (our trainer: the shortest prefix
+whose *decoded text* contains the marker, which also catches a marker that BPE merged with its
+neighbours); and TRL scores left-padded prompts without ``position_ids`` (positions shifted by the
+padding), which is exact for rotary (relative) position encodings such as Llama's / Qwen's but not for
+learned absolute ones.
 
 Why there are two forward passes per step (one without gradient)
 ----------------------------------------------------------------
@@ -107,7 +121,7 @@ class GARLConfig(GRPOConfig):
         normalize: divide by ``M^q`` as Algorithms 1-2 do (a q-dependent learning-rate rescaling).
         answer_column: dataset column holding the gold answer ``y*`` (a string).
         answer_marker: text between rationale and answer (e.g. ``"</think>"`` or ``"\\nAnswer:"``);
-            teacher-forced, counted in neither ``logp_z`` nor ``logp_y``.
+            teacher-forced, counted in ``logp_z`` (it ends the rationale), never in ``logp_y``.
         answer_prefix: text put before ``y*`` when it is tokenized (``" "`` so that ``"Answer: 42"``
             tokenizes as a BPE tokenizer would tokenize it in running text).
         answer_eos: append EOS after ``y*`` (counted in ``logp_y``: "answers exactly y*, then stops").
@@ -219,7 +233,7 @@ def build_teacher_forced_tail(completion_ids: torch.Tensor, completion_mask: tor
         L = len(seq)
         tail[i, :L] = torch.tensor(seq, dtype=torch.long)
         tmask[i, :L] = 1
-        zmask[i, :len(z)] = True
+        zmask[i, :len(z) + len(marker_ids)] = True   # the marker belongs to z (see the module docstring)
         ymask[i, len(z) + len(marker_ids):L] = True
     dev = completion_ids.device
     return {"tail_ids": tail.to(dev), "tail_mask": tmask.to(dev), "z_mask": zmask.to(dev), "y_mask": ymask.to(dev)}
