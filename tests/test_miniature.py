@@ -58,6 +58,14 @@ def test_flipped_labels_are_unreachable_and_counted():
     for j in range(t.K):  # no strategy followed coherently gives a flipped label
         ans = t.answer_from_rationale(t.coherent_rationale(x[fl], torch.full((20,), j)))
         assert bool((ans != y[fl]).any(-1).all())
+    ya, fla = noisy_labels(t, x, 0.2, seed=0, flip="all")  # a wholly wrong label: every digit differs
+    assert torch.equal(fla, fl) and torch.equal(ya[~fla], t.gold(x)[~fla])
+    assert bool((ya[fla] != t.gold(x)[fla]).all())
+    for j in range(t.K):
+        ans = t.answer_from_rationale(t.coherent_rationale(x[fla], torch.full((20,), j)))
+        assert bool((ans != ya[fla]).any(-1).all())
+    with pytest.raises(ValueError, match="flip"):
+        noisy_labels(t, x, 0.2, seed=0, flip="some")
 
 
 def test_pretraining_learns_and_p0_control_is_monotone(pre):

@@ -418,6 +418,7 @@ class TrainConfig:
     eval_every: int = 5
     delta: float = 0.5          # escape threshold on P
     noise_frac: float = 0.0     # fraction of the training inputs whose gold answer is flipped
+    flip: str = "last"          # noisy labels: "last" (last answer digit moved) or "all" (every digit moved: a wholly wrong label)
     answer_noise: Optional[float] = None  # post-training typo probability of the answer channel (None: the start's)
     seed: int = 0
 
@@ -436,20 +437,27 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.optimizer must be 'sgd' or 'adam'; got {self.optimizer!r}")
         if not 0.0 <= self.noise_frac < 1.0:
             raise ValueError(f"TrainConfig.noise_frac must lie in [0, 1); got {self.noise_frac}")
+        if self.flip not in ("last", "all"):
+            raise ValueError(f"TrainConfig.flip must be 'last' or 'all'; got {self.flip!r}")
         if self.answer_noise is not None and not 0.0 <= self.answer_noise < 1.0:
             raise ValueError(f"TrainConfig.answer_noise must be None or lie in [0, 1); got {self.answer_noise}")
 
 
-def noisy_labels(task: MiniTask, x: torch.Tensor, frac: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def noisy_labels(task: MiniTask, x: torch.Tensor, frac: float, seed: int, flip: str = "last") -> tuple[torch.Tensor, torch.Tensor]:
     """Labels for the inputs ``x`` with a fraction ``frac`` of them flipped: the last answer digit
-    moved by ``task.flip_offset()``, an answer no strategy reaches coherently.
+    (``flip="last"``) or every answer digit (``flip="all"``, a wholly wrong label) moved by
+    ``task.flip_offset()``, an answer no strategy reaches coherently (a strategy j moves digit k
+    by ``k j``, never by the same nonzero amount at every k when L >= 2).
     Returns ``(labels[N, L], flipped[N] bool)``."""
     y = task.gold(x)
     g = torch.Generator().manual_seed(10_000 + seed)
     flipped = torch.zeros(x.shape[0], dtype=torch.bool)
     flipped[torch.randperm(x.shape[0], generator=g)[: int(round(frac * x.shape[0]))]] = True
     y_noisy = y.clone()
-    y_noisy[:, -1] = torch.where(flipped, torch.remainder(y[:, -1] + task.flip_offset(), task.V), y[:, -1])
+    if flip not in ("last", "all"):
+        raise ValueError(f"noisy_labels: flip must be 'last' or 'all'; got {flip!r}")
+    cols = slice(task.L - 1, task.L) if flip == "last" else slice(0, task.L)
+    y_noisy[:, cols] = torch.where(flipped.view(-1, 1), torch.remainder(y[:, cols] + task.flip_offset(), task.V), y[:, cols])
     return y_noisy, flipped
 
 
@@ -502,7 +510,7 @@ def train(start: TinyDecoder, cfg: TrainConfig, *, keep_model: bool = False) -> 
     g = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     xs = task.random_inputs(cfg.n_train, torch.Generator().manual_seed(20_000 + cfg.seed))
-    labels, flipped = noisy_labels(task, xs, cfg.noise_frac, cfg.seed)
+    labels, flipped = noisy_labels(task, xs, cfg.noise_frac, cfg.seed, cfg.flip)
     clean = task.gold(xs)
     ev = torch.arange(cfg.n_eval)
     opt = (torch.optim.SGD(model.parameters(), lr=cfg.lr) if cfg.optimizer == "sgd"
@@ -558,7 +566,7 @@ def gradient_probe(start: TinyDecoder, cfg: TrainConfig, *, n_batches: int = 30)
     task = model.task
     g = torch.Generator().manual_seed(cfg.seed)
     xs = task.random_inputs(cfg.n_train, torch.Generator().manual_seed(20_000 + cfg.seed))
-    labels, _ = noisy_labels(task, xs, cfg.noise_frac, cfg.seed)
+    labels, _ = noisy_labels(task, xs, cfg.noise_frac, cfg.seed, cfg.flip)
     push, norms = [], []
     for _ in range(n_batches):
         idx = torch.randint(cfg.n_train, (cfg.B,), generator=g)
