@@ -36,6 +36,8 @@ def main(argv=None):
     ap.add_argument("--noise-p0", type=float, default=0.3, help="noisy-label variant: start p0")
     ap.add_argument("--noise-steps", type=int, default=200)
     ap.add_argument("--noise-qs", type=float, nargs="+", default=[0.0, 0.5, 1.0], help="noisy-label variant: GARL q values")
+    ap.add_argument("--noise-flip", default="last", choices=["last", "all"], help="noisy-label variant: flip the last answer digit or every digit")
+    ap.add_argument("--noise-answer-noise", type=float, default=None, help="noisy-label variant: answer-channel typo probability (default: the decoder's)")
     ap.add_argument("--skip-noise", action="store_true")
     ap.add_argument("--pretrained", default=None, help="load the pre-trained decoder from this JSON instead of pre-training")
     ap.add_argument("--save-pretrained", default=None, help="write the pre-trained decoder to this JSON")
@@ -66,7 +68,8 @@ def main(argv=None):
     if not a.skip_noise:
         nruns = [("garl", q) for q in a.noise_qs]
         rec["noisy_labels"] = run_grid(model, [a.noise_p0], nruns, seeds=a.seeds, verbose=True,
-                                       **{**common, "steps": a.noise_steps, "noise_frac": a.noise_frac})
+                                       **{**common, "steps": a.noise_steps, "noise_frac": a.noise_frac,
+                                          "flip": a.noise_flip, "answer_noise": a.noise_answer_noise})
     rec["seconds"] = round(time.time() - t0, 1)
     os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
     with open(a.out, "w") as f:

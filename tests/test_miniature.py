@@ -58,6 +58,14 @@ def test_flipped_labels_are_unreachable_and_counted():
     for j in range(t.K):  # no strategy followed coherently gives a flipped label
         ans = t.answer_from_rationale(t.coherent_rationale(x[fl], torch.full((20,), j)))
         assert bool((ans != y[fl]).any(-1).all())
+    ya, fla = noisy_labels(t, x, 0.2, seed=0, flip="all")  # a wholly wrong label: every digit differs
+    assert torch.equal(fla, fl) and torch.equal(ya[~fla], t.gold(x)[~fla])
+    assert bool((ya[fla] != t.gold(x)[fla]).all())
+    for j in range(t.K):
+        ans = t.answer_from_rationale(t.coherent_rationale(x[fla], torch.full((20,), j)))
+        assert bool((ans != ya[fla]).any(-1).all())
+    with pytest.raises(ValueError, match="flip"):
+        noisy_labels(t, x, 0.2, seed=0, flip="some")
 
 
 def test_pretraining_learns_and_p0_control_is_monotone(pre):
@@ -134,3 +142,23 @@ def test_theory_escape_time():
     # slope -(1-q) on log-log axes for small p0
     a, b = theory_escape_time(1e-6, 0.5), theory_escape_time(1e-8, 0.5)
     assert math.log(b / a) / math.log(1e-8 / 1e-6) == pytest.approx(-0.5, abs=0.01)
+
+
+def test_gradient_probe_amplifies_the_push_on_the_correct_strategy(pre):
+    """At a cold start the q=1 estimator pushes the S_0 logit far harder than q=0 (the P^-q
+    amplification), with a far larger total gradient norm; the answer-noise override is applied;
+    bad input is rejected."""
+    from tsallis_ref.miniature import gradient_probe
+    start = make_start(pre[0], 0.02)
+    kw = dict(M=32, B=4, n_train=64, n_eval=8, answer_noise=0.01)
+    g0 = gradient_probe(start, TrainConfig(method="garl", q=0.0, **kw), n_batches=6)
+    g1 = gradient_probe(start, TrainConfig(method="garl", q=1.0, **kw), n_batches=6)
+    for g in (g0, g1):
+        assert all(math.isfinite(v) for v in g.values()) and 0.0 <= g["frac_clipped"] <= 1.0
+    assert g1["push_mean"] > 3 * abs(g0["push_mean"]), (g0, g1)
+    assert g1["norm_median"] > 3 * g0["norm_median"], (g0, g1)
+    assert start.answer_noise == pre[0].answer_noise  # the override acts on the copy only
+    with pytest.raises(ValueError, match="n_batches"):
+        gradient_probe(start, TrainConfig(), n_batches=0)
+    with pytest.raises(ValueError, match="answer_noise"):
+        TrainConfig(answer_noise=1.5).validate()

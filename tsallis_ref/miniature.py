@@ -56,7 +56,7 @@ __all__ = [
     "MiniTask", "TinyDecoder", "TrainConfig", "pretrain", "make_start", "exact_log_success",
     "estimate_log_success", "strategy_prob", "sample_rationales", "sample_answers", "score",
     "method_loss", "noisy_labels", "train", "escape_step", "theory_escape_time", "METHODS",
-    "run_grid", "run_label", "machine_info", "decoder_to_json", "decoder_from_json",
+    "run_grid", "run_label", "gradient_probe", "machine_info", "decoder_to_json", "decoder_from_json",
 ]
 
 METHODS = ("grpo", "rloo", "garl", "paft")
@@ -418,6 +418,8 @@ class TrainConfig:
     eval_every: int = 5
     delta: float = 0.5          # escape threshold on P
     noise_frac: float = 0.0     # fraction of the training inputs whose gold answer is flipped
+    flip: str = "last"          # noisy labels: "last" (last answer digit moved) or "all" (every digit moved: a wholly wrong label)
+    answer_noise: Optional[float] = None  # post-training typo probability of the answer channel (None: the start's)
     seed: int = 0
 
     def validate(self):
@@ -435,18 +437,27 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.optimizer must be 'sgd' or 'adam'; got {self.optimizer!r}")
         if not 0.0 <= self.noise_frac < 1.0:
             raise ValueError(f"TrainConfig.noise_frac must lie in [0, 1); got {self.noise_frac}")
+        if self.flip not in ("last", "all"):
+            raise ValueError(f"TrainConfig.flip must be 'last' or 'all'; got {self.flip!r}")
+        if self.answer_noise is not None and not 0.0 <= self.answer_noise < 1.0:
+            raise ValueError(f"TrainConfig.answer_noise must be None or lie in [0, 1); got {self.answer_noise}")
 
 
-def noisy_labels(task: MiniTask, x: torch.Tensor, frac: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def noisy_labels(task: MiniTask, x: torch.Tensor, frac: float, seed: int, flip: str = "last") -> tuple[torch.Tensor, torch.Tensor]:
     """Labels for the inputs ``x`` with a fraction ``frac`` of them flipped: the last answer digit
-    moved by ``task.flip_offset()``, an answer no strategy reaches coherently.
+    (``flip="last"``) or every answer digit (``flip="all"``, a wholly wrong label) moved by
+    ``task.flip_offset()``, an answer no strategy reaches coherently (a strategy j moves digit k
+    by ``k j``, never by the same nonzero amount at every k when L >= 2).
     Returns ``(labels[N, L], flipped[N] bool)``."""
     y = task.gold(x)
     g = torch.Generator().manual_seed(10_000 + seed)
     flipped = torch.zeros(x.shape[0], dtype=torch.bool)
     flipped[torch.randperm(x.shape[0], generator=g)[: int(round(frac * x.shape[0]))]] = True
     y_noisy = y.clone()
-    y_noisy[:, -1] = torch.where(flipped, torch.remainder(y[:, -1] + task.flip_offset(), task.V), y[:, -1])
+    if flip not in ("last", "all"):
+        raise ValueError(f"noisy_labels: flip must be 'last' or 'all'; got {flip!r}")
+    cols = slice(task.L - 1, task.L) if flip == "last" else slice(0, task.L)
+    y_noisy[:, cols] = torch.where(flipped.view(-1, 1), torch.remainder(y[:, cols] + task.flip_offset(), task.V), y[:, cols])
     return y_noisy, flipped
 
 
@@ -493,11 +504,13 @@ def train(start: TinyDecoder, cfg: TrainConfig, *, keep_model: bool = False) -> 
     ``P_clean`` (unflipped inputs) and the contamination ``P(flipped label | x)`` (flipped ones)."""
     cfg.validate()
     model = copy.deepcopy(start).train()
+    if cfg.answer_noise is not None:  # a sharper (or noisier) answer channel: the floor (eps/V)^L of wrong rationales
+        model.answer_noise = cfg.answer_noise
     task = model.task
     g = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     xs = task.random_inputs(cfg.n_train, torch.Generator().manual_seed(20_000 + cfg.seed))
-    labels, flipped = noisy_labels(task, xs, cfg.noise_frac, cfg.seed)
+    labels, flipped = noisy_labels(task, xs, cfg.noise_frac, cfg.seed, cfg.flip)
     clean = task.gold(xs)
     ev = torch.arange(cfg.n_eval)
     opt = (torch.optim.SGD(model.parameters(), lr=cfg.lr) if cfg.optimizer == "sgd"
@@ -536,6 +549,35 @@ def train(start: TinyDecoder, cfg: TrainConfig, *, keep_model: bool = False) -> 
     if keep_model:
         hist["model"] = model.eval()
     return hist
+
+
+def gradient_probe(start: TinyDecoder, cfg: TrainConfig, *, n_batches: int = 30) -> dict:
+    """The raw (unclipped) gradient of ``cfg``'s surrogate loss at ``start``, over ``n_batches``
+    fresh batches (no optimiser step): the mean and max of ``-dL/d bias[S_0]`` (the push on the
+    correct strategy's logit) and the median and max of the total gradient norm, with the fraction
+    of batches whose norm exceeds ``cfg.grad_clip`` (where clipping would rescale the step).
+    The training inputs and the sampling follow ``train`` (same seeds)."""
+    cfg.validate()
+    if n_batches < 1:
+        raise ValueError(f"gradient_probe: n_batches must be >= 1; got {n_batches}")
+    model = copy.deepcopy(start).train()
+    if cfg.answer_noise is not None:
+        model.answer_noise = cfg.answer_noise
+    task = model.task
+    g = torch.Generator().manual_seed(cfg.seed)
+    xs = task.random_inputs(cfg.n_train, torch.Generator().manual_seed(20_000 + cfg.seed))
+    labels, _ = noisy_labels(task, xs, cfg.noise_frac, cfg.seed, cfg.flip)
+    push, norms = [], []
+    for _ in range(n_batches):
+        idx = torch.randint(cfg.n_train, (cfg.B,), generator=g)
+        model.zero_grad()
+        loss, _ = method_loss(model, cfg, xs[idx], labels[idx], g)
+        loss.backward()
+        norms.append(math.sqrt(sum(float((p.grad.double() ** 2).sum()) for p in model.parameters() if p.grad is not None)))
+        push.append(-float(model.head.bias.grad[task.S0]))
+    norms_sorted = sorted(norms)
+    return {"push_mean": sum(push) / n_batches, "push_max": max(push), "norm_median": norms_sorted[n_batches // 2],
+            "norm_max": max(norms), "frac_clipped": sum(n > cfg.grad_clip for n in norms) / n_batches}
 
 
 def escape_step(hist: dict, delta: float = 0.5, key: str = "P") -> Optional[int]:
