@@ -117,15 +117,24 @@ def generate_samples(model, tokenizer, prompts: Sequence[str], k: int = 16, *, b
         raise ValueError("the tokenizer has neither a pad_token nor an eos_token; set tokenizer.pad_token")
     eos_id = tokenizer.eos_token_id
     drop = {t for t in (tokenizer.pad_token, tokenizer.eos_token) if t}
+    # the rationale stops at the marker's own tokens (cheap, no decoding per step; rollout.StopOnTokenSuffix);
+    # a marker written with other tokens is still cut below, only the tokens sampled after it are wasted
+    from transformers import StoppingCriteriaList
+    from ..rollout import StopOnTokenSuffix
+    marker_ids = list(tokenizer(end_marker, add_special_tokens=False).input_ids)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     gk = dict(do_sample=True, temperature=temperature, top_p=top_p, pad_token_id=pad_id)
     gk.update(generate_kwargs or {})
 
-    def run(batch_texts: list[str], n_new: int, **extra) -> list[tuple[str, bool]]:
+    def run(batch_texts: list[str], n_new: int, stop_at_marker: bool = False) -> list[tuple[str, bool]]:
         enc = tokenizer(batch_texts, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = {kk: v.to(device) for kk, v in enc.items()}
+        extra = {}
+        if stop_at_marker and marker_ids:
+            extra["stopping_criteria"] = StoppingCriteriaList(
+                [StopOnTokenSuffix([marker_ids], enc["input_ids"].shape[1])])
         gen = model.generate(**enc, **gk, max_new_tokens=n_new, **extra)
         res = []
         for row in gen[:, enc["input_ids"].shape[1]:]:
@@ -146,7 +155,7 @@ def generate_samples(model, tokenizer, prompts: Sequence[str], k: int = 16, *, b
                     for (i, _), (txt, _) in zip(chunk, run([t for _, t in chunk], max_new_tokens)):
                         out[i].append(txt)
                     continue
-                first = run([t for _, t in chunk], think_budget, stop_strings=[end_marker], tokenizer=tokenizer)
+                first = run([t for _, t in chunk], think_budget, stop_at_marker=True)
                 rationale = []
                 for txt, ended in first:
                     if not ended:
