@@ -53,6 +53,33 @@ def test_budget_forcing_inserts_the_marker(tm):
     assert any(ro.forced)  # a random model does not write "\nAnswer:" by itself within 7 tokens
 
 
+def test_min_rationale_tokens_keeps_a_model_that_ends_at_once_writing(tm):
+    """A model that emits EOS first (its EOS logit raised by 50) writes empty rationales, all identical; with
+    rollout.min_rationale_tokens = 4 EOS is suppressed for 4 tokens, so every rationale has >= 4 sampled tokens."""
+    import copy
+    model, tok = tm
+    eager = copy.deepcopy(model)
+    orig = eager.forward
+
+    def forward(*a, **k):
+        out = orig(*a, **k)
+        out.logits[..., tok.eos_token_id] += 50.0
+        return out
+    eager.forward = forward
+    x = tok("Q: 1+1=", add_special_tokens=False).input_ids
+    marker_ids = tok("\nAnswer:", add_special_tokens=False).input_ids
+    lens = {}
+    for n in (0, 4):
+        rc = RolloutConfig(M=4, rationale_budget=8, answer_budget=3, end_of_rationale="\nAnswer:", min_rationale_tokens=n)
+        torch.manual_seed(0)
+        ro = sample_rationales(eager, tok, [x], rc)
+        lens[n] = [len(z) - len(marker_ids) for z in ro.rationale_ids]
+    assert lens[0] == [0, 0, 0, 0]
+    assert min(lens[4]) >= 4
+    with pytest.raises(ConfigError, match="min_rationale_tokens"):
+        _cfg("garl", rollout={"min_rationale_tokens": 13}).validate()
+
+
 def test_marker_cut_and_eos_before_marker():
     tok = tiny_tokenizer()
     ids = tok("abc</think>def", add_special_tokens=False).input_ids
@@ -266,5 +293,15 @@ def test_benchmark_file_through_the_data_module():
                                               "limit": 3}})
         ex = T.load_examples(cfg)
         assert len(ex) == 3 and all(e["answer"] and e["prompt"] for e in ex)
-    cfg = TrainConfig.from_dict({"data": {"dataset": "musique", "split": "ans_train", "data_dir": str(root), "limit": 2}})
-    assert len(T.load_examples(cfg)) == 2
+    cfg = TrainConfig.from_dict({"data": {"dataset": "musique", "split": "train", "data_dir": str(root), "limit": 2,
+                                          "context_budget": 20}})
+    ex = T.load_examples(cfg)
+    assert len(ex) == 2 and all(e["answer"] for e in ex)
+    full = T.load_examples(TrainConfig.from_dict({"data": {"dataset": "musique", "split": "train",
+                                                           "data_dir": str(root), "limit": 2}}))
+    assert all(len(a["prompt"]) < len(b["prompt"]) for a, b in zip(ex, full))   # context_budget cut the context
+    with pytest.raises(ConfigError, match="data.split"):
+        T.load_examples(TrainConfig.from_dict({"data": {"dataset": "musique", "split": "ans_train",
+                                                        "data_dir": str(root)}}))
+    with pytest.raises(ConfigError, match="data.context_budget"):
+        TrainConfig.from_dict({"data": {"dataset": "musique", "context_budget": 0}}).validate()

@@ -66,6 +66,7 @@ class RolloutConfig:
     M: int = 32                              # rationales sampled per prompt (paper: 32 for every method)
     rationale_budget: int = 3968             # max new tokens of the rationale before the marker is forced
     answer_budget: int = 128                 # tokens reserved for the answer (GRPO/RLOO generate it)
+    min_rationale_tokens: int = 0            # EOS suppressed for the rationale's first tokens (generate's min_new_tokens)
     end_of_rationale: str = "</think>"       # Qwen3; e.g. "\nAnswer:" for models without thinking tokens
     answer_prefix: str = ""                  # text between the marker and y* (e.g. "\n\n" after </think>)
     append_eos: bool = True                  # y* is followed by EOS, so p(y*|x,z) is the exact-match probability
@@ -104,6 +105,7 @@ class DataConfig:
     split: str = "train"
     regime: str = "cold"                     # cold | warm (the data module's prompt builder)
     limit: Optional[int] = None
+    context_budget: Optional[int] = None     # benchmark prompts: context tokens kept (supporting paragraphs first)
     shuffle: bool = True
 
 
@@ -212,8 +214,16 @@ class TrainConfig:
         if self.data.path is None and self.data.dataset is None:
             bad("data.path", "give a JSONL file of {id, prompt, answer} examples (data.path) "
                 "or a data-module loader name (data.dataset)")
+        r = self.rollout
+        if not _is_int(r.min_rationale_tokens) or not 0 <= r.min_rationale_tokens <= r.rationale_budget:
+            bad("rollout.min_rationale_tokens", f"must be an integer in [0, rollout.rationale_budget="
+                f"{r.rationale_budget}]; got {r.min_rationale_tokens!r}")
         if self.data.regime not in ("cold", "warm"):
             bad("data.regime", f"must be 'cold' or 'warm'; got {self.data.regime!r}")
+        if self.data.context_budget is not None and (not _is_int(self.data.context_budget)
+                                                      or self.data.context_budget < 1):
+            bad("data.context_budget", f"must be an integer >= 1 or null (the whole context); "
+                f"got {self.data.context_budget!r}")
         if self.model.lora.enabled and self.model.lora.r < 1:
             bad("model.lora.r", f"must be >= 1; got {self.model.lora.r}")
         return self

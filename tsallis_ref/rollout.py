@@ -79,14 +79,15 @@ class StopOnTokenSuffix:
 @torch.no_grad()
 def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tokens: int, sampling,
              stop_strings: Optional[list[str]] = None, stop_token_ids: Optional[list[list[int]]] = None,
-             batch_size: int = 0) -> list[tuple[list[int], bool]]:
+             batch_size: int = 0, min_new_tokens: int = 0) -> list[tuple[list[int], bool]]:
     """Sample continuations of each context (left-padded, batched, KV cache). Returns, per context, the new
     token ids cut at the first EOS (EOS excluded) and whether EOS was produced.
 
     A row also stops early once its generated ids end with one of ``stop_token_ids`` (:class:`StopOnTokenSuffix`,
     cheap) or its text contains one of ``stop_strings`` (transformers' ``StopStringCriteria``, which catches any
     tokenization of the string but costs a text-matching pass per step). After such a stop the row's remaining
-    positions hold pad ids: callers cut at the marker (:func:`finish_rationale`)."""
+    positions hold pad ids: callers cut at the marker (:func:`finish_rationale`). ``min_new_tokens``: EOS is
+    suppressed for that many new tokens (a model that ends its turn at once still writes a rationale)."""
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
     eos = model.generation_config.eos_token_id
@@ -109,6 +110,8 @@ def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tok
             kw = dict(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
                       top_k=sampling.top_k if sampling.top_k > 0 else None, max_new_tokens=max_new_tokens,
                       pad_token_id=pad, eos_token_id=sorted(eos_ids), use_cache=True)
+            if min_new_tokens > 0:
+                kw["min_new_tokens"] = min_new_tokens
             if stop_strings:
                 kw.update(stop_strings=stop_strings, tokenizer=tokenizer)
             if stop_token_ids:
@@ -179,7 +182,8 @@ def sample_rationales(model, tokenizer, prompt_ids: list[list[int]], rcfg: Rollo
     contexts = [p for p in prompt_ids for _ in range(M)]
     # stop a row as soon as it has written the marker's ids (cheap); finish_rationale cuts at the marker text
     gens = generate(model, tokenizer, contexts, max_new_tokens=rcfg.rationale_budget, sampling=rcfg.sampling,
-                    stop_token_ids=[marker_ids], batch_size=rcfg.generation_batch_size)
+                    stop_token_ids=[marker_ids], batch_size=rcfg.generation_batch_size,
+                    min_new_tokens=rcfg.min_rationale_tokens)
     rats, forced, n_gen = [], [], 0
     for ids, _eos in gens:
         z, f = finish_rationale(tokenizer, ids, marker, marker_ids)   # budget forcing

@@ -75,8 +75,9 @@ def load_examples(cfg: TrainConfig) -> list[dict]:
     * ``data.path`` is a benchmark file (FinQA / HotpotQA / MuSiQue, original or processed) and/or
       ``data.dataset`` names the benchmark: ``tsallis_ref.data.load_benchmark`` then
       ``to_training_examples(ds, data.regime)`` (the warm or cold prompt builder);
-    * ``data.dataset`` alone: the file is looked up under ``data.data_dir`` (default: the data module's
-      ``default_data_dir()``) by the name ``<dataset>/<split>*``.
+    * ``data.dataset`` alone: ``tsallis_ref.data.load_examples`` resolves the benchmark's ``data.split``
+      (train / dev) under ``data.data_dir`` (default: the shared samples, ``default_data_dir()``), or a Hub id.
+    ``data.context_budget`` caps the context of benchmark prompts (supporting paragraphs kept first).
     """
     d = cfg.data
     rows = None
@@ -92,20 +93,17 @@ def load_examples(cfg: TrainConfig) -> list[dict]:
                     rows = [json.loads(line) for line in f if line.strip()]
     if rows is None:
         try:
-            from .data import load_benchmark, to_training_examples, default_data_dir  # type: ignore
+            from .data import load_examples as data_load_examples  # type: ignore
         except ImportError:
             raise ConfigError("config fields `data.dataset` / `data.path`: a benchmark file needs tsallis_ref.data, "
                               "which is not available; give a JSONL of {id, prompt, answer} examples as data.path") from None
-        src = d.path
-        if src is None:
-            root = Path(d.data_dir) if d.data_dir else default_data_dir()
-            hits = sorted((root / d.dataset).glob(f"{d.split}*")) if root is not None else []
-            if not hits:
-                raise ConfigError(f"config field `data.path`: no file for dataset {d.dataset!r} split {d.split!r} "
-                                  f"under {root}; set data.path to the benchmark file")
-            src = str(hits[0])
-        ds, _report = load_benchmark(src, d.dataset, split=d.split, limit=d.limit)
-        rows = to_training_examples(ds, d.regime)
+        try:   # a benchmark file (data.path), or a benchmark name resolved under data.data_dir / a Hub id
+            rows = data_load_examples(d.path or d.dataset, split=d.split, data_dir=d.data_dir, regime=d.regime,
+                                      limit=d.limit, context_budget=d.context_budget,
+                                      dataset=d.dataset if d.path else None)
+        except ValueError as e:
+            field = "data.path" if d.path else "data.dataset / data.split / data.data_dir"
+            raise ConfigError(f"config field `{field}`: {e}") from e
     if d.limit is not None:
         rows = rows[: d.limit]
     return validate_examples(rows)
