@@ -35,7 +35,7 @@ def run_rank(estimator: str, out: Path) -> None:  # executed inside `accelerate 
     from accelerate.utils import gather_object
     from test_trl_integration import MARKER, reference_grads, rows_of, unique_dataset
 
-    from tsallis_ref.integrations._tiny import tiny_model, tiny_tokenizer
+    from tsallis_ref.integrations._tiny import generation_batch_grads, tiny_model, tiny_tokenizer
     from tsallis_ref.integrations.trl import GARLConfig, GARLTrainer, PAFTConfig, PAFTTrainer
 
     cfg_cls, tr_cls = (GARLConfig, GARLTrainer) if estimator == "garl" else (PAFTConfig, PAFTTrainer)
@@ -53,16 +53,7 @@ def run_rank(estimator: str, out: Path) -> None:  # executed inside `accelerate 
     assert world == 2, f"expected 2 processes, got {world}"
 
     # 1. one generation batch, gradients summed over micro-batches and averaged over ranks
-    model.train()
-    batch = next(iter(trainer.get_train_dataloader()))
-    trainer.current_gradient_accumulation_steps = ga
-    micro = []
-    for s in range(ga):
-        trainer._step = s
-        micro.append(trainer._prepare_inputs(batch))
-    model.zero_grad()
-    for inp in micro:
-        trainer.compute_loss(model, inp).backward()
+    micro, _ = generation_batch_grads(trainer, ga)
     for p in model.parameters():
         dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
         p.grad /= world

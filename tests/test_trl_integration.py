@@ -17,7 +17,7 @@ import torch
 pytest.importorskip("trl")
 
 from tsallis_ref.estimators import garl_loss, paft_loss  # noqa: E402
-from tsallis_ref.integrations._tiny import tiny_dataset, tiny_model, tiny_tokenizer  # noqa: E402
+from tsallis_ref.integrations._tiny import generation_batch_grads, tiny_dataset, tiny_model, tiny_tokenizer  # noqa: E402
 from tsallis_ref.integrations.trl import (  # noqa: E402
     GARLConfig, GARLTrainer, PAFTConfig, PAFTTrainer, build_teacher_forced_tail, find_subsequence,
 )
@@ -103,17 +103,7 @@ def make_trainer(estimator, tmp_path, *, q=0.6, ga=2, bs=4, M=4, n_prompts=4, **
 
 def trainer_grads(trainer, ga):
     """Generate one generation batch through TRL's own path, then accumulate compute_loss grads."""
-    model = trainer.model
-    model.train()
-    batch = next(iter(trainer.get_train_dataloader()))
-    trainer.current_gradient_accumulation_steps = ga
-    micro = []
-    for s in range(ga):
-        trainer._step = s
-        micro.append(trainer._prepare_inputs(batch))  # s = 0 generates; the rest come from TRL's buffer
-    model.zero_grad()
-    for inp in micro:
-        trainer.compute_loss(model, inp).backward()
+    micro, model = generation_batch_grads(trainer, ga)
     return {n: p.grad.detach().clone() for n, p in model.named_parameters()}, micro
 
 

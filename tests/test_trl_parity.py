@@ -28,7 +28,7 @@ import torch
 pytest.importorskip("trl")
 
 from tsallis_ref.config import TrainConfig  # noqa: E402
-from tsallis_ref.integrations._tiny import tiny_model, tiny_tokenizer  # noqa: E402
+from tsallis_ref.integrations._tiny import generation_batch_grads, tiny_model, tiny_tokenizer  # noqa: E402
 from tsallis_ref.integrations.trl import GARLConfig, GARLTrainer, PAFTConfig, PAFTTrainer  # noqa: E402
 from tsallis_ref.rollout import Rollouts, encode_answer, finish_rationale  # noqa: E402
 from tsallis_ref.trainer import accumulate_gradients  # noqa: E402
@@ -57,17 +57,7 @@ def _trl_trainer(estimator, tmp_path, *, q, M, ga, bs, max_len, answer_eos, mark
 
 def _trl_step(trainer, ga):
     """One generation batch through TRL's own path; accumulate ``compute_loss`` gradients over its micro-batches."""
-    model = trainer.model
-    model.train()
-    batch = next(iter(trainer.get_train_dataloader()))
-    trainer.current_gradient_accumulation_steps = ga
-    micro = []
-    for s in range(ga):
-        trainer._step = s
-        micro.append(trainer._prepare_inputs(batch))   # s = 0 generates; the rest come from TRL's buffer
-    model.zero_grad()
-    for inp in micro:
-        trainer.compute_loss(model, inp).backward()
+    micro, model = generation_batch_grads(trainer, ga)
     return {n: p.grad.detach().clone() for n, p in model.named_parameters()}, micro
 
 

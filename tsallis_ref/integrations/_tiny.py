@@ -62,3 +62,23 @@ def tiny_dataset(n: int = 8, seed: int = 0):
         a, b = rng.randint(0, 9), rng.randint(0, 9)
         rows.append({"prompt": f"{a}+{b}=?", "answer": str(a + b)})
     return Dataset.from_list(rows)
+
+
+def generation_batch_grads(trainer, ga: int):
+    """One generation batch through TRL's own path (``_prepare_inputs`` generates at micro-step 0 and serves
+    the rest from its buffer), then ``compute_loss(...).backward()`` accumulated over the ``ga`` micro-batches.
+
+    Returns ``(micro, model)`` with the gradients left in ``model``'s ``.grad``: the tests compare them with
+    our trainer's (or, across processes, reduce them first)."""
+    model = trainer.model
+    model.train()
+    batch = next(iter(trainer.get_train_dataloader()))
+    trainer.current_gradient_accumulation_steps = ga
+    micro = []
+    for s in range(ga):
+        trainer._step = s
+        micro.append(trainer._prepare_inputs(batch))
+    model.zero_grad()
+    for inp in micro:
+        trainer.compute_loss(model, inp).backward()
+    return micro, model
