@@ -1,5 +1,6 @@
 """The trainer: its gradients equal the core estimators' on the same samples, budget forcing, bad configs,
 the LoRA + 4-bit path, and every method running end to end on a tiny model."""
+import dataclasses
 import math
 
 import pytest
@@ -305,3 +306,31 @@ def test_benchmark_file_through_the_data_module():
                                                         "data_dir": str(root)}}))
     with pytest.raises(ConfigError, match="data.context_budget"):
         TrainConfig.from_dict({"data": {"dataset": "musique", "context_budget": 0}}).validate()
+
+
+# ------------------------------------------------------------------------------------------ arch: models
+def test_qwen3_architecture_has_the_published_size():
+    """arch:qwen3-0.6b is Qwen3-0.6B's shape: 0.60B parameters, 0.44B without the (tied) embedding, as the
+    model card says. Built on the meta device: no memory, no weights."""
+    import transformers
+    from tsallis_ref.models import ARCHITECTURES
+    conf = getattr(transformers, ARCHITECTURES["qwen3-0.6b"][0])(**ARCHITECTURES["qwen3-0.6b"][1])
+    with torch.device("meta"):
+        m = transformers.AutoModelForCausalLM.from_config(conf)
+    n = sum(p.numel() for p in m.parameters())
+    assert type(m).__name__ == "Qwen3ForCausalLM"
+    assert abs(n / 1e9 - 0.596) < 0.005 and abs((n - m.get_input_embeddings().weight.numel()) / 1e9 - 0.440) < 0.005
+
+
+def test_arch_model_trains_one_step_and_rejects_unknown_names(tmp_path):
+    cfg = _cfg("garl", output_dir=str(tmp_path), model={"name_or_path": "arch:qwen3-0.6b", "tiny": {},
+                              "arch_overrides": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                                                 "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16,
+                                                 "vocab_size": 256}})
+    from tsallis_ref.models import load_model_and_tokenizer
+    model, tok = load_model_and_tokenizer(cfg.model, "cpu")
+    assert model.config.model_type == "qwen3" and model.config.vocab_size == 256 >= len(tok)
+    out = T.train(cfg, examples=[{"id": "a", "prompt": "Q: 1+1=", "answer": "2"}])
+    assert len(out["metrics"]) == 2 and all(math.isfinite(m["loss"]) for m in out["metrics"])
+    with pytest.raises(ConfigError, match="arch:nope"):
+        load_model_and_tokenizer(dataclasses.replace(cfg.model, name_or_path="arch:nope"), "cpu")

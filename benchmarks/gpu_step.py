@@ -1,0 +1,181 @@
+"""Step time, throughput and peak memory of one training step at the paper's scale (issue 5, section 5).
+
+Builds the policy as the trainer does (4-bit NF4 + LoRA, gradient checkpointing) and runs full steps of one
+method (budget-forced rollouts, one scoring pass, backward, an AdamW step on the adapter) for each requested
+(M, rationale budget), reporting generate / score / backward seconds, generated and scored tokens per second
+and the peak GPU memory (``torch.cuda.max_memory_allocated`` and ``max_memory_reserved``; on the CPU the
+process's peak resident memory). A setting that runs out of memory is reported as ``OOM`` and the next one runs.
+
+Where no weights can travel (no hub), ``--model arch:qwen3-0.6b`` builds Qwen3-0.6B's architecture with random
+weights (``tsallis_ref.models.ARCHITECTURES``): a step costs what the shapes cost, and a random model almost
+never samples EOS, so every rationale runs to its budget (the worst case). Prompts are ``--prompt-tokens``
+tokens long. With a real checkpoint, pass its hub id or folder instead.
+
+    # the paper's set-up on one GPU: M = 32, HotpotQA's budget 3072 - 128, then smaller settings
+    python benchmarks/gpu_step.py --model arch:qwen3-0.6b --M 32 16 8 --rationale-budget 2944 1920 896 \\
+        --prompt-tokens 1024 --json runs/gpu_step.json
+    # a 16 GB Colab T4 has no bf16: the compute dtype is then float16 (or float32)
+    python benchmarks/gpu_step.py --model arch:qwen3-0.6b --dtype float16 ...
+    # CPU smoke run (tiny shapes)
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/gpu_step.py --tiny-arch --M 4 --rationale-budget 16 \\
+        --prompt-tokens 32 --steps 1
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import resource
+import sys
+import time
+
+import torch
+
+from tsallis_ref.config import TrainConfig
+from tsallis_ref.models import load_model_and_tokenizer, resolve_device
+from tsallis_ref.rollout import encode_answer, sample_answers, sample_rationales
+from tsallis_ref import trainer as T
+from tsallis_ref.trainer import accumulate_gradients, exact_match
+
+#: small shapes of the same architecture, for a CPU smoke run of this script
+TINY_ARCH = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=16, vocab_size=1024)
+
+
+def _peak_mb(device: torch.device) -> dict:
+    if device.type == "cuda":
+        return {"peak_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20,
+                "peak_reserved_mb": torch.cuda.max_memory_reserved(device) / 2**20}
+    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        p = torch.cuda.get_device_properties(device)
+        return f"{p.name} ({p.total_memory / 2**30:.0f} GiB), torch {torch.__version__}, CUDA {torch.version.cuda}"
+    return f"CPU {platform.machine()} ({torch.get_num_threads()} threads), torch {torch.__version__}"
+
+
+def run_setting(a, M: int, budget: int, device: torch.device) -> dict:
+    cfg = TrainConfig.from_dict({
+        "method": {"name": a.method, "q": a.q},
+        "model": {"name_or_path": a.model, "load_in_4bit": not a.no_4bit, "dtype": a.dtype,
+                  "lora": {"enabled": True, "r": a.lora_r, "alpha": 2 * a.lora_r},
+                  "gradient_checkpointing": not a.no_grad_ckpt,
+                  "arch_overrides": TINY_ARCH if a.tiny_arch else {}},
+        "rollout": {"M": M, "rationale_budget": budget, "answer_budget": a.answer_tokens,
+                    "end_of_rationale": "</think>", "answer_prefix": "\n\n",
+                    "generation_batch_size": a.generation_batch},
+        "optim": {"micro_batch_size": a.micro_batch, "prompts_per_step": a.prompts, "lr": 1e-5},
+        "data": {"path": "unused"}, "device": str(device)})
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    model, tok = load_model_and_tokenizer(cfg.model, device, seed=0)
+    model.train()
+    g = torch.Generator().manual_seed(0)
+    vocab = [i for i in range(len(tok)) if i not in tok.all_special_ids]
+    xs = [[vocab[int(j)] for j in torch.randint(len(vocab), (a.prompt_tokens,), generator=g)]
+          for _ in range(a.prompts)]
+    gold = "42"
+    ys = [encode_answer(tok, gold, cfg.rollout) for _ in xs]
+    params = [p for p in model.parameters() if p.requires_grad]
+    autocast = T.autocast_dtype_for(cfg, device, params)
+    opt = torch.optim.AdamW(params, lr=cfg.optim.lr)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    steps = []
+    for s in range(a.steps + 1):                 # step 0 warms up (allocator, kernels); not recorded
+        sync(); t0 = time.perf_counter()
+        ro = sample_rationales(model, tok, xs, cfg.rollout)
+        rewards = None
+        if a.method in ("grpo", "rloo"):
+            ro = sample_answers(model, tok, ro, cfg.rollout)
+            rewards = torch.tensor([exact_match(t, gold) for t in ro.answer_text], dtype=torch.float32).view(len(xs), M)
+            answers = ro.answer_ids
+        else:
+            answers = [ys[i // M] for i in range(len(ro.rationale_ids))]
+        sync(); t_gen = time.perf_counter() - t0
+        opt.zero_grad(set_to_none=True)
+        so = accumulate_gradients(model, cfg, tok.pad_token_id, ro, answers, rewards, g, autocast_dtype=autocast)
+        sync(); t1 = time.perf_counter()
+        opt.step()
+        sync(); t_opt = time.perf_counter() - t1
+        if s == 0:
+            continue
+        step = t_gen + so.t_score + so.t_backward + t_opt
+        steps.append({"generate_s": t_gen, "score_s": so.t_score, "backward_s": so.t_backward, "optim_s": t_opt,
+                      "step_s": step, "generated_tokens": ro.n_generated, "scored_tokens": so.scored_tokens,
+                      "generated_tok_per_s": ro.n_generated / t_gen, "scored_tok_per_s": so.scored_tokens /
+                      max(so.t_score + so.t_backward, 1e-9),
+                      "rationale_len_mean": sum(map(len, ro.rationale_ids)) / len(ro.rationale_ids)})
+    rec = {"M": M, "rationale_budget": budget, **{k: min(d[k] for d in steps) if k.endswith("_s") else
+                                                  sum(d[k] for d in steps) / len(steps) for k in steps[0]},
+           **_peak_mb(device), "steps": steps}
+    del model, opt
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return rec
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="arch:qwen3-0.6b", help="arch:<key>, a hub id or a local folder")
+    ap.add_argument("--tiny-arch", action="store_true", help="shrink the arch: model (CPU smoke run)")
+    ap.add_argument("--method", default="garl", choices=["garl", "paft", "grpo", "rloo"])
+    ap.add_argument("--q", type=float, default=0.75)
+    ap.add_argument("--M", type=int, nargs="+", default=[32])
+    ap.add_argument("--rationale-budget", type=int, nargs="+", default=[2944],
+                    help="one per --M value, or one for all (HotpotQA: 3072 - 128)")
+    ap.add_argument("--prompt-tokens", type=int, default=1024)
+    ap.add_argument("--answer-tokens", type=int, default=128, help="answer budget (GRPO/RLOO sample it)")
+    ap.add_argument("--prompts", type=int, default=1, help="prompts per step")
+    ap.add_argument("--micro-batch", type=int, default=4)
+    ap.add_argument("--generation-batch", type=int, default=0, help="sequences per generate call; 0 = all")
+    ap.add_argument("--lora-r", type=int, default=16)
+    ap.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
+    ap.add_argument("--no-4bit", action="store_true")
+    ap.add_argument("--no-grad-ckpt", action="store_true")
+    ap.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args(argv)
+    budgets = a.rationale_budget * len(a.M) if len(a.rationale_budget) == 1 else a.rationale_budget
+    if len(budgets) != len(a.M):
+        ap.error("give one --rationale-budget, or one per --M value")
+    device = resolve_device(a.device)
+    head = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "hardware": _hardware(device), "command": " ".join(["python", "benchmarks/gpu_step.py"] + (argv or sys.argv[1:])),
+            "args": vars(a)}
+    print(f"{head['date']}  {head['hardware']}\n{head['command']}")
+    print(f"{'M':>4} {'budget':>6} {'step s':>8} {'gen s':>8} {'score s':>8} {'bwd s':>8} {'gen tok/s':>10} "
+          f"{'scored tok/s':>12} {'peak alloc MiB':>14} {'peak resv MiB':>13} {'rat. len':>8}")
+    rows = []
+    for M, budget in zip(a.M, budgets):
+        try:
+            r = run_setting(a, M, budget, device)
+        except torch.OutOfMemoryError as e:
+            r = {"M": M, "rationale_budget": budget, "oom": str(e).split("\n")[0], **_peak_mb(device)}
+            print(f"{M:4d} {budget:6d}  OOM ({r['oom'][:80]})")
+            rows.append(r)
+            torch.cuda.empty_cache()
+            continue
+        alloc = r.get("peak_allocated_mb", r.get("peak_rss_mb", float("nan")))
+        resv = r.get("peak_reserved_mb", float("nan"))
+        print(f"{M:4d} {budget:6d} {r['step_s']:8.2f} {r['generate_s']:8.2f} {r['score_s']:8.2f} {r['backward_s']:8.2f} "
+              f"{r['generated_tok_per_s']:10.0f} {r['scored_tok_per_s']:12.0f} {alloc:14.0f} {resv:13.0f} "
+              f"{r['rationale_len_mean']:8.0f}")
+        rows.append(r)
+    out = {**head, "rows": rows}
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
+    return out
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
