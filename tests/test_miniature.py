@@ -154,7 +154,8 @@ def test_gradient_probe_amplifies_the_push_on_the_correct_strategy(pre):
     g0 = gradient_probe(start, TrainConfig(method="garl", q=0.0, **kw), n_batches=6)
     g1 = gradient_probe(start, TrainConfig(method="garl", q=1.0, **kw), n_batches=6)
     for g in (g0, g1):
-        assert all(math.isfinite(v) for v in g.values()) and 0.0 <= g["frac_clipped"] <= 1.0
+        assert all(math.isfinite(v) for k, v in g.items() if k not in ("norms", "pushes")) and 0.0 <= g["frac_clipped"] <= 1.0
+        assert len(g["norms"]) == len(g["pushes"]) == 6 and max(g["norms"]) == g["norm_max"]
     assert g1["push_mean"] > 3 * abs(g0["push_mean"]), (g0, g1)
     assert g1["norm_median"] > 3 * g0["norm_median"], (g0, g1)
     assert start.answer_noise == pre[0].answer_noise  # the override acts on the copy only
@@ -235,3 +236,15 @@ def test_sequence_channel_sampling_and_training(pre):
     assert h["escape_step"] == 0 and len(h["loss"]) == 3 and h["eval_step"] == [0, 1, 2, 3]
     h_full = train(start, TrainConfig(**{**cfg, "stop_after_escape": None}))
     assert len(h_full["loss"]) == 20 and h_full["eval_step"][-1] == 20
+
+
+def test_run_outcome_classifies_escape_collapse_and_stall():
+    from tsallis_ref.miniature import run_outcome
+    steps = [0, 5, 10, 15]
+    assert run_outcome({"eval_step": steps, "P": [1e-3, 0.1, 0.6, 0.7]}) == ("escaped", 10)
+    assert run_outcome({"eval_step": steps, "P": [1e-3, 0.6, 0.3, 1e-5]}) == ("escaped, then collapsed", 5)
+    assert run_outcome({"eval_step": steps, "P": [1e-3, 2e-3, 1e-4, 5e-6]}) == ("collapsed", None)
+    assert run_outcome({"eval_step": steps, "P": [1e-3, 2e-3, 3e-3, 4e-3]}) == ("stalled", None)
+    assert run_outcome({"eval_step": steps, "p_s0": [1e-3, 0.2, 0.3, 0.4]}, delta=0.25, key="p_s0") == ("escaped", 10)
+    with pytest.raises(ValueError, match="delta"):
+        run_outcome({"eval_step": steps, "P": [0.1] * 4}, delta=0.0)

@@ -55,7 +55,7 @@ from .losses import check_q
 __all__ = [
     "MiniTask", "TinyDecoder", "TrainConfig", "pretrain", "make_start", "exact_log_success",
     "estimate_log_success", "strategy_prob", "sample_rationales", "sample_answers", "score",
-    "method_loss", "noisy_labels", "train", "escape_step", "theory_escape_time", "METHODS",
+    "method_loss", "noisy_labels", "train", "escape_step", "run_outcome", "theory_escape_time", "METHODS",
     "run_grid", "run_label", "gradient_probe", "machine_info", "decoder_to_json", "decoder_from_json",
     "ANSWER_CHANNELS", "apply_answer_channel",
 ]
@@ -617,7 +617,8 @@ def gradient_probe(start: TinyDecoder, cfg: TrainConfig, *, n_batches: int = 30)
     """The raw (unclipped) gradient of ``cfg``'s surrogate loss at ``start``, over ``n_batches``
     fresh batches (no optimiser step): the mean and max of ``-dL/d bias[S_0]`` (the push on the
     correct strategy's logit) and the median and max of the total gradient norm, with the fraction
-    of batches whose norm exceeds ``cfg.grad_clip`` (where clipping would rescale the step).
+    of batches whose norm exceeds ``cfg.grad_clip`` (where clipping would rescale the step), and the
+    per-batch lists ``norms`` and ``pushes``.
     The training inputs and the sampling follow ``train`` (same seeds)."""
     cfg.validate()
     if n_batches < 1:
@@ -637,7 +638,8 @@ def gradient_probe(start: TinyDecoder, cfg: TrainConfig, *, n_batches: int = 30)
         push.append(-float(model.head.bias.grad[task.S0]))
     norms_sorted = sorted(norms)
     return {"push_mean": sum(push) / n_batches, "push_max": max(push), "norm_median": norms_sorted[n_batches // 2],
-            "norm_max": max(norms), "frac_clipped": sum(n > cfg.grad_clip for n in norms) / n_batches}
+            "norm_max": max(norms), "frac_clipped": sum(n > cfg.grad_clip for n in norms) / n_batches,
+            "norms": norms, "pushes": push}
 
 
 def escape_step(hist: dict, delta: float = 0.5, key: str = "P") -> Optional[int]:
@@ -646,6 +648,22 @@ def escape_step(hist: dict, delta: float = 0.5, key: str = "P") -> Optional[int]
         if p >= delta:
             return int(s)
     return None
+
+
+def run_outcome(hist: dict, delta: float = 0.5, key: str = "P") -> tuple[str, Optional[int]]:
+    """Classify a recorded run (``eval_step`` and ``hist[key]`` curves) against the escape threshold:
+    ``("escaped", step)`` if ``hist[key]`` reached ``delta`` and its last value is still ``>= delta/2``;
+    ``("escaped, then collapsed", step)`` if it reached ``delta`` and ended below ``delta/2``;
+    ``("collapsed", None)`` if it never reached ``delta`` and ended below half its start (the model
+    broke: with the ``"sequence"`` channel, P falls to the floor ``eps V^-L`` and stays there);
+    ``("stalled", None)`` otherwise."""
+    if not 0.0 < delta < 1.0:
+        raise ValueError(f"run_outcome: delta must lie in (0, 1); got {delta}")
+    P = hist[key]
+    e = escape_step(hist, delta, key)
+    if e is not None:
+        return ("escaped" if P[-1] >= delta / 2 else "escaped, then collapsed"), e
+    return ("collapsed" if P[-1] < P[0] / 2 else "stalled"), None
 
 
 def theory_escape_time(p0: float, q: float, delta: float = 0.5) -> float:
