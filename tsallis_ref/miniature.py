@@ -35,6 +35,15 @@ sampled answer and its 0/1 exact-match reward), the surrogate loss of
 ``tsallis_ref.estimators``, an optimiser step. Plain SGD by default: Theorem 5.2 is about
 gradient flow, and Adam's per-parameter normalisation rescales away part of the ``P^-q``
 factor on a task where a few logits carry the escape.
+
+The fair escape test (book chapter, ``scripts/run_miniature_escape.py``). Two defaults of the
+first set-up hide the amplification of high q: total-norm gradient clipping (``grad_clip=1``)
+divides every q=1 step by its norm, and the per-digit answer channel gives *partial credit* to
+wrong rationales that match one answer digit, on which the self-normalised q=1 weights then pile.
+``TrainConfig(answer_channel="sequence", grad_clip=math.inf)`` removes both (the sequence-level
+channel puts one floor ``eps V^-L`` under every wrong rationale, see ``TinyDecoder``), each method is
+run at its own learning rate from a grid, ``stop_after_escape`` ends a run some steps after P
+reaches ``delta``, and ``run_outcome`` classifies a run as escaped, collapsed or stalled.
 """
 from __future__ import annotations
 
