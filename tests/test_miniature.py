@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from tsallis_ref.miniature import (MiniTask, TinyDecoder, TrainConfig, estimate_log_success, exact_log_success,
+from tsallis_ref.miniature import (MiniTask, TinyDecoder, TrainConfig, estimate_log_success, exact_log_success, score,
                                    make_start, method_loss, noisy_labels, pretrain, sample_answers,
                                    sample_rationales, strategy_prob, theory_escape_time, train)
 
@@ -154,7 +154,8 @@ def test_gradient_probe_amplifies_the_push_on_the_correct_strategy(pre):
     g0 = gradient_probe(start, TrainConfig(method="garl", q=0.0, **kw), n_batches=6)
     g1 = gradient_probe(start, TrainConfig(method="garl", q=1.0, **kw), n_batches=6)
     for g in (g0, g1):
-        assert all(math.isfinite(v) for v in g.values()) and 0.0 <= g["frac_clipped"] <= 1.0
+        assert all(math.isfinite(v) for k, v in g.items() if k not in ("norms", "pushes")) and 0.0 <= g["frac_clipped"] <= 1.0
+        assert len(g["norms"]) == len(g["pushes"]) == 6 and max(g["norms"]) == g["norm_max"]
     assert g1["push_mean"] > 3 * abs(g0["push_mean"]), (g0, g1)
     assert g1["norm_median"] > 3 * g0["norm_median"], (g0, g1)
     assert start.answer_noise == pre[0].answer_noise  # the override acts on the copy only
@@ -162,3 +163,88 @@ def test_gradient_probe_amplifies_the_push_on_the_correct_strategy(pre):
         gradient_probe(start, TrainConfig(), n_batches=0)
     with pytest.raises(ValueError, match="answer_noise"):
         TrainConfig(answer_noise=1.5).validate()
+
+
+def test_sequence_answer_channel_has_no_partial_credit(pre):
+    """The "sequence" channel puts one floor eps V^-L under every wrong rationale, whatever digits it
+    matches; the "digit" channel gives a factor V/eps per matching digit. Both are distributions."""
+    model = pre[0]
+    x = SMALL.all_inputs()[:2]
+    y = SMALL.gold(x)
+    right = SMALL.coherent_rationale(x, torch.zeros(2, dtype=torch.long))
+    near = right.clone()
+    near[:, 0] = SMALL.S0 + 1            # a wrong strategy token ...
+    near[:, 2] = (y[:, 1] + 1) % SMALL.V  # ... and a wrong last state, but the first state digit matches y*
+    far = SMALL.coherent_rationale(x, torch.ones(2, dtype=torch.long))  # a wrong strategy, every state digit wrong
+    logw = {}
+    for ch in ("digit", "sequence"):
+        m = TinyDecoder(SMALL, answer_noise=0.05, answer_channel=ch)
+        m.load_state_dict(model.state_dict())
+        for name, R in (("right", right), ("near", near), ("far", far)):
+            _, lp_y = score(m, x, R, y)
+            logw[ch, name] = m.answer_log_prob(lp_y)
+        answers = torch.tensor([[a, b] for a in range(SMALL.V) for b in range(SMALL.V)])
+        tot = torch.stack([exact_log_success(m, x, ans.expand(2, 2)).exp() for ans in answers]).sum(0)
+        assert torch.allclose(tot, torch.ones(2, dtype=torch.float64), atol=1e-4), (ch, tot)
+    floor = math.log(0.05) - SMALL.L * math.log(SMALL.V)
+    assert torch.allclose(logw["sequence", "near"], torch.full((2,), floor), atol=0.2)   # within 20% of the floor
+    assert torch.allclose(logw["sequence", "far"], torch.full((2,), floor), atol=0.2)
+    assert bool((logw["digit", "near"] > logw["digit", "far"] + 2.0).all())   # partial credit in the digit channel
+    assert bool((logw["sequence", "right"] > -0.5).all())
+    with pytest.raises(ValueError, match="answer_channel"):
+        TinyDecoder(SMALL, answer_channel="token")
+    with pytest.raises(ValueError, match="answer_channel"):
+        TrainConfig(answer_channel="token").validate()
+    with pytest.raises(ValueError, match="grad_clip"):
+        TrainConfig(grad_clip=0.0).validate()
+    with pytest.raises(ValueError, match="stop_after_escape"):
+        TrainConfig(stop_after_escape=-1).validate()
+    with pytest.raises(ValueError, match="delta"):
+        TrainConfig(delta=1.5).validate()
+
+
+def test_sequence_channel_sampling_and_training(pre):
+    """Sampled answers are replaced by uniform ones with probability eps; one step of every method under
+    the sequence channel raises P; the override acts on the trained copy only; the run stops
+    ``stop_after_escape`` steps after P reaches delta."""
+    model = pre[0]
+    m = TinyDecoder(SMALL, answer_noise=0.5, answer_channel="sequence")
+    m.load_state_dict(model.state_dict())
+    x = SMALL.all_inputs()[:1].repeat(400, 1)
+    R = SMALL.coherent_rationale(x, torch.zeros(400, dtype=torch.long))
+    A = sample_answers(m, x, R, torch.Generator().manual_seed(0))
+    frac = (A == SMALL.answer_from_rationale(R)).all(-1).float().mean().item()
+    assert 0.4 < frac < 0.65, frac   # 1 - eps + eps / V^L = 0.52
+    start = make_start(model, 0.3)
+    xs = SMALL.all_inputs()[::3]
+    ys = SMALL.gold(xs)
+    for method, q in (("garl", 1.0), ("paft", 1.0), ("grpo", 0.0)):
+        cfg = TrainConfig(method=method, q=q, M=16, lr=0.05 if method == "grpo" else 0.3, answer_channel="sequence")
+        mm = TinyDecoder(SMALL, answer_noise=0.05, answer_channel="sequence")
+        mm.load_state_dict(start.state_dict())
+        before = exact_log_success(mm, xs, ys).exp().mean().item()
+        opt = torch.optim.SGD(mm.parameters(), lr=cfg.lr)
+        loss, _ = method_loss(mm, cfg, xs, ys, torch.Generator().manual_seed(0))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert exact_log_success(mm, xs, ys).exp().mean().item() > before, method
+    cfg = dict(method="garl", q=1.0, steps=20, B=2, M=4, eval_every=1, n_train=16, n_eval=4, lr=0.05,
+               answer_channel="sequence", delta=0.01, stop_after_escape=3)
+    h = train(start, TrainConfig(**cfg))
+    assert start.answer_channel == "digit"
+    assert h["escape_step"] == 0 and len(h["loss"]) == 3 and h["eval_step"] == [0, 1, 2, 3]
+    h_full = train(start, TrainConfig(**{**cfg, "stop_after_escape": None}))
+    assert len(h_full["loss"]) == 20 and h_full["eval_step"][-1] == 20
+
+
+def test_run_outcome_classifies_escape_collapse_and_stall():
+    from tsallis_ref.miniature import run_outcome
+    steps = [0, 5, 10, 15]
+    assert run_outcome({"eval_step": steps, "P": [1e-3, 0.1, 0.6, 0.7]}) == ("escaped", 10)
+    assert run_outcome({"eval_step": steps, "P": [1e-3, 0.6, 0.3, 1e-5]}) == ("escaped, then collapsed", 5)
+    assert run_outcome({"eval_step": steps, "P": [1e-3, 2e-3, 1e-4, 5e-6]}) == ("collapsed", None)
+    assert run_outcome({"eval_step": steps, "P": [1e-3, 2e-3, 3e-3, 4e-3]}) == ("stalled", None)
+    assert run_outcome({"eval_step": steps, "p_s0": [1e-3, 0.2, 0.3, 0.4]}, delta=0.25, key="p_s0") == ("escaped", 10)
+    with pytest.raises(ValueError, match="delta"):
+        run_outcome({"eval_step": steps, "P": [0.1] * 4}, delta=0.0)

@@ -35,6 +35,15 @@ sampled answer and its 0/1 exact-match reward), the surrogate loss of
 ``tsallis_ref.estimators``, an optimiser step. Plain SGD by default: Theorem 5.2 is about
 gradient flow, and Adam's per-parameter normalisation rescales away part of the ``P^-q``
 factor on a task where a few logits carry the escape.
+
+The fair escape test (book chapter, ``scripts/run_miniature_escape.py``). Two defaults of the
+first set-up hide the amplification of high q: total-norm gradient clipping (``grad_clip=1``)
+divides every q=1 step by its norm, and the per-digit answer channel gives *partial credit* to
+wrong rationales that match one answer digit, on which the self-normalised q=1 weights then pile.
+``TrainConfig(answer_channel="sequence", grad_clip=math.inf)`` removes both (the sequence-level
+channel puts one floor ``eps V^-L`` under every wrong rationale, see ``TinyDecoder``), each method is
+run at its own learning rate from a grid, ``stop_after_escape`` ends a run some steps after P
+reaches ``delta``, and ``run_outcome`` classifies a run as escaped, collapsed or stalled.
 """
 from __future__ import annotations
 
@@ -55,11 +64,13 @@ from .losses import check_q
 __all__ = [
     "MiniTask", "TinyDecoder", "TrainConfig", "pretrain", "make_start", "exact_log_success",
     "estimate_log_success", "strategy_prob", "sample_rationales", "sample_answers", "score",
-    "method_loss", "noisy_labels", "train", "escape_step", "theory_escape_time", "METHODS",
+    "method_loss", "noisy_labels", "train", "escape_step", "run_outcome", "theory_escape_time", "METHODS",
     "run_grid", "run_label", "gradient_probe", "machine_info", "decoder_to_json", "decoder_from_json",
+    "ANSWER_CHANNELS", "apply_answer_channel",
 ]
 
 METHODS = ("grpo", "rloo", "garl", "paft")
+ANSWER_CHANNELS = ("digit", "sequence")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -218,14 +229,29 @@ class TinyDecoder(nn.Module):
     ``p(y*|x,z)`` for every rationale, so that the likelihood weights of wrong rationales are
     all about equal instead of spreading over tens of orders of magnitude (the regime in which
     self-normalised weights chase noise), and it makes the pathwise gradient through a wrong
-    rationale vanish (``d log w = (1-eps) p_model / w * d log p_model``)."""
+    rationale vanish (``d log w = (1-eps) p_model / w * d log p_model``).
 
-    def __init__(self, task: MiniTask, d: int = 32, n_layer: int = 2, n_head: int = 4, answer_noise: float = 0.05):
+    ``answer_channel`` says where the typo happens. ``"digit"`` (the default, above): each answer
+    digit independently, so a wrong rationale that happens to write one state digit equal to the
+    gold one earns ``(eps/V)^(L-1)`` instead of ``(eps/V)^L``: *partial credit*, a factor ``V/eps``
+    per matching digit. ``"sequence"``: the whole answer at once, ``p(y|x,z) = (1-eps) p_model(y|x,z)
+    + eps V^-L`` (a reader that, with probability eps, writes a random answer). There every wrong
+    rationale gets the same floor ``eps V^-L`` whatever digits it matches (as long as
+    ``p_model(y*|x,z) << eps V^-L``), so the likelihood weights carry no partial credit: the only
+    rationales that stand out are those that give y*. In this mode ``forward`` returns the raw model
+    at the answer slots and the channel is applied to the answer's summed log-probability by
+    ``answer_log_prob`` (every caller in this module goes through it)."""
+
+    def __init__(self, task: MiniTask, d: int = 32, n_layer: int = 2, n_head: int = 4, answer_noise: float = 0.05,
+                 answer_channel: str = "digit"):
         super().__init__()
         if not 0.0 <= answer_noise < 1.0:
             raise ValueError(f"TinyDecoder: answer_noise must lie in [0, 1); got {answer_noise}")
+        if answer_channel not in ANSWER_CHANNELS:
+            raise ValueError(f"TinyDecoder: answer_channel must be one of {ANSWER_CHANNELS}; got {answer_channel!r}")
         self.task = task
         self.answer_noise = answer_noise
+        self.answer_channel = answer_channel
         self.tok = nn.Embedding(task.vocab_size, d)
         self.pos = nn.Embedding(task.seq_len, d)
         self.blocks = nn.ModuleList([_Block(d, n_head) for _ in range(n_layer)])
@@ -243,11 +269,22 @@ class TinyDecoder(nn.Module):
         lp = torch.log_softmax(logits.masked_fill(~allowed, -math.inf), dim=-1)
         a0 = self.task.prompt_len + self.task.rationale_len  # the row predicting the first answer token
         eps, V = self.answer_noise, self.task.V
-        if eps > 0 and lp.shape[1] > a0:
+        if eps > 0 and self.answer_channel == "digit" and lp.shape[1] > a0:
             ans = lp[:, a0:, :V]
             mixed = torch.logaddexp(ans + math.log1p(-eps), torch.full_like(ans, math.log(eps / V)))
             lp = torch.cat([lp[:, :a0], torch.cat([mixed, lp[:, a0:, V:]], dim=-1)], dim=1)
         return lp
+
+    def answer_log_prob(self, lp_answer: torch.Tensor) -> torch.Tensor:
+        """``log p(y|x,z)`` of whole answers from the per-token log-probs ``[N, L]`` that ``forward``
+        gives at the answer slots, ``[N]`` (keeps the autograd graph). ``"digit"`` channel: their sum
+        (the typo is already mixed in per digit); ``"sequence"``: ``log((1-eps) prod p_model + eps V^-L)``."""
+        s = lp_answer.sum(-1)
+        eps = self.answer_noise
+        if self.answer_channel == "digit" or eps == 0:
+            return s
+        floor = math.log(eps) - self.task.L * math.log(self.task.V)
+        return torch.logaddexp(s + math.log1p(-eps), torch.full_like(s, floor))
 
     def token_logp(self, tokens: torch.Tensor) -> torch.Tensor:
         """``log p(tokens[:, t] | tokens[:, :t])`` for t >= 1, ``[N, T-1]``: one teacher-forced pass."""
@@ -334,7 +371,8 @@ def exact_log_success(model: TinyDecoder, x: torch.Tensor, y: torch.Tensor) -> t
         raise ValueError(f"exact_log_success: {nz} rationales x {N} inputs is too many; use estimate_log_success")
     seqs = task.sequences(x.repeat_interleave(nz, 0), Z.repeat(N, 1), y.repeat_interleave(nz, 0))
     lp = model.token_logp(seqs)[:, task.prompt_len - 1:].to(torch.float64)
-    return torch.logsumexp(lp.sum(-1).view(N, nz), dim=-1)
+    total = lp[:, : -task.answer_len].sum(-1) + model.answer_log_prob(lp[:, -task.answer_len:])
+    return torch.logsumexp(total.view(N, nz), dim=-1)
 
 
 @torch.no_grad()
@@ -355,7 +393,7 @@ def estimate_log_success(model: TinyDecoder, x: torch.Tensor, y: torch.Tensor, *
         nxt = torch.multinomial(next_log_probs(model, seq).exp(), 1, generator=g)
         seq = torch.cat([seq, nxt], dim=1)
     lp = model.token_logp(task.sequences(X, seq[:, task.prompt_len:], y.repeat_interleave(K * n, 0)))
-    lp_y = lp[:, -task.answer_len:].sum(-1).to(torch.float64).view(N, K, n)
+    lp_y = model.answer_log_prob(lp[:, -task.answer_len:].to(torch.float64)).view(N, K, n)
     return torch.logsumexp(ls + torch.logsumexp(lp_y, -1) - math.log(n), dim=-1)
 
 
@@ -376,13 +414,18 @@ def sample_rationales(model: TinyDecoder, x: torch.Tensor, M: int, generator: to
 
 @torch.no_grad()
 def sample_answers(model: TinyDecoder, x: torch.Tensor, rationale: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """The model's own answer after each rationale (EQ forced), sampled, ``[N, L]``."""
+    """The model's own answer after each rationale (EQ forced), sampled, ``[N, L]`` (with the
+    ``"sequence"`` answer channel, each answer is replaced by a uniform random one with probability eps)."""
     task = model.task
     seq = torch.cat([task.prompts(x), rationale, torch.full((x.shape[0], 1), task.EQ)], dim=1)
     for _ in range(task.answer_len):
         nxt = torch.multinomial(next_log_probs(model, seq).exp(), 1, generator=generator)
         seq = torch.cat([seq, nxt], dim=1)
-    return seq[:, -task.answer_len:]
+    ans = seq[:, -task.answer_len:]
+    if model.answer_channel == "sequence" and model.answer_noise > 0:
+        typo = torch.rand(ans.shape[0], generator=generator) < model.answer_noise
+        ans = torch.where(typo.view(-1, 1), torch.randint(task.V, ans.shape, generator=generator), ans)
+    return ans
 
 
 def score(model: TinyDecoder, x: torch.Tensor, rationale: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -412,7 +455,7 @@ class TrainConfig:
     optimizer: str = "sgd"      # "sgd" (the gradient flow of Thm 5.2) or "adam"
     normalize: bool = False     # the 1/M^q of Algorithms 1-2 (a q-dependent learning rate; off: one lr for all q)
     pathwise: bool = True       # GARL/PAFT: keep the gradient through log p(y*|x,z) (False: the pathwise-zeroed ablation)
-    grad_clip: float = 1.0      # max gradient norm
+    grad_clip: float = 1.0      # max total gradient norm (math.inf: no clipping)
     n_train: int = 256          # the post-training set: this many random inputs
     n_eval: int = 64            # P is measured on the first n_eval of them
     eval_every: int = 5
@@ -420,6 +463,8 @@ class TrainConfig:
     noise_frac: float = 0.0     # fraction of the training inputs whose gold answer is flipped
     flip: str = "last"          # noisy labels: "last" (last answer digit moved) or "all" (every digit moved: a wholly wrong label)
     answer_noise: Optional[float] = None  # post-training typo probability of the answer channel (None: the start's)
+    answer_channel: Optional[str] = None  # "digit" or "sequence" (no partial credit; see TinyDecoder); None: the start's
+    stop_after_escape: Optional[int] = None  # stop this many steps after P first reaches delta (None: run all steps)
     seed: int = 0
 
     def validate(self):
@@ -441,6 +486,24 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.flip must be 'last' or 'all'; got {self.flip!r}")
         if self.answer_noise is not None and not 0.0 <= self.answer_noise < 1.0:
             raise ValueError(f"TrainConfig.answer_noise must be None or lie in [0, 1); got {self.answer_noise}")
+        if self.answer_channel is not None and self.answer_channel not in ANSWER_CHANNELS:
+            raise ValueError(f"TrainConfig.answer_channel must be None or one of {ANSWER_CHANNELS}; got {self.answer_channel!r}")
+        if not (isinstance(self.grad_clip, (int, float)) and self.grad_clip > 0):
+            raise ValueError(f"TrainConfig.grad_clip must be > 0 (math.inf: no clipping); got {self.grad_clip!r}")
+        if not 0.0 < self.delta < 1.0:
+            raise ValueError(f"TrainConfig.delta (the escape threshold on P) must lie in (0, 1); got {self.delta}")
+        if self.stop_after_escape is not None and (isinstance(self.stop_after_escape, bool) or self.stop_after_escape < 0):
+            raise ValueError(f"TrainConfig.stop_after_escape must be None or an int >= 0; got {self.stop_after_escape!r}")
+
+
+def apply_answer_channel(model: "TinyDecoder", cfg: TrainConfig) -> "TinyDecoder":
+    """Set ``cfg``'s answer-channel overrides (``answer_noise``, ``answer_channel``) on ``model`` (in
+    place; pass a copy) and return it."""
+    if cfg.answer_noise is not None:  # a sharper (or noisier) answer channel: the floor under wrong rationales
+        model.answer_noise = cfg.answer_noise
+    if cfg.answer_channel is not None:
+        model.answer_channel = cfg.answer_channel
+    return model
 
 
 def noisy_labels(task: MiniTask, x: torch.Tensor, frac: float, seed: int, flip: str = "last") -> tuple[torch.Tensor, torch.Tensor]:
@@ -473,7 +536,7 @@ def method_loss(model: TinyDecoder, cfg: TrainConfig, x: torch.Tensor, y: torch.
     Z = sample_rationales(model, x, M, g)
     if cfg.method in ("garl", "paft"):
         lp_z, lp_y = score(model, X, Z, y.repeat_interleave(M, 0))
-        logp_z, logp_y = lp_z.sum(-1).view(B, M), lp_y.sum(-1).view(B, M)
+        logp_z, logp_y = lp_z.sum(-1).view(B, M), model.answer_log_prob(lp_y).view(B, M)
         if not cfg.pathwise:  # same weights; no gradient through the answer given the rationale
             logp_y = logp_y.detach()
         if cfg.method == "garl":
@@ -485,6 +548,8 @@ def method_loss(model: TinyDecoder, cfg: TrainConfig, x: torch.Tensor, y: torch.
     yhat = sample_answers(model, X, Z, g)
     rewards = (yhat == y.repeat_interleave(M, 0)).all(-1).to(torch.float32).view(B, M)
     lp_z, lp_y = score(model, X, Z, yhat)
+    if model.answer_channel == "sequence":  # the channel's correction on the last answer token: the token sum is log p(yhat|x,z)
+        lp_y = torch.cat([lp_y[:, :-1], (lp_y[:, -1] + model.answer_log_prob(lp_y) - lp_y.sum(-1)).unsqueeze(-1)], dim=-1)
     lp_tok = torch.cat([lp_z, lp_y], dim=-1).view(B, M, -1)  # the completion's tokens (EQ is forced)
     if cfg.method == "grpo":
         loss = grpo_loss(lp_tok, torch.ones_like(lp_tok), rewards)
@@ -503,9 +568,7 @@ def train(start: TinyDecoder, cfg: TrainConfig, *, keep_model: bool = False) -> 
     strategy are measured on the first ``n_eval`` training inputs; with label noise also
     ``P_clean`` (unflipped inputs) and the contamination ``P(flipped label | x)`` (flipped ones)."""
     cfg.validate()
-    model = copy.deepcopy(start).train()
-    if cfg.answer_noise is not None:  # a sharper (or noisier) answer channel: the floor (eps/V)^L of wrong rationales
-        model.answer_noise = cfg.answer_noise
+    model = apply_answer_channel(copy.deepcopy(start).train(), cfg)
     task = model.task
     g = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -530,9 +593,14 @@ def train(start: TinyDecoder, cfg: TrainConfig, *, keep_model: bool = False) -> 
             hist["contamination"].append(estimate_log_success(model, xs[flipped], labels[flipped]).exp().mean().item())
         model.train()
 
+    stop_at = None
     for step in range(cfg.steps):
         if step % cfg.eval_every == 0:
             evaluate(step)
+            if stop_at is None and cfg.stop_after_escape is not None and hist["P"][-1] >= cfg.delta:
+                stop_at = step + cfg.stop_after_escape
+        if stop_at is not None and step >= stop_at:
+            break
         idx = torch.randint(cfg.n_train, (cfg.B,), generator=g)
         loss, stat = method_loss(model, cfg, xs[idx], labels[idx], g)
         opt.zero_grad()
@@ -542,7 +610,10 @@ def train(start: TinyDecoder, cfg: TrainConfig, *, keep_model: bool = False) -> 
         hist["loss"].append(loss.item())
         hist["grad_norm"].append(gn.item())
         hist["stat"].append(stat)
-    evaluate(cfg.steps)
+    if stop_at is None or step < stop_at:
+        evaluate(cfg.steps)
+    elif hist["eval_step"][-1] != step:
+        evaluate(step)
     hist["seconds"] = time.perf_counter() - t0
     hist["config"] = asdict(cfg)
     hist["escape_step"] = escape_step(hist, cfg.delta)
@@ -555,14 +626,13 @@ def gradient_probe(start: TinyDecoder, cfg: TrainConfig, *, n_batches: int = 30)
     """The raw (unclipped) gradient of ``cfg``'s surrogate loss at ``start``, over ``n_batches``
     fresh batches (no optimiser step): the mean and max of ``-dL/d bias[S_0]`` (the push on the
     correct strategy's logit) and the median and max of the total gradient norm, with the fraction
-    of batches whose norm exceeds ``cfg.grad_clip`` (where clipping would rescale the step).
+    of batches whose norm exceeds ``cfg.grad_clip`` (where clipping would rescale the step), and the
+    per-batch lists ``norms`` and ``pushes``.
     The training inputs and the sampling follow ``train`` (same seeds)."""
     cfg.validate()
     if n_batches < 1:
         raise ValueError(f"gradient_probe: n_batches must be >= 1; got {n_batches}")
-    model = copy.deepcopy(start).train()
-    if cfg.answer_noise is not None:
-        model.answer_noise = cfg.answer_noise
+    model = apply_answer_channel(copy.deepcopy(start).train(), cfg)
     task = model.task
     g = torch.Generator().manual_seed(cfg.seed)
     xs = task.random_inputs(cfg.n_train, torch.Generator().manual_seed(20_000 + cfg.seed))
@@ -577,7 +647,8 @@ def gradient_probe(start: TinyDecoder, cfg: TrainConfig, *, n_batches: int = 30)
         push.append(-float(model.head.bias.grad[task.S0]))
     norms_sorted = sorted(norms)
     return {"push_mean": sum(push) / n_batches, "push_max": max(push), "norm_median": norms_sorted[n_batches // 2],
-            "norm_max": max(norms), "frac_clipped": sum(n > cfg.grad_clip for n in norms) / n_batches}
+            "norm_max": max(norms), "frac_clipped": sum(n > cfg.grad_clip for n in norms) / n_batches,
+            "norms": norms, "pushes": push}
 
 
 def escape_step(hist: dict, delta: float = 0.5, key: str = "P") -> Optional[int]:
@@ -586,6 +657,22 @@ def escape_step(hist: dict, delta: float = 0.5, key: str = "P") -> Optional[int]
         if p >= delta:
             return int(s)
     return None
+
+
+def run_outcome(hist: dict, delta: float = 0.5, key: str = "P") -> tuple[str, Optional[int]]:
+    """Classify a recorded run (``eval_step`` and ``hist[key]`` curves) against the escape threshold:
+    ``("escaped", step)`` if ``hist[key]`` reached ``delta`` and its last value is still ``>= delta/2``;
+    ``("escaped, then collapsed", step)`` if it reached ``delta`` and ended below ``delta/2``;
+    ``("collapsed", None)`` if it never reached ``delta`` and ended below half its start (the model
+    broke: with the ``"sequence"`` channel, P falls to the floor ``eps V^-L`` and stays there);
+    ``("stalled", None)`` otherwise."""
+    if not 0.0 < delta < 1.0:
+        raise ValueError(f"run_outcome: delta must lie in (0, 1); got {delta}")
+    P = hist[key]
+    e = escape_step(hist, delta, key)
+    if e is not None:
+        return ("escaped" if P[-1] >= delta / 2 else "escaped, then collapsed"), e
+    return ("collapsed" if P[-1] < P[0] / 2 else "stalled"), None
 
 
 def theory_escape_time(p0: float, q: float, delta: float = 0.5) -> float:
@@ -649,14 +736,14 @@ def decoder_to_json(model: TinyDecoder, **meta) -> dict:
     blk = model.blocks[0]
     return {"task": {"V": model.task.V, "L": model.task.L, "K": model.task.K},
             "d": model.tok.weight.shape[1], "n_layer": len(model.blocks), "n_head": blk.n_head,
-            "answer_noise": model.answer_noise, "meta": meta,
+            "answer_noise": model.answer_noise, "answer_channel": model.answer_channel, "meta": meta,
             "state": {k: v.flatten().tolist() for k, v in model.state_dict().items()}}
 
 
 def decoder_from_json(rec: dict) -> TinyDecoder:
     """Rebuild a ``TinyDecoder`` written by ``decoder_to_json`` (eval mode)."""
     model = TinyDecoder(MiniTask(**rec["task"]), d=rec["d"], n_layer=rec["n_layer"], n_head=rec["n_head"],
-                        answer_noise=rec["answer_noise"])
+                        answer_noise=rec["answer_noise"], answer_channel=rec.get("answer_channel", "digit"))
     sd = model.state_dict()
     model.load_state_dict({k: torch.tensor(rec["state"][k], dtype=v.dtype).view_as(v) for k, v in sd.items()})
     return model.eval()
