@@ -77,6 +77,7 @@ def load_examples(cfg: TrainConfig) -> list[dict]:
       ``to_training_examples(ds, data.regime)`` (the warm or cold prompt builder);
     * ``data.dataset`` alone: ``tsallis_ref.data.load_examples`` resolves the benchmark's ``data.split``
       (train / dev) under ``data.data_dir`` (default: the shared samples, ``default_data_dir()``), or a Hub id.
+
     ``data.context_budget`` caps the context of benchmark prompts (supporting paragraphs kept first).
     """
     d = cfg.data
