@@ -1,10 +1,11 @@
 """Step time, throughput and peak memory of one training step at the paper's scale (issue 5, section 5).
 
 Builds the policy as the trainer does (4-bit NF4 + LoRA, gradient checkpointing) and runs full steps of one
-method (budget-forced rollouts, one scoring pass, backward, an AdamW step on the adapter) for each requested
+method (budget-forced rollouts, one scoring pass (two with --two-pass), backward, an AdamW step on the adapter) for each requested
 (M, rationale budget), reporting generate / score / backward seconds, generated and scored tokens per second
-and the peak GPU memory (``torch.cuda.max_memory_allocated`` and ``max_memory_reserved``; on the CPU the
-process's peak resident memory). A setting that runs out of memory is reported as ``OOM`` and the next one runs.
+and the peak GPU memory of the rollout phase and of the scoring + backward + optimiser phase separately
+(``torch.cuda.max_memory_allocated`` and ``max_memory_reserved``; on the CPU the process's peak resident
+memory, which never goes down, so there the second figure includes the first). A setting that runs out of memory is reported as ``OOM`` and the next one runs.
 
 Where no weights can travel (no hub), ``--model arch:qwen3-0.6b`` builds Qwen3-0.6B's architecture with random
 weights (``tsallis_ref.models.ARCHITECTURES``): a step costs what the shapes cost, and a random model almost
@@ -14,8 +15,12 @@ tokens long. With a real checkpoint, pass its hub id or folder instead.
     # the paper's set-up on one GPU: M = 32, HotpotQA's budget 3072 - 128, then smaller settings
     python benchmarks/gpu_step.py --model arch:qwen3-0.6b --M 32 16 8 --rationale-budget 2944 1920 896 \\
         --prompt-tokens 1024 --json runs/gpu_step.json
-    # a 16 GB Colab T4 has no bf16: the compute dtype is then float16 (or float32)
-    python benchmarks/gpu_step.py --model arch:qwen3-0.6b --dtype float16 ...
+    # the same with the memory-bounded scoring (one micro-batch's graph at a time)
+    python benchmarks/gpu_step.py --model arch:qwen3-0.6b --M 32 16 8 --rationale-budget 2944 1920 896 \
+        --prompt-tokens 1024 --two-pass --json runs/gpu_step_two_pass.json
+    # a 16 GB Colab T4 has no native bf16: "auto" picks fp16 compute + autocast with loss scaling there;
+    # on an A100 / H100 the same T4 arithmetic can be forced with
+    python benchmarks/gpu_step.py --model arch:qwen3-0.6b --dtype float16 --mixed-precision fp16 ...
     # CPU smoke run (tiny shapes)
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/gpu_step.py --tiny-arch --M 4 --rationale-budget 16 \\
         --prompt-tokens 32 --steps 1
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import platform
 import resource
@@ -41,6 +47,16 @@ from tsallis_ref.trainer import accumulate_gradients, exact_match
 #: small shapes of the same architecture, for a CPU smoke run of this script
 TINY_ARCH = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, head_dim=16, vocab_size=1024)
+
+
+def _mean(xs) -> float:
+    xs = list(xs)
+    return sum(xs) / len(xs)
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
 
 
 def _peak_mb(device: torch.device) -> dict:
@@ -67,8 +83,9 @@ def run_setting(a, M: int, budget: int, device: torch.device) -> dict:
         "rollout": {"M": M, "rationale_budget": budget, "answer_budget": a.answer_tokens,
                     "end_of_rationale": "</think>", "answer_prefix": "\n\n",
                     "generation_batch_size": a.generation_batch},
-        "optim": {"micro_batch_size": a.micro_batch, "prompts_per_step": a.prompts, "lr": 1e-5},
-        "data": {"path": "unused"}, "device": str(device)})
+        "optim": {"micro_batch_size": a.micro_batch, "prompts_per_step": a.prompts, "lr": 1e-5,
+                  "two_pass_scoring": a.two_pass},
+        "mixed_precision": a.mixed_precision, "data": {"path": "unused"}, "device": str(device)})
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -81,7 +98,8 @@ def run_setting(a, M: int, budget: int, device: torch.device) -> dict:
     gold = "42"
     ys = [encode_answer(tok, gold, cfg.rollout) for _ in xs]
     params = [p for p in model.parameters() if p.requires_grad]
-    autocast = T.autocast_dtype_for(cfg, device, params)
+    autocast, scale_loss = T.precision_for(cfg, device, params)
+    scaler = torch.amp.GradScaler(device.type, enabled=scale_loss)
     opt = torch.optim.AdamW(params, lr=cfg.optim.lr)
 
     def sync():
@@ -91,6 +109,7 @@ def run_setting(a, M: int, budget: int, device: torch.device) -> dict:
     steps = []
     for s in range(a.steps + 1):                 # step 0 warms up (allocator, kernels); not recorded
         sync(); t0 = time.perf_counter()
+        _reset_peak(device)
         ro = sample_rationales(model, tok, xs, cfg.rollout)
         rewards = None
         if a.method in ("grpo", "rloo"):
@@ -100,11 +119,17 @@ def run_setting(a, M: int, budget: int, device: torch.device) -> dict:
         else:
             answers = [ys[i // M] for i in range(len(ro.rationale_ids))]
         sync(); t_gen = time.perf_counter() - t0
+        gen_peak = _peak_mb(device)
+        _reset_peak(device)
         opt.zero_grad(set_to_none=True)
-        so = accumulate_gradients(model, cfg, tok.pad_token_id, ro, answers, rewards, g, autocast_dtype=autocast)
+        so = accumulate_gradients(model, cfg, tok.pad_token_id, ro, answers, rewards, g, autocast_dtype=autocast,
+                                  scaler=scaler if scale_loss else None)
         sync(); t1 = time.perf_counter()
-        opt.step()
+        scaler.unscale_(opt)
+        scaler.step(opt)
+        scaler.update()
         sync(); t_opt = time.perf_counter() - t1
+        train_peak = _peak_mb(device)
         if s == 0:
             continue
         step = t_gen + so.t_score + so.t_backward + t_opt
@@ -112,10 +137,13 @@ def run_setting(a, M: int, budget: int, device: torch.device) -> dict:
                       "step_s": step, "generated_tokens": ro.n_generated, "scored_tokens": so.scored_tokens,
                       "generated_tok_per_s": ro.n_generated / t_gen, "scored_tok_per_s": so.scored_tokens /
                       max(so.t_score + so.t_backward, 1e-9),
-                      "rationale_len_mean": sum(map(len, ro.rationale_ids)) / len(ro.rationale_ids)})
+                      "rationale_len_mean": sum(map(len, ro.rationale_ids)) / len(ro.rationale_ids),
+                      **{f"generate_{k}": v for k, v in gen_peak.items()},
+                      **{f"train_{k}": v for k, v in train_peak.items()}})
     rec = {"M": M, "rationale_budget": budget, **{k: min(d[k] for d in steps) if k.endswith("_s") else
-                                                  sum(d[k] for d in steps) / len(steps) for k in steps[0]},
-           **_peak_mb(device), "steps": steps}
+                                                  (max if k.endswith("_mb") else _mean)(d[k] for d in steps)
+                                                  for k in steps[0]},
+           "autocast": str(autocast), "loss_scaling": scale_loss, "steps": steps}
     del model, opt
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -134,8 +162,12 @@ def main(argv=None):
     ap.add_argument("--prompt-tokens", type=int, default=1024)
     ap.add_argument("--answer-tokens", type=int, default=128, help="answer budget (GRPO/RLOO sample it)")
     ap.add_argument("--prompts", type=int, default=1, help="prompts per step")
-    ap.add_argument("--micro-batch", type=int, default=4)
-    ap.add_argument("--generation-batch", type=int, default=0, help="sequences per generate call; 0 = all")
+    ap.add_argument("--micro-batch", type=int, default=8)
+    ap.add_argument("--generation-batch", default="auto",
+                    help="sequences per generate call: an integer (0 = all) or 'auto' (what free GPU memory holds)")
+    ap.add_argument("--two-pass", action="store_true",
+                    help="optim.two_pass_scoring: a no-grad scoring pass, then one micro-batch's graph at a time")
+    ap.add_argument("--mixed-precision", default="auto", choices=["auto", "bf16", "fp16", "no"])
     ap.add_argument("--lora-r", type=int, default=16)
     ap.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
     ap.add_argument("--no-4bit", action="store_true")
@@ -144,6 +176,8 @@ def main(argv=None):
     ap.add_argument("--device", default="auto")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
+    if a.generation_batch != "auto":
+        a.generation_batch = int(a.generation_batch)
     budgets = a.rationale_budget * len(a.M) if len(a.rationale_budget) == 1 else a.rationale_budget
     if len(budgets) != len(a.M):
         ap.error("give one --rationale-budget, or one per --M value")
@@ -153,21 +187,25 @@ def main(argv=None):
             "args": vars(a)}
     print(f"{head['date']}  {head['hardware']}\n{head['command']}")
     print(f"{'M':>4} {'budget':>6} {'step s':>8} {'gen s':>8} {'score s':>8} {'bwd s':>8} {'gen tok/s':>10} "
-          f"{'scored tok/s':>12} {'peak alloc MiB':>14} {'peak resv MiB':>13} {'rat. len':>8}")
+          f"{'scored tok/s':>12} {'gen peak MiB':>12} {'train peak MiB':>14} {'peak resv MiB':>13} {'rat. len':>8}")
     rows = []
     for M, budget in zip(a.M, budgets):
         try:
             r = run_setting(a, M, budget, device)
         except torch.OutOfMemoryError as e:
             r = {"M": M, "rationale_budget": budget, "oom": str(e).split("\n")[0], **_peak_mb(device)}
+        if "oom" in r:
+            gc.collect()
+            torch.cuda.empty_cache()
             print(f"{M:4d} {budget:6d}  OOM ({r['oom'][:80]})")
             rows.append(r)
-            torch.cuda.empty_cache()
             continue
-        alloc = r.get("peak_allocated_mb", r.get("peak_rss_mb", float("nan")))
-        resv = r.get("peak_reserved_mb", float("nan"))
+        nan = float("nan")
+        gen = r.get("generate_peak_allocated_mb", r.get("generate_peak_rss_mb", nan))
+        trn = r.get("train_peak_allocated_mb", r.get("train_peak_rss_mb", nan))
+        resv = max(r.get("generate_peak_reserved_mb", nan), r.get("train_peak_reserved_mb", nan))
         print(f"{M:4d} {budget:6d} {r['step_s']:8.2f} {r['generate_s']:8.2f} {r['score_s']:8.2f} {r['backward_s']:8.2f} "
-              f"{r['generated_tok_per_s']:10.0f} {r['scored_tok_per_s']:12.0f} {alloc:14.0f} {resv:13.0f} "
+              f"{r['generated_tok_per_s']:10.0f} {r['scored_tok_per_s']:12.0f} {gen:12.0f} {trn:14.0f} {resv:13.0f} "
               f"{r['rationale_len_mean']:8.0f}")
         rows.append(r)
     out = {**head, "rows": rows}

@@ -74,7 +74,9 @@ class RolloutConfig:
     answer_prefix: str = ""                  # text between the marker and y* (e.g. "\n\n" after </think>)
     append_eos: bool = True                  # y* is followed by EOS, so p(y*|x,z) is the exact-match probability
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    generation_batch_size: int = 0           # sequences per generate call; 0 = all M*prompts at once
+    # sequences per generate call; 0 = all M * prompts at once; "auto" = as many as free GPU memory holds the
+    # KV cache of (Qwen3-0.6B: 112 KiB per token, so 32 x 4k-token rollouts need 14 GiB)
+    generation_batch_size: Any = 0
 
 
 @dataclass
@@ -98,6 +100,10 @@ class OptimConfig:
     max_grad_norm: float = 1.0               # 0 = no clipping (the norm is still logged)
     prompts_per_step: int = 1                # prompts whose gradients are accumulated into one step
     micro_batch_size: int = 8                # sequences per teacher-forced forward pass
+    # memory: False = one forward per sequence, the M graphs of a prompt kept until its weights are known;
+    # True = a no-grad scoring pass, then forward + backward one micro-batch at a time (one more forward)
+    two_pass_scoring: bool = False
+    logits_chunk: int = 1024                 # scored tokens whose logits exist at once (lm head, log-softmax)
 
 
 @dataclass
@@ -124,7 +130,9 @@ class TrainConfig:
     output_dir: str = "runs/default"
     checkpoint_every: int = 50               # steps; 0 = only at the end
     device: str = "auto"                     # auto | cpu | cuda
-    mixed_precision: bool = True             # bf16 autocast on a GPU that supports it; ignored on CPU
+    # "auto" (= true): bf16 autocast on a GPU with native bf16, fp16 autocast + loss scaling on older GPUs
+    # (T4, V100), none on a CPU; "bf16" / "fp16" force it; "no" (= false) disables it
+    mixed_precision: Any = "auto"
     num_threads: int = 0                     # torch.set_num_threads when > 0
     tensorboard: bool = True                 # when torch.utils.tensorboard is importable
     wandb: bool = False                      # when wandb is importable
@@ -206,6 +214,17 @@ class TrainConfig:
             bad("optim.prompts_per_step", f"must be an integer >= 1; got {o.prompts_per_step!r}")
         if not _is_int(o.micro_batch_size) or o.micro_batch_size < 1:
             bad("optim.micro_batch_size", f"must be an integer >= 1; got {o.micro_batch_size!r}")
+        g = r.generation_batch_size
+        if not ((_is_int(g) and g >= 0) or g == "auto"):
+            bad("rollout.generation_batch_size", f"must be an integer >= 0 (0 = all at once) or 'auto'; got {g!r}")
+        if not _is_int(o.logits_chunk) or o.logits_chunk < 1:
+            bad("optim.logits_chunk", f"must be an integer >= 1 (tokens per lm-head chunk); got {o.logits_chunk!r}")
+        if not isinstance(o.two_pass_scoring, bool):
+            bad("optim.two_pass_scoring", f"must be true or false; got {o.two_pass_scoring!r}")
+        mp = self.mixed_precision
+        if not (isinstance(mp, bool) or (isinstance(mp, str) and mp in ("auto", "bf16", "fp16", "no"))):
+            bad("mixed_precision", f"must be 'auto', 'bf16', 'fp16' or 'no' (or true / false); "
+                f"got {self.mixed_precision!r}")
         if o.max_grad_norm < 0:
             bad("optim.max_grad_norm", f"must be >= 0 (0 disables clipping); got {o.max_grad_norm}")
         if not _is_int(self.steps) or self.steps < 1:

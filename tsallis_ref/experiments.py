@@ -25,7 +25,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 
@@ -66,6 +66,10 @@ class Settings:
     device: str = "cpu"
     num_threads: int = 1                 # torch threads on the CPU (0 = leave as is)
     gradient_checkpointing: bool = False
+    micro_batch_size: Optional[int] = None   # sequences per scoring forward; None = M
+    two_pass_scoring: bool = False       # memory: one micro-batch's graph at a time (TrainConfig.optim)
+    generation_batch_size: Any = 0       # sequences per generate call; 0 = all, "auto" = what GPU memory holds
+    wbar_prompts: Optional[int] = None   # training prompts of the fixed-pool log wbar measure; None = all
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -76,11 +80,14 @@ CPU_DEFAULTS = Settings()
 
 def gpu_settings(dataset: str, **over) -> Settings:
     """The paper's scale on one GPU: Qwen3-0.6B (thinking), 4-bit + LoRA, M = 32, budgets 4k/3k/2k - 128, k = 16.
-    Steps / lr / prompts per step are not reported by the paper; ours are guesses (see configs/)."""
+    Steps / lr / prompts per step are not reported by the paper; ours are guesses (see configs/). Memory:
+    activation checkpointing, two-pass scoring (one micro-batch of 8 sequences holds a graph at a time) and
+    rollouts generated in batches that fit the free GPU memory, so that M = 32 does not multiply the memory."""
     s = Settings(model="Qwen/Qwen3-0.6B", load_in_4bit=True, lora_r=16, lora_alpha=32, M=32,
                  rationale_budget=PAPER_BUDGETS[dataset] - 128, answer_budget=128, end_of_rationale="</think>",
                  answer_prefix="\n\n", enable_thinking=True, lr=1e-5, steps=200, prompts_per_step=8, n_train=512,
-                 n_eval=64, context_budget=None, eval_k=16, device="cuda", num_threads=0, gradient_checkpointing=True)
+                 n_eval=64, context_budget=None, eval_k=16, device="cuda", num_threads=0, gradient_checkpointing=True,
+                 micro_batch_size=8, two_pass_scoring=True, generation_batch_size="auto", wbar_prompts=16)
     return dataclasses.replace(s, **over)
 
 
@@ -131,8 +138,9 @@ def make_config(dataset: str, method: str, q: Optional[float], regime: str, s: S
                   "lora": {"enabled": True, "r": s.lora_r, "alpha": s.lora_alpha}},
         "rollout": {"M": s.M, "rationale_budget": s.rationale_budget, "answer_budget": s.answer_budget,
                     "end_of_rationale": s.end_of_rationale, "answer_prefix": s.answer_prefix,
-                    "sampling": {"temperature": s.temperature}},
-        "optim": {"lr": s.lr, "prompts_per_step": s.prompts_per_step, "micro_batch_size": s.M},
+                    "sampling": {"temperature": s.temperature}, "generation_batch_size": s.generation_batch_size},
+        "optim": {"lr": s.lr, "prompts_per_step": s.prompts_per_step, "micro_batch_size": s.micro_batch_size or s.M,
+                  "two_pass_scoring": s.two_pass_scoring},
         "data": {"dataset": dataset, "regime": regime, "split": "train", "limit": s.n_train},
         "steps": s.steps, "seed": s.seed, "output_dir": str(output_dir), "checkpoint_every": 0,
         "device": s.device, "num_threads": s.num_threads, "tensorboard": False, "progress_bar": False,
@@ -207,7 +215,8 @@ def fixed_rationale_log_wbar(model, tokenizer, examples: Sequence[dict], cfg, n:
         for b in range(len(xs)):
             sl = slice(b * n, (b + 1) * n)
             sc = score_sequences(model, [xs[b]] * n, ro.rationale_ids[sl], [ys[b]] * n,
-                                 pad_id=tokenizer.pad_token_id, micro_batch_size=n)
+                                 pad_id=tokenizer.pad_token_id, micro_batch_size=cfg.optim.micro_batch_size,
+                                 logits_chunk=cfg.optim.logits_chunk)
             out.append(float(log_mean_weight(sc.logp_y.unsqueeze(0).double())[0]))
         return out
 
@@ -227,8 +236,18 @@ def evaluate_model(model, tokenizer, examples: Sequence[dict], dataset: str, reg
     at the run's budgets and end-of-rationale marker (the harness of :mod:`tsallis_ref.data.evaluate`)."""
     from .data import aggregate, generate_samples, score_samples
     k = s.eval_k
+    n = max(1, k * len(examples))
+    bs = s.generation_batch_size or n
+    if bs == "auto":
+        bs = n
+        device = next(model.parameters()).device
+        if device.type == "cuda":
+            from .models import auto_generation_batch
+            longest = max(len(tokenizer(e["prompt"]).input_ids) for e in examples) + 64     # + chat template
+            bs = auto_generation_batch(model, n, longest + s.rationale_budget + s.answer_budget + 8,
+                                       torch.cuda.mem_get_info(device)[0])
     gens = generate_samples(model, tokenizer, [e["prompt"] for e in examples], k,
-                            batch_size=max(1, k * len(examples)), max_new_tokens=s.answer_budget,
+                            batch_size=bs, max_new_tokens=s.answer_budget,
                             temperature=s.temperature, seed=seed,
                             use_chat_template=(regime == "warm" or s.enable_thinking is not None), progress=False,
                             think_budget=s.rationale_budget, end_marker=s.end_of_rationale.strip() or s.end_of_rationale,
@@ -244,7 +263,7 @@ def run_method(dataset: str, method: str, q: Optional[float], regime: str, s: Se
     """Train ``method`` (q) in ``regime`` on ``dataset`` with settings ``s``; evaluate; return one result row.
 
     The row: ``dataset, regime, method, q, label`` (the exact settings), ``hardware``, ``date`` (UTC),
-    ``metrics`` (the trainer's per-step dicts), ``log_wbar_before/after`` (fixed rationale pool, trained
+    ``metrics`` (the trainer's per-step dicts), ``log_wbar_before/after`` (fixed rationale pool, the first ``s.wbar_prompts`` trained
     prompts), ``eval`` (p@1, p@k, maj@k in %), ``train_s`` / ``eval_s`` / ``wall_s`` and ``peak_mem_mb``.
     Call it inside :func:`shared_base_model` to load the model once for many runs."""
     from . import trainer as T
@@ -264,7 +283,7 @@ def run_method(dataset: str, method: str, q: Optional[float], regime: str, s: Se
            "settings": s.as_dict(), "metrics": res["metrics"], "train_s": t_train, "output_dir": str(out),
            "train_ids": [ex["id"] for ex in train_examples]}
     if measure_wbar and method in ("garl", "paft"):
-        w = fixed_rationale_log_wbar(model, tok, train_examples, cfg, seed=s.seed + 1234)
+        w = fixed_rationale_log_wbar(model, tok, train_examples[:s.wbar_prompts], cfg, seed=s.seed + 1234)
         row["log_wbar_before"], row["log_wbar_after"] = w["before"], w["after"]
     if evaluate:
         t1 = time.perf_counter()

