@@ -274,3 +274,21 @@ def test_real_finqa_gold_answers_are_the_execution_results():
     for rel in ("finqa/train_250_processed.jsonl", "finqa/dev_838_processed.jsonl"):
         ds, _ = load_benchmark(REAL / rel)
         assert all(all(finqa_numeric_match(a, r["answer"], percent_scale=False) for a in r["aliases"]) for r in ds)
+
+
+def test_finqa_processed_golds_are_written_without_float_artifacts():
+    from tsallis_ref.data import relaxed_match, reward_exact_match
+    base = json.loads(open(FIX / "finqa_processed.jsonl").readline())
+    recs = [dict(base, id="p1", answer="464.0", gold_value=464.0, target_answer="464.0"),
+            dict(base, id="p2", answer="1e-05", gold_value=1e-05, target_answer="1e-05"),
+            dict(base, id="p3", answer="-53.0", gold_value=-53.0, target_answer="-53.0"),
+            dict(base, id="p4", answer="0.10319", gold_value=0.10319, target_answer="0.103188405797"),
+            dict(base, id="p5", answer="yes", gold_value="yes", target_answer="yes")]
+    ds, rep = records_to_dataset(recs, "finqa")
+    assert rep.n_loaded == 5
+    assert ds["answer"] == ["464", "0.00001", "-53", "0.10319", "yes"]
+    assert list(ds["aliases"]) == [["464.0"], ["1e-05"], ["-53.0"], ["0.103188405797"], []]
+    # a correct answer in the format the warm prompt asks for is now right under the paper's rules
+    r = ds[0]
+    assert relaxed_match("464", r["answer"], r["aliases"]) and reward_exact_match("464", r["answer"], r["aliases"])
+    assert record_metadata(r)["released_answer"] == "464.0"

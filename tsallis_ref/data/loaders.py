@@ -4,7 +4,8 @@ Accepted inputs (paper §7.1 uses subsets of the official splits of the three be
 
 * **FinQA**: the original release (JSON list of ``{id, pre_text, post_text, table, qa: {question, answer,
   exe_ans, program, gold_inds, ...}}``), the processed JSONL (``{id, question, context, answer, program,
-  evidence_indices, gold_value, ...}``, context = pre_text + linearised table + post_text) and the Hub's flat
+  evidence_indices, gold_value, ...}``, context = pre_text + linearised table + post_text; its answers written
+  as Python floats, "464.0" or "1e-05", become "464" and "0.00001", the released string an alias) and the Hub's flat
   copies (``{id, pre_text, post_text, table, question}`` plus ``answer, final_result, program_re, gold_inds: [str]``
   in ``ibm-research/finqa`` or ``answers`` in ``dreamerdeo/finqa``). The gold answer y* of the original and Hub
   formats is the execution result ``exe_ans`` (``final_result``) written with at most 5 decimals, as in the
@@ -338,7 +339,16 @@ def _convert_finqa(rec: dict) -> dict:
         context = _req(rec, "context")
         if rec.get("answer") is None or not str(rec.get("answer")).strip():
             raise _Skip("answer", "missing")
-        answer = str(rec["answer"]).strip()
+        released = str(rec["answer"]).strip()
+        # the release writes a whole number as "464.0" and tiny ones as "1e-05" (Python float repr): y* is the
+        # same number written as a reader (and the warm prompt's format) would, "464" / "0.00001"; when that
+        # rewrite would change the number (more than 5 decimals) the released string is kept
+        answer = _render_exe(released)
+        try:
+            if float(answer) != float(released.replace(",", "")):
+                answer = released
+        except ValueError:
+            answer = released
         program = rec.get("program") or ""
         lines = [ln for ln in context.split("\n")]
         paragraphs, cur_table = [], []
@@ -363,8 +373,9 @@ def _convert_finqa(rec: dict) -> dict:
             sup |= {i for i, p in enumerate(paragraphs) if p["title"] == "table"}
         context = linearise_paragraphs(paragraphs, "finqa")
         gv = rec.get("gold_value")
-        aliases = [a for a in dict.fromkeys([str(rec.get("target_answer") or "").strip()]) if a and a != answer]
-        meta = {"format": "finqa_processed", "program": program, "gold_value": gv,
+        aliases = [a for a in dict.fromkeys([released, str(rec.get("target_answer") or "").strip()])
+                   if a and a != answer]
+        meta = {"format": "finqa_processed", "program": program, "gold_value": gv, "released_answer": released,
                 "formula_value": rec.get("formula_value"), "target_answer": rec.get("target_answer"),
                 "scale_relation": rec.get("scale_relation"), "evidence_indices": ev}
     else:  # the Hub's flat copies: ibm-research/finqa, dreamerdeo/finqa
