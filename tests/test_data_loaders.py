@@ -292,3 +292,10 @@ def test_finqa_processed_golds_are_written_without_float_artifacts():
     r = ds[0]
     assert relaxed_match("464", r["answer"], r["aliases"]) and reward_exact_match("464", r["answer"], r["aliases"])
     assert record_metadata(r)["released_answer"] == "464.0"
+
+
+@pytest.mark.parametrize("suffix,body", [(".json", '[{"a": 1}, {"a": 2}]'), (".jsonl", '{"a": 1}\n{"a": 2}\n')])
+def test_read_records_accepts_a_utf8_byte_order_mark(tmp_path, suffix, body):
+    p = tmp_path / f"bom{suffix}"
+    p.write_bytes(b"\xef\xbb\xbf" + body.encode())
+    assert read_records(p) == [{"a": 1}, {"a": 2}]

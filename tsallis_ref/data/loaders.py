@@ -130,7 +130,7 @@ def read_records(path: str | os.PathLike) -> list[Any]:
     p = Path(path)
     if not p.is_file():
         raise DataFormatError(f"{p}: no such file (pass a .json/.jsonl path, a datasets.Dataset or a hub name)")
-    text = p.read_text(encoding="utf-8")
+    text = p.read_text(encoding="utf-8-sig")  # a UTF-8 byte order mark (Windows exports) is not part of the JSON
     stripped = text.lstrip()
     if not stripped:
         raise DataFormatError(f"{p}: the file is empty")
