@@ -63,3 +63,12 @@ def test_without_a_data_folder_hotpotqa_and_musique_fall_back_to_their_hub_copie
     assert resolve_source("musique", "validation")["split"] == "validation"
     with pytest.raises(ValueError, match="no known Hub copy"):
         resolve_source("finqa", "train")
+
+
+def test_a_source_with_no_usable_record_is_an_error_naming_the_problems(tmp_path):
+    from tsallis_ref.data import DataFormatError
+    f = tmp_path / "all_bad.jsonl"
+    f.write_text('{"id": "a", "question": "q?", "paragraphs": [], "answer": "x", "answerable": false}\n'
+                 '{"id": "b", "question": "q?", "paragraphs": "oops", "answer": "y"}\n')
+    with pytest.raises(DataFormatError, match=r"no usable record.*read 2, loaded 0, malformed 1, unanswerable 1"):
+        load_examples(str(f))
