@@ -208,12 +208,6 @@ def _linearise(paragraphs: Sequence[dict]) -> str:
     return linearise_paragraphs(paragraphs, "hotpotqa")
 
 
-def _num_str(v) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v)) if abs(v) < 1e15 else repr(v)
-    return str(v)
-
-
 # --------------------------------------------------------------------------------------------- FinQA
 def _is_noise(t) -> bool:
     return str(t).strip() in ("", ".")
