@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -430,7 +431,7 @@ def _convert_hotpotqa(rec: dict) -> dict:
     else:
         facts = []
     for j, (_, sid) in enumerate(facts):
-        if isinstance(sid, bool) or not isinstance(sid, int):
+        if isinstance(sid, bool) or not isinstance(sid, numbers.Integral):
             raise _Skip(f"supporting_facts[{j}]", f"sentence index {sid!r} is not an int")
     sup_titles = {str(t) for t, _ in facts}
     sup = [i for i, p in enumerate(paragraphs) if p["title"] in sup_titles]
@@ -463,7 +464,7 @@ def _convert_musique(rec: dict, keep_unanswerable: bool = False) -> dict:
         if not isinstance(p, dict) or not isinstance(p.get("paragraph_text"), str):
             raise _Skip(f"paragraphs[{j}]", "expected {idx, title, paragraph_text, is_supporting}")
         idx = p.get("idx", j)
-        if isinstance(idx, bool) or not isinstance(idx, int):
+        if isinstance(idx, bool) or not isinstance(idx, numbers.Integral):
             raise _Skip(f"paragraphs[{j}].idx", f"expected an int, got {idx!r}")
         items.append((idx, p))
     items.sort(key=lambda t: t[0])
