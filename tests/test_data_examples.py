@@ -50,3 +50,25 @@ def test_bad_inputs_name_the_fix():
         load_examples("hotpotqa", limit=0)
     assert resolve_source("hotpotqa/hotpot_qa:distractor", "validation") == {
         "kind": "hub", "source": "hotpotqa/hotpot_qa", "dataset": None, "config": "distractor", "split": "validation"}
+
+
+def test_without_a_data_folder_hotpotqa_and_musique_fall_back_to_their_hub_copies(monkeypatch):
+    import tsallis_ref.data.examples as ex
+    monkeypatch.setattr(ex, "default_data_dir", lambda *a, **k: None)
+    assert resolve_source("hotpotqa", "dev") == {"kind": "hub", "source": "hotpotqa/hotpot_qa", "dataset": "hotpotqa",
+                                                 "config": "distractor", "split": "validation"}
+    # dgslibisey/MuSiQue: the released MuSiQue-Ans JSONL files (train, dev -> validation)
+    assert resolve_source("musique", "train") == {"kind": "hub", "source": "dgslibisey/MuSiQue", "dataset": "musique",
+                                                  "config": None, "split": "train"}
+    assert resolve_source("musique", "validation")["split"] == "validation"
+    with pytest.raises(ValueError, match="no known Hub copy"):
+        resolve_source("finqa", "train")
+
+
+def test_a_source_with_no_usable_record_is_an_error_naming_the_problems(tmp_path):
+    from tsallis_ref.data import DataFormatError
+    f = tmp_path / "all_bad.jsonl"
+    f.write_text('{"id": "a", "question": "q?", "paragraphs": [], "answer": "x", "answerable": false}\n'
+                 '{"id": "b", "question": "q?", "paragraphs": "oops", "answer": "y"}\n')
+    with pytest.raises(DataFormatError, match=r"no usable record.*read 2, loaded 0, malformed 1, unanswerable 1"):
+        load_examples(str(f))

@@ -31,7 +31,9 @@ def test_finqa_original_fixture_counts_malformed_and_supporting():
     assert p.index == 1 and p.id == "ACME/2019/page_1.pdf-2" and p.field == "question"
     assert "finqa_original.json" in str(rep) and "record 1" in str(rep)
     r0 = ds[0]
-    assert r0["answer"] == "20%" and r0["aliases"] == ["0.2"]
+    # y* is the execution result (what the official evaluation grades); the annotated "20%" agrees, so an alias
+    assert r0["answer"] == "0.2" and r0["aliases"] == ["20%"]
+    assert record_metadata(r0)["annotated_answer"] == "20%"
     # gold_inds table_1 -> the table paragraph, which sits between pre_text and post_text
     assert [r0["paragraphs"][i]["title"] for i in r0["supporting"]] == ["table"]
     assert "net revenue | $ 1,200 | $ 1,000" in r0["context"]
@@ -134,6 +136,7 @@ def test_hub_name_goes_through_load_dataset(monkeypatch):
 @pytest.mark.parametrize("rel,name,n", [
     ("finqa/train_20_original.json", "finqa", 20),
     ("finqa/train_250_processed.jsonl", "finqa", 250),
+    ("finqa/dev_838_processed.jsonl", "finqa", 838),
     ("hotpotqa/dev_distractor_200.jsonl", "hotpotqa", 200),
     ("hotpotqa/train_100.json", "hotpotqa", 100),
     ("musique/ans_200.jsonl", "musique", 200),
@@ -150,4 +153,149 @@ def test_real_samples_load_completely(rel, name, n):
 def test_read_records_handles_jsonl_with_json_suffix(tmp_path):
     p = tmp_path / "x.json"
     p.write_text('{"a": 1}\n{"a": 2}\n')
+    assert read_records(p) == [{"a": 1}, {"a": 2}]
+
+
+# ------------------------------------------------------------------ audit: FinQA gold, Hub schemas, robust records
+def _finqa_orig(rid, answer, exe, program="divide(1, 1)"):
+    return {"id": rid, "pre_text": ["a ."], "post_text": [], "table": [["", "2019"], ["x", "1"]],
+            "qa": {"question": "q?", "answer": answer, "exe_ans": exe, "program": program, "gold_inds": {"text_0": "a ."}}}
+
+
+def test_finqa_original_gold_is_exe_ans_and_only_consistent_answers_are_aliases():
+    from tsallis_ref.data import finqa_numeric_match
+    recs = [_finqa_orig("a", "380", 3.8),            # annotated answer disagrees with its own program
+            _finqa_orig("b", "17%", 0.17043),         # a rounded percentage rendering: an alias
+            _finqa_orig("c", "-417.5", -0.3735),
+            _finqa_orig("d", "", "yes"),
+            _finqa_orig("e", "9813.67", 9813.66667),
+            _finqa_orig("f", "1e-05", 1e-05)]
+    ds, rep = records_to_dataset(recs, "finqa")
+    assert rep.n_loaded == 6
+    assert ds["answer"] == ["3.8", "0.17043", "-0.3735", "yes", "9813.66667", "0.00001"]
+    assert list(ds["aliases"]) == [[], ["17%"], [], [], ["9813.67"], ["1e-05"]]
+    assert [record_metadata(r)["annotated_answer"] for r in ds] == ["380", "17%", "-417.5", "", "9813.67", "1e-05"]
+    # the wrong annotated answers are neither the training target nor accepted by the reward / FinQA judge
+    from tsallis_ref.data import reward_exact_match
+    for r, wrong in [(ds[0], "380"), (ds[2], "-417.5")]:
+        assert reward_exact_match(wrong, r["answer"], r["aliases"]) == 0.0
+        assert not any(finqa_numeric_match(wrong, g, percent_scale=False) for g in [r["answer"], *r["aliases"]])
+    assert not finqa_numeric_match("-417.5", ds[2]["answer"])
+
+
+def test_finqa_original_through_datasets_json_gives_the_same_rows(tmp_path):
+    # datasets' JSON loader decodes the mixed float/"yes" exe_ans through its Json type (0.17043 -> 0.17043000000000003)
+    recs = [_finqa_orig("b", "17%", 0.17043), _finqa_orig("d", "", "yes"), _finqa_orig("g", "1.3%", 0.01328)]
+    f = tmp_path / "orig.json"
+    f.write_text(json.dumps(recs))
+    hub = datasets.load_dataset("json", data_files=str(f), split="train", cache_dir=str(tmp_path / "cache"))
+    a, _ = load_benchmark(hub, "finqa")
+    b, _ = load_benchmark(f)
+    for col in ("id", "question", "context", "supporting", "answer", "aliases"):
+        assert a[col] == b[col], col
+    assert a["answer"] == ["0.17043", "yes", "0.01328"]
+
+
+def _finqa_hub_features(kind):
+    f = {"id": datasets.Value("string"), "pre_text": datasets.Sequence(datasets.Value("string")),
+         "post_text": datasets.Sequence(datasets.Value("string")),
+         "table": datasets.Sequence(datasets.Sequence(datasets.Value("string"))), "question": datasets.Value("string")}
+    if kind == "ibm":    # ibm-research/finqa (and its parquet copies)
+        f.update({"answer": datasets.Value("string"), "final_result": datasets.Value("string"),
+                  "program_re": datasets.Value("string"), "gold_inds": datasets.Sequence(datasets.Value("string"))})
+    else:                # dreamerdeo/finqa
+        f.update({"answers": datasets.Value("string")})
+    return datasets.Features(f)
+
+
+def test_finqa_hub_columnar_schemas_load():
+    table = [["", "2019", "2018"], ["net revenue", "$ 1,200", "$ 1,000"]]
+    ibm = datasets.Dataset.from_list([
+        {"id": "h1", "pre_text": ["acme sells widgets .", "revenue grew in 2019 ."], "post_text": ["costs were flat ."],
+         "table": table, "question": "what was the change?", "answer": "20%", "final_result": "0.2",
+         "program_re": "divide(subtract(1200, 1000), 1000)",
+         "gold_inds": ["revenue grew in 2019 .", "the net revenue of 2019 is $ 1,200 ; 2018 is $ 1,000 ;"]},
+        {"id": "h2", "pre_text": ["a ."], "post_text": [], "table": table, "question": "q?", "answer": "",
+         "final_result": "", "program_re": "", "gold_inds": []},
+    ], features=_finqa_hub_features("ibm"))
+    ds, rep = load_benchmark(ibm)          # detected as FinQA from the keys
+    assert (rep.n_loaded, rep.n_malformed) == (1, 1) and rep.problems[0].field == "answer", str(rep)
+    _check_uniform(ds, "finqa")
+    r = ds[0]
+    assert r["answer"] == "0.2" and r["aliases"] == ["20%"]
+    assert "net revenue | $ 1,200 | $ 1,000" in r["context"] and r["context"].startswith("acme sells widgets .")
+    sup = [r["paragraphs"][i] for i in r["supporting"]]
+    assert [p["text"] for p in sup if p["title"] == ""] == ["revenue grew in 2019 ."]
+    assert any(p["title"] == "table" for p in sup)   # a table-row evidence sentence -> the table paragraph
+    meta = record_metadata(r)
+    assert meta["format"] == "finqa_hub" and meta["program"].startswith("divide(")
+
+    dd = datasets.Dataset.from_list([{"id": "d1", "pre_text": ["a ."], "post_text": ["b ."], "table": table,
+                                      "question": "q?", "answers": "1100"}], features=_finqa_hub_features("dd"))
+    ds2, rep2 = load_benchmark(dd, "finqa")
+    assert rep2.n_loaded == 1 and ds2[0]["answer"] == "1100" and ds2[0]["supporting"] == []
+
+
+def test_odd_records_are_counted_never_raised():
+    hp = json.loads(open(FIX / "hotpotqa_columnar.jsonl").readline())
+    bad_sf = dict(hp, id="hpx", supporting_facts={"title": ["Title 1"], "sent_id": ["x"]})
+    ds, rep = records_to_dataset([hp, bad_sf], "hotpotqa")
+    assert (rep.n_loaded, rep.n_malformed) == (1, 1) and rep.problems[0].field.startswith("supporting_facts")
+    mq = [json.loads(x) for x in open(FIX / "musique.jsonl")][0]
+    bad_idx = json.loads(json.dumps(mq))
+    bad_idx["id"] = "2hop__idx"
+    bad_idx["paragraphs"][0]["idx"] = None
+    ds, rep = records_to_dataset([mq, bad_idx], "musique")
+    assert (rep.n_loaded, rep.n_malformed) == (1, 1) and rep.problems[0].field.startswith("paragraphs"), str(rep)
+    fo = _finqa_orig("z", "1", 1.0)
+    bad_gi = dict(fo, id="gi", qa=dict(fo["qa"], gold_inds=["text_0"]))
+    proc = json.loads(open(FIX / "finqa_processed.jsonl").readline())
+    bad_ev = dict(proc, id="ev", evidence_indices=["text_1"])
+    ds, rep = records_to_dataset([fo, bad_gi], "finqa")
+    assert (rep.n_loaded, rep.n_malformed) == (1, 1) and rep.problems[0].field == "qa.gold_inds", str(rep)
+    ds, rep = records_to_dataset([proc, bad_ev], "finqa")
+    assert (rep.n_loaded, rep.n_malformed) == (1, 1) and rep.problems[0].field == "evidence_indices", str(rep)
+
+
+@pytest.mark.skipif(REAL is None, reason="../shared/data is not present")
+def test_real_finqa_gold_answers_are_the_execution_results():
+    from tsallis_ref.data import finqa_numeric_match
+    orig = read_records(REAL / "finqa/train_20_original.json")
+    ds, _ = load_benchmark(REAL / "finqa/train_20_original.json")
+    for raw, row in zip(orig, ds):
+        exe = raw["qa"]["exe_ans"]
+        assert finqa_numeric_match(row["answer"], exe, percent_scale=False), (row["id"], row["answer"], exe)
+        assert all(finqa_numeric_match(a, exe, percent_scale=False) for a in row["aliases"]), row["id"]
+    # the four released answer strings that contradict their program are not gold answers (nor aliases)
+    wrong = {r["id"] for r in orig if r["qa"]["answer"] and
+             not finqa_numeric_match(r["qa"]["answer"], r["qa"]["exe_ans"], percent_scale=False)}
+    assert len(wrong) >= 4
+    assert all(row["answer"] != record_metadata(row)["annotated_answer"] for row in ds if row["id"] in wrong)
+    for rel in ("finqa/train_250_processed.jsonl", "finqa/dev_838_processed.jsonl"):
+        ds, _ = load_benchmark(REAL / rel)
+        assert all(all(finqa_numeric_match(a, r["answer"], percent_scale=False) for a in r["aliases"]) for r in ds)
+
+
+def test_finqa_processed_golds_are_written_without_float_artifacts():
+    from tsallis_ref.data import relaxed_match, reward_exact_match
+    base = json.loads(open(FIX / "finqa_processed.jsonl").readline())
+    recs = [dict(base, id="p1", answer="464.0", gold_value=464.0, target_answer="464.0"),
+            dict(base, id="p2", answer="1e-05", gold_value=1e-05, target_answer="1e-05"),
+            dict(base, id="p3", answer="-53.0", gold_value=-53.0, target_answer="-53.0"),
+            dict(base, id="p4", answer="0.10319", gold_value=0.10319, target_answer="0.103188405797"),
+            dict(base, id="p5", answer="yes", gold_value="yes", target_answer="yes")]
+    ds, rep = records_to_dataset(recs, "finqa")
+    assert rep.n_loaded == 5
+    assert ds["answer"] == ["464", "0.00001", "-53", "0.10319", "yes"]
+    assert list(ds["aliases"]) == [["464.0"], ["1e-05"], ["-53.0"], ["0.103188405797"], []]
+    # a correct answer in the format the warm prompt asks for is now right under the paper's rules
+    r = ds[0]
+    assert relaxed_match("464", r["answer"], r["aliases"]) and reward_exact_match("464", r["answer"], r["aliases"])
+    assert record_metadata(r)["released_answer"] == "464.0"
+
+
+@pytest.mark.parametrize("suffix,body", [(".json", '[{"a": 1}, {"a": 2}]'), (".jsonl", '{"a": 1}\n{"a": 2}\n')])
+def test_read_records_accepts_a_utf8_byte_order_mark(tmp_path, suffix, body):
+    p = tmp_path / f"bom{suffix}"
+    p.write_bytes(b"\xef\xbb\xbf" + body.encode())
     assert read_records(p) == [{"a": 1}, {"a": 2}]

@@ -66,3 +66,16 @@ def test_p_at_1_mean_matches_sampling_frequency():
     rng = random.Random(0)
     corr = [rng.random() < 0.3 for _ in range(64)]
     assert pass_at_k(64, sum(corr), 1) == pytest.approx(sum(corr) / 64)
+
+
+def test_finqa_vote_key_follows_the_judge():
+    # the relaxed judge tells "17%" from "0.17": the vote must too, or a merged group is judged by its first member
+    gens = ["Answer: 17%", "Answer: 0.17", "Answer: 0.17"]
+    s = score_samples(gens, "0.17", [], dataset="finqa")                       # the paper's relaxed judge
+    assert s["maj@3"] == 1.0
+    s = score_samples(gens, "0.17", [], dataset="finqa", judge="finqa_exec")   # numbers vote by value
+    assert s["maj@3"] == 1.0
+    # by value 0.17 has 3 votes (written three ways) against 2 for 0.2; as text "0.2" has the most
+    g2 = ["Answer: 0.2", "Answer: 0.2", "Answer: 17%", "Answer: 0.17", "Answer: 0.170"]
+    assert score_samples(g2, "0.17", [], dataset="finqa", judge="finqa_exec")["maj@5"] == 1.0
+    assert score_samples(g2, "0.17", [], dataset="finqa")["maj@5"] == 0.0    # relaxed: "0.2" has the most votes

@@ -80,3 +80,24 @@ def test_to_training_examples_contract(rows):
     assert len(to_training_examples(rows["finqa"], "warm", limit=1)) == 1
     with pytest.raises(ValueError, match="mode"):
         to_training_examples(rows["finqa"], "hot")
+
+
+def test_whitespace_cut_keeps_the_layout_of_a_cut_paragraph():
+    # a FinQA table cut to the budget keeps one row per line (the cut used to join the words with spaces)
+    table = {"title": "table", "text": "a | 1 | 2\nb | 3 | 4\nc | 5 | 6\nd | 7 | 8"}
+    ctx, info = truncate_paragraphs([{"title": "", "text": "intro words here"}, table], [1], 12, "finqa")
+    assert info["cut"] == [1] and make_counter()[0](ctx) <= 12
+    assert ctx.startswith("a | 1 | 2\nb | 3 | 4\n")
+    _, cut = make_counter()
+    assert cut("  x  y\n\nz w ", 3) == "x  y\n\nz" and cut("x y", 5) == "x y" and cut("x y", 0) == ""
+
+
+def test_truncation_edge_cases_empty_and_unicode():
+    assert truncate_paragraphs([], [], 5, "hotpotqa")[0] == ""
+    paras = [{"title": "Zoë", "text": "Ünïcödé " * 20}, {"title": "B", "text": "日本語のテキスト " * 10}]
+    ctx, info = truncate_paragraphs(paras, [0, 1], 3, "hotpotqa")
+    assert ctx == "Zoë: Ünïcödé Ünïcödé" and info["kept"] == [0] == info["cut"]
+    tok = byte_tokenizer()
+    ctx, info = truncate_paragraphs(paras, [1], 30, "hotpotqa", tokenizer=tok)
+    assert len(tok(ctx, add_special_tokens=False)["input_ids"]) <= 30 and ctx.startswith("B: 日本語")
+    assert "\ufffd" not in ctx

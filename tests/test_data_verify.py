@@ -151,3 +151,61 @@ def test_interpreter_agrees_with_real_finqa_programs():
     agree = sum(math.isclose(try_execute(r["program"], table_from_context(r["context"]))[0] or float("nan"),
                              round(r["formula_value"], 5), abs_tol=1e-5) for r in rows)
     assert agree == len(rows)
+
+
+# ------------------------------------------------------------------ audit: tolerance, negatives, official executor
+@pytest.mark.parametrize("pred,gold,ok", [
+    ("0.1706", 0.17043, False),      # wrong at the 4th decimal it shows (a 1e-3 relative tolerance accepted it)
+    ("9813", 9813.66667, False),     # truncated, not rounded: 9813.66667 rounds to 9814
+    ("9814", 9813.66667, True),
+    ("1235.7", 1234.5, False),       # off by 1.2 (relative 1e-3 accepted it)
+    ("0.170434", 0.17043, True),     # more digits than the gold: equal at the official 5 decimals
+    ("0.170436", 0.17043, False),    # rounds to 0.17044
+    ("17.0432%", 0.17043, True),     # the 5-decimal comparison is in the gold's unit
+    ("2.3", 2.25, True),             # half-up rounding of an exact half (Python's round gives 2.2)
+    ("2.2", 2.25, True),             # half-to-even is a rounding of 2.25 too
+    ("0.13", 0.125, True),
+    ("0.2", 0.2, True),              # one significant digit is fine when it is exact
+    ("3", 3.0, True),
+])
+def test_finqa_numeric_match_precision_is_the_shown_one(pred, gold, ok):
+    assert finqa_numeric_match(pred, gold) is ok
+
+
+@pytest.mark.parametrize("text,value", [
+    ("-23158 ( 23158 )", -23158.0),          # FinQA tables restate a negative in parentheses
+    ("$ -23158 ( 23158 )", -23158.0),
+    ("-3.2% ( 3.2% )", -3.2),
+    ("(3.2)", -3.2),                         # an answer that is just an accounting negative
+    ("$ ( 1,234 )", -1234.0),
+    ("( 3.2 % )", -3.2),
+    ("0.17 (17%)", 17.0),                    # a parenthesised restatement of a different number is left alone
+    ("revenue (2019) was 5", 5.0),
+])
+def test_parse_number_reads_financial_negatives(text, value):
+    from tsallis_ref.data import parse_number
+    assert parse_number(text)[0] == value
+
+
+def test_finqa_numeric_match_accepts_a_financial_negative():
+    assert finqa_numeric_match("$ -23158 ( 23158 )", -23158.0)
+    assert finqa_numeric_match("(3.2%)", -0.032)
+    assert not finqa_numeric_match("(3.2%)", 0.032)
+
+
+def test_table_ops_use_the_official_row_lookup():
+    # the official executor builds {row[0]: row[1:]}: with a repeated row name the LAST row wins
+    table = [["", "2019", "2018"], ["total", "1", "2"], ["other", "5", "6"], ["total", "10", "20"]]
+    assert execute_program("table_sum(total, none)", table) == 30.0
+    # an exact name wins over a case/space-insensitive one
+    table2 = [["Total", "1", "2"], ["total", "10", "20"], ["TOTAL", "100", "200"]]
+    assert execute_program("table_sum(total, none)", table2) == 30.0
+    assert execute_program("table_sum(ToTal, none)", table2) == 300.0  # no exact row: the last insensitive match
+
+
+def test_deeply_nested_program_is_a_counted_failure_not_a_crash():
+    prog = "add(1, " * 3000 + "1" + ")" * 3000
+    v, err = try_execute(prog)
+    assert v is None and "nested" in err
+    with pytest.raises(FinQAProgramError, match="nested"):
+        execute_program(prog)

@@ -46,8 +46,9 @@ def score_samples(generations: Sequence[str], answer: str, aliases: Sequence[str
     """Score n sampled generations of one prompt.
 
     Returns ``{preds, correct, n, c, p@1, p@k, maj@k, reward_em}`` and, by ``dataset``: ``em, f1`` (hotpotqa,
-    musique) or ``exec_acc`` (finqa). ``k`` defaults to n. FinQA votes on the rounded number, others on the
-    normalised answer text.
+    musique) or ``exec_acc`` (finqa). ``k`` defaults to n. maj@k votes on the normalised answer text; with the
+    ``finqa_exec`` judge, which compares numbers, on the number rounded to 5 decimals (so "17%", "0.17" and
+    "0.170" vote together). The vote key never merges answers that the judge tells apart.
     """
     n = len(generations)
     if n == 0:
@@ -58,7 +59,7 @@ def score_samples(generations: Sequence[str], answer: str, aliases: Sequence[str
     is_ok = _judge(judge, answer, aliases)
     correct = [bool(is_ok(p)) for p in preds]
     c = sum(correct)
-    key = _finqa_key if dataset == "finqa" else normalize_answer
+    key = _finqa_key if judge == "finqa_exec" else normalize_answer
     out = {"preds": preds, "correct": correct, "n": n, "c": c, "p@1": pass_at_k(n, c, 1),
            f"p@{k}": pass_at_k(n, c, k), f"maj@{k}": maj_at_k(preds, is_ok, k, key=key),
            "reward_em": sum(reward_exact_match(p, answer, aliases) for p in preds) / n}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .loaders import DATASETS, load_benchmark, default_data_dir
+from .loaders import DATASETS, DataFormatError, load_benchmark, default_data_dir
 from .prompts import to_training_examples
 
 __all__ = ["SPLIT_FILES", "SPLIT_ALIASES", "HUB_IDS", "resolve_source", "load_examples"]
@@ -26,8 +26,11 @@ SPLIT_FILES = {
     "musique": {"train": "musique/ans_train_100.json", "dev": "musique/ans_200.jsonl"},
 }
 SPLIT_ALIASES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev"}
-#: Hub copies used when no local folder exists (needs a reachable hub): (dataset id, config, split names)
-HUB_IDS = {"hotpotqa": ("hotpotqa/hotpot_qa", "distractor", {"train": "train", "dev": "validation"})}
+#: Hub copies used when no local folder exists (needs a reachable hub): (dataset id, config, split names).
+#: FinQA has none here: ibm-research/finqa is a loading script (finqa.py only), which ``datasets`` >= 4 no longer
+#: runs; pass a local file, or the id of a copy with data files (the flat ibm/dreamerdeo schema loads).
+HUB_IDS = {"hotpotqa": ("hotpotqa/hotpot_qa", "distractor", {"train": "train", "dev": "validation"}),
+           "musique": ("dgslibisey/MuSiQue", None, {"train": "train", "dev": "validation"})}
 
 
 def _norm(name: str) -> str:
@@ -76,6 +79,7 @@ def load_examples(name: str, split: str = "train", data_dir: str | os.PathLike |
     answer format) or ``cold`` (linearised input only), paper §7.1. ``limit``: the first ``limit`` records.
     ``context_budget``: cap on context tokens (``tokenizer``'s, else white-space), supporting paragraphs kept.
     ``dataset``: the benchmark of a file / Hub source when it cannot be told from the record keys.
+    Skipped records are counted in a logged warning; a source with no usable record raises ``DataFormatError``.
     """
     if regime not in ("warm", "cold"):
         raise ValueError(f"regime must be 'warm' or 'cold'; got {regime!r}")
@@ -83,8 +87,10 @@ def load_examples(name: str, split: str = "train", data_dir: str | os.PathLike |
         raise ValueError(f"limit must be a positive int or None; got {limit!r}")
     src = resolve_source(name, split, data_dir)
     if src["kind"] == "file":
-        ds, _report = load_benchmark(src["source"], dataset or src["dataset"], limit=limit)
+        ds, report = load_benchmark(src["source"], dataset or src["dataset"], limit=limit)
     else:
-        ds, _report = load_benchmark(src["source"], dataset or src["dataset"], split=src["split"],
-                                     name=src["config"], limit=limit)
+        ds, report = load_benchmark(src["source"], dataset or src["dataset"], split=src["split"],
+                                    name=src["config"], limit=limit)
+    if len(ds) == 0:   # every record malformed or unanswerable: say so before any compute
+        raise DataFormatError(f"no usable record in {src['source']}: {report}")
     return to_training_examples(ds, regime, context_budget=context_budget, tokenizer=tokenizer, limit=limit)

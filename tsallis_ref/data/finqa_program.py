@@ -122,7 +122,10 @@ def parse_program(program: str) -> list[Call]:
             i += 1
 
     while pos < len(s):
-        call, pos = parse_call(pos)
+        try:
+            call, pos = parse_call(pos)
+        except RecursionError:
+            raise FinQAProgramError(f"program nested too deeply to parse: {program[:60]!r}...") from None
         steps.append(call)
         while pos < len(s) and s[pos].isspace():
             pos += 1
@@ -134,20 +137,30 @@ def parse_program(program: str) -> list[Call]:
 
 
 def _row_values(table: Sequence[Sequence[str]], name: str, step: int) -> list[float]:
+    """The numbers of the row called ``name``, looked up as the official executor does.
+
+    The official executor builds ``{row[0]: row[1:]}``, so the row name must match exactly and, when a name
+    repeats, the *last* row wins. Only when no row matches exactly, a case- and white-space-insensitive match
+    (again the last one) is used. Cells are read like its ``process_row``: ``$`` dropped, text from ``(`` on
+    dropped ("-23158 ( 23158 )" -> -23158), then :func:`str_to_num`.
+    """
+    rows = [r for r in table if r]
+    exact = [r for r in rows if str(r[0]).strip() == name.strip()]
     key = " ".join(name.lower().split())
-    for row in table:
-        if row and " ".join(str(row[0]).lower().split()) == key:
-            vals = []
-            for cell in row[1:]:
-                c = str(cell).replace("$", "").split("(")[0].strip()
-                v = str_to_num(c)
-                if v is None:
-                    raise FinQAProgramError(f"step {step}: table row {name!r} has a non-numeric cell {cell!r}")
-                vals.append(v)
-            if not vals:
-                raise FinQAProgramError(f"step {step}: table row {name!r} has no values")
-            return vals
-    raise FinQAProgramError(f"step {step}: table row {name!r} not found")
+    loose = [r for r in rows if " ".join(str(r[0]).lower().split()) == key]
+    if not exact and not loose:
+        raise FinQAProgramError(f"step {step}: table row {name!r} not found")
+    row = (exact or loose)[-1]
+    vals = []
+    for cell in row[1:]:
+        c = str(cell).replace("$", "").split("(")[0].strip()
+        v = str_to_num(c)
+        if v is None:
+            raise FinQAProgramError(f"step {step}: table row {name!r} has a non-numeric cell {cell!r}")
+        vals.append(v)
+    if not vals:
+        raise FinQAProgramError(f"step {step}: table row {name!r} has no values")
+    return vals
 
 
 def execute_program(program: str, table: Sequence[Sequence[str]] | None = None, *, round_to: int | None = 5) -> Value:
@@ -220,7 +233,10 @@ def execute_program(program: str, table: Sequence[Sequence[str]] | None = None, 
         return "yes" if a > b else "no"  # greater
 
     for i, call in enumerate(steps):
-        results.append(run(call, i))
+        try:
+            results.append(run(call, i))
+        except RecursionError:
+            raise FinQAProgramError(f"step {i}: program nested too deeply to execute") from None
     out = results[-1]
     if isinstance(out, float) and round_to is not None:
         out = round(out, round_to)

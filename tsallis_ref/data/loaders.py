@@ -3,8 +3,15 @@
 Accepted inputs (paper §7.1 uses subsets of the official splits of the three benchmarks):
 
 * **FinQA**: the original release (JSON list of ``{id, pre_text, post_text, table, qa: {question, answer,
-  exe_ans, program, gold_inds, ...}}``) and the processed JSONL (``{id, question, context, answer, program,
-  evidence_indices, gold_value, ...}``, context = pre_text + linearised table + post_text).
+  exe_ans, program, gold_inds, ...}}``), the processed JSONL (``{id, question, context, answer, program,
+  evidence_indices, gold_value, ...}``, context = pre_text + linearised table + post_text; its answers written
+  as Python floats, "464.0" or "1e-05", become "464" and "0.00001", the released string an alias) and the Hub's flat
+  copies (``{id, pre_text, post_text, table, question}`` plus ``answer, final_result, program_re, gold_inds: [str]``
+  in ``ibm-research/finqa`` or ``answers`` in ``dreamerdeo/finqa``). The gold answer y* of the original and Hub
+  formats is the execution result ``exe_ans`` (``final_result``) written with at most 5 decimals, as in the
+  processed format and as the official evaluation grades it; the annotated ``qa.answer`` string ("17%") is an
+  alias only when it is that number rounded (some disagree with their own program, e.g. "380" for 3.8) and is
+  kept in the metadata as ``annotated_answer`` either way.
 * **HotpotQA**: the original distractor release (JSON list or JSONL, ``_id``, ``context: [[title, [sent...]]]``,
   ``supporting_facts: [[title, sent_idx]]``) and the Hub's columnar schema (``id``, ``context: {title: [...],
   sentences: [[...]]}``, ``supporting_facts: {title: [...], sent_id: [...]}``).
@@ -19,7 +26,8 @@ Uniform schema (:func:`features`): ``id, dataset, question, context`` (the linea
 supporting paragraphs, empty when unknown), ``answer``, ``aliases``, ``metadata`` (a JSON string; decode with
 :func:`record_metadata`).
 
-Bad input policy: a malformed *record* (missing/ill-typed field) or an unanswerable one (MuSiQue
+Bad input policy: a malformed *record* (missing/ill-typed field, or any value the converter cannot read) or an
+unanswerable one (MuSiQue
 ``answerable: false``, HotpotQA test items without an answer) is not loaded but **counted** in the returned
 :class:`LoadReport` (with file, record index, id, field and reason) and logged as one warning line; it never
 raises mid-way. A malformed *file* (bad JSON, wrong top-level type, a required field missing from every
@@ -29,6 +37,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,7 +131,7 @@ def read_records(path: str | os.PathLike) -> list[Any]:
     p = Path(path)
     if not p.is_file():
         raise DataFormatError(f"{p}: no such file (pass a .json/.jsonl path, a datasets.Dataset or a hub name)")
-    text = p.read_text(encoding="utf-8")
+    text = p.read_text(encoding="utf-8-sig")  # a UTF-8 byte order mark (Windows exports) is not part of the JSON
     stripped = text.lstrip()
     if not stripped:
         raise DataFormatError(f"{p}: the file is empty")
@@ -199,12 +209,6 @@ def _linearise(paragraphs: Sequence[dict]) -> str:
     return linearise_paragraphs(paragraphs, "hotpotqa")
 
 
-def _num_str(v) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v)) if abs(v) < 1e15 else repr(v)
-    return str(v)
-
-
 # --------------------------------------------------------------------------------------------- FinQA
 def _is_noise(t) -> bool:
     return str(t).strip() in ("", ".")
@@ -216,54 +220,130 @@ def _finqa_table_lines(table) -> list[str]:
     return [" | ".join(str(c) for c in row) for row in table]
 
 
+def _render_exe(v) -> str:
+    """FinQA's execution result as the gold string: at most 5 decimals (the official rounding), no float noise.
+
+    ``0.17043000000000003`` (a float decoded by ``datasets``' Json type) -> ``"0.17043"``, ``26138609.0`` ->
+    ``"26138609"``, ``1e-05`` -> ``"0.00001"``; ``"yes"``/``"no"`` and other strings stay as written.
+    """
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, str):
+        t = v.strip()
+        try:
+            x = float(t.replace(",", ""))
+        except ValueError:
+            return t
+    else:
+        x = float(v)
+    if not math.isfinite(x):
+        return str(v).strip()
+    x = round(x, 5)
+    if x == 0:
+        return "0"
+    return f"{x:.5f}".rstrip("0").rstrip(".")
+
+
+def _finqa_gold(exe, annotated, exe_field: str, ans_field: str) -> tuple[str, list[str]]:
+    """``(answer, aliases)``: y* is the execution result when there is one, the annotated answer an alias if equal."""
+    from .verify import finqa_numeric_match
+
+    ann = "" if annotated is None else str(annotated).strip()
+    if exe is not None and str(exe).strip():
+        answer = _render_exe(exe)
+        same = ann and ann != answer and (finqa_numeric_match(ann, answer, percent_scale=False)
+                                          if answer not in ("yes", "no") else ann.lower() == answer)
+        return answer, [ann] if same else []
+    if ann:
+        return ann, []
+    raise _Skip(ans_field, f"missing (neither {exe_field} nor {ans_field})")
+
+
+def _finqa_paragraphs(pre, post, table):
+    """Paragraphs of pre_text, the table, post_text (punctuation-only sentences dropped) and the index maps."""
+    tlines = _finqa_table_lines(table)
+    # FinQA text_i indexes pre_text + post_text; the table sits between them. Sentences that are only
+    # punctuation (the release pads post_text with ".") are dropped, with the indices remapped.
+    paragraphs, text_pos, table_pos = [], {}, None
+    for i, t in enumerate(pre):
+        if not _is_noise(t):
+            text_pos[i] = len(paragraphs)
+            paragraphs.append({"title": "", "text": str(t).strip()})
+    if tlines:
+        table_pos = len(paragraphs)
+        paragraphs.append({"title": "table", "text": "\n".join(tlines)})
+    for j, t in enumerate(post):
+        if not _is_noise(t):
+            text_pos[len(pre) + j] = len(paragraphs)
+            paragraphs.append({"title": "", "text": str(t).strip()})
+    return paragraphs, text_pos, table_pos
+
+
+def _gold_inds_support(gold_inds: dict, text_pos: dict, table_pos) -> set:
+    """Supporting paragraphs from FinQA's ``gold_inds`` keys: ``text_i`` -> its sentence, ``table_i`` -> the table."""
+    sup = set()
+    for key in gold_inds:
+        kind, _, num = str(key).partition("_")
+        if kind == "text" and num.isdigit() and int(num) in text_pos:
+            sup.add(text_pos[int(num)])
+        elif kind == "table" and table_pos is not None:
+            sup.add(table_pos)
+    return sup
+
+
+def _ws(t) -> str:
+    return " ".join(str(t).split())
+
+
+def _evidence_texts_support(paragraphs, texts) -> set:
+    """Supporting paragraphs from evidence *sentences*: the text paragraphs equal to one, and the table when some
+    evidence is not a text sentence (FinQA writes a table row as a sentence, "the net revenue of 2019 is ...")."""
+    ev = {_ws(t) for t in texts if _ws(t)}
+    sup = {i for i, p in enumerate(paragraphs) if p["title"] == "" and _ws(p["text"]) in ev}
+    matched = {_ws(paragraphs[i]["text"]) for i in sup}
+    if ev - matched:
+        sup |= {i for i, p in enumerate(paragraphs) if p["title"] == "table"}
+    return sup
+
+
 def _convert_finqa(rec: dict) -> dict:
     if "qa" in rec:  # original release
         qa = _req(rec, "qa", dict)
         rid = _req(rec, "id")
         question = _req(qa, "question")
         program = qa.get("program") or ""
-        if "exe_ans" not in qa and not str(qa.get("answer", "")).strip():
-            raise _Skip("qa.answer", "missing (neither answer nor exe_ans)")
         exe = qa.get("exe_ans")
-        ans = str(qa.get("answer") or "").strip()
-        answer = ans if ans else _num_str(exe)
+        answer, aliases = _finqa_gold(exe, qa.get("answer"), "exe_ans", "qa.answer")
         pre = _req(rec, "pre_text", list, nonempty=False)
         post = _req(rec, "post_text", list, nonempty=False)
         table = rec.get("table") or []
-        tlines = _finqa_table_lines(table)
-        # FinQA text_i indexes pre_text + post_text; the table sits between them. Sentences that are only
-        # punctuation (the release pads post_text with ".") are dropped, with the indices remapped.
-        paragraphs, text_pos, table_pos = [], {}, None
-        for i, t in enumerate(pre):
-            if not _is_noise(t):
-                text_pos[i] = len(paragraphs)
-                paragraphs.append({"title": "", "text": str(t).strip()})
-        if tlines:
-            table_pos = len(paragraphs)
-            paragraphs.append({"title": "table", "text": "\n".join(tlines)})
-        for j, t in enumerate(post):
-            if not _is_noise(t):
-                text_pos[len(pre) + j] = len(paragraphs)
-                paragraphs.append({"title": "", "text": str(t).strip()})
+        paragraphs, text_pos, table_pos = _finqa_paragraphs(pre, post, table)
         gold_inds = qa.get("gold_inds") or {}
-        sup = set()
-        for key in gold_inds:
-            kind, _, num = key.partition("_")
-            if kind == "text" and num.isdigit() and int(num) in text_pos:
-                sup.add(text_pos[int(num)])
-            elif kind == "table" and table_pos is not None:
-                sup.add(table_pos)
+        if not isinstance(gold_inds, dict):
+            raise _Skip("qa.gold_inds", f"expected a dict {{'text_i' | 'table_i': sentence}}, got "
+                                        f"{type(gold_inds).__name__}")
+        sup = _gold_inds_support(gold_inds, text_pos, table_pos)
         context = linearise_paragraphs(paragraphs, "finqa")
-        aliases = [a for a in {_num_str(exe)} if exe is not None and a != answer]
         meta = {"format": "finqa_original", "program": program, "gold_value": exe,
-                "table": table, "filename": rec.get("filename"), "gold_inds": gold_inds}
-    else:  # processed
+                "annotated_answer": qa.get("answer"), "table": table, "filename": rec.get("filename"),
+                "gold_inds": gold_inds}
+    elif isinstance(rec.get("context"), str) or not any(k in rec for k in ("pre_text", "post_text", "table")):
+        # processed
         rid = _req(rec, "id")
         question = _req(rec, "question")
         context = _req(rec, "context")
         if rec.get("answer") is None or not str(rec.get("answer")).strip():
             raise _Skip("answer", "missing")
-        answer = str(rec["answer"]).strip()
+        released = str(rec["answer"]).strip()
+        # the release writes a whole number as "464.0" and tiny ones as "1e-05" (Python float repr): y* is the
+        # same number written as a reader (and the warm prompt's format) would, "464" / "0.00001"; when that
+        # rewrite would change the number (more than 5 decimals) the released string is kept
+        answer = _render_exe(released)
+        try:
+            if float(answer) != float(released.replace(",", "")):
+                answer = released
+        except ValueError:
+            answer = released
         program = rec.get("program") or ""
         lines = [ln for ln in context.split("\n")]
         paragraphs, cur_table = [], []
@@ -279,16 +359,42 @@ def _convert_finqa(rec: dict) -> dict:
         if cur_table:
             paragraphs.append({"title": "table", "text": "\n".join(cur_table)})
         ev = rec.get("evidence_indices") or {}
-        ev_texts = {" ".join(str(v).split()) for k, v in ev.items() if str(k).startswith("text")}
-        sup = {i for i, p in enumerate(paragraphs) if p["title"] == "" and " ".join(p["text"].split()) in ev_texts}
+        if not isinstance(ev, dict):
+            raise _Skip("evidence_indices", f"expected a dict {{'text_i' | 'table_i': sentence}}, got "
+                                            f"{type(ev).__name__}")
+        ev_texts = {_ws(v) for k, v in ev.items() if str(k).startswith("text")}
+        sup = {i for i, p in enumerate(paragraphs) if p["title"] == "" and _ws(p["text"]) in ev_texts}
         if any(str(k).startswith("table") for k in ev):
             sup |= {i for i, p in enumerate(paragraphs) if p["title"] == "table"}
         context = linearise_paragraphs(paragraphs, "finqa")
         gv = rec.get("gold_value")
-        aliases = [a for a in dict.fromkeys([str(rec.get("target_answer") or "").strip()]) if a and a != answer]
-        meta = {"format": "finqa_processed", "program": program, "gold_value": gv,
+        aliases = [a for a in dict.fromkeys([released, str(rec.get("target_answer") or "").strip()])
+                   if a and a != answer]
+        meta = {"format": "finqa_processed", "program": program, "gold_value": gv, "released_answer": released,
                 "formula_value": rec.get("formula_value"), "target_answer": rec.get("target_answer"),
                 "scale_relation": rec.get("scale_relation"), "evidence_indices": ev}
+    else:  # the Hub's flat copies: ibm-research/finqa, dreamerdeo/finqa
+        rid = _req(rec, "id")
+        question = _req(rec, "question")
+        pre = _req(rec, "pre_text", list, nonempty=False) if rec.get("pre_text") is not None else []
+        post = _req(rec, "post_text", list, nonempty=False) if rec.get("post_text") is not None else []
+        table = rec.get("table") or []
+        exe_field = "final_result" if "final_result" in rec else "exe_ans"
+        ans_field = "answer" if "answer" in rec else "answers"
+        exe = rec.get(exe_field)
+        answer, aliases = _finqa_gold(exe, rec.get(ans_field), exe_field, ans_field)
+        program = rec.get("program_re") or rec.get("program") or ""
+        paragraphs, text_pos, table_pos = _finqa_paragraphs(pre, post, table)
+        gold = rec.get("gold_inds", rec.get("gold_evidence")) or []
+        if isinstance(gold, dict):  # a copy that kept the original {text_i: sentence} dict
+            sup = _gold_inds_support(gold, text_pos, table_pos)
+        elif isinstance(gold, list):
+            sup = _evidence_texts_support(paragraphs, gold)
+        else:
+            raise _Skip("gold_inds", f"expected a list of evidence sentences, got {type(gold).__name__}")
+        context = linearise_paragraphs(paragraphs, "finqa")
+        meta = {"format": "finqa_hub", "program": program, "gold_value": exe, "annotated_answer": rec.get(ans_field),
+                "table": table, "gold_inds": gold}
     return {"id": str(rid), "dataset": "finqa", "question": question, "context": context,
             "paragraphs": paragraphs, "supporting": sorted(sup), "answer": answer, "aliases": aliases,
             "metadata": meta}
@@ -324,6 +430,9 @@ def _convert_hotpotqa(rec: dict) -> dict:
         facts = [tuple(f) for f in sf if isinstance(f, (list, tuple)) and len(f) == 2]
     else:
         facts = []
+    for j, (_, sid) in enumerate(facts):
+        if isinstance(sid, bool) or not isinstance(sid, numbers.Integral):
+            raise _Skip(f"supporting_facts[{j}]", f"sentence index {sid!r} is not an int")
     sup_titles = {str(t) for t, _ in facts}
     sup = [i for i, p in enumerate(paragraphs) if p["title"] in sup_titles]
     ans = rec.get("answer")
@@ -354,7 +463,10 @@ def _convert_musique(rec: dict, keep_unanswerable: bool = False) -> dict:
     for j, p in enumerate(paras):
         if not isinstance(p, dict) or not isinstance(p.get("paragraph_text"), str):
             raise _Skip(f"paragraphs[{j}]", "expected {idx, title, paragraph_text, is_supporting}")
-        items.append((p.get("idx", j), p))
+        idx = p.get("idx", j)
+        if isinstance(idx, bool) or not isinstance(idx, numbers.Integral):
+            raise _Skip(f"paragraphs[{j}].idx", f"expected an int, got {idx!r}")
+        items.append((idx, p))
     items.sort(key=lambda t: t[0])
     paragraphs = [{"title": str(p.get("title", "")), "text": p["paragraph_text"].strip()} for _, p in items]
     sup = [i for i, (_, p) in enumerate(items) if p.get("is_supporting")]
@@ -434,11 +546,15 @@ def records_to_dataset(records: Iterable[Any], dataset: str | None = None, *, so
         try:
             if not isinstance(rec, dict):
                 raise _Skip("<record>", f"expected a JSON object, got {type(rec).__name__}")
-            if keep_unanswerable and dataset == "musique" and rec.get("answerable") is False:
-                row = conv(rec, keep_unanswerable=True)
-                report.n_unanswerable += 1
-            else:
-                row = conv(rec)
+            try:
+                if keep_unanswerable and dataset == "musique" and rec.get("answerable") is False:
+                    row = conv(rec, keep_unanswerable=True)
+                    report.n_unanswerable += 1
+                else:
+                    row = conv(rec)
+            except (TypeError, ValueError, AttributeError, KeyError, IndexError) as e:
+                # a value no check above foresaw: count the record, never stop the load (or an epoch) here
+                raise _Skip("<record>", f"unreadable ({type(e).__name__}: {e})") from None
         except _Skip as e:
             prob = Problem(source, i, None if rid is None else str(rid), e.field, e.reason)
             if strict:

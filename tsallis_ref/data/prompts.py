@@ -17,6 +17,7 @@ Token counts come from a tokenizer when given, otherwise from a whitespace split
 """
 from __future__ import annotations
 
+import re
 from typing import Callable, Sequence
 
 from .loaders import linearise_paragraphs
@@ -64,7 +65,11 @@ def make_counter(tokenizer=None) -> tuple[Callable[[str], int], Callable[[str, i
             return len(t.split())
 
         def cut(t: str, n: int) -> str:
-            return " ".join(t.split()[:max(n, 0)])
+            # the text up to the end of its n-th word, its own white space kept (a table keeps one row per line)
+            words = list(re.finditer(r"\S+", t))
+            if n <= 0 or not words:
+                return ""
+            return t[words[0].start():words[min(n, len(words)) - 1].end()]
         return count, cut
 
     def count(t: str) -> int:

@@ -12,9 +12,10 @@ Users also compare against the benchmarks' own metrics:
 * HotpotQA / MuSiQue answer EM and F1 with the official SQuAD normalisation (:func:`squad_normalize`;
   lower case, punctuation and the articles a/an/the removed, white space collapsed). HotpotQA's official F1
   scores 0 when either side is yes/no/noanswer and they differ; MuSiQue takes the max over the answer aliases.
-* FinQA execution accuracy (:func:`finqa_numeric_match`): numbers compared with a relative tolerance, with
-  percentages handled ("12%" = 0.12, and a percentage written without its sign, 12 vs 0.12, when
-  ``percent_scale``), and a prediction rounded to d decimals accepted when the gold rounds to it.
+* FinQA execution accuracy (:func:`finqa_numeric_match`): numbers compared at the official precision (the
+  official FinQA executor rounds to 5 decimals and compares with ``exe_ans``), with percentages handled ("12%" =
+  0.12, and a percentage written without its sign, 12 vs 0.12, when ``percent_scale``), and a prediction that is
+  the gold rounded to the d decimals it shows accepted.
 
 Normalisation for the reward and the relaxed match is :func:`normalize_answer`: the SQuAD steps, except that
 numbers keep their sign, decimal point and percent sign (SQuAD's would turn "-0.05" into "005"), and thousands
@@ -155,15 +156,27 @@ _NUM = re.compile(r"(?<![\w.])[-−]?\$?\s?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?\s
                   r"|(?<![\w.])[-−]?\.\d+(?:[eE][-+]?\d+)?\s?%?")
 
 
+_N = r"\d[\d,]*(?:\.\d+)?"
+#: FinQA tables restate a negative in parentheses: "$ -23158 ( 23158 )"; the restatement is dropped
+_RESTATED_NEG = re.compile(rf"(-\s*\$?\s*({_N})\s*%?)\s*\(\s*\$?\s*\2\s*%?\s*\)")
+#: an answer that is only an accounting negative: "(3.2)", "$ ( 1,234 )", "( 3.2 % )"
+_ACCOUNTING_NEG = re.compile(rf"\s*\$?\s*\(\s*\$?\s*({_N}(?:[eE][-+]?\d+)?\s*%?)\s*\)\s*\.?\s*")
+
+
 def parse_number(text: str) -> tuple[float, bool, int] | None:
     """The last number in ``text`` as ``(value, had_percent_sign, decimals_shown)``, or ``None``.
 
     ``$``, thousands commas and white space are ignored; "12%" gives ``(12.0, True, 0)`` (the value is in
-    the unit written; :func:`finqa_numeric_match` does the scaling).
+    the unit written; :func:`finqa_numeric_match` does the scaling). Financial negatives: FinQA's restated form
+    "-23158 ( 23158 )" reads as -23158, and an answer that is only a parenthesised number, "(3.2)", as -3.2.
     """
     if not isinstance(text, str):
         return None
-    ms = _NUM.findall(text.replace("−", "-"))
+    text = _RESTATED_NEG.sub(r"\1", text.replace("−", "-"))
+    m = _ACCOUNTING_NEG.fullmatch(text)
+    if m:
+        text = "-" + m.group(1)
+    ms = _NUM.findall(text)
     if not ms:
         return None
     t = ms[-1].replace("$", "").replace(",", "").replace(" ", "")
@@ -186,18 +199,23 @@ def _sig_digits(v: float, dec: int) -> int:
     return len(digits)
 
 
-def finqa_numeric_match(pred: str, gold, *, rel_tol: float = 1e-3, abs_tol: float = 1e-6,
+def finqa_numeric_match(pred: str, gold, *, rel_tol: float = 0.0, abs_tol: float = 5e-6,
                         percent_scale: bool = True, min_sig_digits: int = 2) -> bool:
     """FinQA execution accuracy for one answer.
 
     ``gold`` is a number (``exe_ans``) or a string ("17%", "0.17043", "yes"). A yes/no gold is compared
-    as a normalised string. Otherwise the last number in ``pred`` is read in its written unit; the gold
-    is compared in the units ``{1}`` plus ``{100}`` when pred carries "%" and, with ``percent_scale``,
-    also ``{100, 1/100}`` when it does not (a percentage written without its sign, or a fraction written as a
-    percentage). A match is ``isclose(pred, gold*unit, rel_tol, abs_tol)``, or ``pred == round(gold*unit, d)``
-    where d is the number of decimals pred shows *and* pred shows at least ``min_sig_digits`` significant
-    digits (so "17%" and "1.3%" match 0.17043 and 0.01328, "9813.67" matches 9813.66667, but a one-digit
-    "0.2" does not match 0.17043).
+    as a normalised string. Otherwise the last number in ``pred`` (:func:`parse_number`) is read in its written
+    unit u: u = 100 when pred carries "%", else 1, and with ``percent_scale`` also the other of {1, 100} and 1/100
+    (a percentage written without its sign, or a fraction written as a percentage). pred matches when, for a u,
+
+    * ``|pred/u - gold| <= abs_tol`` (default 5e-6: equal at the 5 decimals the official FinQA executor rounds
+      to and ``exe_ans`` is written with), or ``isclose(pred/u, gold, rel_tol)`` when ``rel_tol > 0``; or
+    * pred is ``gold*u`` rounded to the d decimals pred shows, ``|pred - gold*u| <= 10**-d / 2`` (either way at
+      an exact half), *and* pred shows at least ``min_sig_digits`` significant digits.
+
+    So "17%", "0.17" and "1.3%" match 0.17043 and 0.01328 and "9813.67" matches 9813.66667, but a one-digit
+    "0.2" does not match 0.17043, nor "0.1706" (it shows 4 decimals and 0.17043 rounds to 0.1704) or the
+    truncated "9813".
     """
     if isinstance(gold, str):
         g_norm = normalize_answer(gold)
@@ -218,12 +236,12 @@ def finqa_numeric_match(pred: str, gold, *, rel_tol: float = 1e-3, abs_tol: floa
         units.append(1.0) if percent_scale else None
     elif percent_scale:
         units += [100.0, 0.01]
+    slack = 1 + 1e-9  # float round-off in the products below
     for u in units:
-        gu = g * u
-        if math.isclose(v, gu, rel_tol=rel_tol, abs_tol=abs_tol):
+        if abs(v / u - g) <= abs_tol * slack or (rel_tol > 0 and math.isclose(v / u, g, rel_tol=rel_tol)):
             return True
-        if (math.isclose(v, round(gu, dec), rel_tol=1e-12, abs_tol=10.0 ** (-dec - 6))
-                and _sig_digits(v, dec) >= min_sig_digits):
+        gu = g * u
+        if abs(v - gu) <= 0.5 * 10.0 ** (-dec) * slack + 1e-12 * abs(gu) and _sig_digits(v, dec) >= min_sig_digits:
             return True
     return False
 
