@@ -242,10 +242,10 @@ def evaluate_model(model, tokenizer, examples: Sequence[dict], dataset: str, reg
         bs = n
         device = next(model.parameters()).device
         if device.type == "cuda":
-            from .models import auto_generation_batch
+            from .models import auto_generation_batch, free_gpu_bytes
             longest = max(len(tokenizer(e["prompt"]).input_ids) for e in examples) + 64     # + chat template
             bs = auto_generation_batch(model, n, longest + s.rationale_budget + s.answer_budget + 8,
-                                       torch.cuda.mem_get_info(device)[0])
+                                       free_gpu_bytes(device))
     gens = generate_samples(model, tokenizer, [e["prompt"] for e in examples], k,
                             batch_size=bs, max_new_tokens=s.answer_budget,
                             temperature=s.temperature, seed=seed,

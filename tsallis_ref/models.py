@@ -20,7 +20,7 @@ from .config import ConfigError, ModelConfig
 
 __all__ = ["tiny_tokenizer", "tiny_model", "ARCHITECTURES", "arch_model", "find_smollm2_gguf",
            "load_model_and_tokenizer", "resolve_device", "compute_dtype", "native_bf16", "kv_cache_bytes_per_token",
-           "activation_dtype", "auto_generation_batch", "trainable_state_dict",
+           "activation_dtype", "auto_generation_batch", "free_gpu_bytes", "trainable_state_dict",
            "load_trainable_state_dict"]
 
 #: Published architectures that can be built with random weights (``name_or_path="arch:<key>"``), for memory and
@@ -85,6 +85,13 @@ def activation_dtype(model) -> torch.dtype:
         if ".layers." in n and p.is_floating_point():
             return p.dtype
     return next(model.parameters()).dtype
+
+
+def free_gpu_bytes(device: torch.device) -> int:
+    """Memory a new allocation can use on a CUDA device: the driver's free memory plus what PyTorch's caching
+    allocator holds reserved but unused (after a backward pass that is often several GB)."""
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
 
 
 def auto_generation_batch(model, n: int, tokens_per_sequence: int, free_bytes: int, *,

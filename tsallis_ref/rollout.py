@@ -102,9 +102,9 @@ def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tok
     if batch_size == "auto":
         bs = len(contexts)
         if device.type == "cuda":
-            from .models import auto_generation_batch
+            from .models import auto_generation_batch, free_gpu_bytes
             longest = max(len(c) for c in contexts) + max_new_tokens
-            bs = auto_generation_batch(model, len(contexts), longest, torch.cuda.mem_get_info(device)[0])
+            bs = auto_generation_batch(model, len(contexts), longest, free_gpu_bytes(device))
     else:
         bs = batch_size or len(contexts)
     try:
