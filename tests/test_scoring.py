@@ -85,7 +85,10 @@ def test_gradient_checkpointing_gives_the_same_gradient():
         model = tiny_model(tok, seed=4)
         model.train()
         if gc:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(model, "activation_checkpointing_enable"):     # transformers >= 5.x
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         sc = score_sequences(model, p, z, a, pad_id=tok.pad_token_id, micro_batch_size=2)
         (0.5 * sc.logp_z.sum() - 2.0 * sc.logp_y.sum()).backward()
         grads.append([q.grad.clone() for q in model.parameters()])
