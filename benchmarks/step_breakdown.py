@@ -10,6 +10,8 @@ minimum, ``--stat min``) over rounds is reported.
     PYTHONPATH=. python benchmarks/step_breakdown.py --model smollm2-gguf --M 8 --rationale-budget 64
 
 Target: GARL and PAFT within 5% of RLOO on score + backward (they add O(M) scalar work, no forward pass).
+The row ``garl-2pass`` is GARL with ``optim.two_pass_scoring`` (memory flat in M, one more forward per
+sequence): its cost against one-pass GARL is the price of that memory saving.
 Columns: medians of seconds per step; "fwd calls" = teacher-forced forward calls (one per micro-batch) and
 "fwd seqs" = sequences scored (each exactly once); "gen calls" = ``generate`` calls (GRPO/RLOO also sample
 answers); "per-token" = (score+backward seconds per scored token) / RLOO's, which removes the difference
@@ -32,7 +34,7 @@ from tsallis_ref.scoring import COUNTER
 from tsallis_ref import trainer as T
 from tsallis_ref.trainer import accumulate_gradients, exact_match
 
-METHODS = ["rloo", "grpo", "garl", "paft"]
+METHODS = ["rloo", "grpo", "garl", "paft", "garl-2pass"]   # garl-2pass: GARL with optim.two_pass_scoring
 PROMPTS = [("Q: 12+7=", "19"), ("Q: 3*4=", "12"), ("Q: 9-5=", "4"), ("Q: 6+6=", "12"),
            ("Q: 20/4=", "5"), ("Q: 7*3=", "21"), ("Q: 15-8=", "7"), ("Q: 2+9=", "11")]
 
@@ -71,7 +73,9 @@ def main(argv=None):
                         "answer_prefix": "" if a.model == "tiny" else " "},
             "optim": {"micro_batch_size": a.micro_batch, "prompts_per_step": a.prompts},
             "data": {"path": "unused"}, "device": a.device}
-    cfgs = {m: TrainConfig.from_dict({**base, "method": {"name": m, "q": a.q}}) for m in METHODS}
+    cfgs = {m: TrainConfig.from_dict({**base, "method": {"name": m.split("-")[0], "q": a.q},
+                                      "optim": {**base["optim"], "two_pass_scoring": m.endswith("2pass")}})
+            for m in METHODS}
     device = resolve_device(a.device)
     a.clock = a.clock or ("wall" if device.type == "cuda" else "process")
     clock = time.perf_counter if a.clock == "wall" else time.process_time
@@ -90,7 +94,8 @@ def main(argv=None):
     rec = {m: {"generate": [], "score": [], "backward": [], "fwd_calls": [], "fwd_seqs": [], "gen_calls": [],
                "scored_tokens": []} for m in METHODS}
     for r in range(a.rounds + 1):                      # round 0 is a warm-up, not recorded
-        order = METHODS[r % 4:] + METHODS[: r % 4]
+        k = r % len(METHODS)
+        order = METHODS[k:] + METHODS[:k]
         for m in order:
             cfg = cfgs[m]
             torch.manual_seed(1000 + r)                # same rationale pool for every method this round
@@ -122,7 +127,7 @@ def main(argv=None):
     print(f"device={device} model={a.model} hidden={a.hidden} layers={a.layers} M={a.M} prompts/step={a.prompts} "
           f"rationale_budget={a.rationale_budget} answer_budget={a.answer_budget} micro_batch={a.micro_batch} "
           f"rounds={a.rounds} stat={a.stat} clock={a.clock} threads={a.threads} lora={a.lora or a.load_in_4bit} 4bit={a.load_in_4bit}")
-    hdr = (f"{'method':6} {'generate s':>10} {'score s':>8} {'backward s':>10} {'score+bwd s':>11} {'step s':>7} "
+    hdr = (f"{'method':10} {'generate s':>10} {'score s':>8} {'backward s':>10} {'score+bwd s':>11} {'step s':>7} "
            f"{'gen calls':>9} {'fwd calls':>9} {'fwd seqs':>8} {'scored tok':>10} {'(score+bwd)/RLOO':>16} "
            f"{'per-token':>9} {'step/RLOO':>9}")
     print(hdr)
@@ -133,7 +138,7 @@ def main(argv=None):
         sb_ref, step_ref = ref["score"] + ref["backward"], ref["generate"] + ref["score"] + ref["backward"]
         d["score_bwd_ratio"], d["step_ratio"] = sb / sb_ref, step / step_ref
         d["score_bwd_per_token_ratio"] = (sb / d["scored_tokens"]) / (sb_ref / ref["scored_tokens"])
-        print(f"{m:6} {d['generate']:10.4f} {d['score']:8.4f} {d['backward']:10.4f} {sb:11.4f} {step:7.4f} "
+        print(f"{m:10} {d['generate']:10.4f} {d['score']:8.4f} {d['backward']:10.4f} {sb:11.4f} {step:7.4f} "
               f"{d['gen_calls']:9.0f} {d['fwd_calls']:9.0f} {d['fwd_seqs']:8.0f} {d['scored_tokens']:10.0f} "
               f"{d['score_bwd_ratio']:16.3f} {d['score_bwd_per_token_ratio']:9.3f} {d['step_ratio']:9.3f}")
     if a.json:
