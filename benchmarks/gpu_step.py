@@ -28,6 +28,7 @@ tokens long. With a real checkpoint, pass its hub id or folder instead.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import gc
 import json
@@ -107,10 +108,11 @@ def run_setting(a, M: int, budget: int, device: torch.device) -> dict:
             torch.cuda.synchronize()
 
     steps = []
-    for s in range(a.steps + 1):                 # step 0 warms up (allocator, kernels); not recorded
+    warm_rollout = dataclasses.replace(cfg.rollout, rationale_budget=min(budget, a.warmup_budget))
+    for s in range(a.steps + 1):                 # step 0 warms up (allocator, kernels) on short rollouts; not recorded
         sync(); t0 = time.perf_counter()
         _reset_peak(device)
-        ro = sample_rationales(model, tok, xs, cfg.rollout)
+        ro = sample_rationales(model, tok, xs, cfg.rollout if s > 0 else warm_rollout)
         rewards = None
         if a.method in ("grpo", "rloo"):
             ro = sample_answers(model, tok, ro, cfg.rollout)
@@ -173,6 +175,7 @@ def main(argv=None):
     ap.add_argument("--no-4bit", action="store_true")
     ap.add_argument("--no-grad-ckpt", action="store_true")
     ap.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
+    ap.add_argument("--warmup-budget", type=int, default=32, help="rationale budget of the (untimed) warm-up step")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)

@@ -293,3 +293,40 @@ def test_full_fine_tuning_keeps_float32_master_weights_where_compute_is_half(mon
     assert {p.dtype for p in lora.parameters() if not p.requires_grad} == {torch.bfloat16}
     forced, _ = load_model_and_tokenizer(_cfg("garl", model={"dtype": "bfloat16"}).model, torch.device("cpu"), seed=0)
     assert {p.dtype for p in forced.parameters()} == {torch.bfloat16}     # an explicit dtype is obeyed
+
+
+# ------------------------------------------------------------------------------------------ GPU step records
+def test_gpu_step_table_reads_records_and_judges_t4_fit_only_for_fp16(tmp_path):
+    import json
+    from tsallis_ref import experiments as X
+    rec = {"date": "2026-01-01T00:00:00+00:00", "hardware": "NVIDIA H100 80GB HBM3 (79 GiB)", "command": "python ...",
+           "args": {"prompt_tokens": 1024, "two_pass": True},
+           "rows": [{"M": 32, "rationale_budget": 2944, "autocast": "torch.float16", "step_s": 100.0,
+                     "generate_peak_reserved_mb": 9000.0, "train_peak_reserved_mb": 12000.0},
+                    {"M": 32, "rationale_budget": 2944, "autocast": "torch.float16", "step_s": 90.0,
+                     "generate_peak_reserved_mb": 9000.0, "train_peak_reserved_mb": 16000.0},
+                    {"M": 16, "rationale_budget": 1920, "autocast": "torch.bfloat16", "step_s": 50.0,
+                     "generate_peak_reserved_mb": 1000.0, "train_peak_reserved_mb": 1000.0},
+                    {"M": 64, "rationale_budget": 2944, "oom": "CUDA out of memory", "peak_reserved_mb": 70000.0}]}
+    p = tmp_path / "gpu_step_x.json"
+    p.write_text(json.dumps(rec))
+    t = X.gpu_step_table([p])
+    assert t["fits 16 GB T4"].tolist() == [True, False, None, None]
+    assert t["peak reserved MiB"].tolist()[:3] == [12000.0, 16000.0, 1000.0]
+    assert t["OOM"].tolist() == [False, False, False, True]
+    assert set(t["scoring"]) == {"two passes"} and t["hardware"].iloc[0].startswith("NVIDIA H100")
+
+
+def test_gpu_step_script_smoke_run_on_the_cpu(tmp_path):
+    import importlib.util, pathlib
+    from tsallis_ref import experiments as X
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_step.py"
+    spec = importlib.util.spec_from_file_location("gpu_step", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "g.json"
+    mod.main(["--tiny-arch", "--M", "2", "--rationale-budget", "6", "--prompt-tokens", "8", "--steps", "1",
+              "--two-pass", "--no-4bit", "--device", "cpu", "--json", str(out)])
+    t = X.gpu_step_table([out])
+    assert len(t) == 1 and t["M"].iloc[0] == 2 and t["scoring"].iloc[0] == "two passes"
+    assert t["step s"].iloc[0] > 0 and t["train peak alloc MiB"].iloc[0] > 0 and not t["OOM"].iloc[0]

@@ -402,3 +402,45 @@ def table3(rows: Sequence[dict], dataset: str):
         out.append({"method": _name(method, q), "paper m@16": paper[dataset], "ours m@k": _ours(r, "maj"),
                     "ours p@1": _ours(r, "p@1"), "ran": r is not None})
     return pd.DataFrame(out).set_index("method")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Measured step cost at the paper's scale (benchmarks/gpu_step.py records)
+# ---------------------------------------------------------------------------------------------------------
+#: total memory a Colab T4 reports to PyTorch (15,360 MiB minus what the driver keeps: 14.74 GiB)
+T4_MEMORY_MIB = 14.74 * 1024
+
+
+def gpu_step_table(paths: Sequence[str | os.PathLike]):
+    """One row per (M, rationale budget) of the JSON records that ``benchmarks/gpu_step.py --json`` writes:
+    hardware, date, command, scoring schedule, autocast dtype, step / generate seconds, tokens per second and
+    the peak memory of the rollout and of the training phase (allocated and reserved, MiB), an OOM noted as
+    such. ``fits 16 GB T4`` compares the larger peak *reserved* memory with :data:`T4_MEMORY_MIB`; it is a
+    statement about a T4 only for fp16 records (``autocast`` float16), the T4's arithmetic, and is left empty
+    otherwise. Figures are only ever read from records: nothing is estimated."""
+    import json
+
+    import pandas as pd
+    rows = []
+    for p in paths:
+        with open(p) as f:
+            rec = json.load(f)
+        args = rec.get("args", {})
+        for r in rec.get("rows", []):
+            resv = max(r.get("generate_peak_reserved_mb", float("nan")), r.get("train_peak_reserved_mb", float("nan")))
+            fp16 = r.get("autocast") == "torch.float16"
+            row = {"hardware": rec.get("hardware"), "date": rec.get("date"), "M": r["M"],
+                   "rationale budget": r["rationale_budget"], "prompt tokens": args.get("prompt_tokens"),
+                   "scoring": "two passes" if args.get("two_pass") else "one pass",
+                   "autocast": r.get("autocast"), "step s": r.get("step_s", float("nan")),
+                   "generate s": r.get("generate_s", float("nan")),
+                   "generated tok/s": r.get("generated_tok_per_s", float("nan")),
+                   "scored tok/s": r.get("scored_tok_per_s", float("nan")),
+                   # GPU: peak allocated; CPU (smoke runs): the process's peak resident memory
+                   "rollout peak alloc MiB": r.get("generate_peak_allocated_mb", r.get("generate_peak_rss_mb", float("nan"))),
+                   "train peak alloc MiB": r.get("train_peak_allocated_mb", r.get("train_peak_rss_mb", float("nan"))),
+                   "peak reserved MiB": resv, "OOM": "oom" in r,
+                   "fits 16 GB T4": (bool(resv <= T4_MEMORY_MIB) and "oom" not in r) if fp16 else None,
+                   "command": rec.get("command"), "file": os.path.basename(str(p))}
+            rows.append(row)
+    return pd.DataFrame(rows)
