@@ -112,10 +112,12 @@ def run_setting(a, M: int, budget: int, device: torch.device) -> dict:
     for s in range(a.steps + 1):                 # step 0 warms up (allocator, kernels) on short rollouts; not recorded
         sync(); t0 = time.perf_counter()
         _reset_peak(device)
-        ro = sample_rationales(model, tok, xs, cfg.rollout if s > 0 else warm_rollout)
+        with T.autocast_context(device, autocast):
+            ro = sample_rationales(model, tok, xs, cfg.rollout if s > 0 else warm_rollout)
         rewards = None
         if a.method in ("grpo", "rloo"):
-            ro = sample_answers(model, tok, ro, cfg.rollout)
+            with T.autocast_context(device, autocast):
+                ro = sample_answers(model, tok, ro, cfg.rollout)
             rewards = torch.tensor([exact_match(t, gold) for t in ro.answer_text], dtype=torch.float32).view(len(xs), M)
             answers = ro.answer_ids
         else:

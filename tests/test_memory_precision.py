@@ -330,3 +330,22 @@ def test_gpu_step_script_smoke_run_on_the_cpu(tmp_path):
     t = X.gpu_step_table([out])
     assert len(t) == 1 and t["M"].iloc[0] == 2 and t["scoring"].iloc[0] == "two passes"
     assert t["step s"].iloc[0] > 0 and t["train peak alloc MiB"].iloc[0] > 0 and not t["OOM"].iloc[0]
+
+
+def test_rollouts_run_under_the_training_autocast(tmp_path, monkeypatch):
+    """The trainer samples its rollouts under the same autocast as it scores them (bf16 forced on the CPU)."""
+    seen = []
+    orig = T.sample_rationales
+
+    def spy(*a, **k):
+        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return orig(*a, **k)
+    monkeypatch.setattr(T, "sample_rationales", spy)
+    torch.manual_seed(0)
+    cfg = _cfg("garl", output_dir=str(tmp_path), mixed_precision="bf16", steps=1,
+               model={"lora": {"enabled": True, "r": 4, "alpha": 8}})
+    h = T.train(cfg, examples=EXAMPLES)["metrics"]
+    assert seen == [(True, torch.bfloat16)] and math.isfinite(h[0]["loss"])
+    seen.clear()
+    T.train(_cfg("garl", output_dir=str(tmp_path / "b"), steps=1), examples=EXAMPLES)
+    assert seen and not seen[0][0]       # "auto" on a CPU: no autocast

@@ -282,15 +282,18 @@ def run_method(dataset: str, method: str, q: Optional[float], regime: str, s: Se
            "hardware": hardware_label(s.device), "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "settings": s.as_dict(), "metrics": res["metrics"], "train_s": t_train, "output_dir": str(out),
            "train_ids": [ex["id"] for ex in train_examples]}
-    if measure_wbar and method in ("garl", "paft"):
-        w = fixed_rationale_log_wbar(model, tok, train_examples[:s.wbar_prompts], cfg, seed=s.seed + 1234)
-        row["log_wbar_before"], row["log_wbar_after"] = w["before"], w["after"]
-    if evaluate:
-        t1 = time.perf_counter()
-        if eval_examples is None:
-            eval_examples = load_split(dataset, "dev", regime, s)
-        row["eval"] = evaluate_model(model, tok, eval_examples, dataset, regime, s, seed=s.seed)
-        row["eval_s"] = time.perf_counter() - t1
+    device = next(model.parameters()).device
+    amp = T.autocast_context(device, T.precision_for(cfg, device, [p for p in model.parameters() if p.requires_grad])[0])
+    with amp:    # the training run's autocast (a GPU: bf16 / fp16), none on a CPU
+        if measure_wbar and method in ("garl", "paft"):
+            w = fixed_rationale_log_wbar(model, tok, train_examples[:s.wbar_prompts], cfg, seed=s.seed + 1234)
+            row["log_wbar_before"], row["log_wbar_after"] = w["before"], w["after"]
+        if evaluate:
+            t1 = time.perf_counter()
+            if eval_examples is None:
+                eval_examples = load_split(dataset, "dev", regime, s)
+            row["eval"] = evaluate_model(model, tok, eval_examples, dataset, regime, s, seed=s.seed)
+            row["eval_s"] = time.perf_counter() - t1
     row["wall_s"] = time.perf_counter() - t0
     row["peak_mem_mb"] = max(m["peak_mem_mb"] for m in res["metrics"])
     return row
@@ -306,7 +309,9 @@ def evaluate_base(dataset: str, regime: str, s: Settings = CPU_DEFAULTS, *, eval
     t0 = time.perf_counter()
     if eval_examples is None:
         eval_examples = load_split(dataset, "dev", regime, s)
-    agg = evaluate_model(model, tok, eval_examples, dataset, regime, s, seed=s.seed)
+    device = next(model.parameters()).device
+    with T.autocast_context(device, T.precision_for(cfg, device, [p for p in model.parameters() if p.requires_grad])[0]):
+        agg = evaluate_model(model, tok, eval_examples, dataset, regime, s, seed=s.seed)
     return {"dataset": dataset, "regime": regime, "method": "base", "q": None, "eval": agg,
             "eval_s": time.perf_counter() - t0, "hardware": hardware_label(s.device),
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

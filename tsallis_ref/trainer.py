@@ -240,6 +240,14 @@ def precision_for(cfg: TrainConfig, device: torch.device, params) -> tuple[Optio
     return autocast, scale
 
 
+def autocast_context(device: torch.device, dtype: Optional[torch.dtype]):
+    """``torch.autocast`` in ``dtype`` on ``device``, or a no-op context when ``dtype`` is None. The trainer
+    generates its rollouts under the same autocast as it scores them (on a GPU, bf16 / fp16 matmuls and KV
+    cache instead of the float32 of the trained weights)."""
+    import contextlib
+    return torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
 def normalized_mixed_precision(v) -> str:
     if v is True:
         return "auto"
@@ -478,10 +486,12 @@ def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = 
         batch = order.next(cfg.optim.prompts_per_step)
 
         # 2. rollouts (M per prompt, budget forcing); GRPO / RLOO also sample and verify their answers
-        ro = sample_rationales(model, tok, [enc_x[i] for i in batch], cfg.rollout)
+        with autocast_context(device, autocast):
+            ro = sample_rationales(model, tok, [enc_x[i] for i in batch], cfg.rollout)
         rewards = None
         if cfg.method.name in ("grpo", "rloo"):
-            ro = sample_answers(model, tok, ro, cfg.rollout)
+            with autocast_context(device, autocast):
+                ro = sample_answers(model, tok, ro, cfg.rollout)
             rewards = torch.tensor([exact_match(a, data[batch[i // ro.M]]["answer"], data[batch[i // ro.M]].get("aliases", ()))
                                     for i, a in enumerate(ro.answer_text)]).view(len(batch), ro.M)
             answers = ro.answer_ids
