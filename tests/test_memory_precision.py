@@ -349,3 +349,18 @@ def test_rollouts_run_under_the_training_autocast(tmp_path, monkeypatch):
     seen.clear()
     T.train(_cfg("garl", output_dir=str(tmp_path / "b"), steps=1), examples=EXAMPLES)
     assert seen and not seen[0][0]       # "auto" on a CPU: no autocast
+
+
+def test_cold_curves_table_and_summary_rank_prompts_by_their_start():
+    from tsallis_ref import experiments as X
+    rec = {"runs": [{"q": 0.0, "ids": ["a", "b", "c"], "log_wbar_before": [-30.0, -8.0, -18.0],
+                     "log_wbar_after": [-35.0, -1.0, -20.0]},
+                    {"q": 1.0, "ids": ["a", "b", "c"], "log_wbar_before": [-30.0, -8.0, -18.0],
+                     "log_wbar_after": [-5.0, -2.0, -4.0]}]}
+    t = X.cold_curves_table(rec)
+    assert t.loc[(t.q == 0.0) & (t.prompt == "a"), "start rank (0 = coldest)"].item() == 0
+    assert t.loc[(t.q == 0.0) & (t.prompt == "b"), "start rank (0 = coldest)"].item() == 2
+    s = X.cold_curves_summary(rec)
+    assert s.loc[0.0, "rise of the coldest"] == -5.0 and s.loc[1.0, "rise of the coldest"] == 25.0
+    assert s.loc[0.0, "rise of the warmest"] == 7.0 and s.loc[1.0, "min log wbar after"] == -5.0
+    assert s.loc[0.0, "corr(start, rise)"] > 0.9 and s.loc[1.0, "corr(start, rise)"] < -0.9

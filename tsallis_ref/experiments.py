@@ -32,7 +32,8 @@ import torch
 __all__ = ["Settings", "CPU_DEFAULTS", "gpu_settings", "PAPER_BUDGETS", "WARM_METHODS", "COLD_QS",
            "make_config", "shared_base_model", "run_method", "evaluate_model", "fixed_rationale_log_wbar",
            "load_split", "hardware_label", "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_TABLE3",
-           "table1", "table2", "table3", "run_label"]
+           "table1", "table2", "table3", "run_label", "gpu_step_table", "T4_MEMORY_MIB", "cold_curves_table",
+           "cold_curves_summary"]
 
 #: budget forcing of the paper (§7.1): total thinking budget, of which 128 tokens are reserved for the answer
 PAPER_BUDGETS = {"finqa": 4096, "hotpotqa": 3072, "musique": 2048}
@@ -449,3 +450,39 @@ def gpu_step_table(paths: Sequence[str | os.PathLike]):
                    "command": rec.get("command"), "file": os.path.basename(str(p))}
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cold start on a real LM (scripts/run_smollm2_cold_curves.py records)
+# ---------------------------------------------------------------------------------------------------------
+def cold_curves_table(record: dict):
+    """Per (q, prompt): log wbar on the fixed rationale pool before and after training, its rise, and the
+    prompt's rank by its starting value (0 = the coldest), from a ``scripts/run_smollm2_cold_curves.py`` record."""
+    import pandas as pd
+    rows = []
+    for run in record["runs"]:
+        before, after = run["log_wbar_before"], run["log_wbar_after"]
+        order = sorted(range(len(before)), key=lambda i: before[i])
+        for i, pid in enumerate(run["ids"]):
+            rows.append({"q": run["q"], "prompt": pid, "start rank (0 = coldest)": order.index(i),
+                         "log wbar before": before[i], "log wbar after": after[i], "rise": after[i] - before[i]})
+    return pd.DataFrame(rows)
+
+
+def cold_curves_summary(record: dict):
+    """Per q: the mean rise of log wbar over the prompts, the rise of the coldest and of the warmest prompt
+    (by their starting log wbar), the lowest log wbar after training, and the correlation between a prompt's
+    starting log wbar and its rise (positive: the likelier prompts gain most, as a weight P predicts at q = 0;
+    negative: the coldest gain most)."""
+    import numpy as np
+    import pandas as pd
+    t = cold_curves_table(record)
+    out = []
+    for q, g in t.groupby("q", sort=True):
+        cold = g.loc[g["start rank (0 = coldest)"].idxmin()]
+        warm = g.loc[g["start rank (0 = coldest)"].idxmax()]
+        corr = float(np.corrcoef(g["log wbar before"], g["rise"])[0, 1]) if len(g) > 2 else float("nan")
+        out.append({"q": q, "mean rise": g["rise"].mean(), "rise of the coldest": cold["rise"],
+                    "rise of the warmest": warm["rise"], "min log wbar after": g["log wbar after"].min(),
+                    "corr(start, rise)": corr})
+    return pd.DataFrame(out).set_index("q")
