@@ -35,7 +35,7 @@ __all__ = ["Settings", "CPU_DEFAULTS", "gpu_settings", "PAPER_BUDGETS", "WARM_ME
            "table1", "table2", "table3", "run_label", "gpu_step_table", "T4_MEMORY_MIB", "cold_curves_table",
            "cold_curves_summary"]
 
-#: budget forcing of the paper (§7.1): total thinking budget, of which 128 tokens are reserved for the answer
+#: budget forcing of the paper (§7.1), the total thinking budget of which 128 tokens are reserved for the answer
 PAPER_BUDGETS = {"finqa": 4096, "hotpotqa": 3072, "musique": 2048}
 #: the chapter's warm-start comparison (Table 3 rows) and cold-start q grid (Table 1 rows)
 WARM_METHODS = (("grpo", None), ("garl", 0.25), ("garl", 0.75), ("paft", 0.75))
@@ -76,6 +76,7 @@ class Settings:
         return dataclasses.asdict(self)
 
 
+#: the CPU pipeline demonstration that the book builds and CI run (the defaults of Settings)
 CPU_DEFAULTS = Settings()
 
 
@@ -322,12 +323,12 @@ def evaluate_base(dataset: str, regime: str, s: Settings = CPU_DEFAULTS, *, eval
 # ---------------------------------------------------------------------------------------------------------
 # The paper's tables (paper-notes §5.2-5.3) and ours beside them
 # ---------------------------------------------------------------------------------------------------------
-#: Table 1: cold-start GARL on FinQA (p@1, p@16, m@16), %
+#: the paper's Table 1, cold-start GARL on FinQA (p@1, p@16, m@16 in %)
 PAPER_TABLE1 = {
     ("grpo", None): (0.0, 0.0, 0.0), ("garl", 0.0): (0.0, 0.0, 0.0), ("garl", 0.25): (0.0, 0.0, 0.0),
     ("garl", 0.5): (0.0, 0.0, 0.0), ("garl", 0.75): (30.5, 61.1, 38.3), ("garl", 1.0): (21.9, 58.7, 33.5),
 }
-#: Table 2: warm-start GRPO vs cold-start GARL (p@1, p@16, m@16), %
+#: the paper's Table 2, warm-start GRPO vs cold-start GARL (p@1, p@16, m@16 in %)
 PAPER_TABLE2 = {
     "finqa": {("grpo", None, "warm"): (18.9, 48.4, 26.9), ("garl", 0.75, "cold"): (30.5, 61.1, 38.3),
               ("garl", 1.0, "cold"): (21.9, 58.7, 33.5)},
@@ -336,7 +337,7 @@ PAPER_TABLE2 = {
     "musique": {("grpo", None, "warm"): (13.6, 37.3, 15.8), ("garl", 0.75, "cold"): (26.8, 58.9, 34.8),
                 ("garl", 1.0, "cold"): (21.6, 58.1, 32.5)},
 }
-#: Table 3: warm-start maj@16, %; "*" = peak before collapse (HotpotQA / MuSiQue GARL)
+#: the paper's Table 3, warm-start maj@16 in % ("*" marks a peak before collapse, HotpotQA / MuSiQue GARL)
 PAPER_TABLE3 = {
     ("base", None): {"finqa": "12.6", "hotpotqa": "22.2", "musique": "8.9"},
     ("grpo", None): {"finqa": "26.9", "hotpotqa": "33.5", "musique": "15.8"},
@@ -413,7 +414,7 @@ def table3(rows: Sequence[dict], dataset: str):
 # ---------------------------------------------------------------------------------------------------------
 # Measured step cost at the paper's scale (benchmarks/gpu_step.py records)
 # ---------------------------------------------------------------------------------------------------------
-#: total memory a Colab T4 reports to PyTorch (15,360 MiB minus what the driver keeps: 14.74 GiB)
+#: the memory a Colab T4 gives PyTorch, in MiB (14.74 GiB of its 16 GB)
 T4_MEMORY_MIB = 14.74 * 1024
 
 

@@ -70,7 +70,7 @@ def _lm_head_logprobs(lm_head, hidden: torch.Tensor, targets: torch.Tensor) -> t
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
-#: default number of scored tokens whose logits exist at once (V = 151k: 1024 tokens = 0.6 GB of float32)
+#: the default number of scored tokens whose logits exist at once (with V = 151k, 1024 tokens hold 0.6 GB of float32)
 LOGITS_CHUNK = 1024
 
 
