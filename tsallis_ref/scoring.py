@@ -5,7 +5,8 @@ end-of-rationale marker (forced or not) and ``a_m`` is the answer segment: ``ans
 teacher-forced for GARL / PAFT (so ``w_m = exp(logp_y)`` is Eq. 7's likelihood weight), or the model's own
 sampled answer for GRPO / RLOO. A single causal forward pass gives the next-token log-probabilities of every
 position; ``logp_z`` sums them over the rationale span and ``logp_y`` over the answer span. The same pass
-carries the autograd graph, so the gradient comes from it too: no extra (no-grad) scoring pass.
+carries the autograd graph, so by default the gradient comes from it too: no extra (no-grad) scoring pass
+(the trainer's two-pass mode adds one to save memory).
 
 Memory. The logits ``[batch, T, V]`` are the largest tensor of a forward pass (V = 151k for Qwen3: one
 4k-token sequence has 2.5 GB of float32 logits). By default (``lm_head_checkpoint=True``) the lm head and the

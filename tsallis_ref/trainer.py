@@ -499,7 +499,8 @@ def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = 
             answers = [enc_y[batch[i // ro.M]] for i in range(len(ro.rationale_ids))]
         t_gen = time.perf_counter() - t_start
 
-        # 3. one scoring pass per sequence + backward through the core estimator, prompt by prompt
+        # 3. one scoring pass per sequence (two with optim.two_pass_scoring) + backward through the core
+        #    estimator, prompt by prompt
         opt.zero_grad(set_to_none=True)
         so = accumulate_gradients(model, cfg, tok.pad_token_id, ro, answers, rewards, gen, autocast,
                                   scaler=scaler if scaler.is_enabled() else None)
