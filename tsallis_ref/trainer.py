@@ -229,7 +229,7 @@ def precision_for(cfg: TrainConfig, device: torch.device, params) -> tuple[Optio
     from .models import compute_dtype, native_bf16
     params = list(params)
     fp32 = bool(params) and all(p.dtype == torch.float32 for p in params)
-    mp = normalized_mixed_precision(cfg.mixed_precision)
+    mp = {True: "auto", False: "no"}.get(cfg.mixed_precision, cfg.mixed_precision)
     if mp == "no" or not fp32:
         autocast = None
     elif mp == "auto":
@@ -246,19 +246,6 @@ def autocast_context(device: torch.device, dtype: Optional[torch.dtype]):
     cache instead of the float32 of the trained weights)."""
     import contextlib
     return torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-
-def normalized_mixed_precision(v) -> str:
-    if v is True:
-        return "auto"
-    if v is False:
-        return "no"
-    return str(v)
-
-
-def autocast_dtype_for(cfg: TrainConfig, device: torch.device, params) -> Optional[torch.dtype]:
-    """The autocast dtype of :func:`precision_for` (kept for scripts that only need that)."""
-    return precision_for(cfg, device, params)[0]
 
 
 def _estimator_loss(m, logp_z, logp_y, logp_tokens, mask, rewards, generator, paft_indices):
