@@ -364,3 +364,5 @@ def test_cold_curves_table_and_summary_rank_prompts_by_their_start():
     assert s.loc[0.0, "rise of the coldest"] == -5.0 and s.loc[1.0, "rise of the coldest"] == 25.0
     assert s.loc[0.0, "rise of the warmest"] == 7.0 and s.loc[1.0, "min log wbar after"] == -5.0
     assert s.loc[0.0, "corr(start, rise)"] > 0.9 and s.loc[1.0, "corr(start, rise)"] < -0.9
+    assert s.loc[0.0, "prompts learnt (log wbar > -1)"] == 0 and s.loc[1.0, "prompts learnt (log wbar > -1)"] == 0
+    assert s.loc[0.0, "prompts that fell"] == 2 and s.loc[1.0, "prompts that fell"] == 0

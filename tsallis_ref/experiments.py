@@ -472,7 +472,8 @@ def cold_curves_table(record: dict):
 
 def cold_curves_summary(record: dict):
     """Per q: the mean rise of log wbar over the prompts, the rise of the coldest and of the warmest prompt
-    (by their starting log wbar), the lowest log wbar after training, and the correlation between a prompt's
+    (by their starting log wbar), the lowest log wbar after training, how many prompts end above log wbar = -1
+    (p(y*|x) > 0.37 on the pool) and how many fell, and the correlation between a prompt's
     starting log wbar and its rise (positive: the likelier prompts gain most, as a weight P predicts at q = 0;
     negative: the coldest gain most)."""
     import numpy as np
@@ -485,5 +486,6 @@ def cold_curves_summary(record: dict):
         corr = float(np.corrcoef(g["log wbar before"], g["rise"])[0, 1]) if len(g) > 2 else float("nan")
         out.append({"q": q, "mean rise": g["rise"].mean(), "rise of the coldest": cold["rise"],
                     "rise of the warmest": warm["rise"], "min log wbar after": g["log wbar after"].min(),
-                    "corr(start, rise)": corr})
+                    "prompts learnt (log wbar > -1)": int((g["log wbar after"] > -1.0).sum()),
+                    "prompts that fell": int((g["rise"] < 0).sum()), "corr(start, rise)": corr})
     return pd.DataFrame(out).set_index("q")
