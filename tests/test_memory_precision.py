@@ -366,3 +366,10 @@ def test_cold_curves_table_and_summary_rank_prompts_by_their_start():
     assert s.loc[0.0, "corr(start, rise)"] > 0.9 and s.loc[1.0, "corr(start, rise)"] < -0.9
     assert s.loc[0.0, "prompts learnt (log wbar > -1)"] == 0 and s.loc[1.0, "prompts learnt (log wbar > -1)"] == 0
     assert s.loc[0.0, "prompts that fell"] == 2 and s.loc[1.0, "prompts that fell"] == 0
+
+
+def test_resolve_generation_batch(lora_tiny):
+    model, _ = lora_tiny
+    assert Mo.resolve_generation_batch(model, 5, 12, 100) == 5
+    assert Mo.resolve_generation_batch(model, 0, 12, 100) == 12
+    assert Mo.resolve_generation_batch(model, "auto", 12, 100) == 12      # a CPU model: all at once

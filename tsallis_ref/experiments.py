@@ -238,16 +238,10 @@ def evaluate_model(model, tokenizer, examples: Sequence[dict], dataset: str, reg
     at the run's budgets and end-of-rationale marker (the harness of :mod:`tsallis_ref.data.evaluate`)."""
     from .data import aggregate, generate_samples, score_samples
     k = s.eval_k
-    n = max(1, k * len(examples))
-    bs = s.generation_batch_size or n
-    if bs == "auto":
-        bs = n
-        device = next(model.parameters()).device
-        if device.type == "cuda":
-            from .models import auto_generation_batch, free_gpu_bytes
-            longest = max(len(tokenizer(e["prompt"]).input_ids) for e in examples) + 64     # + chat template
-            bs = auto_generation_batch(model, n, longest + s.rationale_budget + s.answer_budget + 8,
-                                       free_gpu_bytes(device))
+    from .models import resolve_generation_batch
+    longest = max(len(tokenizer(e["prompt"]).input_ids) for e in examples) + 64      # + the chat template
+    bs = resolve_generation_batch(model, s.generation_batch_size, max(1, k * len(examples)),
+                                  longest + s.rationale_budget + s.answer_budget + 8)
     gens = generate_samples(model, tokenizer, [e["prompt"] for e in examples], k,
                             batch_size=bs, max_new_tokens=s.answer_budget,
                             temperature=s.temperature, seed=seed,

@@ -20,7 +20,7 @@ from .config import ConfigError, ModelConfig
 
 __all__ = ["tiny_tokenizer", "tiny_model", "ARCHITECTURES", "arch_model", "find_smollm2_gguf",
            "load_model_and_tokenizer", "resolve_device", "compute_dtype", "native_bf16", "kv_cache_bytes_per_token",
-           "activation_dtype", "auto_generation_batch", "free_gpu_bytes", "trainable_state_dict",
+           "activation_dtype", "auto_generation_batch", "free_gpu_bytes", "resolve_generation_batch", "trainable_state_dict",
            "load_trainable_state_dict"]
 
 #: Published architectures that can be built with random weights (``name_or_path="arch:<key>"``), for memory and
@@ -102,6 +102,18 @@ def auto_generation_batch(model, n: int, tokens_per_sequence: int, free_bytes: i
     per_seq = kv_cache_bytes_per_token(model.config, activation_dtype(model)) * tokens_per_sequence
     budget = max(0.0, (free_bytes - reserve_bytes) * fraction)
     return int(max(1, min(n, budget // max(per_seq, 1))))
+
+
+def resolve_generation_batch(model, batch_size, n: int, tokens_per_sequence: int) -> int:
+    """Sequences per ``generate`` call for ``n`` sequences: ``batch_size`` when it is a positive integer, all
+    ``n`` for 0, and for ``"auto"`` what :func:`auto_generation_batch` fits in the free GPU memory (all ``n``
+    on a CPU)."""
+    if batch_size == "auto":
+        device = next(model.parameters()).device
+        if device.type != "cuda":
+            return n
+        return auto_generation_batch(model, n, tokens_per_sequence, free_gpu_bytes(device))
+    return batch_size or n
 
 
 def tiny_tokenizer():

@@ -99,14 +99,8 @@ def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tok
     was_training = model.training
     model.eval()
     out: list[tuple[list[int], bool]] = []
-    if batch_size == "auto":
-        bs = len(contexts)
-        if device.type == "cuda":
-            from .models import auto_generation_batch, free_gpu_bytes
-            longest = max(len(c) for c in contexts) + max_new_tokens
-            bs = auto_generation_batch(model, len(contexts), longest, free_gpu_bytes(device))
-    else:
-        bs = batch_size or len(contexts)
+    from .models import resolve_generation_batch
+    bs = resolve_generation_batch(model, batch_size, len(contexts), max(len(c) for c in contexts) + max_new_tokens)
     try:
         for s in range(0, len(contexts), bs):
             chunk = contexts[s:s + bs]
