@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from .metrics import aggregate, maj_at_k, pass_at_k
-from .verify import (extract_answer, finqa_numeric_match, hotpot_f1, max_over_aliases, normalize_answer,
+from .verify import (extract_answer, finqa_numeric_match, hotpot_f1, max_over_aliases, musique_f1, normalize_answer,
                      parse_number, relaxed_match, reward_exact_match, squad_em, squad_f1)
 
 __all__ = ["EvalResult", "score_samples", "generate_samples", "evaluate", "byte_tokenizer", "JUDGES"]
@@ -68,7 +68,7 @@ def score_samples(generations: Sequence[str], answer: str, aliases: Sequence[str
         out["f1"] = sum(hotpot_f1(p, answer) for p in preds) / n
     elif dataset == "musique":
         out["em"] = sum(max_over_aliases(squad_em, p, answer, aliases) for p in preds) / n
-        out["f1"] = sum(max_over_aliases(squad_f1, p, answer, aliases) for p in preds) / n
+        out["f1"] = sum(max_over_aliases(musique_f1, p, answer, aliases) for p in preds) / n
     elif dataset == "finqa":
         fj = _judge("finqa_exec", answer, aliases)
         out["exec_acc"] = sum(fj(p) for p in preds) / n
