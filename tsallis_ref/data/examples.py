@@ -4,7 +4,7 @@ Maps a benchmark name and a split to a file of the real samples in ``../shared/d
 :func:`~tsallis_ref.data.loaders.default_data_dir`, or ``data_dir``, or ``$TSALLIS_REF_DATA``), loads it with
 :func:`~tsallis_ref.data.loaders.load_benchmark` into the uniform schema and builds the warm- or cold-start
 prompts with :func:`~tsallis_ref.data.prompts.to_training_examples`. A Hub dataset id (``"owner/name"``, optionally
-``"owner/name:config"``) or a local ``.json``/``.jsonl`` path goes straight to ``load_benchmark``.
+``"owner/name:config"``) or a local ``.json``/``.jsonl``/``.parquet`` path goes straight to ``load_benchmark``.
 
 >>> SPLIT_FILES["hotpotqa"]["train"]
 'hotpotqa/train_100.json'
@@ -43,7 +43,7 @@ def resolve_source(name: str, split: str = "train", data_dir: str | os.PathLike 
     Raises ``ValueError`` naming the input and the fix (unknown name / split, no data folder)."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"dataset name must be a non-empty string; got {name!r}")
-    if name.endswith((".json", ".jsonl")) or Path(name).is_file():
+    if name.lower().endswith((".json", ".jsonl", ".parquet", ".pq")) or Path(name).is_file():
         return {"kind": "file", "source": name, "dataset": None, "config": None, "split": split}
     key = _norm(name)
     if key in DATASETS:
