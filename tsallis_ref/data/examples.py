@@ -71,7 +71,7 @@ def resolve_source(name: str, split: str = "train", data_dir: str | os.PathLike 
 
 def load_examples(name: str, split: str = "train", data_dir: str | os.PathLike | None = None,
                   regime: str = "warm", limit: int | None = None, *, context_budget: int | None = None,
-                  tokenizer=None, dataset: str | None = None) -> list[dict]:
+                  tokenizer=None, dataset: str | None = None, answer_format=None) -> list[dict]:
     """Training / evaluation examples ``[{id, prompt, answer, aliases}]`` of a benchmark.
 
     ``name``: ``finqa`` | ``hotpotqa`` | ``musique`` (the shared samples; ``split`` train -> the train file,
@@ -79,6 +79,8 @@ def load_examples(name: str, split: str = "train", data_dir: str | os.PathLike |
     answer format) or ``cold`` (linearised input only), paper §7.1. ``limit``: the first ``limit`` records.
     ``context_budget``: cap on context tokens (``tokenizer``'s, else white-space), supporting paragraphs kept.
     ``dataset``: the benchmark of a file / Hub source when it cannot be told from the record keys.
+    ``answer_format``: the :class:`~tsallis_ref.data.answer_format.AnswerFormat` (or the rollout config) whose
+    layout warm prompts ask for; the default asks for a last line "Answer: <answer>".
     Skipped records are counted in a logged warning; a source with no usable record raises ``DataFormatError``.
     """
     if regime not in ("warm", "cold"):
@@ -93,4 +95,5 @@ def load_examples(name: str, split: str = "train", data_dir: str | os.PathLike |
                                     name=src["config"], limit=limit)
     if len(ds) == 0:   # every record malformed or unanswerable: say so before any compute
         raise DataFormatError(f"no usable record in {src['source']}: {report}")
-    return to_training_examples(ds, regime, context_budget=context_budget, tokenizer=tokenizer, limit=limit)
+    return to_training_examples(ds, regime, context_budget=context_budget, tokenizer=tokenizer, limit=limit,
+                                answer_format=answer_format)
