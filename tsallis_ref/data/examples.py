@@ -41,9 +41,13 @@ def resolve_source(name: str, split: str = "train", data_dir: str | os.PathLike 
     """Where ``load_examples`` reads from: ``{"kind": "file"|"hub", "source", "dataset", "config", "split"}``.
 
     Raises ``ValueError`` naming the input and the fix (unknown name / split, no data folder)."""
+    if isinstance(name, os.PathLike):      # a pathlib.Path names a local file (or a directory: said so on load)
+        name = os.fspath(name)
+        return {"kind": "file", "source": name, "dataset": None, "config": None, "split": split}
     if not isinstance(name, str) or not name:
         raise ValueError(f"dataset name must be a non-empty string; got {name!r}")
-    if name.lower().endswith((".json", ".jsonl", ".parquet", ".pq")) or Path(name).is_file():
+    if (name.lower().endswith((".json", ".jsonl", ".parquet", ".pq")) or Path(name).is_file()
+            or (Path(name).is_dir() and _norm(name) not in DATASETS)):   # a directory: load_benchmark says so
         return {"kind": "file", "source": name, "dataset": None, "config": None, "split": split}
     key = _norm(name)
     if key in DATASETS:
