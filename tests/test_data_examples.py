@@ -72,3 +72,15 @@ def test_a_source_with_no_usable_record_is_an_error_naming_the_problems(tmp_path
                  '{"id": "b", "question": "q?", "paragraphs": "oops", "answer": "y"}\n')
     with pytest.raises(DataFormatError, match=r"no usable record.*read 2, loaded 0, malformed 1, unanswerable 1"):
         load_examples(str(f))
+
+
+def test_paths_and_directories_reach_the_loader_and_its_errors(tmp_path):
+    from pathlib import Path as _P
+    from tsallis_ref.data import DataFormatError
+    fix = _P(__file__).parent / "fixtures" / "musique.jsonl"
+    ex = load_examples(fix, regime="cold")                      # a pathlib.Path, not only a str
+    assert [e["id"] for e in ex] == ["2hop__10_11", "2hop__30_31"]
+    with pytest.raises(DataFormatError, match="is a directory, not a file"):
+        load_examples(str(tmp_path))
+    with pytest.raises(DataFormatError, match="no_such: no such file"):
+        load_examples(tmp_path / "no_such")

@@ -299,3 +299,109 @@ def test_read_records_accepts_a_utf8_byte_order_mark(tmp_path, suffix, body):
     p = tmp_path / f"bom{suffix}"
     p.write_bytes(b"\xef\xbb\xbf" + body.encode())
     assert read_records(p) == [{"a": 1}, {"a": 2}]
+
+
+# ------------------------------------------------------------------ audit: supporting facts, files, booleans
+@pytest.mark.parametrize("sf,field", [
+    ("Title 1", "supporting_facts"),                                  # a string, not a list of pairs
+    ([["Title 1", 0], "Title 2"], "supporting_facts[1]"),             # an item that is not a pair
+    ([["Title 1", 0], ["Title 2", 1, 2]], "supporting_facts[1]"),     # a triple
+    ([[3, 0]], "supporting_facts[0]"),                                # a title that is not a string
+    ({"title": ["Title 1"], "sent_id": [0, 1]}, "supporting_facts"),  # columnar lists of unequal length
+    ({"title": "Title 1", "sent_id": [0]}, "supporting_facts"),
+    (7, "supporting_facts"),
+])
+def test_hotpotqa_malformed_supporting_facts_are_counted_with_file_record_field(sf, field):
+    hp = json.loads(open(FIX / "hotpotqa_columnar.jsonl").readline())
+    bad = dict(hp, id="hp-bad", supporting_facts=sf)
+    ds, rep = records_to_dataset([hp, bad], "hotpotqa", source="f.jsonl")
+    assert (rep.n_loaded, rep.n_malformed) == (1, 1), str(rep)
+    p = rep.problems[0]
+    assert (p.source, p.index, p.id, p.field) == ("f.jsonl", 1, "hp-bad", field)
+    ok, rep = records_to_dataset([dict(hp, supporting_facts=None)], "hotpotqa")   # absent (test split): fine
+    assert rep.n_loaded == 1 and ok[0]["supporting"] == []
+
+
+def test_latin1_file_is_a_data_format_error_naming_the_file(tmp_path):
+    f = tmp_path / "musique_latin1.jsonl"
+    rec = json.loads(open(FIX / "musique.jsonl").readline())
+    rec["question"] = "Who founded Société Générale?"
+    f.write_bytes(json.dumps(rec, ensure_ascii=False).encode("latin-1") + b"\n")
+    with pytest.raises(DataFormatError, match=r"musique_latin1\.jsonl: not UTF-8 text \(byte 0xe9 .*line 1\).*iconv"):
+        load_benchmark(f)
+    with pytest.raises(DataFormatError, match=r"musique_latin1\.jsonl: not UTF-8"):
+        load_benchmark(str(f))
+
+
+def test_parquet_files_load_like_json(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+    recs = [json.loads(x) for x in open(FIX / "hotpotqa_columnar.jsonl")]
+    for name in ("hotpot.parquet", "hotpot_no_suffix"):     # by suffix, and by the PAR1 magic bytes
+        f = tmp_path / name
+        pq.write_table(pa.Table.from_pylist(recs), f)
+        ds, rep = load_benchmark(f)
+        ref, _ = load_benchmark(FIX / "hotpotqa_columnar.jsonl")
+        assert rep.dataset == "hotpotqa" and rep.n_loaded == len(ref) and ds["answer"] == ref["answer"]
+        assert ds["supporting"] == ref["supporting"] and ds["context"] == ref["context"]
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 not really")
+    with pytest.raises(DataFormatError, match=r"broken\.parquet: not a readable Parquet file"):
+        load_benchmark(broken)
+
+
+def test_missing_path_and_directory_are_named(tmp_path):
+    with pytest.raises(DataFormatError, match=r"no_suffix_file: no such file"):
+        load_benchmark(tmp_path / "no_suffix_file")            # a pathlib.Path: never "source must be a path"
+    with pytest.raises(DataFormatError, match=r"missing\.parquet: no such file"):
+        load_benchmark(str(tmp_path / "missing.parquet"))
+    (tmp_path / "a.jsonl").write_text("")
+    with pytest.raises(DataFormatError, match=r"is a directory, not a file; pass one file in it \(e\.g\. a\.jsonl\)"):
+        load_benchmark(tmp_path)
+    with pytest.raises(DataFormatError, match=r"is a directory"):
+        load_benchmark(str(tmp_path))
+    bad = tmp_path / "notes.txt"
+    bad.write_text("id,question\n1,q\n")
+    with pytest.raises(DataFormatError, match=r"notes\.txt: does not start like JSON"):
+        load_benchmark(bad)
+
+
+@pytest.mark.parametrize("value,loaded,unanswerable,malformed", [
+    (True, 1, 0, 0), ("true", 1, 0, 0), ("True", 1, 0, 0), (1, 1, 0, 0), ("1", 1, 0, 0), (None, 1, 0, 0),
+    (False, 0, 1, 0), ("false", 0, 1, 0), ("FALSE", 0, 1, 0), (0, 0, 1, 0), ("0", 0, 1, 0),
+    ("no", 0, 0, 1), ("yes", 0, 0, 1), (2, 0, 0, 1), ([], 0, 0, 1), (0.5, 0, 0, 1),
+])
+def test_answerable_is_parsed_strictly(value, loaded, unanswerable, malformed):
+    rec = json.loads(open(FIX / "musique.jsonl").readline())
+    rec["answerable"] = value
+    ds, rep = records_to_dataset([rec], "musique")
+    assert (rep.n_loaded, rep.n_unanswerable, rep.n_malformed) == (loaded, unanswerable, malformed), str(rep)
+    if malformed:
+        assert rep.problems[0].field == "answerable"
+    kept, rep = records_to_dataset([rec], "musique", keep_unanswerable=True)
+    assert rep.n_unanswerable == unanswerable and len(kept) == loaded + unanswerable
+    if len(kept):
+        assert record_metadata(kept[0])["answerable"] is bool(loaded)
+
+
+def test_is_supporting_is_parsed_strictly():
+    rec = json.loads(open(FIX / "musique.jsonl").readline())
+    ref, _ = records_to_dataset([rec], "musique")
+    as_str = json.loads(json.dumps(rec))
+    for p in as_str["paragraphs"]:
+        p["is_supporting"] = "true" if p.get("is_supporting") else "false"
+    ds, rep = records_to_dataset([as_str], "musique")
+    assert rep.n_loaded == 1 and ds[0]["supporting"] == ref[0]["supporting"] and ref[0]["supporting"]
+    as_str["paragraphs"][0]["is_supporting"] = "maybe"
+    ds, rep = records_to_dataset([as_str], "musique")
+    assert rep.n_malformed == 1 and rep.problems[0].field == "paragraphs[0].is_supporting"
+
+
+def test_strict_raises_at_the_first_record_not_loaded_and_keep_unanswerable_keeps_it():
+    # strict: every record loaded, or DataFormatError at the first that is not (malformed or unanswerable)
+    with pytest.raises(DataFormatError, match=r"record 1 \(id='2hop__20_21'\) field 'answerable'"):
+        load_benchmark(FIX / "musique.jsonl", strict=True)
+    with pytest.raises(DataFormatError, match=r"record 3 \(id='2hop__bad'\) field 'paragraphs\[0\]'"):
+        load_benchmark(FIX / "musique.jsonl", strict=True, keep_unanswerable=True)
+    ds, rep = load_benchmark(FIX / "musique.jsonl", strict=True, keep_unanswerable=True, limit=3)
+    assert len(ds) == 3 and rep.n_unanswerable == 1

@@ -79,3 +79,26 @@ def test_finqa_vote_key_follows_the_judge():
     g2 = ["Answer: 0.2", "Answer: 0.2", "Answer: 17%", "Answer: 0.17", "Answer: 0.170"]
     assert score_samples(g2, "0.17", [], dataset="finqa", judge="finqa_exec")["maj@5"] == 1.0
     assert score_samples(g2, "0.17", [], dataset="finqa")["maj@5"] == 0.0    # relaxed: "0.2" has the most votes
+
+
+# ------------------------------------------------------------------ audit: empty normalised answers, official rules
+def test_musique_em_f1_with_empty_normalised_answers_follow_the_official_script():
+    from tsallis_ref.data import musique_f1, max_over_aliases, squad_em
+    # MuSiQue's metrics/answer.py (the SQuAD 2.0 compute_f1): both sides without tokens -> F1 1, one side -> 0
+    s = score_samples(["The The"], "The The", [], dataset="musique", extract=False)
+    assert s["em"] == 1.0 and s["f1"] == 1.0
+    assert musique_f1("a.", "the") == 1.0 and musique_f1("Rush", "the") == 0.0 and musique_f1("the", "Rush") == 0.0
+    assert musique_f1("Rush band", "Rush") == pytest.approx(2 / 3)
+    # every gold string takes part in the max, an empty one too (metric_max_over_ground_truths)
+    assert max_over_aliases(musique_f1, "", "Rush", [" "]) == 1.0
+    assert max_over_aliases(squad_em, "", "Rush", [" "]) == 1.0
+    assert max_over_aliases(musique_f1, "", "Rush", []) == 0.0
+
+
+def test_hotpotqa_em_f1_with_empty_normalised_answers_follow_the_official_script():
+    from tsallis_ref.data import hotpot_f1, squad_f1
+    # hotpot_evaluate_v1.py: EM compares normalised strings (1 when both are empty); F1 has no empty rule, so 0
+    s = score_samples(["The The"], "The The", [], dataset="hotpotqa", extract=False)
+    assert s["em"] == 1.0 and s["f1"] == 0.0
+    assert hotpot_f1("no", "No.") == 1.0 and hotpot_f1("no way", "no") == 0.0 and hotpot_f1("yes", "noanswer") == 0.0
+    assert squad_f1("the", "a") == 0.0          # SQuAD v1.1 f1_score: no shared token -> 0

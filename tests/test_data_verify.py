@@ -209,3 +209,73 @@ def test_deeply_nested_program_is_a_counted_failure_not_a_crash():
     assert v is None and "nested" in err
     with pytest.raises(FinQAProgramError, match="nested"):
         execute_program(prog)
+
+
+# ------------------------------------------------------------------ audit: crafted programs, thousands, overflow
+def _answered_within(program: str, seconds: float):
+    import time
+    t0 = time.perf_counter()
+    v, err = try_execute(program)
+    dt = time.perf_counter() - t0
+    assert dt < seconds, f"{len(program)}-character program took {dt:.1f} s"
+    return v, err
+
+
+@pytest.mark.parametrize("program", [
+    "add(" + "a" * 60000 + "!(1,2), 3)",                 # the backtracking name search (about 90 s before the fix)
+    "add(" + " " * 60000 + "x(1, 2), 3)",
+    "add(1, 2)," + " " * 60000 + "x",                   # white space before a bad step / an EOF
+    "add(1, 2)" + "," + " " * 60000 + "EOF!",
+    "add(" + "1, " * 20000 + "2)",
+    "add(1, " * 20000 + "1" + ")" * 20000,               # deep nesting: refused, never a RecursionError
+])
+def test_crafted_60kb_programs_are_answered_in_linear_time(program):
+    # a linear parser answers in milliseconds; the bound is generous for a loaded machine, and the quadratic
+    # parser needed about 6 s at 16 KB, so about 90 s here
+    assert len(program) >= 60000
+    v, err = _answered_within(program, 2.0)
+    assert (v is None) != (err is None)
+
+
+def test_long_valid_program_runs_in_linear_time():
+    prog = "add(1, 2), " + ", ".join(f"add(#{i}, 1)" for i in range(6000))
+    assert len(prog) > 60000
+    v, err = _answered_within(prog, 2.0)
+    assert err is None and v == 6003.0
+
+
+@pytest.mark.parametrize("program,expected", [
+    ("add(1,234, 0)", 1234.0),                 # the official executor splits arguments on ", " only
+    ("add(1,234,567, 1)", 1234568.0),
+    ("add($ 1,234, 1,000)", 2234.0),
+    ("subtract(1,234.5, 0.5)", 1234.0),
+    ("add(1,2)", 3.0),                          # not a thousands group: two arguments, as before
+    ("add(1,23, 4)", None),                     # "1", "23", "4": three arguments
+])
+def test_thousands_separators_in_arguments(program, expected):
+    v, err = try_execute(program)
+    if expected is None:
+        assert v is None and "takes 2 arguments, got 3" in err
+    else:
+        assert err is None and v == expected
+
+
+@pytest.mark.parametrize("program", [
+    "exp(10, 300), multiply(#0, #0)",
+    "multiply(1e200, 1e200)",
+    "add(1e308, 1e308)",
+    "subtract(-1e308, 1e308)",
+    "divide(1e308, 1e-308)",
+    "exp(10, 400)",
+    "exp(-8, 0.5)",
+])
+def test_every_result_is_finite_or_an_error(program):
+    v, err = try_execute(program)
+    assert v is None and ("finite" in err or "failed" in err)
+    with pytest.raises(FinQAProgramError):
+        execute_program(program)
+
+
+def test_table_op_overflow_is_an_error():
+    with pytest.raises(FinQAProgramError, match="finite"):
+        execute_program("table_sum(big, none)", [["big", "1e308", "1e308"]])

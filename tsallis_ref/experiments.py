@@ -124,8 +124,9 @@ def load_split(dataset: str, split: str, regime: str, s: Settings, tokenizer=Non
     """``[{id, prompt, answer, aliases}]``: the first ``n_train`` (train) or ``n_eval`` (dev) examples."""
     from .data import load_examples
     n = s.n_train if split == "train" else s.n_eval
+    from .data import AnswerFormat
     return load_examples(dataset, split=split, regime=regime, limit=n, context_budget=s.context_budget,
-                         tokenizer=tokenizer)
+                         tokenizer=tokenizer, answer_format=AnswerFormat.from_config(s))
 
 
 def make_config(dataset: str, method: str, q: Optional[float], regime: str, s: Settings,
@@ -248,7 +249,9 @@ def evaluate_model(model, tokenizer, examples: Sequence[dict], dataset: str, reg
                             use_chat_template=(regime == "warm" or s.enable_thinking is not None), progress=False,
                             think_budget=s.rationale_budget, end_marker=s.end_of_rationale.strip() or s.end_of_rationale,
                             forced_suffix=s.end_of_rationale + s.answer_prefix)
-    per = [score_samples(g, e["answer"], e["aliases"], k=k, dataset=dataset, judge="relaxed")
+    from .data import AnswerFormat
+    per = [score_samples(g, e["answer"], e["aliases"], k=k, dataset=dataset, judge="relaxed",
+                         answer_format=AnswerFormat.from_config(s))
            for e, g in zip(examples, gens)]
     return aggregate(per, ["p@1", f"p@{k}", f"maj@{k}", "reward_em"])
 

@@ -35,8 +35,10 @@ def encode_prompt(tokenizer, prompt: str, *, chat_template: bool, enable_thinkin
 
 
 def encode_answer(tokenizer, answer: str, rcfg: RolloutConfig) -> list[int]:
-    """Token ids of the teacher-forced answer segment: ``answer_prefix + y*`` (+ EOS)."""
-    ids = list(tokenizer(rcfg.answer_prefix + answer, add_special_tokens=False).input_ids)
+    """Token ids of the teacher-forced answer segment: ``answer_prefix + y*`` (+ EOS), the run's answer format
+    (:meth:`tsallis_ref.data.AnswerFormat.target`, the layout its prompts ask for and its rewards read back)."""
+    from .data.answer_format import AnswerFormat
+    ids = list(tokenizer(AnswerFormat.from_config(rcfg).target(answer), add_special_tokens=False).input_ids)
     if rcfg.append_eos and tokenizer.eos_token_id is not None:
         ids.append(tokenizer.eos_token_id)
     return ids

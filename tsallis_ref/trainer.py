@@ -32,6 +32,7 @@ import torch
 from . import estimators as E
 from .checkpoint import checkpoint_path, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import ConfigError, TrainConfig, validate_examples
+from .data.answer_format import AnswerFormat
 from .models import load_model_and_tokenizer, load_trainable_state_dict, resolve_device, trainable_state_dict
 from .rollout import Rollouts, encode_answer, encode_prompt, sample_answers, sample_rationales
 from .scoring import COUNTER, score_sequences
@@ -103,7 +104,8 @@ def load_examples(cfg: TrainConfig) -> list[dict]:
         try:   # a benchmark file (data.path), or a benchmark name resolved under data.data_dir / a Hub id
             rows = data_load_examples(d.path or d.dataset, split=d.split, data_dir=d.data_dir, regime=d.regime,
                                       limit=d.limit, context_budget=d.context_budget,
-                                      dataset=d.dataset if d.path else None)
+                                      dataset=d.dataset if d.path else None,
+                                      answer_format=AnswerFormat.from_config(cfg.rollout))
         except ValueError as e:
             field = "data.path" if d.path else "data.dataset / data.split / data.data_dir"
             raise ConfigError(f"config field `{field}`: {e}") from e
@@ -479,7 +481,8 @@ def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = 
         if cfg.method.name in ("grpo", "rloo"):
             with autocast_context(device, autocast):
                 ro = sample_answers(model, tok, ro, cfg.rollout)
-            rewards = torch.tensor([exact_match(a, data[batch[i // ro.M]]["answer"], data[batch[i // ro.M]].get("aliases", ()))
+            fmt = AnswerFormat.from_config(cfg.rollout)   # the answer read back as the prompt asked for it
+            rewards = torch.tensor([fmt.reward(a, data[batch[i // ro.M]]["answer"], data[batch[i // ro.M]].get("aliases", ()))
                                     for i, a in enumerate(ro.answer_text)]).view(len(batch), ro.M)
             answers = ro.answer_ids
         else:

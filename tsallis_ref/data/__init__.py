@@ -12,11 +12,12 @@ from .finqa_program import FinQAProgramError, execute_program, parse_program, st
 from .loaders import (DATASETS, DataFormatError, LoadReport, Problem, convert_record, default_data_dir,
                       detect_dataset, features, linearise_paragraphs, load_benchmark, read_records,
                       record_metadata, records_to_dataset)
+from .answer_format import DEFAULT_ANSWER_FORMAT, THINK_END, AnswerFormat
 from .metrics import aggregate, maj_at_k, majority_vote, pass_at_k
 from .prompts import (ANSWER_FORMATS, COLD_TEMPLATE, WARM_TEMPLATES, build_prompt, make_counter,
-                      to_training_examples, truncate_paragraphs)
+                      to_training_examples, truncate_paragraphs, warm_template)
 from .verify import (END_OF_RATIONALE_MARKERS, exact_match, extract_answer, finqa_numeric_match, hotpot_f1,
-                     max_over_aliases, normalize_answer, parse_number, relaxed_match, reward_exact_match,
+                     max_over_aliases, musique_f1, normalize_answer, parse_number, relaxed_match, reward_exact_match,
                      squad_em, squad_f1, squad_normalize)
 from .evaluate import EvalResult, byte_tokenizer, evaluate, generate_samples, score_samples
 from .examples import HUB_IDS, SPLIT_ALIASES, SPLIT_FILES, load_examples, resolve_source
@@ -26,11 +27,12 @@ __all__ = [
     "DATASETS", "DataFormatError", "LoadReport", "Problem", "convert_record", "default_data_dir",
     "detect_dataset", "features", "linearise_paragraphs", "load_benchmark", "read_records", "record_metadata",
     "records_to_dataset",
+    "AnswerFormat", "DEFAULT_ANSWER_FORMAT", "THINK_END",
     "aggregate", "maj_at_k", "majority_vote", "pass_at_k",
     "ANSWER_FORMATS", "COLD_TEMPLATE", "WARM_TEMPLATES", "build_prompt", "make_counter",
-    "to_training_examples", "truncate_paragraphs",
+    "to_training_examples", "truncate_paragraphs", "warm_template",
     "END_OF_RATIONALE_MARKERS", "exact_match", "extract_answer", "finqa_numeric_match", "hotpot_f1",
-    "max_over_aliases", "normalize_answer", "parse_number", "relaxed_match", "reward_exact_match", "squad_em",
+    "max_over_aliases", "musique_f1", "normalize_answer", "parse_number", "relaxed_match", "reward_exact_match", "squad_em",
     "squad_f1", "squad_normalize",
     "EvalResult", "byte_tokenizer", "evaluate", "generate_samples", "score_samples",
     "HUB_IDS", "SPLIT_ALIASES", "SPLIT_FILES", "load_examples", "resolve_source",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from .metrics import aggregate, maj_at_k, pass_at_k
-from .verify import (extract_answer, finqa_numeric_match, hotpot_f1, max_over_aliases, normalize_answer,
+from .verify import (extract_answer, finqa_numeric_match, hotpot_f1, max_over_aliases, musique_f1, normalize_answer,
                      parse_number, relaxed_match, reward_exact_match, squad_em, squad_f1)
 
 __all__ = ["EvalResult", "score_samples", "generate_samples", "evaluate", "byte_tokenizer", "JUDGES"]
@@ -42,20 +42,32 @@ JUDGES = ("relaxed", "exact", "finqa_exec")
 
 
 def score_samples(generations: Sequence[str], answer: str, aliases: Sequence[str] = (), *, k: int | None = None,
-                  dataset: str | None = None, judge: str = "relaxed", extract: bool = True) -> dict:
+                  dataset: str | None = None, judge: str = "relaxed", extract: bool = True,
+                  answer_format=None) -> dict:
     """Score n sampled generations of one prompt.
 
     Returns ``{preds, correct, n, c, p@1, p@k, maj@k, reward_em}`` and, by ``dataset``: ``em, f1`` (hotpotqa,
     musique) or ``exec_acc`` (finqa). ``k`` defaults to n. maj@k votes on the normalised answer text; with the
     ``finqa_exec`` judge, which compares numbers, on the number rounded to 5 decimals (so "17%", "0.17" and
     "0.170" vote together). The vote key never merges answers that the judge tells apart.
+
+    Each prediction is read from its generation by ``answer_format``'s rule (:meth:`AnswerFormat.extract
+    <tsallis_ref.data.answer_format.AnswerFormat.extract>`: the text after the last end-of-rationale marker, the
+    rule the trainer's targets and rewards follow; pass the run's ``AnswerFormat.from_config(cfg.rollout)``), or
+    by :func:`~tsallis_ref.data.verify.extract_answer` when no format is given; ``extract=False`` scores the
+    generations as they are.
     """
     n = len(generations)
     if n == 0:
         raise ValueError("score_samples needs at least one generation")
     k = n if k is None else k
     aliases = list(aliases or [])
-    preds = [extract_answer(g) if extract else g for g in generations]
+    if answer_format is not None:
+        from .answer_format import AnswerFormat
+        read = AnswerFormat.from_config(answer_format).extract
+    else:
+        read = extract_answer
+    preds = [read(g) if extract else g for g in generations]
     is_ok = _judge(judge, answer, aliases)
     correct = [bool(is_ok(p)) for p in preds]
     c = sum(correct)
@@ -68,7 +80,7 @@ def score_samples(generations: Sequence[str], answer: str, aliases: Sequence[str
         out["f1"] = sum(hotpot_f1(p, answer) for p in preds) / n
     elif dataset == "musique":
         out["em"] = sum(max_over_aliases(squad_em, p, answer, aliases) for p in preds) / n
-        out["f1"] = sum(max_over_aliases(squad_f1, p, answer, aliases) for p in preds) / n
+        out["f1"] = sum(max_over_aliases(musique_f1, p, answer, aliases) for p in preds) / n
     elif dataset == "finqa":
         fj = _judge("finqa_exec", answer, aliases)
         out["exec_acc"] = sum(fj(p) for p in preds) / n
@@ -186,7 +198,7 @@ def evaluate(model, tokenizer, examples: Sequence[dict], k: int = 16, *, dataset
              judge: str = "relaxed", batch_size: int = 16, max_new_tokens: int = 256, temperature: float = 1.0,
              top_p: float = 1.0, seed: int | None = 0, use_chat_template: bool | None = None,
              progress: bool = True, keep_generations: bool = False, generate_kwargs: dict | None = None,
-             think_budget: int | None = None) -> EvalResult:
+             think_budget: int | None = None, answer_format=None) -> EvalResult:
     """Sample k answers per example and score them (paper §7.1: k = 16, relaxed substring judge).
 
     ``examples`` are :func:`~tsallis_ref.data.prompts.to_training_examples` dicts ``{id, prompt, answer,
@@ -194,7 +206,8 @@ def evaluate(model, tokenizer, examples: Sequence[dict], k: int = 16, *, dataset
     Returns :class:`EvalResult` with per-example dicts and the aggregate (in %) of p@1, p@k, maj@k,
     reward_em and em/f1/exec_acc where defined. ``think_budget`` turns on budget forcing (see
     :func:`generate_samples`; the paper: FinQA 4096-128, HotpotQA 3072-128, MuSiQue 2048-128 rationale tokens and
-    ``max_new_tokens=128`` for the answer).
+    ``max_new_tokens=128`` for the answer). ``answer_format`` (an ``AnswerFormat`` or the run's rollout config)
+    sets the marker budget forcing writes and the rule that reads the answers (see :func:`score_samples`).
     """
     if judge not in JUDGES:
         raise ValueError(f"judge must be one of {JUDGES}, got {judge!r}")
@@ -202,13 +215,19 @@ def evaluate(model, tokenizer, examples: Sequence[dict], k: int = 16, *, dataset
         missing = {"id", "prompt", "answer", "aliases"} - set(ex)
         if missing:
             raise ValueError(f"examples[{j}] lacks keys {sorted(missing)}; build them with to_training_examples")
+    marker = {}
+    if answer_format is not None:
+        from .answer_format import AnswerFormat
+        answer_format = AnswerFormat.from_config(answer_format)
+        marker = dict(end_marker=answer_format.label, forced_suffix=answer_format.forced_suffix)
     gens = generate_samples(model, tokenizer, [e["prompt"] for e in examples], k, batch_size=batch_size,
                             max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
                             use_chat_template=use_chat_template, progress=progress,
-                            generate_kwargs=generate_kwargs, think_budget=think_budget)
+                            generate_kwargs=generate_kwargs, think_budget=think_budget, **marker)
     per = []
     for ex, g in zip(examples, gens):
-        s = score_samples(g, ex["answer"], ex["aliases"], k=k, dataset=dataset, judge=judge)
+        s = score_samples(g, ex["answer"], ex["aliases"], k=k, dataset=dataset, judge=judge,
+                          answer_format=answer_format)
         s["id"] = ex["id"]
         if keep_generations:
             s["generations"] = g

@@ -4,7 +4,7 @@ Maps a benchmark name and a split to a file of the real samples in ``../shared/d
 :func:`~tsallis_ref.data.loaders.default_data_dir`, or ``data_dir``, or ``$TSALLIS_REF_DATA``), loads it with
 :func:`~tsallis_ref.data.loaders.load_benchmark` into the uniform schema and builds the warm- or cold-start
 prompts with :func:`~tsallis_ref.data.prompts.to_training_examples`. A Hub dataset id (``"owner/name"``, optionally
-``"owner/name:config"``) or a local ``.json``/``.jsonl`` path goes straight to ``load_benchmark``.
+``"owner/name:config"``) or a local ``.json``/``.jsonl``/``.parquet`` path goes straight to ``load_benchmark``.
 
 >>> SPLIT_FILES["hotpotqa"]["train"]
 'hotpotqa/train_100.json'
@@ -41,9 +41,13 @@ def resolve_source(name: str, split: str = "train", data_dir: str | os.PathLike 
     """Where ``load_examples`` reads from: ``{"kind": "file"|"hub", "source", "dataset", "config", "split"}``.
 
     Raises ``ValueError`` naming the input and the fix (unknown name / split, no data folder)."""
+    if isinstance(name, os.PathLike):      # a pathlib.Path names a local file (or a directory: said so on load)
+        name = os.fspath(name)
+        return {"kind": "file", "source": name, "dataset": None, "config": None, "split": split}
     if not isinstance(name, str) or not name:
         raise ValueError(f"dataset name must be a non-empty string; got {name!r}")
-    if name.endswith((".json", ".jsonl")) or Path(name).is_file():
+    if (name.lower().endswith((".json", ".jsonl", ".parquet", ".pq")) or Path(name).is_file()
+            or (Path(name).is_dir() and _norm(name) not in DATASETS)):   # a directory: load_benchmark says so
         return {"kind": "file", "source": name, "dataset": None, "config": None, "split": split}
     key = _norm(name)
     if key in DATASETS:
@@ -71,7 +75,7 @@ def resolve_source(name: str, split: str = "train", data_dir: str | os.PathLike 
 
 def load_examples(name: str, split: str = "train", data_dir: str | os.PathLike | None = None,
                   regime: str = "warm", limit: int | None = None, *, context_budget: int | None = None,
-                  tokenizer=None, dataset: str | None = None) -> list[dict]:
+                  tokenizer=None, dataset: str | None = None, answer_format=None) -> list[dict]:
     """Training / evaluation examples ``[{id, prompt, answer, aliases}]`` of a benchmark.
 
     ``name``: ``finqa`` | ``hotpotqa`` | ``musique`` (the shared samples; ``split`` train -> the train file,
@@ -79,6 +83,8 @@ def load_examples(name: str, split: str = "train", data_dir: str | os.PathLike |
     answer format) or ``cold`` (linearised input only), paper §7.1. ``limit``: the first ``limit`` records.
     ``context_budget``: cap on context tokens (``tokenizer``'s, else white-space), supporting paragraphs kept.
     ``dataset``: the benchmark of a file / Hub source when it cannot be told from the record keys.
+    ``answer_format``: the :class:`~tsallis_ref.data.answer_format.AnswerFormat` (or the rollout config) whose
+    layout warm prompts ask for; the default asks for a last line "Answer: <answer>".
     Skipped records are counted in a logged warning; a source with no usable record raises ``DataFormatError``.
     """
     if regime not in ("warm", "cold"):
@@ -93,4 +99,5 @@ def load_examples(name: str, split: str = "train", data_dir: str | os.PathLike |
                                     name=src["config"], limit=limit)
     if len(ds) == 0:   # every record malformed or unanswerable: say so before any compute
         raise DataFormatError(f"no usable record in {src['source']}: {report}")
-    return to_training_examples(ds, regime, context_budget=context_budget, tokenizer=tokenizer, limit=limit)
+    return to_training_examples(ds, regime, context_budget=context_budget, tokenizer=tokenizer, limit=limit,
+                                answer_format=answer_format)

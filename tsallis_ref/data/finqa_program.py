@@ -67,73 +67,105 @@ def str_to_num(text: str) -> float | None:
     return v / 100.0 if pct else v
 
 
-_NAME = re.compile(r"\s*([A-Za-z_][A-Za-z_0-9]*)\s*\(")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
+#: deepest nesting of calls accepted (the release's nested programs are 2-3 deep)
+MAX_DEPTH = 100
+
+
+def _show(program: str, width: int = 80) -> str:
+    """``program`` for an error message, cut to ``width`` characters."""
+    return repr(program) if len(program) <= width else repr(program[:width]) + f"... ({len(program)} characters)"
+
+
+def _strip_eof(s: str) -> str:
+    """Drop the release's trailing ``EOF`` (and the comma before it), in linear time."""
+    t = s.rstrip()
+    if t.endswith("EOF"):
+        t = t[:-3].rstrip()
+        if t.endswith(","):
+            t = t[:-1].rstrip()
+    return t
+
+
+def _thousands_comma(s: str, i: int) -> bool:
+    """Whether the ``,`` at ``s[i]`` is a thousands separator inside a number (``1,234``), not an argument separator.
+
+    The official executor splits arguments on ``", "`` (comma *and* space), so ``add(1,234, 0)`` adds 1234 and 0.
+    Here a comma is part of a number when a digit precedes it and exactly three digits follow it (then no digit),
+    so ``add(1,2)`` still reads as two arguments.
+    """
+    return (i > 0 and s[i - 1].isdigit() and s[i + 1:i + 4].isdigit() and len(s[i + 1:i + 4]) == 3
+            and not s[i + 4:i + 5].isdigit())
 
 
 def parse_program(program: str) -> list[Call]:
-    """Parse ``"op(a, b), op(#0, c)"`` (flat) or nested calls into a list of :class:`Call` trees."""
+    """Parse ``"op(a, b), op(#0, c)"`` (flat) or nested calls into a list of :class:`Call` trees.
+
+    A single left-to-right scan with an explicit stack: linear in the length of the program whatever it holds
+    (no backtracking regular expression, no recursion), nesting limited to :data:`MAX_DEPTH`.
+    """
     if not isinstance(program, str) or not program.strip():
         raise FinQAProgramError(f"empty program {program!r}")
-    s = program.strip()
-    # the release sometimes ends a program with "EOF"
-    s = re.sub(r",?\s*EOF\s*$", "", s)
-    pos = 0
+    s = _strip_eof(program.strip())
+    n = len(s)
     steps: list[Call] = []
-
-    def parse_call(i: int) -> tuple[Call, int]:
-        m = _NAME.match(s, i)
-        if not m:
-            raise FinQAProgramError(f"expected 'op(' at character {i} of {program!r}")
-        op = m.group(1).lower()
-        i = m.end()
-        args: list = []
-        buf = ""
-        while True:
-            if i >= len(s):
-                raise FinQAProgramError(f"unclosed '(' in {program!r}")
-            ch = s[i]
-            if ch == ")":
-                if buf.strip() or args:
-                    args.append(buf.strip())
-                return Call(op, tuple(a for a in args)), i + 1
-            if ch == ",":
-                args.append(buf.strip())
-                buf = ""
-                i += 1
-                continue
-            if ch == "(":
-                # a nested call: the buffer holds its name
-                m2 = re.search(r"([A-Za-z_][A-Za-z_0-9]*)\s*$", buf)
-                if not m2 or buf[: m2.start()].strip():
-                    raise FinQAProgramError(f"unexpected '(' at character {i} of {program!r}")
-                start = i - len(buf) + m2.start()
-                sub, i = parse_call(start)
-                args.append(sub)
-                buf = ""
-                # skip to the next ',' or ')'
-                while i < len(s) and s[i].isspace():
-                    i += 1
-                if i < len(s) and s[i] == ",":
-                    i += 1
-                elif i < len(s) and s[i] == ")":
-                    return Call(op, tuple(args)), i + 1
-                continue
-            buf += ch
+    i = 0
+    while True:
+        # one step: op(...)
+        while i < n and s[i].isspace():
             i += 1
-
-    while pos < len(s):
-        try:
-            call, pos = parse_call(pos)
-        except RecursionError:
-            raise FinQAProgramError(f"program nested too deeply to parse: {program[:60]!r}...") from None
+        m = _IDENT.match(s, i)
+        j = m.end() if m else i
+        while j < n and s[j].isspace():
+            j += 1
+        if not m or j >= n or s[j] != "(":
+            raise FinQAProgramError(f"expected 'op(' at character {i} of {_show(program)}")
+        stack: list[tuple[str, list]] = [(m.group(0).lower(), [])]
+        i = start = j + 1
+        after_call = False            # the current argument is a nested call that has just closed
+        call = None
+        while call is None:
+            if i >= n:
+                raise FinQAProgramError(f"unclosed '(' in {_show(program)}")
+            ch = s[i]
+            if ch == ")" or (ch == "," and not _thousands_comma(s, i)):
+                op, args = stack[-1]
+                arg = s[start:i].strip()
+                if after_call:
+                    if arg:
+                        raise FinQAProgramError(f"expected ',' or ')' after a nested call at character "
+                                                f"{start} of {_show(program)}")
+                elif ch == "," or arg or args:
+                    args.append(arg)
+                after_call = False
+                i = start = i + 1
+                if ch == ")":
+                    stack.pop()
+                    done = Call(op, tuple(args))
+                    if stack:
+                        stack[-1][1].append(done)
+                        after_call = True
+                    else:
+                        call = done
+            elif ch == "(":
+                name = s[start:i].strip()
+                if after_call or not _IDENT.fullmatch(name):
+                    raise FinQAProgramError(f"unexpected '(' at character {i} of {_show(program)}")
+                if len(stack) >= MAX_DEPTH:
+                    raise FinQAProgramError(f"program nested too deeply to parse (more than {MAX_DEPTH} "
+                                            f"levels): {_show(program, 60)}")
+                stack.append((name.lower(), []))
+                i = start = i + 1
+            else:
+                i += 1
         steps.append(call)
-        while pos < len(s) and s[pos].isspace():
-            pos += 1
-        if pos < len(s):
-            if s[pos] != ",":
-                raise FinQAProgramError(f"expected ',' between steps at character {pos} of {program!r}")
-            pos += 1
-    return steps
+        while i < n and s[i].isspace():
+            i += 1
+        if i >= n:
+            return steps
+        if s[i] != ",":
+            raise FinQAProgramError(f"expected ',' between steps at character {i} of {_show(program)}")
+        i += 1
 
 
 def _row_values(table: Sequence[Sequence[str]], name: str, step: int) -> list[float]:
@@ -163,11 +195,20 @@ def _row_values(table: Sequence[Sequence[str]], name: str, step: int) -> list[fl
     return vals
 
 
+def _finite(r, step: int, what: str) -> float:
+    """``r`` when it is a finite real number, else :class:`FinQAProgramError` (``inf``, ``nan``, complex)."""
+    if isinstance(r, complex) or not math.isfinite(r):
+        raise FinQAProgramError(f"step {step}: {what} is not a finite real number ({r})")
+    return float(r)
+
+
 def execute_program(program: str, table: Sequence[Sequence[str]] | None = None, *, round_to: int | None = 5) -> Value:
     """Execute a FinQA program safely and return the last step's value (float, or "yes"/"no").
 
     ``table`` (list of rows, first cell = row name) is needed only by the ``table_*`` ops.
-    Raises :class:`FinQAProgramError` on any problem, including division by zero.
+    Raises :class:`FinQAProgramError` on any problem, including division by zero and a result that is not a
+    finite real number (an overflow to ``inf``, ``exp`` of a negative base to a fractional power): every value
+    returned, and every intermediate one, is finite.
     """
     steps = parse_program(program)
     results: list[Value] = []
@@ -202,35 +243,28 @@ def execute_program(program: str, table: Sequence[Sequence[str]] | None = None, 
                 raise FinQAProgramError(f"step {step}: {op} needs a row name")
             vals = _row_values(table, call.args[0], step)
             if op == "table_sum":
-                return float(sum(vals))
-            if op == "table_average":
-                return float(sum(vals) / len(vals))
-            return float(max(vals) if op == "table_max" else min(vals))
+                r = float(sum(vals))
+            elif op == "table_average":
+                r = float(sum(vals) / len(vals))
+            else:
+                r = float(max(vals) if op == "table_max" else min(vals))
+            return _finite(r, step, f"{op}({call.args[0]})")
         if op not in BINARY_OPS:
             raise FinQAProgramError(f"step {step}: unknown operation {op!r}")
         if len(call.args) != 2:
             raise FinQAProgramError(f"step {step}: {op} takes 2 arguments, got {len(call.args)}")
         a = num(arg_value(call.args[0], step), step)
         b = num(arg_value(call.args[1], step), step)
-        if op == "add":
-            return a + b
-        if op == "subtract":
-            return a - b
-        if op == "multiply":
-            return a * b
-        if op == "divide":
-            if b == 0:
-                raise FinQAProgramError(f"step {step}: division by zero")
-            return a / b
-        if op == "exp":
-            try:
-                r = a ** b
-            except (OverflowError, ZeroDivisionError) as e:
-                raise FinQAProgramError(f"step {step}: exp({a}, {b}) failed: {e}") from None
-            if isinstance(r, complex) or not math.isfinite(r):
-                raise FinQAProgramError(f"step {step}: exp({a}, {b}) is not a finite real")
-            return r
-        return "yes" if a > b else "no"  # greater
+        if op == "greater":
+            return "yes" if a > b else "no"
+        if op == "divide" and b == 0:
+            raise FinQAProgramError(f"step {step}: division by zero")
+        try:
+            r = {"add": lambda: a + b, "subtract": lambda: a - b, "multiply": lambda: a * b,
+                 "divide": lambda: a / b, "exp": lambda: a ** b}[op]()
+        except (OverflowError, ZeroDivisionError) as e:
+            raise FinQAProgramError(f"step {step}: {op}({a}, {b}) failed: {e}") from None
+        return _finite(r, step, f"{op}({a}, {b})")
 
     for i, call in enumerate(steps):
         try:

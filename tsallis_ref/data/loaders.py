@@ -18,7 +18,7 @@ Accepted inputs (paper §7.1 uses subsets of the official splits of the three be
 * **MuSiQue**: JSONL or a JSON list of ``{id, question, answer, answer_aliases, answerable,
   paragraphs: [{idx, title, paragraph_text, is_supporting}], question_decomposition}``.
 
-Each comes from a local path (file), an in-memory ``datasets.Dataset`` / list of dicts, or a Hub dataset
+Each comes from a local file (``.json``, ``.jsonl`` or ``.parquet``, the format the Hub serves), an in-memory ``datasets.Dataset`` / list of dicts, or a Hub dataset
 name through ``datasets.load_dataset`` (only when a hub is reachable).
 
 Uniform schema (:func:`features`): ``id, dataset, question, context`` (the linearised text), ``paragraphs``
@@ -30,8 +30,9 @@ Bad input policy: a malformed *record* (missing/ill-typed field, or any value th
 unanswerable one (MuSiQue
 ``answerable: false``, HotpotQA test items without an answer) is not loaded but **counted** in the returned
 :class:`LoadReport` (with file, record index, id, field and reason) and logged as one warning line; it never
-raises mid-way. A malformed *file* (bad JSON, wrong top-level type, a required field missing from every
-record) raises :class:`DataFormatError` naming the file, the record and the field.
+raises mid-way. Boolean fields (MuSiQue ``answerable``, ``is_supporting``) are read strictly: true/false,
+"true"/"false" or 0/1, anything else is malformed. A malformed *file* (a directory or missing path, not UTF-8 text,
+unreadable Parquet, bad JSON, wrong top-level type, a required field missing from every record) raises :class:`DataFormatError` naming the file, the record and the field.
 """
 from __future__ import annotations
 
@@ -123,18 +124,56 @@ class _Skip(Exception):
 
 
 # --------------------------------------------------------------------------------------------- reading
-def read_records(path: str | os.PathLike) -> list[Any]:
-    """Read a JSON list (``.json``) or JSON lines (``.jsonl``; also detected by content) file.
+#: file suffixes read as JSON (a list of records, or one record per line) and as Apache Parquet
+JSON_SUFFIXES = (".json", ".jsonl")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+_FORMATS_HINT = "a .json (list of records), .jsonl (one record per line) or .parquet file"
 
-    Raises :class:`DataFormatError` naming the file and the line/record for bad JSON or a wrong top-level type.
+
+def _read_parquet(p: Path) -> list[Any]:
+    """The rows of a Parquet file as dicts (``pyarrow``, imported only here)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataFormatError(f"{p}: a Parquet file needs the pyarrow package (pip install pyarrow), which is "
+                              "not installed; or convert the file to JSON lines") from None
+    try:
+        return pq.read_table(p).to_pylist()
+    except Exception as e:  # a truncated or foreign file: pyarrow's own error, with the file named
+        raise DataFormatError(f"{p}: not a readable Parquet file ({type(e).__name__}: {e}); pass "
+                              f"{_FORMATS_HINT}") from None
+
+
+def read_records(path: str | os.PathLike) -> list[Any]:
+    """Read a JSON list (``.json``), JSON lines (``.jsonl``; also detected by content) or Parquet (``.parquet``,
+    also detected by its ``PAR1`` magic bytes; the Hub serves its datasets this way) file.
+
+    Raises :class:`DataFormatError` naming the file (and the line / record) for a missing path, a directory, a
+    file that is not UTF-8 text (latin-1, a binary format), bad JSON or a wrong top-level type.
     """
     p = Path(path)
+    if p.is_dir():
+        inside = sorted(str(c.name) for c in p.iterdir() if c.suffix in JSON_SUFFIXES + PARQUET_SUFFIXES)[:5]
+        raise DataFormatError(f"{p}: is a directory, not a file; pass one file in it"
+                              + (f" (e.g. {', '.join(inside)})" if inside else f" ({_FORMATS_HINT})"))
     if not p.is_file():
-        raise DataFormatError(f"{p}: no such file (pass a .json/.jsonl path, a datasets.Dataset or a hub name)")
-    text = p.read_text(encoding="utf-8-sig")  # a UTF-8 byte order mark (Windows exports) is not part of the JSON
+        raise DataFormatError(f"{p}: no such file (pass {_FORMATS_HINT}, a datasets.Dataset or a hub name)")
+    raw = p.read_bytes()
+    if p.suffix.lower() in PARQUET_SUFFIXES or raw[:4] == b"PAR1":
+        return _read_parquet(p)
+    try:
+        text = raw.decode("utf-8-sig")  # a UTF-8 byte order mark (Windows exports) is not part of the JSON
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise DataFormatError(
+            f"{p}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}, line {line}); JSON must be "
+            f"UTF-8: re-encode the file (e.g. `iconv -f latin1 -t utf-8`), or pass {_FORMATS_HINT}") from None
     stripped = text.lstrip()
     if not stripped:
         raise DataFormatError(f"{p}: the file is empty")
+    if stripped[0] not in "[{":
+        raise DataFormatError(f"{p}: does not start like JSON (first character {stripped[0]!r}); pass "
+                              f"{_FORMATS_HINT}")
     if stripped[0] == "[":
         try:
             data = json.loads(text)
@@ -186,6 +225,26 @@ def _req(rec: dict, key: str, typ=str, nonempty: bool = True):
     if nonempty and typ is str and not v.strip():
         raise _Skip(key, "empty string")
     return v
+
+
+_TRUE, _FALSE = ("true", "1"), ("false", "0")
+
+
+def _bool(value, field: str, default: bool | None = None) -> bool:
+    """A boolean field read strictly: ``true``/``false`` (JSON), the strings ``"true"``/``"false"`` (any case)
+    and ``0``/``1`` (numbers or strings). Anything else (``"no"``, ``2``, a list) makes the record malformed,
+    never a silent truthy value; ``None`` (absent) gives ``default`` (malformed when there is none)."""
+    if value is None:
+        if default is None:
+            raise _Skip(field, "missing")
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise _Skip(field, f"expected a boolean (true/false or 0/1), got {value!r}")
 
 
 def linearise_paragraphs(paragraphs: Sequence[dict], dataset: str) -> str:
@@ -424,13 +483,26 @@ def _convert_hotpotqa(rec: dict) -> dict:
         raise _Skip("context", f"expected a list or a {{title, sentences}} dict, got {type(ctx).__name__}")
     paragraphs = [{"title": str(t), "text": "".join(str(s) for s in ss).strip()} for t, ss in pairs]
     sf = rec.get("supporting_facts")
-    if isinstance(sf, dict):
-        facts = list(zip(sf.get("title") or [], sf.get("sent_id") or []))
+    if sf is None:
+        facts = []                       # the test split has none
+    elif isinstance(sf, dict):
+        titles, sids = sf.get("title"), sf.get("sent_id")
+        if not isinstance(titles, list) or not isinstance(sids, list) or len(titles) != len(sids):
+            raise _Skip("supporting_facts", "columnar supporting facts need lists 'title' and 'sent_id' of "
+                                            "equal length")
+        facts = list(zip(titles, sids))
     elif isinstance(sf, list):
-        facts = [tuple(f) for f in sf if isinstance(f, (list, tuple)) and len(f) == 2]
-    else:
         facts = []
-    for j, (_, sid) in enumerate(facts):
+        for j, f in enumerate(sf):
+            if not (isinstance(f, (list, tuple)) and len(f) == 2):
+                raise _Skip(f"supporting_facts[{j}]", f"expected a [title, sentence index] pair, got {f!r}")
+            facts.append((f[0], f[1]))
+    else:
+        raise _Skip("supporting_facts", f"expected a list of [title, sentence index] pairs or a "
+                                        f"{{title, sent_id}} dict, got {type(sf).__name__}")
+    for j, (title, sid) in enumerate(facts):
+        if not isinstance(title, str):
+            raise _Skip(f"supporting_facts[{j}]", f"title {title!r} is not a string")
         if isinstance(sid, bool) or not isinstance(sid, numbers.Integral):
             raise _Skip(f"supporting_facts[{j}]", f"sentence index {sid!r} is not an int")
     sup_titles = {str(t) for t, _ in facts}
@@ -452,7 +524,7 @@ def _convert_musique(rec: dict, keep_unanswerable: bool = False) -> dict:
     rid = _req(rec, "id")
     question = _req(rec, "question")
     paras = _req(rec, "paragraphs", list, nonempty=False)
-    unanswerable = rec.get("answerable") is False
+    unanswerable = not _bool(rec.get("answerable"), "answerable", default=True)
     if unanswerable and not keep_unanswerable:
         raise _Skip("answerable", "answerable is false", unanswerable=True)
     ans = str(rec.get("answer") or "") if unanswerable else _req(rec, "answer")
@@ -466,10 +538,11 @@ def _convert_musique(rec: dict, keep_unanswerable: bool = False) -> dict:
         idx = p.get("idx", j)
         if isinstance(idx, bool) or not isinstance(idx, numbers.Integral):
             raise _Skip(f"paragraphs[{j}].idx", f"expected an int, got {idx!r}")
+        _bool(p.get("is_supporting"), f"paragraphs[{j}].is_supporting", default=False)   # malformed if not a boolean
         items.append((idx, p))
     items.sort(key=lambda t: t[0])
     paragraphs = [{"title": str(p.get("title", "")), "text": p["paragraph_text"].strip()} for _, p in items]
-    sup = [i for i, (_, p) in enumerate(items) if p.get("is_supporting")]
+    sup = [i for i, (_, p) in enumerate(items) if _bool(p.get("is_supporting"), "is_supporting", default=False)]
     meta = {"format": "musique", "answerable": not unanswerable,
             "hops": str(rid).split("__")[0], "question_decomposition": rec.get("question_decomposition")}
     return {"id": str(rid), "dataset": "musique", "question": question, "context": _linearise(paragraphs),
@@ -506,7 +579,9 @@ def records_to_dataset(records: Iterable[Any], dataset: str | None = None, *, so
                        strict: bool = False, keep_unanswerable: bool = False):
     """Convert raw records into the uniform ``datasets.Dataset``; returns ``(dataset, LoadReport)``.
 
-    ``strict=True`` raises :class:`DataFormatError` at the first malformed record instead of counting it.
+    ``strict=True`` raises :class:`DataFormatError` at the first record that would not be loaded, instead of
+    counting it: a malformed one, or an unanswerable one (MuSiQue ``answerable: false``, a HotpotQA record
+    without an answer) unless ``keep_unanswerable`` keeps it. So a strict load returns every record or raises.
     ``keep_unanswerable=True`` keeps unanswerable MuSiQue records (answer may then be empty) instead of skipping.
     """
     import datasets
@@ -547,9 +622,9 @@ def records_to_dataset(records: Iterable[Any], dataset: str | None = None, *, so
             if not isinstance(rec, dict):
                 raise _Skip("<record>", f"expected a JSON object, got {type(rec).__name__}")
             try:
-                if keep_unanswerable and dataset == "musique" and rec.get("answerable") is False:
+                if keep_unanswerable and dataset == "musique":
                     row = conv(rec, keep_unanswerable=True)
-                    report.n_unanswerable += 1
+                    report.n_unanswerable += not row["metadata"]["answerable"]
                 else:
                     row = conv(rec)
             except (TypeError, ValueError, AttributeError, KeyError, IndexError) as e:
@@ -577,20 +652,31 @@ def records_to_dataset(records: Iterable[Any], dataset: str | None = None, *, so
     return ds, report
 
 
+def _is_local_path(source) -> bool:
+    """A ``pathlib.Path`` (any ``os.PathLike``) always names a file; a string does when it exists, ends with a
+    data-file suffix or starts like a path (``/``, ``./``, ``../``, ``~``); any other string is a Hub name."""
+    if isinstance(source, os.PathLike):
+        return True
+    if not isinstance(source, str):
+        return False
+    return (Path(source).exists() or source.lower().endswith(JSON_SUFFIXES + PARQUET_SUFFIXES)
+            or source.startswith(("/", "./", "../", "~")))
+
+
 def load_benchmark(source, dataset: str | None = None, *, split: str = "train", name: str | None = None,
                    limit: int | None = None, strict: bool = False, keep_unanswerable: bool = False,
                    **load_dataset_kwargs):
     """Load FinQA / HotpotQA / MuSiQue into the uniform schema; returns ``(datasets.Dataset, LoadReport)``.
 
-    ``source`` is a local ``.json``/``.jsonl`` path, a ``datasets.Dataset`` (e.g. the Hub copy loaded
+    ``source`` is a local ``.json``/``.jsonl``/``.parquet`` path (:func:`read_records`), a ``datasets.Dataset`` (e.g. the Hub copy loaded
     elsewhere), a list of dicts, or a Hub dataset name (e.g. ``"hotpotqa/hotpot_qa"`` with ``name="distractor"``),
     which goes through ``datasets.load_dataset(source, name, split=split)`` and so needs a reachable hub.
     ``dataset`` is detected from the record keys when not given. ``limit`` keeps the first ``limit`` records.
     """
     import datasets
 
-    if isinstance(source, (str, os.PathLike)) and (Path(source).exists() or str(source).endswith((".json", ".jsonl"))):
-        records = read_records(source)
+    if _is_local_path(source):
+        records = read_records(Path(source).expanduser())
         src = str(source)
         if not isinstance(records, list):
             raise DataFormatError(f"{src}: top level is a {type(records).__name__}, expected a list of records")

@@ -8,7 +8,8 @@
   to solve and how to format, so the initial P_theta(y*|x*) is tiny.
 
 The contract with the trainer is :func:`to_training_examples`, a list of dicts with exactly the keys
-``id, prompt, answer, aliases`` (``answer`` is y*, the string teacher-forced after the rationale). Prompts are
+``id, prompt, answer, aliases`` (``answer`` is y*, teacher-forced after the rationale as
+:meth:`AnswerFormat.target <tsallis_ref.data.answer_format.AnswerFormat.target>` writes it). Prompts are
 plain text; applying a chat template (e.g. Qwen3's, which opens ``<think>``) is the consumer's job.
 
 Context truncation (:func:`truncate_paragraphs`) keeps the supporting paragraphs first (when known), then
@@ -20,10 +21,11 @@ from __future__ import annotations
 import re
 from typing import Callable, Sequence
 
+from .answer_format import DEFAULT_ANSWER_FORMAT, AnswerFormat
 from .loaders import linearise_paragraphs
 
 __all__ = [
-    "WARM_TEMPLATES", "COLD_TEMPLATE", "ANSWER_FORMATS", "make_counter", "truncate_paragraphs",
+    "WARM_TEMPLATES", "COLD_TEMPLATE", "warm_template", "ANSWER_FORMATS", "make_counter", "truncate_paragraphs",
     "build_prompt", "to_training_examples",
 ]
 
@@ -46,13 +48,21 @@ _TASKS = {
                 "2 to 4 single-hop questions, each answered by one paragraph; most paragraphs are distractors."),
 }
 
-#: Warm-start templates, exactly as used; their fields are context and question.
-WARM_TEMPLATES = {
-    name: (f"{_TASKS[name]}\n\n{{context}}\n\nQuestion: {{question}}\n\n"
-           f"Think step by step. Then give the final answer on the last line in the form \"Answer: <answer>\". "
-           f"{ANSWER_FORMATS[name]}")
-    for name in _TASKS
-}
+def warm_template(dataset: str, answer_format: AnswerFormat | None = None) -> str:
+    """The warm-start template of ``dataset`` for ``answer_format`` (fields context and question): the task
+    description, the context, the question, then :meth:`AnswerFormat.instruction` (the layout the trainer
+    teacher-forces and the reward reads back) and the dataset's answer-writing rules (:data:`ANSWER_FORMATS`)."""
+    if dataset not in _TASKS:
+        raise ValueError(f"unknown dataset {dataset!r}: one of {sorted(_TASKS)}")
+    fmt = DEFAULT_ANSWER_FORMAT if answer_format is None else AnswerFormat.from_config(answer_format)
+    return (f"{_TASKS[dataset]}\n\n{{context}}\n\nQuestion: {{question}}\n\n"
+            f"{fmt.instruction().replace('{', '{{').replace('}', '}}')} {ANSWER_FORMATS[dataset]}")
+
+
+#: Warm-start templates for the default answer format (a last line "Answer: <answer>"), exactly as used by a
+#: run whose rollout ends the rationale with "\nAnswer:"; :func:`warm_template` gives those of other formats
+#: (after ``</think>``: "write only the final answer"). Their fields are context and question.
+WARM_TEMPLATES = {name: warm_template(name) for name in _TASKS}
 
 #: The cold-start x*, the linearised input only; its fields are context and question.
 COLD_TEMPLATE = "{context}\n\n{question}"
@@ -140,8 +150,12 @@ def truncate_paragraphs(paragraphs: Sequence[dict], supporting: Sequence[int], b
     return text, {"kept": sorted(kept), "cut": cut_idx, "n_tokens": count(text), "truncated": True}
 
 
-def build_prompt(row: dict, mode: str = "warm", *, context_budget: int | None = None, tokenizer=None) -> tuple[str, dict]:
-    """The prompt for one uniform record (``mode`` "warm" or "cold"); returns ``(prompt, truncation_info)``."""
+def build_prompt(row: dict, mode: str = "warm", *, context_budget: int | None = None, tokenizer=None,
+                 answer_format: AnswerFormat | None = None) -> tuple[str, dict]:
+    """The prompt for one uniform record (``mode`` "warm" or "cold"); returns ``(prompt, truncation_info)``.
+
+    A warm prompt asks for ``answer_format`` (:class:`~tsallis_ref.data.answer_format.AnswerFormat`, or a rollout
+    config; default: a last line "Answer: <answer>"); a cold prompt asks for nothing."""
     if mode not in ("warm", "cold"):
         raise ValueError(f"mode must be 'warm' or 'cold', got {mode!r}")
     ds = row["dataset"]
@@ -149,22 +163,24 @@ def build_prompt(row: dict, mode: str = "warm", *, context_budget: int | None = 
         raise ValueError(f"record {row.get('id')!r}: unknown dataset {ds!r}")
     paragraphs = list(row["paragraphs"])
     ctx, info = truncate_paragraphs(paragraphs, list(row["supporting"] or []), context_budget, ds, tokenizer)
-    tpl = WARM_TEMPLATES[ds] if mode == "warm" else COLD_TEMPLATE
+    tpl = warm_template(ds, answer_format) if mode == "warm" else COLD_TEMPLATE
     return tpl.format(context=ctx, question=row["question"].strip()), info
 
 
 def to_training_examples(ds, mode: str = "warm", *, context_budget: int | None = None, tokenizer=None,
-                         limit: int | None = None) -> list[dict]:
+                         limit: int | None = None, answer_format: AnswerFormat | None = None) -> list[dict]:
     """The trainer contract: ``[{id, prompt, answer, aliases}]`` from a uniform ``datasets.Dataset`` (or rows).
 
     ``answer`` is the gold output y*; ``aliases`` the other accepted strings (MuSiQue aliases, FinQA's other
     renderings of the same number). ``context_budget`` caps the context in tokens (``tokenizer`` or
-    white-space tokens), keeping supporting paragraphs.
+    white-space tokens), keeping supporting paragraphs. ``answer_format``: the layout warm prompts ask for
+    (the run's ``AnswerFormat.from_config(cfg.rollout)``, so the prompt asks for what is teacher-forced).
     """
     out = []
     for j, row in enumerate(ds):
         if limit is not None and j >= limit:
             break
-        prompt, _ = build_prompt(row, mode, context_budget=context_budget, tokenizer=tokenizer)
+        prompt, _ = build_prompt(row, mode, context_budget=context_budget, tokenizer=tokenizer,
+                                 answer_format=answer_format)
         out.append({"id": row["id"], "prompt": prompt, "answer": row["answer"], "aliases": list(row["aliases"] or [])})
     return out

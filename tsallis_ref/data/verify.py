@@ -11,7 +11,9 @@ Users also compare against the benchmarks' own metrics:
 
 * HotpotQA / MuSiQue answer EM and F1 with the official SQuAD normalisation (:func:`squad_normalize`;
   lower case, punctuation and the articles a/an/the removed, white space collapsed). HotpotQA's official F1
-  scores 0 when either side is yes/no/noanswer and they differ; MuSiQue takes the max over the answer aliases.
+  scores 0 when either side is yes/no/noanswer and they differ (and, as SQuAD v1.1's, 0 when no token is shared,
+  both sides empty included); MuSiQue's (SQuAD 2.0's) scores 1 when both sides normalise to empty, and takes the
+  max over the answer and its aliases.
 * FinQA execution accuracy (:func:`finqa_numeric_match`): numbers compared at the official precision (the
   official FinQA executor rounds to 5 decimals and compares with ``exe_ans``), with percentages handled ("12%" =
   0.12, and a percentage written without its sign, 12 vs 0.12, when ``percent_scale``), and a prediction that is
@@ -31,7 +33,7 @@ from typing import Iterable, Sequence
 
 __all__ = [
     "extract_answer", "squad_normalize", "normalize_answer", "exact_match", "reward_exact_match",
-    "relaxed_match", "squad_em", "squad_f1", "hotpot_f1", "max_over_aliases", "parse_number",
+    "relaxed_match", "squad_em", "squad_f1", "musique_f1", "hotpot_f1", "max_over_aliases", "parse_number",
     "finqa_numeric_match", "END_OF_RATIONALE_MARKERS",
 ]
 
@@ -123,11 +125,16 @@ def relaxed_match(pred: str, gold: str, aliases: Iterable[str] | None = None) ->
 
 
 def squad_em(pred: str, gold: str) -> float:
+    """Official exact match (SQuAD v1.1 / v2.0, HotpotQA, MuSiQue): the normalised strings are equal.
+
+    Two answers that both normalise to ``""`` ("The The", "a.") are equal: EM 1, in every official script."""
     return float(squad_normalize(pred) == squad_normalize(gold))
 
 
 def squad_f1(pred: str, gold: str) -> float:
-    """Official SQuAD token F1 (MuSiQue uses it as is)."""
+    """Official SQuAD v1.1 token F1 (``f1_score`` of ``evaluate-v1.1.py``): harmonic mean of token precision and
+    recall of the normalised answers, **0 when they share no token**, so also 0 when both normalise to ``""``.
+    HotpotQA's :func:`hotpot_f1` builds on it; MuSiQue uses the SQuAD 2.0 variant, :func:`musique_f1`."""
     p, g = squad_normalize(pred).split(), squad_normalize(gold).split()
     common = Counter(p) & Counter(g)
     same = sum(common.values())
@@ -137,8 +144,19 @@ def squad_f1(pred: str, gold: str) -> float:
     return 2 * prec * rec / (prec + rec)
 
 
+def musique_f1(pred: str, gold: str) -> float:
+    """MuSiQue's official answer F1 (``compute_f1`` of its ``metrics/answer.py``, from the SQuAD 2.0 script):
+    when either side normalises to no token, 1 if both do and 0 otherwise; else :func:`squad_f1`."""
+    p, g = squad_normalize(pred).split(), squad_normalize(gold).split()
+    if not p or not g:
+        return float(p == g)
+    return squad_f1(pred, gold)
+
+
 def hotpot_f1(pred: str, gold: str) -> float:
-    """Official HotpotQA answer F1: 0 when either side is yes/no/noanswer and they differ, else SQuAD F1."""
+    """Official HotpotQA answer F1 (``f1_score`` of ``hotpot_evaluate_v1.py``): 0 when either normalised side
+    is yes/no/noanswer and they differ, else :func:`squad_f1` (so 0 when both normalise to ``""``, while their
+    EM is 1: HotpotQA's script has no empty-answer rule)."""
     np_, ng = squad_normalize(pred), squad_normalize(gold)
     special = ("yes", "no", "noanswer")
     if (np_ in special or ng in special) and np_ != ng:
@@ -147,8 +165,11 @@ def hotpot_f1(pred: str, gold: str) -> float:
 
 
 def max_over_aliases(fn, pred: str, gold: str, aliases: Iterable[str] | None = None) -> float:
-    """``max(fn(pred, g))`` over gold and its aliases (MuSiQue's official rule)."""
-    gs = _golds(gold, aliases)
+    """``max(fn(pred, g))`` over gold and its aliases (MuSiQue's official ``metric_max_over_ground_truths``
+    over ``[answer] + answer_aliases``). Every gold string counts, an empty one too, as in the official script
+    (an empty gold scores EM and F1 1 against a prediction that normalises to empty); only non-strings are
+    dropped."""
+    gs = [g for g in [gold, *(aliases or [])] if isinstance(g, str)]
     return max((fn(pred, g) for g in gs), default=0.0)
 
 
