@@ -16,15 +16,10 @@ def _run(*args):
                           timeout=300, cwd=ROOT)
 
 
-def test_help():
-    r = _run("train", "--help")
-    assert r.returncode == 0 and "--config" in r.stdout and "--resume" in r.stdout
-
-
 def test_help_explains_every_config_field():
     from tsallis_ref.config import iter_fields
     r = _run("train", "--help")
-    assert r.returncode == 0
+    assert r.returncode == 0 and "--config" in r.stdout and "--resume" in r.stdout
     lines = r.stdout.splitlines()
     for key, tp, default, text in iter_fields():
         line = next((l for l in lines if l.strip().startswith(key + " (")), None)
@@ -33,12 +28,7 @@ def test_help_explains_every_config_field():
 
 
 @pytest.mark.parametrize("yaml_text,key", [
-    ("optim: {lr: fast}", "optim.lr"),
-    ("optim: {betas: 0.9}", "optim.betas"),
-    ("optim: {lr: null}", "optim.lr"),
-    ("seed: zero", "seed"),
-    ("model: {tiny: 5}", "model.tiny"),
-    ("data: {path: x.jsonl, limit: ten}", "data.limit"),
+    ("optim: {betas: 0.9}", "optim.betas"),          # every field's checks: tests/test_config.py
     ("base: missing.yaml", "missing.yaml"),
     ("method: {name: garl", "not valid YAML"),
 ])
@@ -62,6 +52,7 @@ def test_bad_config_exits_with_the_field_name(tmp_path):
     assert r.returncode == 2 and "rollout.M" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_tiny_preset_through_the_cli(tmp_path):
     out = tmp_path / "run"
     r = _run("train", "--config", "configs/tiny_cpu.yaml", "--set", f"output_dir={out}", "--set", "steps=2",
