@@ -2,11 +2,18 @@
 
 The presets in ``configs/*.yaml`` hold the paper's settings (Sec. 7.1): M = 32 rollouts per prompt for
 every method, K = M for PAFT, the q values of Tables 1-3, and the budget-forcing budgets
-(FinQA 4k, HotpotQA 3k, MuSiQue 2k tokens, of which 128 are reserved for the answer).
+(FinQA 4k, HotpotQA 3k, MuSiQue 2k tokens, of which 128 are reserved for the answer); they are written as
+``configs/base/*.yaml`` plus small overlays that name their base (``base: base/finqa.yaml``).
 
->>> cfg = TrainConfig.from_dict({"method": {"name": "garl", "q": 0.75}, "rollout": {"M": 4}})
->>> cfg.method.name, cfg.rollout.M
-('garl', 4)
+Every field is declared with its meaning (``field(default=..., metadata={"help": ...})``, the convention of
+TRL's configs) and checked against its type annotation before any model loads (:func:`check_field`): numeric
+strings such as YAML 1.1's ``1e-3`` are read as numbers; anything else that does not fit raises
+:class:`ConfigError` naming the dotted key. ``python -m tsallis_ref train --help`` lists every field.
+
+>>> cfg = TrainConfig.from_dict({"method": {"name": "garl", "q": 0.75}, "rollout": {"M": 4},
+...                              "optim": {"lr": "1e-3"}, "data": {"path": "train.jsonl"}})
+>>> cfg.method.name, cfg.rollout.M, cfg.optim.lr
+('garl', 4, 0.001)
 """
 from __future__ import annotations
 
@@ -367,15 +374,20 @@ def _describe(tp) -> str:
         return repr(args[0]) if len(args) == 1 else "one of " + ", ".join(repr(a) for a in args)
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}s"
-        return f"a list of {len(args)} " + (f"{_describe(args[0])[2:]}s" if len(set(args)) == 1 else
-                                            ", ".join(_describe(a) for a in args))
+            return f"a list of {_plural(args[0])}"
+        if len(set(args)) == 1:
+            return f"a list of {len(args)} {_plural(args[0])}"
+        return f"a list of {len(args)} items: " + ", ".join(_describe(a) for a in args)
     if origin is list:
-        return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}s" if args else "a list"
+        return f"a list of {_plural(args[0])}" if args else "a list"
     if origin is Union:
         parts = [_describe(a) for a in args if a is not type(None)] + (["null"] if type(None) in args else [])
         return ", ".join(parts[:-1]) + " or " + parts[-1]
     return getattr(tp, "__name__", str(tp))
+
+
+def _plural(tp) -> str:
+    return _describe(tp).removeprefix("a ").removeprefix("an ") + "s"
 
 
 def _number(v: Any) -> float:
@@ -468,16 +480,19 @@ def check_field(value: Any, tp, key: str, default: Any = dataclasses.MISSING) ->
         pass
     got = repr(value)
     got = got if len(got) <= 80 else got[:77] + "..."
+    example = (f"`{key}: {_yaml_scalar(default)}` (the default)"
+               if default is not dataclasses.MISSING and not is_dataclass(tp) else "")
     if is_dataclass(tp):
         fix = f"give a mapping such as `{key}: {{{', '.join(f.name + ': ...' for f in fields(tp)[:2])}}}`"
-    elif get_origin(tp) is Literal or (get_origin(tp) is Union and value is not None and not isinstance(value, (int, float))):
-        fix = "use one of the values listed" + (f", e.g. `{key}: {_yaml_scalar(default)}` (the default)"
-                                                 if default is not dataclasses.MISSING else "")
-    elif default is not dataclasses.MISSING:
-        fix = f"write it as in `{key}: {_yaml_scalar(default)}` (the default)"
+    elif _lists_choices(tp):
+        fix = "use one of the values listed" + (f", e.g. {example}" if example else "")
     else:
-        fix = "fix the value"
+        fix = f"write it as in {example}" if example else f"give {_describe(tp)}"
     raise ConfigError(f"config field `{key}`: expected {_describe(tp)}; got {got} ({type(value).__name__}); {fix}")
+
+
+def _lists_choices(tp) -> bool:
+    return get_origin(tp) is Literal or (get_origin(tp) is Union and any(_lists_choices(a) for a in get_args(tp)))
 
 
 def _yaml_scalar(v: Any) -> str:
