@@ -203,6 +203,11 @@ def test_base_cycles_and_missing_bases_are_refused(tmp_path):
         load_config(tmp_path / "d.yaml")
 
 
+def test_base_in_a_dict_says_where_it_is_read():
+    with pytest.raises(ConfigError, match="`base:` is read from YAML files"):
+        TrainConfig.from_dict({**DATA, "base": "other.yaml"})
+
+
 def test_bad_yaml_and_directories_name_the_file(tmp_path):
     (tmp_path / "bad.yaml").write_text("method: {name: garl\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml.*not valid YAML"):

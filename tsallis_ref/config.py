@@ -524,8 +524,10 @@ def _build(cls, d: dict, prefix: str):
         import difflib
         hints = [f"`{prefix}{u}` (did you mean `{prefix}{m[0]}`?)" if (m := difflib.get_close_matches(str(u), known, 1))
                  else f"`{prefix}{u}`" for u in unknown]
+        base = ("; `base:` is read from YAML files (load_config, TrainConfig.from_yaml), not from a dict"
+                if "base" in unknown and not prefix else "")
         raise ConfigError(f"unknown config field(s) {', '.join(hints)}; known fields of `{where}`: "
-                          f"{', '.join(known)}")
+                          f"{', '.join(known)}{base}")
     hints_ = _hints(cls)
     kwargs = {name: check_field(d[name], hints_[name], prefix + name, _default(f))
               for name, f in known.items() if name in d}
