@@ -2,6 +2,7 @@
 #
 #   make book   build the Jupyter Book (executes the CPU chapters) -> _build/html/index.html
 #   make test   run every test: pytest over tests/ and nbval over the book's notebooks
+#   make test-fast   the tests not marked slow, no notebooks (the inner loop while editing)
 #
 # Both create or reuse the virtual environment .venv (scripts/setup_env.sh) and install what they need:
 # the package with all extras (torch 2.13.0 CPU first, or the torch the interpreter already has),
@@ -23,11 +24,12 @@ REQUIRE_CHROMIUM ?= 1
 PYTEST_ARGS ?=
 NOTEBOOKS = $(shell find book -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' -not -path '*/_build/*' | sort)
 
-.PHONY: help venv book test clean
+.PHONY: help venv book test test-fast clean
 
 help:
 	@echo "make book   build the book into _build/html (executes the notebooks)"
 	@echo "make test   run pytest over tests/ and nbval over the notebooks"
+	@echo "make test-fast   run the tests not marked slow (no notebooks)"
 
 venv:
 	@bash scripts/setup_env.sh
@@ -43,6 +45,11 @@ test:
 	@bash scripts/setup_env.sh mathjax $(if $(filter 1,$(REQUIRE_CHROMIUM)),chromium)
 	TSALLIS_REF_REQUIRE_CHROMIUM=$(REQUIRE_CHROMIUM) $(PY) -m pytest tests $(NOTEBOOKS) \
 		--nbval-lax --nbval-current-env --nbval-sanitize-with book/nbval_sanitize.cfg $(XDIST) $(PYTEST_ARGS)
+
+# the inner loop: no notebooks, no tests marked @pytest.mark.slow (they still run in `make test`)
+test-fast:
+	@bash scripts/setup_env.sh
+	$(PY) -m pytest tests -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 clean:
 	rm -rf _build

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
 
@@ -14,9 +16,33 @@ def _run(*args):
                           timeout=300, cwd=ROOT)
 
 
-def test_help():
+def test_help_explains_every_config_field():
+    from tsallis_ref.config import iter_fields
     r = _run("train", "--help")
     assert r.returncode == 0 and "--config" in r.stdout and "--resume" in r.stdout
+    lines = r.stdout.splitlines()
+    for key, tp, default, text in iter_fields():
+        line = next((l for l in lines if l.strip().startswith(key + " (")), None)
+        assert line is not None, f"train --help does not list {key}"
+        assert tp in line and text[:40] in line, line
+
+
+@pytest.mark.parametrize("yaml_text,key", [
+    ("optim: {betas: 0.9}", "optim.betas"),          # every field's checks: tests/test_config.py
+    ("base: missing.yaml", "missing.yaml"),
+    ("method: {name: garl", "not valid YAML"),
+])
+def test_bad_config_is_one_line_and_exit_2(tmp_path, yaml_text, key):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml_text + ("\ndata: {path: x.jsonl}\n" if "data:" not in yaml_text else "\n"))
+    r = _run("train", "--config", str(cfg))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and key in r.stderr and r.stderr.startswith("error: ")
+
+
+def test_set_values_are_type_checked(tmp_path):
+    r = _run("train", "--config", "configs/tiny_cpu.yaml", "--set", "rollout.M=many")
+    assert r.returncode == 2 and "`rollout.M`: expected an integer; got 'many'" in r.stderr
 
 
 def test_bad_config_exits_with_the_field_name(tmp_path):
@@ -26,6 +52,7 @@ def test_bad_config_exits_with_the_field_name(tmp_path):
     assert r.returncode == 2 and "rollout.M" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_tiny_preset_through_the_cli(tmp_path):
     out = tmp_path / "run"
     r = _run("train", "--config", "configs/tiny_cpu.yaml", "--set", f"output_dir={out}", "--set", "steps=2",

