@@ -111,6 +111,22 @@ def test_rng_states_survive_a_weights_only_round_trip(tmp_path):
     assert draws == again
 
 
+def test_a_checkpoint_of_an_earlier_version_still_resumes(tmp_path):
+    """Earlier checkpoints held numpy's RNG key as an array (torch.save of np.random.get_state())."""
+    import random
+    import numpy as np
+    from tsallis_ref.checkpoint import set_rng_state
+    np.random.seed(4)
+    legacy = {"step": 3, "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
+                                 "torch": torch.get_rng_state()}}
+    x = float(np.random.rand())
+    torch.save(legacy, tmp_path / "checkpoint.pt")
+    ck = load_checkpoint(tmp_path / "checkpoint.pt")
+    np.random.seed(0)
+    set_rng_state(ck["rng"])
+    assert ck["step"] == 3 and float(np.random.rand()) == x
+
+
 def test_config_differences_name_each_field():
     from tsallis_ref.config import TrainConfig
     a = TrainConfig.from_dict({"optim": {"lr": 1e-3}, "method": {"q": 0.5}, "data": {"path": "x.jsonl"}}).to_dict()

@@ -146,9 +146,20 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
     return path
 
 
+def _legacy_numpy_globals() -> list:
+    """The numpy array constructors that checkpoints of earlier versions hold (numpy's RNG key as an array): plain
+    data, allowed in the weights-only unpickler so those checkpoints still resume."""
+    try:
+        import numpy._core.multiarray as multiarray
+    except ImportError:                          # numpy < 2
+        import numpy.core.multiarray as multiarray
+    return [multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
 def _read(path: Path) -> dict:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_legacy_numpy_globals()):
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:                       # truncated zip, refused pickle, garbage: all unreadable
         raise CheckpointError(f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}") from None
     if not isinstance(state, dict):
