@@ -38,9 +38,9 @@ __all__ = ["CKPT_NAME", "PREV_NAME", "RESUME_MAY_CHANGE", "CheckpointError", "rn
 CKPT_NAME = "checkpoint.pt"
 PREV_NAME = "checkpoint.prev.pt"
 
-#: Config fields that may differ between a checkpoint and the run that resumes it: the run's length and where it
-#: writes and logs, the device and thread count, and memory knobs whose gradient is the same (micro-batches,
-#: logits chunks, two-pass scoring, generation batches). Every other field must be equal.
+#: The config fields that may differ between a checkpoint and the run that resumes it, namely the run's length,
+#: where it writes and logs, the device and thread count, and memory knobs whose gradient is the same
+#: (micro-batches, logits chunks, two-pass scoring, generation batches). Every other field must be equal.
 RESUME_MAY_CHANGE = frozenset({
     "steps", "output_dir", "checkpoint_every", "device", "num_threads", "tensorboard", "wandb", "progress_bar",
     "optim.micro_batch_size", "optim.logits_chunk", "optim.two_pass_scoring", "rollout.generation_batch_size",

@@ -129,7 +129,7 @@ class GARLCoefficients:
 
     @property
     def n_dead_prompts(self) -> int:
-        """How many prompts have all weights 0 (wbar = 0): they add zero gradient."""
+        """The number of prompts whose weights are all 0 (wbar = 0), which add zero gradient."""
         return 0 if self.dead is None else int(self.dead.sum())
 
 
