@@ -48,10 +48,15 @@ def test_a_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):
                                             r" \(step 2\)"):
         ck = load_checkpoint(p)
     assert ck["step"] == 2 and torch.equal(ck["x"], torch.arange(1000))
+    # the resumed run's next save does not rotate the truncated file into the previous one's place
+    save_checkpoint(p, {"step": 3, "x": torch.arange(3)})
+    assert load_checkpoint(p)["step"] == 3 and load_checkpoint(previous_path(p))["step"] == 2
+    save_checkpoint(p, {"step": 4, "x": torch.arange(4)})
+    assert load_checkpoint(previous_path(p))["step"] == 3
     # the latest missing (a crash between the two renames of a file system without hard links): same
     p.unlink()
     with pytest.warns(RuntimeWarning, match="is missing"):
-        assert load_checkpoint(p)["step"] == 2
+        assert load_checkpoint(p)["step"] == 3
 
 
 def test_an_unreadable_checkpoint_without_a_previous_one_names_the_file_and_the_fix(tmp_path):

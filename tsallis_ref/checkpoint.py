@@ -10,7 +10,7 @@ CUDA, PAFT's resampling generator), the step, the data order (epoch permutation 
 * **Atomic, with the previous one kept.** The new checkpoint is written to ``<file>.tmp`` and fsynced; the current
   one is then moved to ``checkpoint.prev.pt`` (a hard link renamed into place, so ``checkpoint.pt`` never
   disappears) and the new one moved into place with ``os.replace``. A run killed at any moment leaves at least
-  one complete checkpoint.
+  one complete checkpoint; a latest file that is not a complete zip archive is overwritten, not kept.
 * **Unreadable latest.** :func:`load_checkpoint` falls back to the previous checkpoint with a warning that names
   both files; when neither can be read it stops with a :class:`CheckpointError` naming the file and the fix.
 * **Resuming checks the config** (:func:`load_for_resume`): every field must equal the checkpoint's, except those
@@ -23,6 +23,7 @@ import os
 import random
 import shutil
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Optional
 
@@ -124,7 +125,7 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
         torch.save(state, f)
         f.flush()
         os.fsync(f.fileno())
-    if path.exists():
+    if path.exists() and zipfile.is_zipfile(path):   # a truncated latest (no zip directory) never replaces prev
         prev = previous_path(path)
         ptmp = prev.with_name(prev.name + ".tmp")
         if ptmp.exists():
