@@ -18,6 +18,7 @@ from tsallis_ref import (
     group_advantages,
     grpo_loss,
     loo_log_mean_weight,
+    paft_coefficients,
     paft_loss,
     paft_resample,
     rloo_loss,
@@ -276,3 +277,108 @@ def test_rloo_loss_gradient():
     torch.testing.assert_close(-g * 4, torch.tensor([[2 / 3, -2 / 3, -2 / 3, 2 / 3]]))
     with pytest.raises(ValueError, match="M >= 2"):
         rloo_loss(lp[:, :1], r[:, :1])
+
+
+# ------------------------------------------------------------------------------------ edges: -inf scores, dead prompts
+
+def _surrogates(q, M):
+    """The estimators' surrogates as functions of (logp_z, logp_y), PAFT with fixed resampling indices."""
+    idx = torch.tensor([[0, 2, 2, 3][:M], [1, 1, 0, 3][:M]])   # never column 1 of prompt 0 (weight 0 below)
+    fns = {"garl-none": lambda lz, ly: garl_loss(lz, ly, q, baseline="none", reduction="sum"),
+           "garl-rloo": lambda lz, ly: garl_loss(lz, ly, q, baseline="rloo", reduction="sum"),
+           "paft": lambda lz, ly: paft_loss(lz, ly, q, indices=idx, reduction="sum")}
+    return fns
+
+
+@pytest.mark.parametrize("q", [0.0, 0.5, 1.0])
+def test_one_minus_inf_score_is_a_zero_weight_not_a_nan(q):
+    """w = exp(-inf) = 0: that sample adds nothing; the surrogate and its gradient equal those with a finite but
+    negligible score (-1e4, whose weight is 0 in float64 too)."""
+    lz0 = torch.tensor([[-3.0, -2.0, -4.0, -1.0], [-2.0, -5.0, -1.0, -3.0]], dtype=torch.float64)
+    ly_inf = torch.tensor([[-1.0, -math.inf, -2.0, -0.5], [-3.0, -1.0, -2.0, -1.5]], dtype=torch.float64)
+    ly_fin = ly_inf.clamp(min=-1e4)
+    for name, fn in _surrogates(q, 4).items():
+        out = []
+        for ly0 in (ly_inf, ly_fin):
+            lz, ly = lz0.clone().requires_grad_(), ly0.clone().requires_grad_()
+            loss = fn(lz, ly)
+            out.append((loss, *torch.autograd.grad(loss, [lz, ly])))
+        (l1, gz1, gy1), (l2, gz2, gy2) = out
+        assert torch.isfinite(l1), (name, q, l1)
+        torch.testing.assert_close(l1, l2, rtol=1e-12, atol=0)
+        torch.testing.assert_close(gz1, gz2, rtol=1e-12, atol=0)
+        torch.testing.assert_close(gy1, gy2, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("q", [0.0, 0.5, 1.0])
+def test_a_dead_prompt_adds_zero_gradient_and_is_counted(q):
+    """Prompt 1's scores are all -inf (wbar = 0): its gradient is 0 (also at q = 1, where PAFT's attenuation is 1),
+    prompt 0's is what it is alone, nothing is NaN, and the diagnostics count one dead prompt."""
+    lz0 = torch.tensor([[-3.0, -2.0, -4.0, -1.0], [-2.0, -5.0, -1.0, -3.0]], dtype=torch.float64)
+    ly0 = torch.tensor([[-1.0, -3.0, -2.0, -0.5], [-math.inf] * 4], dtype=torch.float64)
+    for name, fn in _surrogates(q, 4).items():
+        lz, ly = lz0.clone().requires_grad_(), ly0.clone().requires_grad_()
+        loss = fn(lz, ly)
+        gz, gy = torch.autograd.grad(loss, [lz, ly])
+        assert torch.isfinite(loss) and torch.isfinite(gz).all() and torch.isfinite(gy).all(), name
+        assert gz[1].abs().max() == 0 and gy[1].abs().max() == 0, name
+        lz1, ly1 = lz0[:1].clone().requires_grad_(), ly0[:1].clone().requires_grad_()
+        g_alone = torch.autograd.grad(fn(lz1, ly1) if name != "paft" else
+                                      paft_loss(lz1, ly1, q, indices=torch.tensor([[0, 2, 2, 3]]), reduction="sum"),
+                                      [lz1, ly1])
+        torch.testing.assert_close(gz[:1], g_alone[0])
+        torch.testing.assert_close(gy[:1], g_alone[1])
+    co = garl_coefficients(ly0, q)
+    assert co.n_dead_prompts == 1 and co.dead.tolist() == [False, True]
+    assert co.coef_z[1].abs().max() == 0 and co.coef_y[1].abs().max() == 0
+    st = weight_stats(ly0, q)
+    assert st["n_dead_prompts"] == 1 and math.isfinite(st["max_adv"]) and math.isfinite(st["ess_frac"])
+    assert weight_stats(ly0[:1], q)["n_dead_prompts"] == 0
+    # PAFT's own resampling draws for a dead prompt too (softmax of all -inf is NaN: multinomial would raise)
+    g = torch.Generator().manual_seed(0)
+    idx = paft_resample(ly0, 4, generator=g)
+    assert idx.shape == (2, 4) and paft_coefficients(ly0, q, idx)[1].abs().max() == 0
+    lz, ly = lz0.clone().requires_grad_(), ly0.clone().requires_grad_()
+    gz, gy = torch.autograd.grad(paft_loss(lz, ly, q, generator=g), [lz, ly])
+    assert torch.isfinite(gz).all() and gz[1].abs().max() == 0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), math.inf])
+def test_nan_or_plus_inf_scores_are_a_clear_error(bad):
+    lz = torch.zeros(1, 3)
+    ly = torch.tensor([[-1.0, bad, -2.0]])
+    for fn in (garl_loss, paft_loss):
+        with pytest.raises(ValueError, match=r"logp_y holds 1 NaN or \+inf"):
+            fn(lz, ly, 0.5)
+        with pytest.raises(ValueError, match=r"logp_z holds 1 NaN or \+inf"):
+            fn(ly, lz, 0.5)
+
+
+# ------------------------------------------------------------------------------------ precision (float32 inputs)
+
+@pytest.mark.parametrize("q", [0.0, 0.5, 1.0])
+def test_float32_coefficients_do_not_underflow_before_the_product(q):
+    """At log w ~ -120 the q = 0 coefficients are ~e^-120, below float32's range (1.4e-45): they stay float64 up to
+    the product with the scores, so the float32 call's surrogate equals the float64 one, and a caller that rescales
+    the surrogate (here by e^120) gets the float64 gradient rounded once to float32, not 0."""
+    g = torch.Generator().manual_seed(1)
+    ly64 = -120.0 - 3.0 * torch.rand(2, 6, generator=g, dtype=torch.float64)
+    lz64 = -20.0 * torch.rand(2, 6, generator=g, dtype=torch.float64)
+    ly32, lz32 = ly64.float(), lz64.float()
+    ly64, lz64 = ly32.double(), lz32.double()       # the same values in both precisions
+    idx = torch.tensor([[0, 1, 1, 4, 5, 5], [2, 2, 3, 0, 1, 4]])
+    fns = [lambda lz, ly: garl_loss(lz, ly, q, reduction="none"),
+           lambda lz, ly: garl_loss(lz, ly, q, baseline="none", reduction="none"),
+           lambda lz, ly: paft_loss(lz, ly, q, indices=idx, reduction="none")]
+    for fn in fns:
+        ref = fn(lz64, ly64)
+        assert (ref != 0).all()
+        lz, ly = lz32.clone().requires_grad_(), ly32.clone().requires_grad_()
+        out = fn(lz, ly)
+        torch.testing.assert_close(out.double(), ref, rtol=1e-6, atol=0)
+        gz, gy = torch.autograd.grad(out.sum() * math.exp(120), [lz, ly])
+        lzr, lyr = lz64.clone().requires_grad_(), ly64.clone().requires_grad_()
+        rz, ry = torch.autograd.grad(fn(lzr, lyr).sum() * math.exp(120), [lzr, lyr])
+        assert gz.dtype == torch.float32 and (gz != 0).any()
+        torch.testing.assert_close(gz, rz.float(), rtol=1e-5, atol=0)
+        torch.testing.assert_close(gy, ry.float(), rtol=1e-5, atol=0)

@@ -126,3 +126,47 @@ def test_gradient_identity_prop_4_1(seed, q, target):
     g_0, g_1 = m.exact_grad(0.0), m.exact_grad(1.0)
     torch.testing.assert_close(g_q, amplification(log_p, q) * g_0, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(g_q, attenuation(log_p, q) * g_1, rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------ edges of autograd
+
+def test_qlog_gradient_at_zero():
+    """d/du log_q(u) = u^-q also at u = 0: 1 at q = 0 (log_0(u) = u - 1), +inf for q > 0, never NaN."""
+    for dtype in (torch.float32, torch.float64):
+        u = torch.tensor([0.0, 0.25, 1.0], dtype=dtype, requires_grad=True)
+        (g,) = torch.autograd.grad(qlog(u, 0.0).sum(), u)
+        assert g.tolist() == [1.0, 1.0, 1.0]
+        (g,) = torch.autograd.grad(qlog(u, 0.5).sum(), u)
+        assert g[0].item() == math.inf and g[1:].tolist() == pytest.approx([2.0, 1.0])
+        (g,) = torch.autograd.grad(qlog(u, torch.tensor(0.0)).sum(), u)      # q as a tensor: the same
+        assert g.tolist() == [1.0, 1.0, 1.0]
+
+
+def _fd_dq(f, q, h=1e-6):
+    if q + h > 1:
+        return (f(q) - f(q - h)) / h
+    if q - h < 0:
+        return (f(q + h) - f(q)) / h
+    return (f(q + h) - f(q - h)) / (2 * h)
+
+
+@pytest.mark.parametrize("log_p", [-2.0, -1e-3, -40.0, -300.0])
+@pytest.mark.parametrize("q", [0.0, 0.25, 0.5, 0.9, 1 - 1e-7, 1.0])
+def test_qloss_derivative_in_q_matches_finite_differences(log_p, q):
+    """Autograd's d l_q / d q through a q tensor (-2.943 where it is +1.057 at log P = -2, q = 0.5, before)."""
+    qt = torch.tensor(q, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(qloss(torch.tensor(log_p, dtype=torch.float64), qt), qt)
+    fd = _fd_dq(lambda x: qloss(log_p, x), q, h=1e-6 if abs(log_p) < 100 else 1e-9)
+    assert g.item() == pytest.approx(fd, rel=1e-4, abs=1e-12)
+    if log_p == -2.0 and q == 0.5:
+        assert g.item() == pytest.approx(1.0569644706, rel=1e-9)
+    # and through qlog(u, q) = -qloss(log u, q)
+    (gu,) = torch.autograd.grad(qlog(torch.tensor(math.exp(log_p), dtype=torch.float64), qt), qt)
+    assert gu.item() == pytest.approx(-g.item(), rel=1e-9, abs=1e-300)
+
+
+def test_qloss_derivatives_pass_gradcheck():
+    a = torch.tensor([1e-3, 0.05, 0.3, 0.75, 0.99], dtype=torch.float64)   # q inside (0, 1): gradcheck steps q by 1e-6
+    lp = torch.tensor([-2.0, -5.0, -0.1, -30.0, -1.0], dtype=torch.float64, requires_grad=True)
+    q = (1 - a).requires_grad_()
+    assert torch.autograd.gradcheck(lambda lp, q: qloss(lp, q), (lp, q))

@@ -169,3 +169,23 @@ def test_missing_answer_column_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="gold-answer column 'answer'"):
         GARLTrainer(tiny_model(tok), args=args, train_dataset=Dataset.from_list([{"prompt": "1+1=?"}] * 4),
                     processing_class=tok)
+
+
+def test_trainer_turns_off_cpu_4bit_repacking(tmp_path):
+    """A 4-bit layer in a model handed to GARLTrainer: its CPU inference repacking (bitsandbytes on AVX512-BF16
+    CPUs, which breaks the training pass after a generation) is off once the trainer is built, whatever the CPU."""
+    bnb = pytest.importorskip("bitsandbytes")
+    tok = tiny_tokenizer()
+    model = tiny_model(tok, seed=1)
+    mlp = model.model.layers[0].mlp
+    q4 = bnb.nn.Linear4bit(mlp.up_proj.in_features, mlp.up_proj.out_features, bias=False,
+                           compute_dtype=torch.float32, quant_type="nf4")
+    q4.weight = bnb.nn.Params4bit(mlp.up_proj.weight.data.clone(), requires_grad=False, quant_type="nf4", module=q4)
+    mlp.up_proj = q4.to("cpu")
+    q4.support_avx512bf16_for_cpu = True                  # as bitsandbytes sets it on an AVX512-BF16 CPU
+    args = GARLConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=4,
+                      max_completion_length=6, report_to=[], use_cpu=True, gradient_checkpointing=False, bf16=False,
+                      answer_marker=MARKER, save_strategy="no")
+    trainer = GARLTrainer(model, args=args, train_dataset=unique_dataset(4), processing_class=tok)
+    layers = [m for m in trainer.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert layers and all(m.support_avx512bf16_for_cpu is False for m in layers)

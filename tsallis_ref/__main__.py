@@ -56,6 +56,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "train":
+        from .checkpoint import CheckpointError
         from .config import ConfigError, load_config
         try:
             cfg = load_config(args.config, _parse_set(args.set))
@@ -65,7 +66,7 @@ def main(argv=None) -> int:
         from .trainer import train
         try:
             res = train(cfg, resume=args.resume)
-        except (ConfigError, FileNotFoundError) as e:
+        except (ConfigError, CheckpointError, FileNotFoundError) as e:
             print(f"error: {_one_line(e)}", file=sys.stderr)
             return 2
         last = res["metrics"][-1] if res["metrics"] else {}

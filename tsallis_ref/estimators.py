@@ -2,7 +2,13 @@
 
 Each ``*_loss`` returns a *surrogate*: a scalar whose autograd gradient is the estimator of the
 paper (the surrogate's value itself has no meaning). Inputs carry the autograd graph; every
-weight is computed in log space, in float64, and detached.
+weight is computed in log space, in float64, and detached. GARL's and PAFT's coefficients stay in float64 up to
+their product with the scores, so the surrogate is float64 and no coefficient underflows on the way (in float32,
+``e^-120`` would be 0); the gradient reaches the inputs in their own dtype, rounded once.
+
+Edges: a sample with ``logp_y = -inf`` (w = 0) has zero weight and adds nothing (no ``0 * inf``); a prompt whose
+``logp_y`` are all ``-inf`` ("dead": wbar = 0, no signal) adds zero gradient and is counted
+(``GARLCoefficients.n_dead_prompts``, ``weight_stats(...)["n_dead_prompts"]``). NaN or ``+inf`` scores are an error.
 
 Shapes (B prompts, M sampled rationales per prompt):
 
@@ -50,12 +56,27 @@ def _check_pair(logp_z: torch.Tensor, logp_y: torch.Tensor, fn: str) -> tuple[in
                              f"got shape {tuple(t.shape)}. Use x.unsqueeze(0) for a single prompt.")
         if not t.is_floating_point():
             raise TypeError(f"{fn}: {name} must be a floating-point tensor of log-probabilities; got {t.dtype}")
+        bad = torch.isnan(t) | (t == math.inf)
+        if bool(bad.any()):
+            raise ValueError(f"{fn}: {name} holds {int(bad.sum())} NaN or +inf value(s); log-probabilities are "
+                             "finite or -inf (check the scoring pass, e.g. an fp16 overflow)")
     if logp_z.shape != logp_y.shape:
         raise ValueError(f"{fn}: logp_z {tuple(logp_z.shape)} and logp_y {tuple(logp_y.shape)} must have the same shape")
     B, M = logp_y.shape
     if M < 1:
         raise ValueError(f"{fn}: need at least one sampled rationale per prompt (M >= 1); got M = {M}")
     return B, M
+
+
+def _times(coef: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
+    """``coef * logp`` in float64, 0 where ``coef`` is 0 (a weight-0 sample may have ``logp = -inf``)."""
+    prod = coef * logp.to(_WDTYPE)
+    return torch.where(coef == 0, torch.zeros_like(prod), prod)
+
+
+def _dead(log_wbar: torch.Tensor) -> torch.Tensor:
+    """Prompts whose weights are all 0 (every ``logp_y = -inf``): ``[B]`` bool."""
+    return log_wbar == -math.inf
 
 
 def _reduce(per_prompt: torch.Tensor, reduction: str, fn: str) -> torch.Tensor:
@@ -104,6 +125,12 @@ class GARLCoefficients:
     coef_y: torch.Tensor
     log_wbar: torch.Tensor
     scale: float
+    dead: Optional[torch.Tensor] = None     # [B] bool: every logp_y is -inf, so the prompt's coefficients are 0
+
+    @property
+    def n_dead_prompts(self) -> int:
+        """The number of prompts whose weights are all 0 (wbar = 0), which add zero gradient."""
+        return 0 if self.dead is None else int(self.dead.sum())
 
 
 def garl_coefficients(logp_y: torch.Tensor, q: float, *, baseline: Literal["rloo", "none"] = "rloo",
@@ -114,6 +141,7 @@ def garl_coefficients(logp_y: torch.Tensor, q: float, *, baseline: Literal["rloo
       ``exp(log w_m - q log wbar)`` so that it stays finite at cold start.
     * ``baseline="none"``: ``coef_z = coef_y = a_m`` (plug-in estimator, Eq. 9).
     * ``baseline="rloo"``: ``coef_z = c_m = a_m - wbar_{-m}^(1-q)`` (Eq. 12); ``coef_y = a_m``.
+    * A prompt whose weights are all 0 (``dead``) gets coefficients 0.
     """
     check_q(q)
     if baseline not in ("rloo", "none"):
@@ -121,14 +149,17 @@ def garl_coefficients(logp_y: torch.Tensor, q: float, *, baseline: Literal["rloo
     lw = logp_y.detach().to(_WDTYPE)
     M = lw.shape[-1]
     log_wbar = torch.logsumexp(lw, dim=-1) - math.log(M)
-    a = torch.exp(lw - q * log_wbar.unsqueeze(-1))
+    dead = _dead(log_wbar)
+    # a dead prompt: w_m = 0 for all m, so a_m = 0 (exp(-inf + inf) would be NaN)
+    a = torch.exp(lw - q * log_wbar.masked_fill(dead, 0.0).unsqueeze(-1))
     if baseline == "none":
         c = a
     else:
         loo = loo_log_mean_weight(lw)
         c = a - (torch.ones_like(loo) if q == 1 else torch.exp((1.0 - q) * loo))
+        c = c.masked_fill(dead.unsqueeze(-1), 0.0)
     scale = float(M) ** (-q) if normalize else 1.0
-    return GARLCoefficients(coef_z=c * scale, coef_y=a * scale, log_wbar=log_wbar, scale=scale)
+    return GARLCoefficients(coef_z=c * scale, coef_y=a * scale, log_wbar=log_wbar, scale=scale, dead=dead)
 
 
 def garl_loss(logp_z: torch.Tensor, logp_y: torch.Tensor, q: float, *,
@@ -152,8 +183,7 @@ def garl_loss(logp_z: torch.Tensor, logp_y: torch.Tensor, q: float, *,
     """
     _check_pair(logp_z, logp_y, "garl_loss")
     co = garl_coefficients(logp_y, q, baseline=baseline, normalize=normalize)
-    dt = logp_z.dtype
-    per_sample = co.coef_z.to(dt) * logp_z + co.coef_y.to(dt) * logp_y
+    per_sample = _times(co.coef_z, logp_z) + _times(co.coef_y, logp_y)     # float64 (module docstring)
     return _reduce(-per_sample.mean(dim=-1), reduction, "garl_loss")
 
 
@@ -163,7 +193,8 @@ def paft_resample(logp_y: torch.Tensor, K: Optional[int] = None, *,
     replacement, drawn in proportion to ``w_m``. Returns a ``[B, K]`` long tensor.
 
     Always returns K indices, however small the weights: the proportions are computed by a
-    softmax of ``log w``, which is invariant to the scale of w.
+    softmax of ``log w``, which is invariant to the scale of w. A prompt whose weights are all 0 draws
+    uniformly (its PAFT coefficients are 0 whatever is drawn).
     """
     if logp_y.dim() != 2:
         raise ValueError(f"paft_resample: logp_y must have shape [B, M]; got {tuple(logp_y.shape)}")
@@ -171,7 +202,9 @@ def paft_resample(logp_y: torch.Tensor, K: Optional[int] = None, *,
     K = M if K is None else K
     if isinstance(K, bool) or not isinstance(K, int) or K < 1:
         raise ValueError(f"PAFT needs K >= 1 resampled rationales per prompt; got K = {K!r} (the paper uses K = M)")
-    probs = torch.softmax(logp_y.detach().to(_WDTYPE), dim=-1)
+    lw = logp_y.detach().to(_WDTYPE)
+    dead = _dead(torch.logsumexp(lw, dim=-1)).unsqueeze(-1)
+    probs = torch.softmax(lw.masked_fill(dead, 0.0), dim=-1)
     if generator is not None and generator.device != probs.device:
         probs_g = probs.to(generator.device)
         return torch.multinomial(probs_g, K, replacement=True, generator=generator).to(probs.device)
@@ -181,7 +214,8 @@ def paft_resample(logp_y: torch.Tensor, K: Optional[int] = None, *,
 def paft_coefficients(logp_y: torch.Tensor, q: float, indices: torch.Tensor, *,
                       normalize: bool = True) -> torch.Tensor:
     """Per-sample SFT weights of PAFT, ``[B, M]``: ``(n_m / K) * wbar^(1-q) / M^q`` where
-    ``n_m`` counts how often sample m was resampled (Eq. 14, Algorithm 2). Detached, float64."""
+    ``n_m`` counts how often sample m was resampled (Eq. 14, Algorithm 2). Detached, float64; 0 for a prompt
+    whose weights are all 0 (also at q = 1)."""
     check_q(q)
     B, M = logp_y.shape
     K = indices.shape[-1]
@@ -189,6 +223,7 @@ def paft_coefficients(logp_y: torch.Tensor, q: float, indices: torch.Tensor, *,
     counts.scatter_add_(1, indices.to(logp_y.device), torch.ones(B, K, dtype=_WDTYPE, device=logp_y.device))
     log_wbar = log_mean_weight(logp_y)
     att = torch.ones_like(log_wbar) if q == 1 else torch.exp((1.0 - q) * log_wbar)
+    att = att.masked_fill(_dead(log_wbar), 0.0)
     scale = float(M) ** (-q) if normalize else 1.0
     return counts / K * (att * scale).unsqueeze(-1)
 
@@ -213,8 +248,8 @@ def paft_loss(logp_z: torch.Tensor, logp_y: torch.Tensor, q: float, *, K: Option
         indices = paft_resample(logp_y, K, generator=generator)
     elif indices.dim() != 2 or indices.shape[0] != logp_y.shape[0]:
         raise ValueError(f"paft_loss: indices must have shape [B, K]; got {tuple(indices.shape)}")
-    coef = paft_coefficients(logp_y, q, indices, normalize=normalize).to(logp_z.dtype)
-    per_prompt = -(coef * (logp_z + logp_y)).sum(dim=-1)
+    coef = paft_coefficients(logp_y, q, indices, normalize=normalize)
+    per_prompt = -(_times(coef, logp_z) + _times(coef, logp_y)).sum(dim=-1)     # float64 (module docstring)
     return _reduce(per_prompt, reduction, "paft_loss")
 
 
@@ -226,12 +261,14 @@ def weight_stats(logp_y: torch.Tensor, q: float, *, normalize: bool = True) -> d
     * ``amp_mean``, ``amp_max``: the amplification ``wbar^-q`` (Eq. 5 / Eq. 9), mean and max over prompts.
     * ``max_adv``: the largest amplified RLOO advantage ``c_m / M^q`` (paper Fig. 3); needs M >= 2.
     * ``ess_frac``: mean normalised effective sample size ``(sum w)^2 / (M sum w^2)`` of PAFT's
-      resampling distribution, in [1/M, 1].
+      resampling distribution, in [1/M, 1] (over the prompts that are not dead; 0 if none).
+    * ``n_dead_prompts``: prompts whose weights are all 0 (every ``logp_y = -inf``); they add zero gradient.
     """
     lw = logp_y.detach().to(_WDTYPE)
     M = lw.shape[-1]
     log_wbar = log_mean_weight(lw)
-    ess = torch.exp(2 * torch.logsumexp(lw, -1) - torch.logsumexp(2 * lw, -1)) / M
+    dead = _dead(log_wbar)
+    ess = (torch.exp(2 * torch.logsumexp(lw, -1) - torch.logsumexp(2 * lw, -1)) / M)[~dead]   # live prompts
     amp = torch.exp(-q * log_wbar)
     out = {
         "log_wbar_mean": log_wbar.mean().item(),
@@ -240,7 +277,8 @@ def weight_stats(logp_y: torch.Tensor, q: float, *, normalize: bool = True) -> d
         "wbar_mean": log_wbar.exp().mean().item(),
         "amp_mean": amp.mean().item(),
         "amp_max": amp.max().item(),
-        "ess_frac": ess.mean().item(),
+        "ess_frac": ess.mean().item() if ess.numel() else 0.0,
+        "n_dead_prompts": int(dead.sum()),
     }
     if M >= 2:
         out["max_adv"] = garl_coefficients(lw, q, baseline="rloo", normalize=normalize).coef_z.max().item()

@@ -21,7 +21,7 @@ from .config import ConfigError, ModelConfig
 __all__ = ["tiny_tokenizer", "tiny_model", "ARCHITECTURES", "arch_model", "find_smollm2_gguf",
            "load_model_and_tokenizer", "resolve_device", "compute_dtype", "native_bf16", "kv_cache_bytes_per_token",
            "activation_dtype", "auto_generation_batch", "free_gpu_bytes", "resolve_generation_batch", "trainable_state_dict",
-           "load_trainable_state_dict"]
+           "load_trainable_state_dict", "disable_cpu_4bit_repacking"]
 
 #: Published architectures that can be built with random weights (``name_or_path="arch:<key>"``), for memory and
 #: speed measurements on machines that cannot download the weights: the cost of a step depends on the shapes,
@@ -228,6 +228,45 @@ def _gguf_to_hf_folder(directory: str, gguf_file: str, cache: Optional[str] = No
     return cache
 
 
+def disable_cpu_4bit_repacking(model) -> int:
+    """Keep every bitsandbytes ``Linear4bit`` of ``model`` in its trainable layout; returns how many it holds.
+
+    bitsandbytes (0.50.x) repacks a 4-bit weight *in place* into a CPU inference layout the first time the layer
+    runs in eval mode without gradients on a CPU that reports AVX512-BF16 (as during generation). A later training
+    forward then runs on the repacked weight through ``gemv_4bit``, which has no autograd kernel: the LoRA
+    gradients come out wrong (or, where ``in_features`` is below the quantisation block, the forward raises).
+    This sets the instance flag ``support_avx512bf16_for_cpu`` off on each layer, so the repacking never happens,
+    and converts back any weight already repacked. Versions of bitsandbytes without the flag or without the
+    packed layout are left as they are. Called by :func:`load_model_and_tokenizer` on every 4-bit model it builds;
+    call it yourself on a 4-bit model built otherwise before training it on a CPU.
+    """
+    try:
+        import bitsandbytes as bnb
+    except ImportError:                         # no bitsandbytes: no 4-bit layer can exist
+        return 0
+    inverse = None
+    try:
+        from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse as inverse
+    except ImportError:                         # a version without the CPU packed layout
+        pass
+    n = 0
+    for module in model.modules():
+        if not isinstance(module, bnb.nn.Linear4bit):
+            continue
+        n += 1
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+        weight = module.weight
+        state = getattr(weight, "quant_state", None)
+        if state is not None and getattr(state, "packing_format_for_cpu", False):
+            if inverse is None:
+                raise RuntimeError("bitsandbytes left a 4-bit weight in its CPU inference layout and offers no "
+                                   "way back: use bitsandbytes 0.50.2 (tested) or load the model afresh")
+            weight.data, weight.quant_state = inverse(weight.data, state)
+            module.quant_state = weight.quant_state
+    return n
+
+
 def _bnb_config(dtype: torch.dtype):
     from transformers import BitsAndBytesConfig
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
@@ -292,6 +331,8 @@ def load_model_and_tokenizer(mcfg: ModelConfig, device: torch.device | str = "cp
             model = AutoModelForCausalLM.from_pretrained(name, **kw)
             if qconf is None:
                 model = model.to(device)
+    if qconf is not None:
+        disable_cpu_4bit_repacking(model)       # a training forward must never run on the CPU inference layout
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.generation_config.pad_token_id = tokenizer.pad_token_id

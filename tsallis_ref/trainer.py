@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from . import estimators as E
-from .checkpoint import checkpoint_path, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import checkpoint_path, load_for_resume, rng_state, save_checkpoint, set_rng_state
 from .config import ConfigError, TrainConfig, validate_examples
 from .data.answer_format import AnswerFormat
 from .models import load_model_and_tokenizer, load_trainable_state_dict, resolve_device, trainable_state_dict
@@ -429,6 +429,7 @@ def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = 
         torch.set_num_threads(cfg.num_threads)
     device = resolve_device(cfg.device)
     out_dir = Path(cfg.output_dir)
+    ck = load_for_resume(out_dir, cfg.to_dict()) if resume else None   # config checked before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg.to_yaml(out_dir / "config.yaml")
 
@@ -452,7 +453,6 @@ def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = 
 
     start = 0
     if resume:
-        ck = load_checkpoint(checkpoint_path(out_dir))
         load_trainable_state_dict(model, ck["model"])
         opt.load_state_dict(ck["optimizer"])
         if ck.get("scaler"):

@@ -273,6 +273,9 @@ class GARLTrainer(GRPOTrainer):
         if reward_funcs is None or (isinstance(reward_funcs, list) and not reward_funcs):
             reward_funcs = [_no_reward]
         super().__init__(model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
+        # 4-bit layers: generation (eval, no grad) must not repack them into bitsandbytes' CPU inference layout
+        from ..models import disable_cpu_4bit_repacking
+        disable_cpu_4bit_repacking(self.model)
         tok = self._tokenizer
         self._marker_ids = tok(args.answer_marker, add_special_tokens=False)["input_ids"]
         if not self._marker_ids:
