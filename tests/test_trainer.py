@@ -184,6 +184,64 @@ def test_trainer_gradient_equals_core_estimator(tm, name, extra):
         assert out.indices.shape == (2, cfg.method.K or 4)
 
 
+GRPO_REWARDS = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0]])
+
+
+@pytest.mark.parametrize("loss_agg", ["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"])
+@pytest.mark.parametrize("scale_rewards", ["group", "batch", "none"])
+def test_grpo_in_the_trainer_is_grpo_loss_on_the_whole_batch(tm, scale_rewards, loss_agg):
+    """The trainer scores one prompt at a time; its accumulated gradient is nevertheless autograd of
+    ``grpo_loss`` on the whole batch (batch reward std, batch token count, Dr. GRPO's constant
+    max_completion_length), for every micro-batch size and with two-pass scoring."""
+    model, tok = tm
+    cfg = _cfg("grpo", method={"scale_rewards": scale_rewards, "loss_agg": loss_agg})
+    torch.manual_seed(3)
+    xs = [tok(e["prompt"], add_special_tokens=False).input_ids for e in EXAMPLES[:2]]
+    ro = sample_answers(model, tok, sample_rationales(model, tok, xs, cfg.rollout), cfg.rollout)
+    assert len({len(z) + len(a) for z, a in zip(ro.rationale_ids, ro.answer_ids)}) > 1   # lengths differ
+    # the reference: every completion's tokens [B, M, T], one call of grpo_loss on the whole batch
+    model.zero_grad()
+    toks, masks = [], []
+    for i in range(8):
+        sc = score_sequences(model, [xs[i // 4]], ro.rationale_ids[i:i + 1], ro.answer_ids[i:i + 1],
+                             pad_id=tok.pad_token_id, micro_batch_size=1, return_tokens=True)
+        toks.append(sc.logp_tokens[0]), masks.append(sc.mask[0])
+    Tc = max(t.shape[0] for t in toks)
+    lt = torch.stack([torch.nn.functional.pad(t, (0, Tc - t.shape[0])) for t in toks]).view(2, 4, Tc)
+    mk = torch.stack([torch.nn.functional.pad(k, (0, Tc - k.shape[0])) for k in masks]).view(2, 4, Tc)
+    E.grpo_loss(lt, mk, GRPO_REWARDS, scale_rewards=scale_rewards, loss_agg=loss_agg,
+                max_completion_length=ro.max_completion_length).backward()
+    ref = [p.grad.clone() for p in model.parameters()]
+    marker = tok(cfg.rollout.end_of_rationale, add_special_tokens=False).input_ids
+    assert ro.max_completion_length == cfg.rollout.rationale_budget + len(marker) + cfg.rollout.answer_budget + 1
+    for mbs, two_pass in [(1, False), (3, False), (4, False), (3, True)]:
+        c = _cfg("grpo", method={"scale_rewards": scale_rewards, "loss_agg": loss_agg},
+                 optim={"micro_batch_size": mbs, "two_pass_scoring": two_pass})
+        model.zero_grad()
+        T.accumulate_gradients(model, c, tok.pad_token_id, ro, ro.answer_ids, GRPO_REWARDS)
+        for g, r in zip([p.grad.clone() for p in model.parameters()], ref):
+            torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-7, msg=f"micro_batch_size={mbs} two_pass={two_pass}")
+    model.zero_grad()
+
+
+def test_grpo_loss_slices_with_the_batch_totals_sum_to_the_batch_loss():
+    g = torch.Generator().manual_seed(0)
+    lt = -torch.rand(3, 4, 6, generator=g, dtype=torch.float64)
+    mk = torch.rand(3, 4, 6, generator=g) > 0.3
+    r = (torch.rand(3, 4, generator=g) > 0.5).double()
+    for sc in ("group", "batch", "none"):
+        for agg in ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"):
+            whole = E.grpo_loss(lt, mk, r, scale_rewards=sc, loss_agg=agg, max_completion_length=9)
+            ctx = E.BatchTotals(n_prompts=3, n_tokens=float(mk.sum()), reward_std=float(r.float().std()),
+                                max_completion_length=9)
+            parts = sum(E.ESTIMATORS["grpo"](E.EstimatorInputs(lt[b:b + 1, :, 0], lt[b:b + 1, :, 0], rewards=r[b:b + 1],
+                                                               logp_tokens=lt[b:b + 1], mask=mk[b:b + 1]),
+                                             {"scale_rewards": sc, "loss_agg": agg}, ctx).loss for b in range(3))
+            torch.testing.assert_close(parts, whole)
+    with pytest.raises(ValueError, match="max_completion_length"):
+        E.grpo_loss(lt, mk.fill_(True), r, loss_agg="seq-mean-token-sum-norm", max_completion_length=5)
+
+
 # ------------------------------------------------------------------------------------------ configs
 @pytest.mark.parametrize("patch,field", [
     ({"method": {"q": 1.5}}, "method.q"),

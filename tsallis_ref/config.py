@@ -20,7 +20,9 @@ __all__ = [
     "DataConfig", "TrainConfig", "ConfigError", "load_config", "validate_examples",
 ]
 
-METHODS = ("garl", "paft", "grpo", "rloo")
+from .estimators import DEFAULT_Q, ESTIMATORS
+
+METHODS = tuple(ESTIMATORS)                  # garl, paft, grpo, rloo, maxrl (tsallis_ref.estimators.ESTIMATORS)
 
 
 class ConfigError(ValueError):
@@ -81,8 +83,8 @@ class RolloutConfig:
 
 @dataclass
 class MethodConfig:
-    name: str = "garl"                       # garl | paft | grpo | rloo
-    q: float = 0.75                          # commitment (GARL, PAFT)
+    name: str = "garl"                       # garl | paft | grpo | rloo | maxrl
+    q: float = DEFAULT_Q                     # commitment (GARL, PAFT)
     baseline: str = "rloo"                   # GARL: "rloo" (Eq. 12, Algorithm 1) or "none" (plug-in, Eq. 9)
     K: Optional[int] = None                  # PAFT resampled rationales; None = M (the paper's K = M)
     normalize: bool = True                   # divide by M^q (Algorithms 1 and 2)
@@ -183,7 +185,7 @@ class TrainConfig:
             bad("method.baseline", f"must be 'rloo' or 'none'; got {m.baseline!r}")
         if not _is_int(r.M) or r.M < 1:
             bad("rollout.M", f"must be an integer >= 1; got {r.M!r}")
-        needs_two = m.name in ("rloo", "grpo") or (m.name == "garl" and m.baseline == "rloo")
+        needs_two = m.name in ("rloo", "grpo", "maxrl") or (m.name == "garl" and m.baseline == "rloo")
         if needs_two and r.M < 2:
             what = f"GARL with baseline 'rloo'" if m.name == "garl" else m.name.upper()
             bad("rollout.M", f"{what} needs M >= 2 samples per prompt for its leave-one-out / group baseline; "

@@ -154,14 +154,22 @@ def make_config(dataset: str, method: str, q: Optional[float], regime: str, s: S
 # One base model per process
 # ---------------------------------------------------------------------------------------------------------
 _BASE_CACHE: dict = {}
+_LOADER = None      # the loader of an open shared_base_model() context, or None
+
+
+def _load_base(mcfg, device, seed=0):
+    """The model and tokenizer of ``mcfg``: from the open :func:`shared_base_model` cache, or freshly loaded."""
+    from .models import load_model_and_tokenizer
+    return (_LOADER or load_model_and_tokenizer)(mcfg, device, seed=seed)
 
 
 @contextlib.contextmanager
 def shared_base_model():
-    """Inside this context, :func:`tsallis_ref.trainer.train` reuses one loaded model per (model config,
-    device, seed) and restores its trainable (LoRA) weights to their initial values before each run, so each
-    run starts from exactly the state a fresh load gives (same seed -> same LoRA init) without re-loading."""
-    from . import trainer as T
+    """Inside this context, :func:`run_method` and :func:`evaluate_base` reuse one loaded model per (model
+    config, device, seed), passed to :func:`tsallis_ref.trainer.train`, and restore its trainable (LoRA)
+    weights to their initial values before each run, so each run starts from exactly the state a fresh load
+    gives (same seed -> same LoRA init) without re-loading."""
+    global _LOADER
     from .models import load_model_and_tokenizer, load_trainable_state_dict, trainable_state_dict
 
     def loader(mcfg, device, seed=0):
@@ -177,12 +185,11 @@ def shared_base_model():
             p.grad = None
         return model, tok
 
-    old = T.load_model_and_tokenizer
-    T.load_model_and_tokenizer = loader
+    old, _LOADER = _LOADER, loader
     try:
         yield loader
     finally:
-        T.load_model_and_tokenizer = old
+        _LOADER = old
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -271,7 +278,13 @@ def run_method(dataset: str, method: str, q: Optional[float], regime: str, s: Se
     t0 = time.perf_counter()
     if train_examples is None:
         train_examples = load_split(dataset, "train", regime, s)
-    res = T.train(cfg, examples=train_examples)
+    if _LOADER is not None:      # the shared base model (seeded as train() seeds before it loads)
+        from .models import resolve_device
+        torch.manual_seed(cfg.seed)
+        model, tok = _LOADER(cfg.model, resolve_device(cfg.device), seed=cfg.seed)
+        res = T.train(cfg, examples=train_examples, model=model, tokenizer=tok)
+    else:
+        res = T.train(cfg, examples=train_examples)
     t_train = time.perf_counter() - t0
     model, tok = res["model"], res["tokenizer"]
     row = {"dataset": dataset, "regime": regime, "method": method, "q": q, "label": run_label(s, method, q, regime),
@@ -300,8 +313,7 @@ def evaluate_base(dataset: str, regime: str, s: Settings = CPU_DEFAULTS, *, eval
     when called inside :func:`shared_base_model` (the adapter is at its initial value, B = 0: the base model)."""
     from . import trainer as T
     cfg = make_config(dataset, "garl", 0.5, regime, s, "runs/unused")
-    model, tok = T.load_model_and_tokenizer(cfg.model, torch.device(cfg.device if cfg.device != "auto" else "cpu"),
-                                            seed=s.seed)
+    model, tok = _load_base(cfg.model, torch.device(cfg.device if cfg.device != "auto" else "cpu"), seed=s.seed)
     t0 = time.perf_counter()
     if eval_examples is None:
         eval_examples = load_split(dataset, "dev", regime, s)

@@ -163,7 +163,9 @@ def finish_rationale(tokenizer, ids: Sequence[int], marker: str, marker_ids: Seq
 class Rollouts:
     """The sampled pool of a step: ``prompt_ids[b]`` and, for sequence ``i = b*M + m``, ``rationale_ids[i]``
     (marker included), ``forced[i]`` (marker forced by the budget), and for GRPO/RLOO ``answer_ids[i]`` /
-    ``answer_text[i]`` (the model's own answer, prefix included in the ids)."""
+    ``answer_text[i]`` (the model's own answer, prefix included in the ids). ``max_completion_length``: the
+    constant bound on a completion's tokens that the budgets set (rationale budget + marker, and for sampled
+    answers + prefix + answer budget + EOS): Dr. GRPO's normaliser, as TRL's ``max_completion_length``."""
 
     prompt_ids: list[list[int]]
     M: int
@@ -173,6 +175,7 @@ class Rollouts:
     answer_text: Optional[list[str]] = None
     n_generated: int = 0
     generate_calls: int = 0
+    max_completion_length: int = 0
 
     def prompt_of(self, i: int) -> int:
         return i // self.M
@@ -195,7 +198,7 @@ def sample_rationales(model, tokenizer, prompt_ids: list[list[int]], rcfg: Rollo
         rats.append(z)
         forced.append(f)
     return Rollouts(prompt_ids=prompt_ids, M=M, rationale_ids=rats, forced=forced, n_generated=n_gen,
-                    generate_calls=1)
+                    generate_calls=1, max_completion_length=rcfg.rationale_budget + len(marker_ids))
 
 
 def sample_answers(model, tokenizer, ro: Rollouts, rcfg: RolloutConfig) -> Rollouts:
@@ -212,4 +215,5 @@ def sample_answers(model, tokenizer, ro: Rollouts, rcfg: RolloutConfig) -> Rollo
         ans_ids.append(prefix + list(ids) + ([tokenizer.eos_token_id] if eos else []))
     ro.answer_ids, ro.answer_text = ans_ids, ans_text
     ro.generate_calls += 1
+    ro.max_completion_length += len(prefix) + rcfg.answer_budget + 1
     return ro

@@ -82,7 +82,8 @@ paper uses the model itself (temperature 1, the default here), and a warning say
 
 The surrogate's value (logged as ``loss``) has no meaning; watch ``garl/*`` / ``paft/*`` instead:
 ``log_wbar_mean`` (log of the estimated P, Sec. 4.1), ``amp_max`` (``wbar^-q``), ``max_adv``
-(the amplified advantage ``c_m / M^q`` of Fig. 3), ``ess_frac``, ``logp_z_mean``.
+(the amplified advantage ``c_m / M^q`` of Fig. 3), ``ess_frac``, ``logp_z_mean``, ``rationale_len``: the names of
+:data:`tsallis_ref.estimators.METRIC_NAMES`, as our trainer logs them.
 """
 from __future__ import annotations
 
@@ -98,7 +99,7 @@ try:
 except ImportError as e:  # pragma: no cover - exercised only without trl
     raise ImportError("tsallis_ref.integrations.trl needs TRL: pip install 'tsallis-ref[trl]' (tested with trl==1.16.0)") from e
 
-from ..estimators import garl_loss, paft_loss, paft_resample, weight_stats
+from ..estimators import DEFAULT_Q, ESTIMATORS, EstimatorInputs, estimator_metrics, paft_resample
 from ..losses import check_q
 
 __all__ = ["GARLConfig", "PAFTConfig", "GARLTrainer", "PAFTTrainer", "TESTED_TRL_VERSION",
@@ -127,7 +128,7 @@ class GARLConfig(GRPOConfig):
         answer_eos: append EOS after ``y*`` (counted in ``logp_y``: "answers exactly y*, then stops").
     """
 
-    q: float = field(default=0.5, metadata={"help": "J_Q exponent q in [0, 1]."})
+    q: float = field(default=DEFAULT_Q, metadata={"help": "J_Q exponent q in [0, 1] (default: estimators.DEFAULT_Q)."})
     baseline: str = field(default="rloo", metadata={"help": "'rloo' (Eq. 12) or 'none' (Eq. 9)."})
     normalize: bool = field(default=True, metadata={"help": "Divide by M^q (Algorithms 1-2)."})
     answer_column: str = field(default="answer", metadata={"help": "Dataset column with the gold answer y*."})
@@ -331,15 +332,17 @@ class GARLTrainer(GRPOTrainer):
         out["group_logp_y"] = groups_y[rows // M]  # [n, M] detached, the whole group of each row
         out["slot"] = rows % M
         self._add_estimator_inputs(out, groups_y, rows // M, mode)
-        # diagnostics (paper Fig. 3 and Sec. 4.1), identical on every rank
-        stats = weight_stats(groups_y, self.args.q, normalize=self.args.normalize)
+        # diagnostics (paper Fig. 3 and Sec. 4.1), identical on every rank, under the names of
+        # estimators.METRIC_NAMES with the method as prefix ("garl/wbar_mean", "paft/unique_frac")
+        stats = estimator_metrics(ESTIMATORS[self._estimator], all_logp_z.view(-1, M), groups_y,
+                                  indices=out.get("_group_indices"), options=self.args)
+        stats["rationale_len"] = self.accelerator.gather(tail["z_mask"].sum(-1).float()).mean().item()
+        stats["logp_y_mean"] = all_logp_y.mean().item()
         pre = self._estimator
         for k, v in stats.items():
-            self._metrics[mode][f"{pre}/{k}"].append(v)
-        self._metrics[mode][f"{pre}/logp_y_mean"].append(all_logp_y.mean().item())
-        self._metrics[mode][f"{pre}/logp_z_mean"].append(all_logp_z.mean().item())
-        self._metrics[mode][f"{pre}/rationale_length"].append(
-            self.accelerator.gather(tail["z_mask"].sum(-1).float()).mean().item())
+            if v is not None:
+                self._metrics[mode][f"{pre}/{k.removeprefix(pre + '_')}"].append(v)
+        out.pop("_group_indices", None)
         self._n_generations_done += 1
         return out
 
@@ -362,8 +365,10 @@ class GARLTrainer(GRPOTrainer):
         return LZ, LY, M
 
     def _estimator_loss(self, LZ, LY, inputs):
-        a = self.args
-        return garl_loss(LZ, LY, a.q, baseline=a.baseline, normalize=a.normalize, reduction="sum")
+        """The sum over the rows of the method's per-prompt surrogates (``estimators.ESTIMATORS``)."""
+        idx = inputs["paft_indices"] if self._estimator == "paft" else None
+        out = ESTIMATORS[self._estimator](EstimatorInputs(LZ, LY, indices=idx), self.args)
+        return out.loss * LZ.shape[0]
 
     def _compute_loss(self, model, inputs):
         logp_z, logp_y = self._sequence_logps(model, inputs["prompt_ids"], inputs["prompt_mask"], inputs["tail_ids"],
@@ -400,9 +405,5 @@ class PAFTTrainer(GARLTrainer):
         gen = torch.Generator(device="cpu").manual_seed(int.from_bytes(h[:8], "little") % (2 ** 63))
         idx = paft_resample(groups_y.detach().double().cpu(), K, generator=gen)  # [G, K]
         out["paft_indices"] = idx.to(groups_y.device)[group_of_row]  # [n, K]
-        uniq = torch.tensor([len(set(r.tolist())) for r in idx], dtype=torch.float64)
-        self._metrics[mode]["paft/unique_frac"].append((uniq / M).mean().item())
+        out["_group_indices"] = idx                                  # for the diagnostics (paft/unique_frac)
 
-    def _estimator_loss(self, LZ, LY, inputs):
-        a = self.args
-        return paft_loss(LZ, LY, a.q, indices=inputs["paft_indices"], normalize=a.normalize, reduction="sum")
