@@ -4,7 +4,7 @@
   with :data:`CPU_DEFAULTS` (SmolLM2-135M-Instruct, 4-bit NF4 + LoRA, a few steps: a *pipeline demonstration*)
   and :func:`gpu_settings` (Qwen3-0.6B, M = 32, the paper's budgets, k = 16).
 * :func:`run_method`: train one method (GARL / PAFT / GRPO / RLOO) at one q in one regime (warm / cold) with
-  :func:`tsallis_ref.trainer.train`, evaluate it with :func:`tsallis_ref.data.evaluate` and return one labelled
+  :func:`tsallis_ref.trainer.train`, evaluate it with :func:`tsallis_ref.evaluation.evaluate` and return one labelled
   result row (hardware, date, exact settings, per-step metrics, p@1 / p@k / maj@k, wall time, peak memory).
 * :func:`fixed_rationale_log_wbar`: log wbar = log mean_m p(y*|x, z_m) on a FIXED pool of rationales sampled
   from the untrained model, scored before (adapter off) and after training (adapter on): the estimated P
@@ -242,8 +242,9 @@ def fixed_rationale_log_wbar(model, tokenizer, examples: Sequence[dict], cfg, n:
 def evaluate_model(model, tokenizer, examples: Sequence[dict], dataset: str, regime: str, s: Settings,
                    seed: int = 0) -> dict:
     """p@1 / p@k / maj@k (%, relaxed substring judge, paper §7.1) of k samples per prompt, with budget forcing
-    at the run's budgets and end-of-rationale marker (the harness of :mod:`tsallis_ref.data.evaluate`)."""
-    from .data import aggregate, generate_samples, score_samples
+    at the run's budgets and end-of-rationale marker (the harness of :mod:`tsallis_ref.evaluation`)."""
+    from .data import aggregate
+    from .evaluation import generate_samples, score_samples
     k = s.eval_k
     from .models import resolve_generation_batch
     longest = max(len(tokenizer(e["prompt"]).input_ids) for e in examples) + 64      # + the chat template

@@ -1,4 +1,5 @@
-"""Evaluation harness: sample k answers per prompt with HF ``generate`` and score p@1, p@k, maj@k (+ EM/F1).
+"""Evaluation harness (above the trainer stack: it samples with :mod:`tsallis_ref.rollout`; the pure verifiers and
+metrics it scores with live in :mod:`tsallis_ref.data`): sample k answers per prompt with HF ``generate`` and score p@1, p@k, maj@k (+ EM/F1).
 
 Paper §7.1: 16 samples per prompt at evaluation; p@1, p@16 and m@16 (= maj@16) judged by the *relaxed
 substring match*. Per example we also report the training reward (exact match, mean over samples) and the
@@ -12,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from .metrics import aggregate, maj_at_k, pass_at_k
-from .verify import (extract_answer, finqa_numeric_match, hotpot_f1, max_over_aliases, normalize_answer,
+from .data.metrics import aggregate, maj_at_k, pass_at_k
+from .data.verify import (extract_answer, finqa_numeric_match, hotpot_f1, max_over_aliases, normalize_answer,
                      parse_number, relaxed_match, reward_exact_match, squad_em, squad_f1)
 
 __all__ = ["EvalResult", "score_samples", "generate_samples", "evaluate", "byte_tokenizer", "JUDGES"]
@@ -121,7 +122,7 @@ def generate_samples(model, tokenizer, prompts: Sequence[str], k: int = 16, *, b
     # the rationale stops at the marker's own tokens (cheap, no decoding per step; rollout.StopOnTokenSuffix);
     # a marker written with other tokens is still cut below, only the tokens sampled after it are wasted
     from transformers import StoppingCriteriaList
-    from ..rollout import StopOnTokenSuffix
+    from .rollout import StopOnTokenSuffix
     marker_ids = list(tokenizer(end_marker, add_special_tokens=False).input_ids)
     device = next(model.parameters()).device
     was_training = model.training
