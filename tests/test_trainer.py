@@ -392,3 +392,45 @@ def test_arch_model_trains_one_step_and_rejects_unknown_names(tmp_path):
     assert len(out["metrics"]) == 2 and all(math.isfinite(m["loss"]) for m in out["metrics"])
     with pytest.raises(ConfigError, match="arch:nope"):
         load_model_and_tokenizer(dataclasses.replace(cfg.model, name_or_path="arch:nope"), "cpu")
+
+
+# ------------------------------------------------------------------------------------------ one budget-forcing rule
+def test_one_budget_forcing_rule_for_training_evaluation_and_the_trl_adapter(tm):
+    """The marker written character by character (not as its own token) is found by the same rule,
+    rollout.finish_rationale, in training, in the TRL adapter's teacher-forced tail, and without a tokenizer
+    only as the marker's token ids."""
+    pytest.importorskip("trl")
+    from tsallis_ref.integrations.trl import build_teacher_forced_tail
+    model, tok = tm
+    chars = sum((tok(c, add_special_tokens=False).input_ids for c in "</think>"), [])
+    marker_ids = tok("</think>", add_special_tokens=False).input_ids
+    assert chars != marker_ids
+    a, b = tok("ab", add_special_tokens=False).input_ids, tok("42", add_special_tokens=False).input_ids
+    ids = a + chars + b                                    # rationale "ab", marker as characters, the model's answer
+    z, forced = finish_rationale(tok, ids, "</think>", marker_ids, [tok.eos_token_id])
+    assert z == a + chars and not forced                   # cut just after the marker, the answer dropped
+    comp = torch.tensor([ids])
+    tail = build_teacher_forced_tail(comp, torch.ones_like(comp), [[7]], marker_ids, [tok.eos_token_id],
+                                     tok.pad_token_id, tokenizer=tok, marker="</think>")
+    assert tail["tail_ids"][0].tolist() == z + [7] and int(tail["z_mask"][0].sum()) == len(z)
+    # without a tokenizer the marker is matched as its token ids only: not found here, so it is forced
+    assert finish_rationale(None, ids, "</think>", marker_ids, [tok.eos_token_id]) == (ids + marker_ids, True)
+
+
+def test_evaluation_forces_the_marker_after_an_early_eos_as_training_does(tm):
+    """A model that ends its turn at once (EOS logit + 50): training forces the marker and (GRPO) samples an
+    answer after it; the evaluation harness follows the same rule (it used to keep the empty text)."""
+    import copy
+    from tsallis_ref.evaluation import generate_samples
+    model, tok = tm
+    eager = copy.deepcopy(model)
+    bias = torch.zeros(eager.config.vocab_size)
+    bias[tok.eos_token_id] = 50.0
+    eager.get_output_embeddings().register_forward_hook(lambda m, i, o: o + bias)   # a hook on this copy only
+    torch.manual_seed(0)
+    gens = generate_samples(eager, tok, ["Q: 1+1="], k=3, batch_size=3, max_new_tokens=3, think_budget=5,
+                            end_marker="</think>", forced_suffix="</think>", use_chat_template=False, progress=False)
+    assert gens == [["</think>"] * 3]
+    rc = RolloutConfig(M=3, rationale_budget=5, answer_budget=3, end_of_rationale="</think>")
+    ro = sample_rationales(eager, tok, [tok("Q: 1+1=", add_special_tokens=False).input_ids], rc)
+    assert all(ro.forced) and all(tok.decode(z) == "</think>" for z in ro.rationale_ids)

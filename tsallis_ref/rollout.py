@@ -19,8 +19,8 @@ import torch
 
 from .config import RolloutConfig
 
-__all__ = ["encode_prompt", "encode_answer", "StopOnTokenSuffix", "generate", "cut_at_marker", "finish_rationale", "Rollouts",
-           "sample_rationales", "sample_answers"]
+__all__ = ["encode_prompt", "encode_answer", "StopOnTokenSuffix", "generate", "find_subsequence", "cut_at_marker",
+           "finish_rationale", "Rollouts", "sample_rationales", "sample_answers"]
 
 
 def encode_prompt(tokenizer, prompt: str, *, chat_template: bool, enable_thinking: Optional[bool] = None) -> list[int]:
@@ -129,9 +129,26 @@ def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tok
     return out
 
 
-def cut_at_marker(tokenizer, ids: list[int], marker: str) -> Optional[list[int]]:
-    """The shortest prefix of ``ids`` whose decoded text contains ``marker`` (so the rationale ends with the
-    token that completes the marker), or None if the marker is absent."""
+def find_subsequence(seq: Sequence[int], sub: Sequence[int]) -> int:
+    """Index of the first occurrence of the token ids ``sub`` in ``seq``, or -1."""
+    seq, sub = list(seq), list(sub)
+    n, k = len(seq), len(sub)
+    if k == 0:
+        return -1
+    for i in range(n - k + 1):
+        if seq[i:i + k] == sub:
+            return i
+    return -1
+
+
+def cut_at_marker(tokenizer, ids: list[int], marker: str, marker_ids: Sequence[int] = ()) -> Optional[list[int]]:
+    """The shortest prefix of ``ids`` that contains the marker (so the rationale ends with the token that
+    completes it), or None if the marker is absent. With a ``tokenizer`` the marker is looked for in the decoded
+    text of the prefixes (so a marker that BPE merged with its neighbours is found too); with ``tokenizer=None``
+    as the token ids ``marker_ids``."""
+    if tokenizer is None:
+        i = find_subsequence(ids, marker_ids)
+        return None if i < 0 else list(ids[:i + len(marker_ids)])
     if marker not in tokenizer.decode(ids, skip_special_tokens=False):
         return None
     lo, hi = 1, len(ids)
@@ -146,14 +163,17 @@ def cut_at_marker(tokenizer, ids: list[int], marker: str) -> Optional[list[int]]
 
 def finish_rationale(tokenizer, ids: Sequence[int], marker: str, marker_ids: Sequence[int],
                      eos_ids: Sequence[int] = ()) -> tuple[list[int], bool]:
-    """Budget forcing on one sampled continuation: ``(z, forced)``.
+    """Budget forcing on one sampled continuation, ``(z, forced)``: THE rule, on token ids, of training
+    (:func:`sample_rationales`), evaluation (:func:`tsallis_ref.evaluation.generate_samples`) and the TRL adapter
+    (:func:`tsallis_ref.integrations.trl.build_teacher_forced_tail`).
 
     ``ids`` is cut at its first EOS (if any of ``eos_ids`` occurs); if the rest contains the marker, z is its
     shortest prefix that contains it (:func:`cut_at_marker`: z ends with the token completing the marker, and
     whatever followed, e.g. the model's own answer, is dropped); otherwise (budget exhausted, or EOS before
-    the marker) the marker tokens are appended (``forced=True``). The marker belongs to z either way."""
+    the marker) the tokens ``marker_ids`` are appended (``forced=True``). The marker belongs to z either way.
+    ``tokenizer=None`` looks for the marker as the token ids ``marker_ids`` only."""
     ids, _ = _strip_after_eos(list(ids), set(eos_ids))
-    cut = cut_at_marker(tokenizer, ids, marker) if ids else None
+    cut = cut_at_marker(tokenizer, ids, marker, marker_ids) if ids else None
     if cut is None:
         return ids + list(marker_ids), True
     return cut, False

@@ -12,9 +12,9 @@ How a rollout becomes ``(logp_z, logp_y)``
 ------------------------------------------
 TRL samples ``M = num_generations`` completions per prompt. For each completion:
 
-* the **rationale** ``z`` is the sampled completion, cut just before the first occurrence of the
-  answer-marker tokens if the model wrote the marker itself, and with a trailing EOS removed (the
-  tokens after the marker, i.e. the model's own answer, are ignored: GARL does not grade them);
+* the **rationale** ``z`` is the sampled completion cut at its first EOS and just after the answer marker
+  if the model wrote it (the tokens after the marker, i.e. the model's own answer, are ignored: GARL does not
+  grade them), the marker tokens appended otherwise (:func:`tsallis_ref.rollout.finish_rationale`);
 * the teacher-forced sequence is ``[prompt, z, marker, answer_prefix + y*, (EOS)]`` where ``y*``
   is the gold answer read from the dataset column ``answer_column`` (default ``"answer"``);
 * ``logp_z = sum log p(z_t | x, z_<t)`` over the rationale tokens **and the marker tokens** and
@@ -31,12 +31,11 @@ A forced marker (budget exhausted) counts in ``logp_z`` too, in both implementat
 version's fix the integration counted the marker in neither sum; ``tests/test_trl_parity.py`` now checks
 that this module's gradient equals our trainer's on the same samples.)
 
-Two smaller differences from :mod:`tsallis_ref.rollout`, neither of which matters with a character- or
-word-level marker: the marker is found here as a token-id subsequence (our trainer: the shortest prefix
-whose *decoded text* contains the marker, which also catches a marker that BPE merged with its
-neighbours); and TRL scores left-padded prompts without ``position_ids`` (positions shifted by the
-padding), which is exact for rotary (relative) position encodings such as Llama's / Qwen's but not for
-learned absolute ones.
+The rationale is cut by the same budget-forcing rule as our trainer's, :func:`tsallis_ref.rollout.finish_rationale`
+(the shortest prefix whose decoded text contains the marker, which also catches a marker that BPE merged with its
+neighbours; the marker tokens appended when it is absent). One difference remains: TRL scores left-padded prompts
+without ``position_ids`` (positions shifted by the padding), which is exact for rotary (relative) position
+encodings such as Llama's / Qwen's but not for learned absolute ones.
 
 Why there are two forward passes per step (one without gradient)
 ----------------------------------------------------------------
@@ -101,6 +100,7 @@ except ImportError as e:  # pragma: no cover - exercised only without trl
 
 from ..estimators import DEFAULT_Q, ESTIMATORS, EstimatorInputs, estimator_metrics, paft_resample
 from ..losses import check_q
+from ..rollout import find_subsequence, finish_rationale
 
 __all__ = ["GARLConfig", "PAFTConfig", "GARLTrainer", "PAFTTrainer", "TESTED_TRL_VERSION",
            "build_teacher_forced_tail", "find_subsequence"]
@@ -188,21 +188,12 @@ class PAFTConfig(GARLConfig):
 # Sequence construction (pure functions, tested directly)
 # ----------------------------------------------------------------------------------------------
 
-def find_subsequence(seq: list[int], sub: list[int]) -> int:
-    """Index of the first occurrence of ``sub`` in ``seq``, or -1."""
-    n, k = len(seq), len(sub)
-    if k == 0:
-        return -1
-    for i in range(n - k + 1):
-        if seq[i:i + k] == sub:
-            return i
-    return -1
-
-
 def build_teacher_forced_tail(completion_ids: torch.Tensor, completion_mask: torch.Tensor,
                               answer_ids: list[list[int]], marker_ids: list[int], eos_ids: list[int],
-                              pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded tails ``[z, marker, y]`` for each row, with masks of the z and y positions.
+                              pad_id: int, *, tokenizer=None, marker: Optional[str] = None) -> dict[str, torch.Tensor]:
+    """Right-padded tails ``[z, y]`` for each row, with masks of the z and y positions; z ends with the marker
+    (written or forced), cut by the budget-forcing rule of our trainer, :func:`tsallis_ref.rollout.finish_rationale`
+    (with ``tokenizer`` and the ``marker`` text, the marker is found in the decoded text; without, as ``marker_ids``).
 
     ``completion_ids[n, C]`` / ``completion_mask[n, C]``: TRL's right-padded completions.
     ``answer_ids[i]``: tokens of ``y*`` for row i (with the EOS already appended if wanted).
@@ -215,27 +206,23 @@ def build_teacher_forced_tail(completion_ids: torch.Tensor, completion_mask: tor
     rows = []
     for i in range(n):
         ids = completion_ids[i][completion_mask[i].bool()].tolist()
-        cut = find_subsequence(ids, marker_ids)
-        if cut >= 0:
-            ids = ids[:cut]
-        elif ids and ids[-1] in eos_ids:
-            ids = ids[:-1]
+        z, _forced = finish_rationale(tokenizer, ids, marker, marker_ids, eos_ids)
         y = list(answer_ids[i])
         if not y:
             raise ValueError(f"row {i}: the gold answer tokenizes to no tokens; check the gold-answer column")
-        rows.append((ids, y))
-    T = max(len(z) + len(marker_ids) + len(y) for z, y in rows)
+        rows.append((z, y))
+    T = max(len(z) + len(y) for z, y in rows)
     tail = torch.full((n, T), pad_id, dtype=torch.long)
     tmask = torch.zeros((n, T), dtype=torch.long)
     zmask = torch.zeros((n, T), dtype=torch.bool)
     ymask = torch.zeros((n, T), dtype=torch.bool)
     for i, (z, y) in enumerate(rows):
-        seq = z + list(marker_ids) + y
+        seq = z + y
         L = len(seq)
         tail[i, :L] = torch.tensor(seq, dtype=torch.long)
         tmask[i, :L] = 1
-        zmask[i, :len(z) + len(marker_ids)] = True   # the marker belongs to z (see the module docstring)
-        ymask[i, len(z) + len(marker_ids):L] = True
+        zmask[i, :len(z)] = True   # the marker belongs to z (see the module docstring)
+        ymask[i, len(z):L] = True
     dev = completion_ids.device
     return {"tail_ids": tail.to(dev), "tail_mask": tmask.to(dev), "z_mask": zmask.to(dev), "y_mask": ymask.to(dev)}
 
@@ -314,7 +301,8 @@ class GARLTrainer(GRPOTrainer):
         eos_ids = list(self.eos_token_ids)
         tail = build_teacher_forced_tail(out["completion_ids"], out["completion_mask"],
                                          self._answer_ids([x[col] for x in inputs]), self._marker_ids, eos_ids,
-                                         self._tokenizer.pad_token_id)
+                                         self._tokenizer.pad_token_id, tokenizer=self._tokenizer,
+                                         marker=self.args.answer_marker)
         out.update(tail)
         batch_size = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
         with torch.no_grad():
