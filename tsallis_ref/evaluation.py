@@ -123,7 +123,7 @@ def generate_samples(model, tokenizer, prompts: Sequence[str], k: int = 16, *, b
     # the rationale stops at the marker's own tokens (cheap, no decoding per step; rollout.StopOnTokenSuffix);
     # a marker written with other tokens is still cut below, only the tokens sampled after it are wasted
     from transformers import StoppingCriteriaList
-    from .rollout import StopOnTokenSuffix, finish_rationale
+    from .rollout import StopOnTokenSuffix, finish_rationale, left_pad
     marker_ids = list(tokenizer(end_marker, add_special_tokens=False).input_ids)
     forced_ids = list(tokenizer(forced_suffix, add_special_tokens=False).input_ids)
     eos_ids = [eos_id] if eos_id is not None else []
@@ -141,12 +141,8 @@ def generate_samples(model, tokenizer, prompts: Sequence[str], k: int = 16, *, b
 
     def run_ids(contexts: list[list[int]], n_new: int, stop_at_marker: bool = False) -> list[list[int]]:
         """The new token ids of each context (left-padded batch), pads and all."""
-        L = max(len(c) for c in contexts)
-        ids = torch.full((len(contexts), L), pad_id, dtype=torch.long)
-        att = torch.zeros((len(contexts), L), dtype=torch.long)
-        for r, c in enumerate(contexts):
-            ids[r, L - len(c):] = torch.tensor(c, dtype=torch.long)
-            att[r, L - len(c):] = 1
+        ids, att = left_pad(contexts, pad_id)
+        L = ids.shape[1]
         extra = {}
         if stop_at_marker and marker_ids:
             extra["stopping_criteria"] = StoppingCriteriaList([StopOnTokenSuffix([marker_ids], L)])

@@ -19,7 +19,7 @@ import torch
 
 from .config import RolloutConfig
 
-__all__ = ["encode_prompt", "encode_answer", "StopOnTokenSuffix", "generate", "find_subsequence", "cut_at_marker",
+__all__ = ["encode_prompt", "encode_answer", "StopOnTokenSuffix", "left_pad", "generate", "find_subsequence", "cut_at_marker",
            "finish_rationale", "Rollouts", "sample_rationales", "sample_answers"]
 
 
@@ -76,6 +76,17 @@ class StopOnTokenSuffix:
         return done
 
 
+def left_pad(contexts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``input_ids, attention_mask [n, L]`` of token-id contexts, left-padded to the longest (for ``generate``)."""
+    L = max(len(c) for c in contexts)
+    ids = torch.full((len(contexts), L), pad_id, dtype=torch.long)
+    att = torch.zeros((len(contexts), L), dtype=torch.long)
+    for i, c in enumerate(contexts):
+        ids[i, L - len(c):] = torch.tensor(list(c), dtype=torch.long)
+        att[i, L - len(c):] = 1
+    return ids, att
+
+
 @torch.no_grad()
 def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tokens: int, sampling,
              stop_strings: Optional[list[str]] = None, stop_token_ids: Optional[list[list[int]]] = None,
@@ -103,13 +114,8 @@ def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tok
     bs = resolve_generation_batch(model, batch_size, len(contexts), max(len(c) for c in contexts) + max_new_tokens)
     try:
         for s in range(0, len(contexts), bs):
-            chunk = contexts[s:s + bs]
-            L = max(len(c) for c in chunk)
-            ids = torch.full((len(chunk), L), pad, dtype=torch.long)
-            att = torch.zeros((len(chunk), L), dtype=torch.long)
-            for i, c in enumerate(chunk):
-                ids[i, L - len(c):] = torch.tensor(c, dtype=torch.long)
-                att[i, L - len(c):] = 1
+            ids, att = left_pad(contexts[s:s + bs], pad)
+            L = ids.shape[1]
             kw = dict(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
                       top_k=sampling.top_k if sampling.top_k > 0 else None, max_new_tokens=max_new_tokens,
                       pad_token_id=pad, eos_token_id=sorted(eos_ids), use_cache=True)
