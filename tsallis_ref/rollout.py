@@ -12,7 +12,7 @@ then sample the model's own answer from [x, z, prefix] with ``answer_budget`` ne
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch

@@ -140,7 +140,7 @@ def score_sequences(model, prompt, rationale, answer, *, pad_id: int, micro_batc
     out_t = out_m = None
     if return_tokens:
         # left-align each completion so that the [n, Tc] tensors only span completion tokens
-        rows, mrows = [], []
+        rows = []
         for lp, cm in zip(toks, masks):
             for i in range(lp.shape[0]):
                 idx = cm[i].nonzero().squeeze(-1)
