@@ -147,6 +147,8 @@ def _reference_grads(model, tok, cfg, ro, answers, rewards, indices):
         loss = E.paft_loss(lz, ly, m.q, indices=indices)
     elif m.name == "rloo":
         loss = E.rloo_loss(lz + ly, rewards)
+    elif m.name == "maxrl":
+        loss = E.maxrl_loss(lz + ly, rewards)
     else:
         Tc = max(t.shape[0] for t in toks)
         lt = torch.stack([torch.nn.functional.pad(t, (0, Tc - t.shape[0])) for t in toks]).view(B, M, Tc)
@@ -157,7 +159,8 @@ def _reference_grads(model, tok, cfg, ro, answers, rewards, indices):
 
 
 @pytest.mark.parametrize("name,extra", [("garl", {}), ("garl", {"baseline": "none", "q": 1.0}), ("paft", {}),
-                                        ("paft", {"K": 3, "q": 0.25}), ("rloo", {}), ("grpo", {})])
+                                        ("paft", {"K": 3, "q": 0.25}), ("rloo", {}), ("grpo", {}),
+                                        ("maxrl", {})])
 def test_trainer_gradient_equals_core_estimator(tm, name, extra):
     model, tok = tm
     cfg = _cfg(name, method=extra)
@@ -165,7 +168,7 @@ def test_trainer_gradient_equals_core_estimator(tm, name, extra):
     xs = [tok(e["prompt"], add_special_tokens=False).input_ids for e in EXAMPLES[:2]]
     ro = sample_rationales(model, tok, xs, cfg.rollout)
     rewards = None
-    if name in ("grpo", "rloo"):
+    if name in ("grpo", "rloo", "maxrl"):
         ro = sample_answers(model, tok, ro, cfg.rollout)
         answers = ro.answer_ids
         rewards = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 1.0, 0.0]])  # fixed, non-degenerate
@@ -299,7 +302,7 @@ def test_normalize_answer_and_exact_match():
 
 
 # ------------------------------------------------------------------------------------------ end to end
-@pytest.mark.parametrize("name", ["garl", "paft", "grpo", "rloo"])
+@pytest.mark.parametrize("name", ["garl", "paft", "grpo", "rloo", "maxrl"])
 def test_every_method_trains_and_logs(name, tmp_path):
     torch.manual_seed(0)
     cfg = _cfg(name, output_dir=str(tmp_path))
