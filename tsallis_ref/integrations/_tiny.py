@@ -1,8 +1,8 @@
 """Offline tiny model, tokenizer and dataset for the TRL-integration tests and benchmarks.
 
 No hub access is needed: the tokenizer is a character-level ``tokenizers`` WordLevel model
-wrapped in ``PreTrainedTokenizerFast`` (with a minimal chat template) and the model is a
-randomly initialised ``LlamaForCausalLM`` built from a config. Not part of the public API.
+wrapped in ``PreTrainedTokenizerFast`` (with a minimal chat template, left padding as TRL wants) and the model is
+:func:`tsallis_ref.models.tiny_model` at the sizes these tests use. Not part of the public API.
 """
 from __future__ import annotations
 
@@ -35,18 +35,13 @@ def tiny_tokenizer():
 
 
 def tiny_model(tok, *, hidden_size: int = 32, layers: int = 2, heads: int = 4, seed: int = 0, dtype=None):
-    """A random ``LlamaForCausalLM`` sized for a CPU test (about 30k parameters at the defaults), initialised
+    """A random ``LlamaForCausalLM`` sized for a CPU test (about 30k parameters at the defaults): the library's
+    one tiny model, :func:`tsallis_ref.models.tiny_model`, with untied embeddings and 256 positions, initialised
     from ``seed`` without touching the global random state."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from ..models import tiny_model as build
 
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-                      num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-                      max_position_embeddings=256, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                      bos_token_id=tok.bos_token_id, tie_word_embeddings=False)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = LlamaForCausalLM(cfg)
+    model = build(tok, seed=seed, hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=layers,
+                  num_attention_heads=heads, max_position_embeddings=256, tie_word_embeddings=False)
     if dtype is not None:
         model = model.to(dtype)
     return model
