@@ -295,7 +295,10 @@ def test_the_table_is_the_one_dispatch_with_one_default_q():
     with pytest.raises(ValueError, match="needs rewards"):
         E.ESTIMATORS["maxrl"](E.EstimatorInputs(lz, ly))
     met = E.estimator_metrics(E.ESTIMATORS["paft"], lz, ly, indices=torch.zeros(3, 4, dtype=torch.long))
-    assert set(met) <= set(E.METRIC_NAMES) and met["paft_unique_frac"] == 0.25 and "dead_prompts" in met
+    assert set(met) <= set(E.METRIC_NAMES) and met["paft_unique_frac"] == 0.25 and met["dead_prompts"] == 0
+    ly_dead = ly.clone()
+    ly_dead[1] = -math.inf
+    assert E.estimator_metrics(E.ESTIMATORS["garl"], lz, ly_dead)["dead_prompts"] == 1
 
 
 def test_maxrl_advantage_and_its_zero_when_nothing_succeeds():

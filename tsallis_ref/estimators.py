@@ -401,7 +401,7 @@ METRIC_NAMES: dict[str, str] = {
     "max_adv": "largest amplified RLOO advantage c_m / M^q (Fig. 3)",
     "ess_frac": "mean normalised effective sample size (sum w)^2 / (M sum w^2), in [1/M, 1]",
     "paft_unique_frac": "PAFT: distinct resampled rationales / M",
-    "dead_prompts": "prompts whose M values of logp_y are all -inf (no gradient from them); None until counted",
+    "dead_prompts": "prompts whose M values of logp_y are all -inf (they add no gradient)",
     "reward_mean": "mean verifier reward (GRPO, RLOO, MaxRL)",
     "zero_var_frac": "fraction of prompts whose M rewards are all equal (no gradient for GRPO / RLOO / MaxRL)",
     "logp_z_mean": "mean log p(z_m | x)",
@@ -557,7 +557,8 @@ def estimator_metrics(spec: EstimatorSpec, logp_z: torch.Tensor, logp_y: torch.T
                                        "amp_max", "ess_frac", "max_adv") if k in ws})
         met["wbar_std"] = float(wbar.std()) if wbar.numel() > 1 else 0.0
         met["log_w_std"] = float(logp_y.detach().double().std(dim=-1).mean()) if M > 1 else 0.0
-        met["dead_prompts"] = None     # counted by the -inf guard of garl_loss / paft_loss
+        # prompts with no finite weight: no gradient from them (the -inf guard of garl_loss / paft_loss)
+        met["dead_prompts"] = int(torch.isneginf(logp_y.detach()).all(dim=-1).sum())
         if indices is not None:
             met["paft_unique_frac"] = float(sum(len(set(r.tolist())) for r in indices)) / (len(indices) * M)
     if rewards is not None:
