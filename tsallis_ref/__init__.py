@@ -13,14 +13,15 @@ against this table, and that ``tsallis_ref.data`` loads nothing of the trainer s
     layer 0: losses, checkpoint, scoring, data
     layer 1: estimators, toy
     layer 2: config, theory, miniature
-    layer 3: models, metrics_log
-    layer 4: rollout, precision
-    layer 5: batches, evaluation
-    layer 6: trainer
-    layer 7: experiments, integrations, __main__
+    layer 3: precision, metrics_log
+    layer 4: models
+    layer 5: rollout
+    layer 6: batches, evaluation
+    layer 7: trainer
+    layer 8: experiments, integrations, __main__
 
 ``data`` holds the benchmarks' loaders, prompts, verifiers and metrics (pure functions of text and records);
-``evaluation`` samples from a model and scores with them; the trainer stack (``models`` to ``trainer``) sits in
+``evaluation`` samples from a model and scores with them; the trainer stack (``precision`` to ``trainer``) sits in
 between.
 """
 from .losses import amplification, attenuation, qlog, qloss

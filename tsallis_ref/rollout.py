@@ -110,7 +110,7 @@ def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tok
     was_training = model.training
     model.eval()
     out: list[tuple[list[int], bool]] = []
-    from .models import resolve_generation_batch
+    from .precision import resolve_generation_batch
     bs = resolve_generation_batch(model, batch_size, len(contexts), max(len(c) for c in contexts) + max_new_tokens)
     try:
         for s in range(0, len(contexts), bs):
