@@ -33,17 +33,15 @@ import datetime
 import gc
 import json
 import platform
-import resource
 import sys
-import time
 
 import torch
 
 from tsallis_ref.config import TrainConfig
 from tsallis_ref.models import load_model_and_tokenizer, resolve_device
-from tsallis_ref.rollout import encode_answer, sample_answers, sample_rationales
-from tsallis_ref import trainer as T
-from tsallis_ref.trainer import accumulate_gradients, exact_match
+from tsallis_ref.rollout import encode_answer
+from tsallis_ref.precision import peak_memory_mb
+from tsallis_ref.trainer import Batch, StepState, train_step
 
 #: small shapes of the same architecture, for a CPU smoke run of this script
 TINY_ARCH = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -53,18 +51,6 @@ TINY_ARCH = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num
 def _mean(xs) -> float:
     xs = list(xs)
     return sum(xs) / len(xs)
-
-
-def _reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def _peak_mb(device: torch.device) -> dict:
-    if device.type == "cuda":
-        return {"peak_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20,
-                "peak_reserved_mb": torch.cuda.max_memory_reserved(device) / 2**20}
-    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def _hardware(device: torch.device) -> str:
@@ -98,57 +84,30 @@ def run_setting(a, M: int, budget: int, device: torch.device) -> dict:
           for _ in range(a.prompts)]
     gold = "42"
     ys = [encode_answer(tok, gold, cfg.rollout) for _ in xs]
-    params = [p for p in model.parameters() if p.requires_grad]
-    autocast, scale_loss = T.precision_for(cfg, device, params)
-    scaler = torch.amp.GradScaler(device.type, enabled=scale_loss)
-    opt = torch.optim.AdamW(params, lr=cfg.optim.lr)
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
+    state = StepState.create(model, cfg)           # AdamW on the adapter, the run's precision policy
+    batch = Batch(ids=[str(i) for i in range(len(xs))], prompt_ids=xs, target_ids=ys, answers=[gold] * len(xs),
+                  aliases=[()] * len(xs))
     steps = []
-    warm_rollout = dataclasses.replace(cfg.rollout, rationale_budget=min(budget, a.warmup_budget))
+    warm = dataclasses.replace(cfg, rollout=dataclasses.replace(cfg.rollout, rationale_budget=min(budget, a.warmup_budget)))
     for s in range(a.steps + 1):                 # step 0 warms up (allocator, kernels) on short rollouts; not recorded
-        sync(); t0 = time.perf_counter()
-        _reset_peak(device)
-        with T.autocast_context(device, autocast):
-            ro = sample_rationales(model, tok, xs, cfg.rollout if s > 0 else warm_rollout)
-        rewards = None
-        if a.method in ("grpo", "rloo"):
-            with T.autocast_context(device, autocast):
-                ro = sample_answers(model, tok, ro, cfg.rollout)
-            rewards = torch.tensor([exact_match(t, gold) for t in ro.answer_text], dtype=torch.float32).view(len(xs), M)
-            answers = ro.answer_ids
-        else:
-            answers = [ys[i // M] for i in range(len(ro.rationale_ids))]
-        sync(); t_gen = time.perf_counter() - t0
-        gen_peak = _peak_mb(device)
-        _reset_peak(device)
-        opt.zero_grad(set_to_none=True)
-        so = accumulate_gradients(model, cfg, tok.pad_token_id, ro, answers, rewards, g, autocast_dtype=autocast,
-                                  scaler=scaler if scale_loss else None)
-        sync(); t1 = time.perf_counter()
-        scaler.unscale_(opt)
-        scaler.step(opt)
-        scaler.update()
-        sync(); t_opt = time.perf_counter() - t1
-        train_peak = _peak_mb(device)
+        out = train_step(model, tok, batch, cfg if s > 0 else warm, state)   # the trainer's own step
         if s == 0:
             continue
-        step = t_gen + so.t_score + so.t_backward + t_opt
-        steps.append({"generate_s": t_gen, "score_s": so.t_score, "backward_s": so.t_backward, "optim_s": t_opt,
-                      "step_s": step, "generated_tokens": ro.n_generated, "scored_tokens": so.scored_tokens,
-                      "generated_tok_per_s": ro.n_generated / t_gen, "scored_tok_per_s": so.scored_tokens /
-                      max(so.t_score + so.t_backward, 1e-9),
+        t, ro = out.timings, out.rollouts
+        steps.append({"generate_s": t["generate"], "score_s": t["score"], "backward_s": t["backward"],
+                      "optim_s": t["optimizer"], "step_s": t["step"], "generated_tokens": ro.n_generated,
+                      "scored_tokens": out.gradients.scored_tokens,
+                      "generated_tok_per_s": ro.n_generated / t["generate"],
+                      "scored_tok_per_s": out.gradients.scored_tokens / max(t["score"] + t["backward"], 1e-9),
                       "rationale_len_mean": sum(map(len, ro.rationale_ids)) / len(ro.rationale_ids),
-                      **{f"generate_{k}": v for k, v in gen_peak.items()},
-                      **{f"train_{k}": v for k, v in train_peak.items()}})
+                      **{f"generate_{k}": v for k, v in out.memory["generate"].items()},
+                      **{f"train_{k}": v for k, v in out.memory["train"].items()}})
+    autocast, scale_loss = state.autocast, state.scaler.is_enabled()
     rec = {"M": M, "rationale_budget": budget, **{k: min(d[k] for d in steps) if k.endswith("_s") else
                                                   (max if k.endswith("_mb") else _mean)(d[k] for d in steps)
                                                   for k in steps[0]},
            "autocast": str(autocast), "loss_scaling": scale_loss, "steps": steps}
-    del model, opt
+    del model, state
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return rec
@@ -198,7 +157,7 @@ def main(argv=None):
         try:
             r = run_setting(a, M, budget, device)
         except torch.OutOfMemoryError as e:
-            r = {"M": M, "rationale_budget": budget, "oom": str(e).split("\n")[0], **_peak_mb(device)}
+            r = {"M": M, "rationale_budget": budget, "oom": str(e).split("\n")[0], **peak_memory_mb(device)}
         if "oom" in r:
             gc.collect()
             torch.cuda.empty_cache()

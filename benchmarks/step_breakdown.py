@@ -1,8 +1,9 @@
 """Step-time breakdown (generate / score / backward) and forward passes per step for GARL, PAFT, GRPO and RLOO,
 on the same model, prompts and M, measured side by side in one run (issue 4, section 5).
 
-Each round seeds the RNG identically before every method, so all four methods draw the *same* rationale pool
-from the same (unchanged: no optimiser step) model; GRPO / RLOO then also sample their answers. Methods are
+Each step is the trainer's own ``train_step``, timed by the clock passed to it. Each round seeds the RNG
+identically before every method, so all methods draw the *same* rationale pool from the same model (unchanged:
+the optimiser is SGD with learning rate 0, so its step costs what a step costs and moves nothing); GRPO / RLOO then also sample their answers. Methods are
 interleaved round by round (rotating order) so that machine-load drift hits them equally; the median (or the
 minimum, ``--stat min``) over rounds is reported.
 
@@ -29,10 +30,7 @@ import torch
 
 from tsallis_ref.config import TrainConfig
 from tsallis_ref.models import load_model_and_tokenizer, resolve_device
-from tsallis_ref.rollout import encode_answer, encode_prompt, sample_answers, sample_rationales
-from tsallis_ref.scoring import COUNTER
-from tsallis_ref import trainer as T
-from tsallis_ref.trainer import accumulate_gradients, exact_match
+from tsallis_ref.trainer import StepState, encode_examples, train_step
 
 METHODS = ["rloo", "grpo", "garl", "paft", "garl-2pass"]   # garl-2pass: GARL with optim.two_pass_scoring
 PROMPTS = [("Q: 12+7=", "19"), ("Q: 3*4=", "12"), ("Q: 9-5=", "4"), ("Q: 6+6=", "12"),
@@ -79,17 +77,12 @@ def main(argv=None):
     device = resolve_device(a.device)
     a.clock = a.clock or ("wall" if device.type == "cuda" else "process")
     clock = time.perf_counter if a.clock == "wall" else time.process_time
-    T.CLOCK = clock
     model, tok = load_model_and_tokenizer(cfgs["garl"].model, device, seed=0)
     model.train()
-    prompts = PROMPTS[: a.prompts]
-    xs = [encode_prompt(tok, p, chat_template=cfgs["garl"].model.chat_template) for p, _ in prompts]
-    ys = [encode_answer(tok, y, cfgs["garl"].rollout) for _, y in prompts]
-    gen = torch.Generator().manual_seed(0)
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+    batch = encode_examples(tok, [{"id": str(i), "prompt": p, "answer": y} for i, (p, y) in enumerate(PROMPTS[: a.prompts])],
+                            cfgs["garl"])
+    params = [p for p in model.parameters() if p.requires_grad]
+    states = {m: StepState.create(model, cfgs[m], optimizer=torch.optim.SGD(params, lr=0.0)) for m in METHODS}
 
     rec = {m: {"generate": [], "score": [], "backward": [], "fwd_calls": [], "fwd_seqs": [], "gen_calls": [],
                "scored_tokens": []} for m in METHODS}
@@ -97,29 +90,14 @@ def main(argv=None):
         k = r % len(METHODS)
         order = METHODS[k:] + METHODS[:k]
         for m in order:
-            cfg = cfgs[m]
             torch.manual_seed(1000 + r)                # same rationale pool for every method this round
-            sync(); t0 = clock()
-            ro = sample_rationales(model, tok, xs, cfg.rollout)
-            rewards = None
-            if m in ("grpo", "rloo"):
-                ro = sample_answers(model, tok, ro, cfg.rollout)
-                rewards = torch.tensor([exact_match(t, prompts[i // a.M][1]) for i, t in enumerate(ro.answer_text)]
-                                       ).view(len(xs), a.M)
-                answers = ro.answer_ids
-            else:
-                answers = [ys[i // a.M] for i in range(len(ro.rationale_ids))]
-            sync(); t_gen = clock() - t0
-            model.zero_grad(set_to_none=True)
-            COUNTER.reset()
-            so = accumulate_gradients(model, cfg, tok.pad_token_id, ro, answers, rewards, gen)
-            sync()
+            out = train_step(model, tok, batch, cfgs[m], states[m], clock=clock)
             if r == 0:
                 continue
-            d = rec[m]
-            d["generate"].append(t_gen), d["score"].append(so.t_score), d["backward"].append(so.t_backward)
-            d["fwd_calls"].append(COUNTER.calls), d["fwd_seqs"].append(COUNTER.sequences)
-            d["gen_calls"].append(ro.generate_calls), d["scored_tokens"].append(so.scored_tokens)
+            d, t = rec[m], out.timings
+            d["generate"].append(t["generate"]), d["score"].append(t["score"]), d["backward"].append(t["backward"])
+            d["fwd_calls"].append(out.gradients.forward_calls), d["fwd_seqs"].append(out.gradients.scored_sequences)
+            d["gen_calls"].append(out.rollouts.generate_calls), d["scored_tokens"].append(out.gradients.scored_tokens)
 
     stat = statistics.median if a.stat == "median" else min
     med = {m: {k: stat(v) for k, v in d.items()} for m, d in rec.items()}

@@ -35,7 +35,8 @@ def run_rank(estimator: str, out: Path) -> None:  # executed inside `accelerate 
     from accelerate.utils import gather_object
     from test_trl_integration import MARKER, reference_grads, rows_of, unique_dataset
 
-    from tsallis_ref.integrations._tiny import generation_batch_grads, tiny_model, tiny_tokenizer
+    from tsallis_ref.integrations._tiny import tiny_model, tiny_tokenizer
+    from trl_helpers import generation_batch_grads
     from tsallis_ref.integrations.trl import GARLConfig, GARLTrainer, PAFTConfig, PAFTTrainer
 
     cfg_cls, tr_cls = (GARLConfig, GARLTrainer) if estimator == "garl" else (PAFTConfig, PAFTTrainer)

@@ -4,7 +4,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from tsallis_ref.data import aggregate, byte_tokenizer, evaluate, generate_samples, score_samples
+from tsallis_ref.data import aggregate
+from tsallis_ref.evaluation import byte_tokenizer, evaluate, generate_samples, score_samples
 
 torch.set_num_threads(1)
 
@@ -92,7 +93,7 @@ def test_aggregate_skips_undefined_metrics():
 
 
 def test_chat_template_is_applied_when_the_tokenizer_has_one(tiny):
-    from tsallis_ref.data.evaluate import _prompt_text
+    from tsallis_ref.evaluation import _prompt_text
 
     model, tok = tiny
     assert _prompt_text(tok, "hi", None) == "hi"  # no template -> the raw prompt

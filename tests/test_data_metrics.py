@@ -5,7 +5,8 @@ import random
 
 import pytest
 
-from tsallis_ref.data import aggregate, maj_at_k, majority_vote, pass_at_k, relaxed_match, score_samples
+from tsallis_ref.data import aggregate, maj_at_k, majority_vote, pass_at_k, relaxed_match
+from tsallis_ref.evaluation import score_samples
 
 
 def test_pass_at_k_matches_combinatorial_definition():

@@ -5,8 +5,9 @@ import pytest
 
 pytest.importorskip("datasets")
 
-from tsallis_ref.data import (ANSWER_FORMATS, COLD_TEMPLATE, WARM_TEMPLATES, build_prompt, byte_tokenizer,
-                              load_benchmark, make_counter, to_training_examples, truncate_paragraphs)
+from tsallis_ref.data import (ANSWER_FORMATS, COLD_TEMPLATE, WARM_TEMPLATES, build_prompt, load_benchmark,
+                              make_counter, to_training_examples, truncate_paragraphs)
+from tsallis_ref.evaluation import byte_tokenizer
 
 FIX = Path(__file__).parent / "fixtures"
 

@@ -382,3 +382,61 @@ def test_float32_coefficients_do_not_underflow_before_the_product(q):
         assert gz.dtype == torch.float32 and (gz != 0).any()
         torch.testing.assert_close(gz, rz.float(), rtol=1e-5, atol=0)
         torch.testing.assert_close(gy, ry.float(), rtol=1e-5, atol=0)
+
+
+# ------------------------------------------------------------------------------------------ the estimator table
+from tsallis_ref import estimators as E  # noqa: E402
+def test_the_table_is_the_one_dispatch_with_one_default_q():
+    from tsallis_ref import config, miniature
+    from tsallis_ref.integrations import trl as TI
+    assert set(E.ESTIMATORS) == {"garl", "paft", "grpo", "rloo", "maxrl"} == set(config.METHODS)
+    assert config.MethodConfig().q == miniature.TrainConfig().q == E.DEFAULT_Q
+    assert TI.GARLConfig.__dataclass_fields__["q"].default == E.DEFAULT_Q
+    g = torch.Generator().manual_seed(0)
+    lz, ly = -torch.rand(3, 4, generator=g, dtype=torch.float64), -5 * torch.rand(3, 4, generator=g, dtype=torch.float64)
+    got = E.ESTIMATORS["garl"](E.EstimatorInputs(lz, ly), {"q": 0.3, "baseline": "none"}).loss
+    torch.testing.assert_close(got, E.garl_loss(lz, ly, 0.3, baseline="none"))
+    with pytest.raises(ValueError, match="unknown option"):
+        E.ESTIMATORS["garl"](E.EstimatorInputs(lz, ly), {"qq": 0.3})
+    with pytest.raises(ValueError, match="needs rewards"):
+        E.ESTIMATORS["maxrl"](E.EstimatorInputs(lz, ly))
+    met = E.estimator_metrics(E.ESTIMATORS["paft"], lz, ly, indices=torch.zeros(3, 4, dtype=torch.long))
+    assert set(met) <= set(E.METRIC_NAMES) and met["paft_unique_frac"] == 0.25 and met["dead_prompts"] == 0
+    ly_dead = ly.clone()
+    ly_dead[1] = -math.inf
+    assert E.estimator_metrics(E.ESTIMATORS["garl"], lz, ly_dead)["dead_prompts"] == 1
+
+
+def test_maxrl_advantage_and_its_zero_when_nothing_succeeds():
+    lp = torch.zeros(2, 4, dtype=torch.float64, requires_grad=True)
+    r = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
+    E.maxrl_loss(lp, r, reduction="sum").backward()
+    # -(1/M) (r_m / rbar - 1): rbar = 0.5 -> (1, -1, -1, 1) / 4; rbar = 0 -> 0
+    torch.testing.assert_close(lp.grad, -torch.tensor([[1.0, -1.0, -1.0, 1.0], [0.0] * 4], dtype=torch.float64) / 4)
+
+
+def test_maxrl_is_garl_q1_with_binary_rewards_and_climbs_log_success_exactly():
+    """With an answer that is a deterministic function of z (w_m in {0, 1}, so w_m is the binary reward), MaxRL's
+    gradient is GARL q=1's (RLOO baseline, no 1/M^q) pool by pool; and its exact expectation over pools of M
+    (enumerated) is parallel to the exact grad log P, with the coefficient (1 - (1-P)^M) - P (1-P)^(M-1)."""
+    from tsallis_ref.toy import LatentCategoricalModel
+    Z, M = 4, 3
+    mod = LatentCategoricalModel.random(Z, seed=2)
+    succ = torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=torch.float64)
+    mod.phi = (80.0 * (2 * succ - 1)).requires_grad_()        # p(y*|z) = sigmoid(+-80): 1 or 0 in float64
+    r_of = lambda ly: (ly > -1.0).to(torch.float64)              # the verifier's reward of each sample
+    maxrl = lambda lz, ly: E.maxrl_loss(lz, r_of(ly), reduction="none")
+    garl1 = lambda lz, ly: E.garl_loss(lz, ly, 1.0, baseline="rloo", normalize=False, reduction="none")
+    z, lz, ly = mod.sample(6, M, torch.Generator().manual_seed(0))
+    assert 0 < float(r_of(ly).mean()) < 1
+    g_max = mod.flat_grad(maxrl(lz, ly).sum())[:Z]
+    _, lz, ly = mod.pools_from_counts(torch.stack([torch.bincount(row, minlength=Z) for row in z]))
+    g_garl = mod.flat_grad(garl1(lz, ly).sum())[:Z]
+    torch.testing.assert_close(g_max, g_garl, atol=1e-12, rtol=1e-9)
+    # exact expectation over all pools of M against the exact gradient of log P (theta part)
+    P = float(mod.log_P().exp())
+    expect = mod.exact_expectation(maxrl, M)[:Z]
+    grad_logP = -mod.flat_grad(mod.log_P())[:Z]                 # descent direction of -log P
+    coef = (1 - (1 - P) ** M) - P * (1 - P) ** (M - 1)
+    torch.testing.assert_close(expect, coef * grad_logP, atol=1e-12, rtol=1e-9)
+    assert coef > 0

@@ -332,23 +332,28 @@ def test_gpu_step_script_smoke_run_on_the_cpu(tmp_path):
     assert t["step s"].iloc[0] > 0 and t["train peak alloc MiB"].iloc[0] > 0 and not t["OOM"].iloc[0]
 
 
-def test_rollouts_run_under_the_training_autocast(tmp_path, monkeypatch):
-    """The trainer samples its rollouts under the same autocast as it scores them (bf16 forced on the CPU)."""
-    seen = []
-    orig = T.sample_rationales
-
-    def spy(*a, **k):
-        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
-        return orig(*a, **k)
-    monkeypatch.setattr(T, "sample_rationales", spy)
-    torch.manual_seed(0)
-    cfg = _cfg("garl", output_dir=str(tmp_path), mixed_precision="bf16", steps=1,
-               model={"lora": {"enabled": True, "r": 4, "alpha": 8}})
-    h = T.train(cfg, examples=EXAMPLES)["metrics"]
-    assert seen == [(True, torch.bfloat16)] and math.isfinite(h[0]["loss"])
-    seen.clear()
-    T.train(_cfg("garl", output_dir=str(tmp_path / "b"), steps=1), examples=EXAMPLES)
-    assert seen and not seen[0][0]       # "auto" on a CPU: no autocast
+def test_rollouts_run_under_the_training_autocast(tmp_path):
+    """The step samples its rollouts under the same autocast as it scores them (bf16 forced on the CPU)."""
+    from tsallis_ref.models import load_model_and_tokenizer
+    for mp in ("bf16", "auto"):
+        torch.manual_seed(0)
+        cfg = _cfg("garl", output_dir=str(tmp_path), mixed_precision=mp, steps=1,
+                   model={"lora": {"enabled": True, "r": 4, "alpha": 8}})
+        model, tok = load_model_and_tokenizer(cfg.model, torch.device("cpu"), seed=0)
+        model.train()
+        seen = []      # generation runs the full causal-LM forward in eval mode (scoring calls the decoder)
+        h = model.get_base_model().register_forward_pre_hook(
+            lambda m, args: seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+            if not m.training else None)
+        try:
+            out = T.train_step(model, tok, T.encode_examples(tok, EXAMPLES[:2], cfg), cfg, T.StepState.create(model, cfg))
+        finally:
+            h.remove()
+        assert seen and math.isfinite(out.metrics["loss"])
+        if mp == "bf16":
+            assert set(seen) == {(True, torch.bfloat16)}
+        else:
+            assert not any(enabled for enabled, _ in seen)       # "auto" on a CPU: no autocast
 
 
 def test_cold_curves_table_and_summary_rank_prompts_by_their_start():

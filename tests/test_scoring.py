@@ -7,7 +7,7 @@ import torch
 torch.set_num_threads(1)
 
 from tsallis_ref.models import tiny_model, tiny_tokenizer
-from tsallis_ref.scoring import COUNTER, naive_span_logprobs, pack, score_sequences
+from tsallis_ref.scoring import naive_span_logprobs, pack, score_sequences
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +71,16 @@ def test_checkpointed_head_gives_the_same_gradient(tm):
 def test_one_forward_call_per_micro_batch(tm):
     model, tok = tm
     p, z, a = _seqs(tok)
-    COUNTER.reset()
-    with torch.no_grad():
-        score_sequences(model, p * 3, z * 3, a * 3, pad_id=tok.pad_token_id, micro_batch_size=5)
-    assert COUNTER.calls == 3 and COUNTER.sequences == 12
+    seen = []
+    h = model.get_decoder().register_forward_pre_hook(lambda mod, args, kwargs: seen.append(kwargs["input_ids"].shape[0]),
+                                                      with_kwargs=True)
+    try:
+        with torch.no_grad():
+            sc = score_sequences(model, p * 3, z * 3, a * 3, pad_id=tok.pad_token_id, micro_batch_size=5)
+    finally:
+        h.remove()
+    assert sc.forward_calls == 3 and sc.n_sequences == 12      # the counts the scorer reports ...
+    assert len(seen) == 3 and sum(seen) == 12                  # ... are the decoder's forward calls
 
 
 def test_gradient_checkpointing_gives_the_same_gradient():

@@ -147,6 +147,8 @@ def _reference_grads(model, tok, cfg, ro, answers, rewards, indices):
         loss = E.paft_loss(lz, ly, m.q, indices=indices)
     elif m.name == "rloo":
         loss = E.rloo_loss(lz + ly, rewards)
+    elif m.name == "maxrl":
+        loss = E.maxrl_loss(lz + ly, rewards)
     else:
         Tc = max(t.shape[0] for t in toks)
         lt = torch.stack([torch.nn.functional.pad(t, (0, Tc - t.shape[0])) for t in toks]).view(B, M, Tc)
@@ -157,7 +159,8 @@ def _reference_grads(model, tok, cfg, ro, answers, rewards, indices):
 
 
 @pytest.mark.parametrize("name,extra", [("garl", {}), ("garl", {"baseline": "none", "q": 1.0}), ("paft", {}),
-                                        ("paft", {"K": 3, "q": 0.25}), ("rloo", {}), ("grpo", {})])
+                                        ("paft", {"K": 3, "q": 0.25}), ("rloo", {}), ("grpo", {}),
+                                        ("maxrl", {})])
 def test_trainer_gradient_equals_core_estimator(tm, name, extra):
     model, tok = tm
     cfg = _cfg(name, method=extra)
@@ -165,7 +168,7 @@ def test_trainer_gradient_equals_core_estimator(tm, name, extra):
     xs = [tok(e["prompt"], add_special_tokens=False).input_ids for e in EXAMPLES[:2]]
     ro = sample_rationales(model, tok, xs, cfg.rollout)
     rewards = None
-    if name in ("grpo", "rloo"):
+    if name in ("grpo", "rloo", "maxrl"):
         ro = sample_answers(model, tok, ro, cfg.rollout)
         answers = ro.answer_ids
         rewards = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 1.0, 0.0]])  # fixed, non-degenerate
@@ -182,6 +185,64 @@ def test_trainer_gradient_equals_core_estimator(tm, name, extra):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-7)
     if name == "paft":
         assert out.indices.shape == (2, cfg.method.K or 4)
+
+
+GRPO_REWARDS = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0]])
+
+
+@pytest.mark.parametrize("loss_agg", ["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"])
+@pytest.mark.parametrize("scale_rewards", ["group", "batch", "none"])
+def test_grpo_in_the_trainer_is_grpo_loss_on_the_whole_batch(tm, scale_rewards, loss_agg):
+    """The trainer scores one prompt at a time; its accumulated gradient is nevertheless autograd of
+    ``grpo_loss`` on the whole batch (batch reward std, batch token count, Dr. GRPO's constant
+    max_completion_length), for every micro-batch size and with two-pass scoring."""
+    model, tok = tm
+    cfg = _cfg("grpo", method={"scale_rewards": scale_rewards, "loss_agg": loss_agg})
+    torch.manual_seed(3)
+    xs = [tok(e["prompt"], add_special_tokens=False).input_ids for e in EXAMPLES[:2]]
+    ro = sample_answers(model, tok, sample_rationales(model, tok, xs, cfg.rollout), cfg.rollout)
+    assert len({len(z) + len(a) for z, a in zip(ro.rationale_ids, ro.answer_ids)}) > 1   # lengths differ
+    # the reference: every completion's tokens [B, M, T], one call of grpo_loss on the whole batch
+    model.zero_grad()
+    toks, masks = [], []
+    for i in range(8):
+        sc = score_sequences(model, [xs[i // 4]], ro.rationale_ids[i:i + 1], ro.answer_ids[i:i + 1],
+                             pad_id=tok.pad_token_id, micro_batch_size=1, return_tokens=True)
+        toks.append(sc.logp_tokens[0]), masks.append(sc.mask[0])
+    Tc = max(t.shape[0] for t in toks)
+    lt = torch.stack([torch.nn.functional.pad(t, (0, Tc - t.shape[0])) for t in toks]).view(2, 4, Tc)
+    mk = torch.stack([torch.nn.functional.pad(k, (0, Tc - k.shape[0])) for k in masks]).view(2, 4, Tc)
+    E.grpo_loss(lt, mk, GRPO_REWARDS, scale_rewards=scale_rewards, loss_agg=loss_agg,
+                max_completion_length=ro.max_completion_length).backward()
+    ref = [p.grad.clone() for p in model.parameters()]
+    marker = tok(cfg.rollout.end_of_rationale, add_special_tokens=False).input_ids
+    assert ro.max_completion_length == cfg.rollout.rationale_budget + len(marker) + cfg.rollout.answer_budget + 1
+    for mbs, two_pass in [(1, False), (3, False), (4, False), (3, True)]:
+        c = _cfg("grpo", method={"scale_rewards": scale_rewards, "loss_agg": loss_agg},
+                 optim={"micro_batch_size": mbs, "two_pass_scoring": two_pass})
+        model.zero_grad()
+        T.accumulate_gradients(model, c, tok.pad_token_id, ro, ro.answer_ids, GRPO_REWARDS)
+        for g, r in zip([p.grad.clone() for p in model.parameters()], ref):
+            torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-7, msg=f"micro_batch_size={mbs} two_pass={two_pass}")
+    model.zero_grad()
+
+
+def test_grpo_loss_slices_with_the_batch_totals_sum_to_the_batch_loss():
+    g = torch.Generator().manual_seed(0)
+    lt = -torch.rand(3, 4, 6, generator=g, dtype=torch.float64)
+    mk = torch.rand(3, 4, 6, generator=g) > 0.3
+    r = (torch.rand(3, 4, generator=g) > 0.5).double()
+    for sc in ("group", "batch", "none"):
+        for agg in ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"):
+            whole = E.grpo_loss(lt, mk, r, scale_rewards=sc, loss_agg=agg, max_completion_length=9)
+            ctx = E.BatchTotals(n_prompts=3, n_tokens=float(mk.sum()), reward_std=float(r.float().std()),
+                                max_completion_length=9)
+            parts = sum(E.ESTIMATORS["grpo"](E.EstimatorInputs(lt[b:b + 1, :, 0], lt[b:b + 1, :, 0], rewards=r[b:b + 1],
+                                                               logp_tokens=lt[b:b + 1], mask=mk[b:b + 1]),
+                                             {"scale_rewards": sc, "loss_agg": agg}, ctx).loss for b in range(3))
+            torch.testing.assert_close(parts, whole)
+    with pytest.raises(ValueError, match="max_completion_length"):
+        E.grpo_loss(lt, mk.fill_(True), r, loss_agg="seq-mean-token-sum-norm", max_completion_length=5)
 
 
 # ------------------------------------------------------------------------------------------ configs
@@ -241,7 +302,7 @@ def test_normalize_answer_and_exact_match():
 
 
 # ------------------------------------------------------------------------------------------ end to end
-@pytest.mark.parametrize("name", ["garl", "paft", "grpo", "rloo"])
+@pytest.mark.parametrize("name", ["garl", "paft", "grpo", "rloo", "maxrl"])
 def test_every_method_trains_and_logs(name, tmp_path):
     torch.manual_seed(0)
     cfg = _cfg(name, output_dir=str(tmp_path))
@@ -334,3 +395,45 @@ def test_arch_model_trains_one_step_and_rejects_unknown_names(tmp_path):
     assert len(out["metrics"]) == 2 and all(math.isfinite(m["loss"]) for m in out["metrics"])
     with pytest.raises(ConfigError, match="arch:nope"):
         load_model_and_tokenizer(dataclasses.replace(cfg.model, name_or_path="arch:nope"), "cpu")
+
+
+# ------------------------------------------------------------------------------------------ one budget-forcing rule
+def test_one_budget_forcing_rule_for_training_evaluation_and_the_trl_adapter(tm):
+    """The marker written character by character (not as its own token) is found by the same rule,
+    rollout.finish_rationale, in training, in the TRL adapter's teacher-forced tail, and without a tokenizer
+    only as the marker's token ids."""
+    pytest.importorskip("trl")
+    from tsallis_ref.integrations.trl import build_teacher_forced_tail
+    model, tok = tm
+    chars = sum((tok(c, add_special_tokens=False).input_ids for c in "</think>"), [])
+    marker_ids = tok("</think>", add_special_tokens=False).input_ids
+    assert chars != marker_ids
+    a, b = tok("ab", add_special_tokens=False).input_ids, tok("42", add_special_tokens=False).input_ids
+    ids = a + chars + b                                    # rationale "ab", marker as characters, the model's answer
+    z, forced = finish_rationale(tok, ids, "</think>", marker_ids, [tok.eos_token_id])
+    assert z == a + chars and not forced                   # cut just after the marker, the answer dropped
+    comp = torch.tensor([ids])
+    tail = build_teacher_forced_tail(comp, torch.ones_like(comp), [[7]], marker_ids, [tok.eos_token_id],
+                                     tok.pad_token_id, tokenizer=tok, marker="</think>")
+    assert tail["tail_ids"][0].tolist() == z + [7] and int(tail["z_mask"][0].sum()) == len(z)
+    # without a tokenizer the marker is matched as its token ids only: not found here, so it is forced
+    assert finish_rationale(None, ids, "</think>", marker_ids, [tok.eos_token_id]) == (ids + marker_ids, True)
+
+
+def test_evaluation_forces_the_marker_after_an_early_eos_as_training_does(tm):
+    """A model that ends its turn at once (EOS logit + 50): training forces the marker and (GRPO) samples an
+    answer after it; the evaluation harness follows the same rule (it used to keep the empty text)."""
+    import copy
+    from tsallis_ref.evaluation import generate_samples
+    model, tok = tm
+    eager = copy.deepcopy(model)
+    bias = torch.zeros(eager.config.vocab_size)
+    bias[tok.eos_token_id] = 50.0
+    eager.get_output_embeddings().register_forward_hook(lambda m, i, o: o + bias)   # a hook on this copy only
+    torch.manual_seed(0)
+    gens = generate_samples(eager, tok, ["Q: 1+1="], k=3, batch_size=3, max_new_tokens=3, think_budget=5,
+                            end_marker="</think>", forced_suffix="</think>", use_chat_template=False, progress=False)
+    assert gens == [["</think>"] * 3]
+    rc = RolloutConfig(M=3, rationale_budget=5, answer_budget=3, end_of_rationale="</think>")
+    ro = sample_rationales(eager, tok, [tok("Q: 1+1=", add_special_tokens=False).input_ids], rc)
+    assert all(ro.forced) and all(tok.decode(z) == "</think>" for z in ro.rationale_ids)

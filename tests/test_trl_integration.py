@@ -17,7 +17,8 @@ import torch
 pytest.importorskip("trl")
 
 from tsallis_ref.estimators import garl_loss, paft_loss  # noqa: E402
-from tsallis_ref.integrations._tiny import generation_batch_grads, tiny_dataset, tiny_model, tiny_tokenizer  # noqa: E402
+from tsallis_ref.integrations._tiny import tiny_dataset, tiny_model, tiny_tokenizer  # noqa: E402
+from trl_helpers import generation_batch_grads  # noqa: E402
 from tsallis_ref.integrations.trl import (  # noqa: E402
     GARLConfig, GARLTrainer, PAFTConfig, PAFTTrainer, build_teacher_forced_tail, find_subsequence,
 )

@@ -28,7 +28,8 @@ import torch
 pytest.importorskip("trl")
 
 from tsallis_ref.config import TrainConfig  # noqa: E402
-from tsallis_ref.integrations._tiny import generation_batch_grads, tiny_model, tiny_tokenizer  # noqa: E402
+from tsallis_ref.integrations._tiny import tiny_model, tiny_tokenizer  # noqa: E402
+from trl_helpers import generation_batch_grads  # noqa: E402
 from tsallis_ref.integrations.trl import GARLConfig, GARLTrainer, PAFTConfig, PAFTTrainer  # noqa: E402
 from tsallis_ref.rollout import Rollouts, encode_answer, finish_rationale  # noqa: E402
 from tsallis_ref.trainer import accumulate_gradients  # noqa: E402

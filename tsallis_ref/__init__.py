@@ -5,6 +5,24 @@ The core maths is importable without transformers or peft:
 >>> import torch, tsallis_ref as tr
 >>> float(tr.qloss(torch.tensor(-1.0), 1.0))
 1.0
+
+The import rule: the modules form layers, and a module imports only from lower layers (the modules of one
+package, such as ``data``, also from each other). ``tests/test_import_rule.py`` checks every ``import`` statement
+against this table, and that ``tsallis_ref.data`` loads nothing of the trainer stack.
+
+    layer 0: losses, checkpoint, scoring, data
+    layer 1: estimators, toy
+    layer 2: config, theory, miniature
+    layer 3: precision, metrics_log
+    layer 4: models
+    layer 5: rollout
+    layer 6: batches, evaluation
+    layer 7: trainer
+    layer 8: experiments, integrations, __main__
+
+``data`` holds the benchmarks' loaders, prompts, verifiers and metrics (pure functions of text and records);
+``evaluation`` samples from a model and scores with them; the trainer stack (``precision`` to ``trainer``) sits in
+between.
 """
 from .losses import amplification, attenuation, qlog, qloss
 from .estimators import (

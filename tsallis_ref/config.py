@@ -31,7 +31,9 @@ __all__ = [
     "fields_help", "validate_examples",
 ]
 
-METHODS = ("garl", "paft", "grpo", "rloo")
+from .estimators import DEFAULT_Q, ESTIMATORS
+
+METHODS = tuple(ESTIMATORS)                  # garl, paft, grpo, rloo, maxrl (tsallis_ref.estimators.ESTIMATORS)
 
 
 class ConfigError(ValueError):
@@ -125,9 +127,9 @@ class RolloutConfig:
 class MethodConfig:
     """The training method and its estimator's settings (YAML key ``method``)."""
 
-    name: Literal["garl", "paft", "grpo", "rloo"] = field(default="garl", metadata={
-        "help": "garl (Algorithm 1) | paft (Algorithm 2) | grpo | rloo"})
-    q: float = field(default=0.75, metadata={
+    name: Literal["garl", "paft", "grpo", "rloo", "maxrl"] = field(default="garl", metadata={
+        "help": "garl (Algorithm 1) | paft (Algorithm 2) | grpo | rloo | maxrl (tsallis_ref.estimators.ESTIMATORS)"})
+    q: float = field(default=DEFAULT_Q, metadata={
         "help": "commitment q in [0, 1] (GARL, PAFT): 0 = RLVR, 1 = log-marginal likelihood"})
     baseline: Literal["rloo", "none"] = field(default="rloo", metadata={
         "help": "GARL: 'rloo' (Eq. 12, Algorithm 1) or 'none' (plug-in, Eq. 9)"})
@@ -251,7 +253,7 @@ class TrainConfig:
             bad("method.baseline", f"must be 'rloo' or 'none'; got {m.baseline!r}")
         if not _is_int(r.M) or r.M < 1:
             bad("rollout.M", f"must be an integer >= 1; got {r.M!r}")
-        needs_two = m.name in ("rloo", "grpo") or (m.name == "garl" and m.baseline == "rloo")
+        needs_two = m.name in ("rloo", "grpo", "maxrl") or (m.name == "garl" and m.baseline == "rloo")
         if needs_two and r.M < 2:
             what = f"GARL with baseline 'rloo'" if m.name == "garl" else m.name.upper()
             bad("rollout.M", f"{what} needs M >= 2 samples per prompt for its leave-one-out / group baseline; "

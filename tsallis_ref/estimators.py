@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Callable, Literal, Optional
 
 import torch
 
@@ -316,6 +316,8 @@ def grpo_loss(logp_tokens: torch.Tensor, mask: torch.Tensor, rewards: torch.Tens
               clip_eps: float = 0.2, beta: float = 0.0,
               scale_rewards: Literal["group", "batch", "none"] = "group",
               loss_agg: Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"] = "seq-mean-token-mean",
+              max_completion_length: Optional[int] = None, n_prompts: Optional[int] = None,
+              n_tokens: Optional[float] = None, reward_std: Optional[float] = None,
               ) -> torch.Tensor:
     """GRPO (Shao et al. 2024) with every choice pinned, for binary (0/1) rewards.
 
@@ -331,7 +333,14 @@ def grpo_loss(logp_tokens: torch.Tensor, mask: torch.Tensor, rewards: torch.Tens
       ``exp(ref - logp) - (ref - logp) - 1`` per token against ``ref_logp_tokens``;
     * aggregation ``"seq-mean-token-mean"`` (original GRPO: mean over each completion's tokens,
       then over completions); ``"token-mean"`` (DAPO: all tokens of the batch weigh equally);
-      ``"seq-mean-token-sum-norm"`` (Dr. GRPO: token sums divided by the longest completion).
+      ``"seq-mean-token-sum-norm"`` (Dr. GRPO: token sums divided by the constant
+      ``max_completion_length``, as TRL's, not by the longest completion of the batch; default: ``T``).
+
+    A slice of a batch (a trainer that scores one prompt at a time) gets its exact share of the batch
+    loss, so that the shares sum to the loss of the whole batch, when given the batch's totals:
+    ``n_prompts`` (prompts in the batch), ``n_tokens`` (completion tokens in the batch, ``"token-mean"``)
+    and ``reward_std`` (the std of all the batch's rewards, ``scale_rewards="batch"``). Left at None they
+    are taken from the tensors given (the whole batch).
     """
     if logp_tokens.dim() != 3 or mask.shape != logp_tokens.shape:
         raise ValueError(f"grpo_loss: logp_tokens and mask must both have shape [B, G, T]; "
@@ -340,7 +349,12 @@ def grpo_loss(logp_tokens: torch.Tensor, mask: torch.Tensor, rewards: torch.Tens
         raise ValueError(f"grpo_loss: rewards must have shape [B, G] = {tuple(logp_tokens.shape[:2])}; got {tuple(rewards.shape)}")
     if beta > 0 and ref_logp_tokens is None:
         raise ValueError("grpo_loss: beta > 0 needs ref_logp_tokens (log-probs under the reference model)")
-    adv = group_advantages(rewards, scale=scale_rewards).to(logp_tokens.dtype).unsqueeze(-1)
+    if scale_rewards == "batch" and reward_std is not None:   # a slice: the whole batch's std
+        r = rewards.detach().to(torch.float32)
+        adv = (r - r.mean(dim=-1, keepdim=True)) / (float(reward_std) + 1e-4)
+    else:
+        adv = group_advantages(rewards, scale=scale_rewards)
+    adv = adv.to(logp_tokens.dtype).unsqueeze(-1)
     old = logp_tokens.detach() if old_logp_tokens is None else old_logp_tokens.detach()
     ratio = torch.exp(logp_tokens - old)
     obj = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * adv)
@@ -349,12 +363,18 @@ def grpo_loss(logp_tokens: torch.Tensor, mask: torch.Tensor, rewards: torch.Tens
         obj = obj - beta * (torch.exp(d) - d - 1)
     m = mask.to(logp_tokens.dtype)
     per_tok = -obj * m
+    B, G = rewards.shape
+    n_seq = (B if n_prompts is None else n_prompts) * G
     if loss_agg == "seq-mean-token-mean":
-        return (per_tok.sum(-1) / m.sum(-1).clamp_min(1)).mean()
+        return (per_tok.sum(-1) / m.sum(-1).clamp_min(1)).sum() / n_seq
     if loss_agg == "token-mean":
-        return per_tok.sum() / m.sum().clamp_min(1)
+        return per_tok.sum() / (m.sum().clamp_min(1) if n_tokens is None else max(float(n_tokens), 1.0))
     if loss_agg == "seq-mean-token-sum-norm":
-        return (per_tok.sum(-1) / logp_tokens.shape[-1]).mean()
+        L = logp_tokens.shape[-1] if max_completion_length is None else max_completion_length
+        if int(mask.sum(-1).max()) > L:
+            raise ValueError(f"grpo_loss: a completion has {int(mask.sum(-1).max())} tokens, more than "
+                             f"max_completion_length = {L}; pass the generation's constant maximum length")
+        return per_tok.sum() / (n_seq * L)
     raise ValueError(f"grpo_loss: unknown loss_agg {loss_agg!r}")
 
 
@@ -375,3 +395,217 @@ def rloo_loss(logp_seq: torch.Tensor, rewards: torch.Tensor, *,
     r = rewards.detach().to(logp_seq.dtype)
     adv = r - (r.sum(-1, keepdim=True) - r) / (M - 1)
     return _reduce(-(adv * logp_seq).mean(-1), reduction, "rloo_loss")
+
+
+def maxrl_loss(logp_seq: torch.Tensor, rewards: torch.Tensor, *,
+               reduction: Literal["mean", "sum", "none"] = "mean") -> torch.Tensor:
+    """MaxRL (Tajwar et al. 2026; paper-notes §6): REINFORCE on verifier rewards with the advantage
+    ``(r_m - rbar) / rbar`` (zero for the whole group when ``rbar = 0``), ``rbar = mean_m r_m``.
+
+    ``logp_seq[B, M]``: log-probability of each whole sampled completion; ``rewards[B, M]`` its reward.
+    Per prompt the gradient is ``-(1/M) sum_m (r_m / rbar - 1) grad log p(completion_m | x)``: with binary
+    rewards this is GARL's q = 1 estimator with RLOO baseline (Eq. 12, where ``wbar_{-m}^(1-q) = 1``) with
+    the reward ``r_m`` in place of the likelihood weight ``w_m`` and no pathwise term, i.e. the average of
+    the successful completions' score minus the average of all. It is exactly zero when no sample succeeds.
+    """
+    if logp_seq.dim() != 2 or rewards.shape != logp_seq.shape:
+        raise ValueError(f"maxrl_loss: logp_seq and rewards must both have shape [B, M]; "
+                         f"got {tuple(logp_seq.shape)} and {tuple(rewards.shape)}")
+    r = rewards.detach().to(_WDTYPE)
+    rbar = r.mean(-1, keepdim=True)
+    adv = torch.where(rbar > 0, r / rbar.clamp_min(torch.finfo(_WDTYPE).tiny) - 1.0, torch.zeros_like(r))
+    return _reduce(-(adv.to(logp_seq.dtype) * logp_seq).mean(-1), reduction, "maxrl_loss")
+
+
+# --------------------------------------------------------------------------------------------
+# One table from method name to estimator: the trainer, the miniature and the TRL adapter all
+# dispatch through ESTIMATORS, with one default q and one set of diagnostic names.
+# --------------------------------------------------------------------------------------------
+
+#: the default commitment q of every entry point (``config.MethodConfig``, the TRL adapter's
+#: ``GARLConfig``, the miniature's ``TrainConfig``): the paper's best cold-start value (Table 1)
+DEFAULT_Q = 0.75
+
+#: the per-step diagnostics, one name each, wherever they are logged (the TRL adapter prefixes them with
+#: ``garl/`` or ``paft/``). Keys a method does not produce are absent from its row.
+METRIC_NAMES: dict[str, str] = {
+    "loss": "the surrogate's value (no meaning of its own)",
+    "wbar_mean": "mean over prompts of wbar = mean_m w_m, the estimate of P (Sec. 4.1)",
+    "wbar_std": "std over prompts of wbar",
+    "log_wbar_mean": "mean over prompts of log wbar", "log_wbar_min": "min over prompts of log wbar",
+    "log_wbar_max": "max over prompts of log wbar",
+    "log_w_std": "mean over prompts of the std of log w_m across the M samples",
+    "amp_mean": "mean amplification wbar^-q (Eq. 5 / Eq. 9)", "amp_max": "max amplification wbar^-q",
+    "max_adv": "largest amplified RLOO advantage c_m / M^q (Fig. 3)",
+    "ess_frac": "mean normalised effective sample size (sum w)^2 / (M sum w^2), in [1/M, 1]",
+    "paft_unique_frac": "PAFT: distinct resampled rationales / M",
+    "dead_prompts": "prompts whose M values of logp_y are all -inf (they add no gradient)",
+    "reward_mean": "mean verifier reward (GRPO, RLOO, MaxRL)",
+    "zero_var_frac": "fraction of prompts whose M rewards are all equal (no gradient for GRPO / RLOO / MaxRL)",
+    "logp_z_mean": "mean log p(z_m | x)",
+    "rationale_len": "mean rationale length in tokens (marker included)",
+    "forced_frac": "fraction of rationales whose marker was forced by the budget",
+}
+
+
+@dataclass
+class EstimatorInputs:
+    """What a method's estimator reads, for B prompts (the whole batch, or one slice of it).
+
+    ``logp_z``, ``logp_y`` ``[B, M]`` (for GRPO / RLOO / MaxRL ``logp_y`` is the model's own sampled answer);
+    ``rewards[B, M]`` (verifier methods); ``logp_tokens``, ``mask`` ``[B, M, T]`` (GRPO);
+    ``indices[B, K]`` (PAFT: given resampled indices instead of drawing them with ``generator``)."""
+
+    logp_z: torch.Tensor
+    logp_y: torch.Tensor
+    rewards: Optional[torch.Tensor] = None
+    logp_tokens: Optional[torch.Tensor] = None
+    mask: Optional[torch.Tensor] = None
+    indices: Optional[torch.Tensor] = None
+    generator: Optional[torch.Generator] = None
+
+
+@dataclass
+class BatchTotals:
+    """The totals of the whole batch, for an estimator called on a slice (one prompt at a time): with them
+    each slice's loss is its exact share of the batch loss, and the shares sum to the batch loss.
+    ``n_prompts``; ``n_tokens`` (completion tokens, GRPO's ``token-mean``); ``reward_std`` (std of all rewards,
+    GRPO's ``scale_rewards="batch"``); ``max_completion_length`` (Dr. GRPO's constant normaliser)."""
+
+    n_prompts: int
+    n_tokens: Optional[float] = None
+    reward_std: Optional[float] = None
+    max_completion_length: Optional[int] = None
+
+
+@dataclass
+class EstimatorOutput:
+    loss: torch.Tensor
+    indices: Optional[torch.Tensor] = None   # PAFT's resampled indices [B, K]
+
+
+#: the options an estimator may read; callers pass any subset (e.g. every field of ``config.MethodConfig``)
+ESTIMATOR_OPTIONS = ("q", "baseline", "normalize", "K", "clip_eps", "scale_rewards", "loss_agg")
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """One row of :data:`ESTIMATORS`. ``verifier``: samples the model's own answer and rewards it (exact
+    match) instead of teacher-forcing y*; ``tokens``: needs per-token log-probs; ``weights``: logs the
+    likelihood-weight diagnostics of :func:`weight_stats`. ``fn(inputs, options, totals) -> EstimatorOutput``
+    is called through :meth:`__call__`."""
+
+    name: str
+    fn: Callable[["EstimatorInputs", dict, "BatchTotals"], "EstimatorOutput"]
+    verifier: bool
+    tokens: bool
+    weights: bool
+    options: tuple[str, ...]
+    doc: str
+
+    def __call__(self, inputs: EstimatorInputs, options: Optional[dict] = None,
+                 totals: Optional[BatchTotals] = None) -> EstimatorOutput:
+        """The method's surrogate on ``inputs``; ``options`` a dict (or an object with attributes, e.g.
+        ``config.MethodConfig``) of :data:`ESTIMATOR_OPTIONS`; ``totals``: the whole batch's, when ``inputs``
+        is a slice of it (the loss is then the slice's share of the batch loss)."""
+        opts = _options(options, self.name)
+        if (self.verifier and inputs.rewards is None) or (self.tokens and inputs.logp_tokens is None):
+            need = "rewards" + (" and logp_tokens / mask" if self.tokens else "")
+            raise ValueError(f"estimator {self.name!r} needs {need} in its EstimatorInputs")
+        if totals is None:
+            totals = BatchTotals(n_prompts=inputs.logp_z.shape[0])
+        return self.fn(inputs, opts, totals)
+
+
+def _options(options, name: str) -> dict:
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        return {k: getattr(options, k) for k in ESTIMATOR_OPTIONS if hasattr(options, k)}
+    bad = set(options) - set(ESTIMATOR_OPTIONS) - {"name"}
+    if bad:
+        raise ValueError(f"estimator {name!r}: unknown option(s) {sorted(bad)}; the options are {ESTIMATOR_OPTIONS}")
+    return dict(options)
+
+
+def _share(per_prompt_sum: torch.Tensor, t: BatchTotals) -> torch.Tensor:
+    return per_prompt_sum / t.n_prompts
+
+
+def _garl(i: EstimatorInputs, o: dict, t: BatchTotals) -> EstimatorOutput:
+    loss = garl_loss(i.logp_z, i.logp_y, o.get("q", DEFAULT_Q), baseline=o.get("baseline", "rloo"),
+                     normalize=o.get("normalize", True), reduction="sum")
+    return EstimatorOutput(_share(loss, t))
+
+
+def _paft(i: EstimatorInputs, o: dict, t: BatchTotals) -> EstimatorOutput:
+    idx = i.indices
+    if idx is None:
+        idx = paft_resample(i.logp_y, o.get("K") or i.logp_y.shape[-1], generator=i.generator)
+    idx = idx.to(i.logp_y.device)
+    loss = paft_loss(i.logp_z, i.logp_y, o.get("q", DEFAULT_Q), indices=idx, normalize=o.get("normalize", True),
+                     reduction="sum")
+    return EstimatorOutput(_share(loss, t), idx)
+
+
+def _rloo(i: EstimatorInputs, o: dict, t: BatchTotals) -> EstimatorOutput:
+    return EstimatorOutput(_share(rloo_loss(i.logp_z + i.logp_y, i.rewards, reduction="sum"), t))
+
+
+def _maxrl(i: EstimatorInputs, o: dict, t: BatchTotals) -> EstimatorOutput:
+    return EstimatorOutput(_share(maxrl_loss(i.logp_z + i.logp_y, i.rewards, reduction="sum"), t))
+
+
+def _grpo(i: EstimatorInputs, o: dict, t: BatchTotals) -> EstimatorOutput:
+    loss = grpo_loss(i.logp_tokens, i.mask, i.rewards, clip_eps=o.get("clip_eps", 0.2),
+                     scale_rewards=o.get("scale_rewards", "group"), loss_agg=o.get("loss_agg", "seq-mean-token-mean"),
+                     max_completion_length=t.max_completion_length, n_prompts=t.n_prompts, n_tokens=t.n_tokens,
+                     reward_std=t.reward_std)
+    return EstimatorOutput(loss)
+
+
+#: method name -> estimator. Every caller dispatches here: ``ESTIMATORS[name](inputs, options, totals)``.
+ESTIMATORS: dict[str, EstimatorSpec] = {s.name: s for s in [
+    EstimatorSpec("garl", _garl, verifier=False, tokens=False, weights=True, options=("q", "baseline", "normalize"),
+                  doc="GARL (Sec. 6.1, Eq. 9 / Eq. 12, Algorithm 1): garl_loss"),
+    EstimatorSpec("paft", _paft, verifier=False, tokens=False, weights=True, options=("q", "K", "normalize"),
+                  doc="PAFT (Sec. 6.2, Eq. 14, Algorithm 2): paft_resample + paft_loss"),
+    EstimatorSpec("grpo", _grpo, verifier=True, tokens=True, weights=False,
+                  options=("clip_eps", "scale_rewards", "loss_agg"), doc="GRPO (Shao et al. 2024): grpo_loss"),
+    EstimatorSpec("rloo", _rloo, verifier=True, tokens=False, weights=False, options=(),
+                  doc="REINFORCE with leave-one-out baseline (Kool et al. 2019): rloo_loss"),
+    EstimatorSpec("maxrl", _maxrl, verifier=True, tokens=False, weights=False, options=(),
+                  doc="MaxRL (Tajwar et al. 2026), advantage (r_m - rbar) / rbar: maxrl_loss"),
+]}
+
+
+def estimator_metrics(spec: EstimatorSpec, logp_z: torch.Tensor, logp_y: torch.Tensor,
+                      rewards: Optional[torch.Tensor] = None, indices: Optional[torch.Tensor] = None,
+                      options=None) -> dict:
+    """The diagnostics of :data:`METRIC_NAMES` that a step of ``spec`` produces from its detached
+    ``[B, M]`` scores (``loss``, ``forced_frac`` and ``rationale_len`` are the caller's)."""
+    o = _options(options, spec.name)
+    met: dict = {}
+    if spec.weights:
+        q, normalize = o.get("q", DEFAULT_Q), o.get("normalize", True)
+        ws = weight_stats(logp_y, q, normalize=normalize)
+        wbar = torch.exp(log_mean_weight(logp_y))
+        M = logp_y.shape[-1]
+        met.update({k: ws[k] for k in ("wbar_mean", "log_wbar_mean", "log_wbar_min", "log_wbar_max", "amp_mean",
+                                       "amp_max", "ess_frac", "max_adv") if k in ws})
+        met["wbar_std"] = float(wbar.std()) if wbar.numel() > 1 else 0.0
+        met["log_w_std"] = float(logp_y.detach().double().std(dim=-1).mean()) if M > 1 else 0.0
+        # prompts with no finite weight: no gradient from them (the -inf guard of garl_loss / paft_loss)
+        met["dead_prompts"] = int(torch.isneginf(logp_y.detach()).all(dim=-1).sum())
+        if indices is not None:
+            met["paft_unique_frac"] = float(sum(len(set(r.tolist())) for r in indices)) / (len(indices) * M)
+    if rewards is not None:
+        met["reward_mean"] = float(rewards.float().mean())
+        met["zero_var_frac"] = (float((rewards.float().std(dim=-1) == 0).float().mean())
+                                if rewards.shape[-1] > 1 else 1.0)
+    met["logp_z_mean"] = float(logp_z.detach().float().mean())
+    return met
+
+
+__all__ += ["maxrl_loss", "DEFAULT_Q", "METRIC_NAMES", "EstimatorInputs", "BatchTotals", "EstimatorOutput",
+            "EstimatorSpec", "ESTIMATORS", "ESTIMATOR_OPTIONS", "estimator_metrics"]

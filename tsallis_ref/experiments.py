@@ -4,7 +4,7 @@
   with :data:`CPU_DEFAULTS` (SmolLM2-135M-Instruct, 4-bit NF4 + LoRA, a few steps: a *pipeline demonstration*)
   and :func:`gpu_settings` (Qwen3-0.6B, M = 32, the paper's budgets, k = 16).
 * :func:`run_method`: train one method (GARL / PAFT / GRPO / RLOO) at one q in one regime (warm / cold) with
-  :func:`tsallis_ref.trainer.train`, evaluate it with :func:`tsallis_ref.data.evaluate` and return one labelled
+  :func:`tsallis_ref.trainer.train`, evaluate it with :func:`tsallis_ref.evaluation.evaluate` and return one labelled
   result row (hardware, date, exact settings, per-step metrics, p@1 / p@k / maj@k, wall time, peak memory).
 * :func:`fixed_rationale_log_wbar`: log wbar = log mean_m p(y*|x, z_m) on a FIXED pool of rationales sampled
   from the untrained model, scored before (adapter off) and after training (adapter on): the estimated P
@@ -155,14 +155,22 @@ def make_config(dataset: str, method: str, q: Optional[float], regime: str, s: S
 # One base model per process
 # ---------------------------------------------------------------------------------------------------------
 _BASE_CACHE: dict = {}
+_LOADER = None      # the loader of an open shared_base_model() context, or None
+
+
+def _load_base(mcfg, device, seed=0):
+    """The model and tokenizer of ``mcfg``: from the open :func:`shared_base_model` cache, or freshly loaded."""
+    from .models import load_model_and_tokenizer
+    return (_LOADER or load_model_and_tokenizer)(mcfg, device, seed=seed)
 
 
 @contextlib.contextmanager
 def shared_base_model():
-    """Inside this context, :func:`tsallis_ref.trainer.train` reuses one loaded model per (model config,
-    device, seed) and restores its trainable (LoRA) weights to their initial values before each run, so each
-    run starts from exactly the state a fresh load gives (same seed -> same LoRA init) without re-loading."""
-    from . import trainer as T
+    """Inside this context, :func:`run_method` and :func:`evaluate_base` reuse one loaded model per (model
+    config, device, seed), passed to :func:`tsallis_ref.trainer.train`, and restore its trainable (LoRA)
+    weights to their initial values before each run, so each run starts from exactly the state a fresh load
+    gives (same seed -> same LoRA init) without re-loading."""
+    global _LOADER
     from .models import load_model_and_tokenizer, load_trainable_state_dict, trainable_state_dict
 
     def loader(mcfg, device, seed=0):
@@ -178,12 +186,11 @@ def shared_base_model():
             p.grad = None
         return model, tok
 
-    old = T.load_model_and_tokenizer
-    T.load_model_and_tokenizer = loader
+    old, _LOADER = _LOADER, loader
     try:
         yield loader
     finally:
-        T.load_model_and_tokenizer = old
+        _LOADER = old
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -236,8 +243,9 @@ def fixed_rationale_log_wbar(model, tokenizer, examples: Sequence[dict], cfg, n:
 def evaluate_model(model, tokenizer, examples: Sequence[dict], dataset: str, regime: str, s: Settings,
                    seed: int = 0) -> dict:
     """p@1 / p@k / maj@k (%, relaxed substring judge, paper §7.1) of k samples per prompt, with budget forcing
-    at the run's budgets and end-of-rationale marker (the harness of :mod:`tsallis_ref.data.evaluate`)."""
-    from .data import aggregate, generate_samples, score_samples
+    at the run's budgets and end-of-rationale marker (the harness of :mod:`tsallis_ref.evaluation`)."""
+    from .data import aggregate
+    from .evaluation import generate_samples, score_samples
     k = s.eval_k
     from .models import resolve_generation_batch
     longest = max(len(tokenizer(e["prompt"]).input_ids) for e in examples) + 64      # + the chat template
@@ -274,7 +282,13 @@ def run_method(dataset: str, method: str, q: Optional[float], regime: str, s: Se
     t0 = time.perf_counter()
     if train_examples is None:
         train_examples = load_split(dataset, "train", regime, s)
-    res = T.train(cfg, examples=train_examples)
+    if _LOADER is not None:      # the shared base model (seeded as train() seeds before it loads)
+        from .models import resolve_device
+        torch.manual_seed(cfg.seed)
+        model, tok = _LOADER(cfg.model, resolve_device(cfg.device), seed=cfg.seed)
+        res = T.train(cfg, examples=train_examples, model=model, tokenizer=tok)
+    else:
+        res = T.train(cfg, examples=train_examples)
     t_train = time.perf_counter() - t0
     model, tok = res["model"], res["tokenizer"]
     row = {"dataset": dataset, "regime": regime, "method": method, "q": q, "label": run_label(s, method, q, regime),
@@ -303,8 +317,7 @@ def evaluate_base(dataset: str, regime: str, s: Settings = CPU_DEFAULTS, *, eval
     when called inside :func:`shared_base_model` (the adapter is at its initial value, B = 0: the base model)."""
     from . import trainer as T
     cfg = make_config(dataset, "garl", 0.5, regime, s, "runs/unused")
-    model, tok = T.load_model_and_tokenizer(cfg.model, torch.device(cfg.device if cfg.device != "auto" else "cpu"),
-                                            seed=s.seed)
+    model, tok = _load_base(cfg.model, torch.device(cfg.device if cfg.device != "auto" else "cpu"), seed=s.seed)
     t0 = time.perf_counter()
     if eval_examples is None:
         eval_examples = load_split(dataset, "dev", regime, s)

@@ -58,7 +58,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .estimators import garl_loss, grpo_loss, paft_loss, rloo_loss, weight_stats
+from .estimators import DEFAULT_Q, ESTIMATORS, EstimatorInputs, estimator_metrics
 from .losses import check_q
 
 __all__ = [
@@ -446,7 +446,7 @@ class TrainConfig:
     """One post-training run. ``method`` in METHODS; ``q`` is used by garl and paft."""
 
     method: str = "garl"
-    q: float = 1.0
+    q: float = DEFAULT_Q
     steps: int = 150
     B: int = 4                  # prompts per step
     M: int = 16                 # rationales per prompt (the paper uses 32)
@@ -532,30 +532,26 @@ def method_loss(model: TinyDecoder, cfg: TrainConfig, x: torch.Tensor, y: torch.
     answer, teacher-forced). GRPO/RLOO: the model's own answer is sampled too and rewarded 1 if
     it equals y* (exact match); the scored completion is ``[z, yhat]``."""
     B, M = x.shape[0], cfg.M
+    spec = ESTIMATORS[cfg.method]
+    opts = {"q": cfg.q, "K": cfg.K, "normalize": cfg.normalize}
     X = x.repeat_interleave(M, 0)
     Z = sample_rationales(model, x, M, g)
-    if cfg.method in ("garl", "paft"):
+    if not spec.verifier:
         lp_z, lp_y = score(model, X, Z, y.repeat_interleave(M, 0))
         logp_z, logp_y = lp_z.sum(-1).view(B, M), model.answer_log_prob(lp_y).view(B, M)
         if not cfg.pathwise:  # same weights; no gradient through the answer given the rationale
             logp_y = logp_y.detach()
-        if cfg.method == "garl":
-            loss = garl_loss(logp_z, logp_y, cfg.q, normalize=cfg.normalize)
-        else:
-            loss = paft_loss(logp_z, logp_y, cfg.q, K=cfg.K, generator=g, normalize=cfg.normalize)
-        st = weight_stats(logp_y, cfg.q, normalize=cfg.normalize)
-        return loss, {"wbar": st["wbar_mean"], "max_adv": st["max_adv"], "ess": st["ess_frac"]}
+        out = spec(EstimatorInputs(logp_z, logp_y, generator=g), opts)
+        return out.loss, estimator_metrics(spec, logp_z, logp_y, indices=out.indices, options=opts)
     yhat = sample_answers(model, X, Z, g)
     rewards = (yhat == y.repeat_interleave(M, 0)).all(-1).to(torch.float32).view(B, M)
     lp_z, lp_y = score(model, X, Z, yhat)
     if model.answer_channel == "sequence":  # the channel's correction on the last answer token: the token sum is log p(yhat|x,z)
         lp_y = torch.cat([lp_y[:, :-1], (lp_y[:, -1] + model.answer_log_prob(lp_y) - lp_y.sum(-1)).unsqueeze(-1)], dim=-1)
     lp_tok = torch.cat([lp_z, lp_y], dim=-1).view(B, M, -1)  # the completion's tokens (EQ is forced)
-    if cfg.method == "grpo":
-        loss = grpo_loss(lp_tok, torch.ones_like(lp_tok), rewards)
-    else:
-        loss = rloo_loss(lp_tok.sum(-1), rewards)
-    return loss, {"reward": rewards.mean().item(), "zero_var_frac": (rewards.std(-1) == 0).float().mean().item()}
+    logp_z, logp_y = lp_z.sum(-1).view(B, M), lp_y.sum(-1).view(B, M)
+    out = spec(EstimatorInputs(logp_z, logp_y, rewards=rewards, logp_tokens=lp_tok, mask=torch.ones_like(lp_tok)), opts)
+    return out.loss, estimator_metrics(spec, logp_z.detach(), logp_y.detach(), rewards=rewards, options=opts)
 
 
 def train(start: TinyDecoder, cfg: TrainConfig, *, keep_model: bool = False) -> dict:

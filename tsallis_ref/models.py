@@ -17,6 +17,8 @@ from typing import Optional
 import torch
 
 from .config import ConfigError, ModelConfig
+from .precision import (activation_dtype, auto_generation_batch, compute_dtype, free_gpu_bytes,  # noqa: F401
+                        kv_cache_bytes_per_token, native_bf16, resolve_device, resolve_generation_batch)
 
 __all__ = ["tiny_tokenizer", "tiny_model", "ARCHITECTURES", "arch_model", "find_smollm2_gguf",
            "load_model_and_tokenizer", "resolve_device", "compute_dtype", "native_bf16", "kv_cache_bytes_per_token",
@@ -36,84 +38,6 @@ ARCHITECTURES = {
 TINY_SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<think>", "</think>"]
 TINY_CHAT_TEMPLATE = ("{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
                       "{% if add_generation_prompt %}<s>assistant: <think>{% endif %}")
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes in bf16 in hardware (CUDA compute capability >= 8, or ROCm). Not
-    ``torch.cuda.is_bf16_supported()``, which also answers True on a T4 / V100 through slow emulation."""
-    if device.type != "cuda" or not torch.cuda.is_available():
-        return False
-    if torch.version.hip:
-        return True
-    return torch.cuda.get_device_capability(device)[0] >= 8
-
-
-def compute_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype:
-    """The dtype of the frozen weights' compute (``model.dtype``). ``"auto"``: bf16 on a GPU with native bf16,
-    fp16 on an older GPU (T4, V100: the trainer then scales the loss), fp32 on a CPU (bf16 matmuls are ~30x
-    slower there)."""
-    if dtype != "auto":
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    if device.type == "cuda":
-        return torch.bfloat16 if native_bf16(device) else torch.float16
-    return torch.float32
-
-
-def kv_cache_bytes_per_token(config, dtype: torch.dtype = torch.bfloat16) -> int:
-    """Bytes of KV cache one token occupies during generation: layers x 2 (K, V) x KV heads x head dim x the
-    element size. Qwen3-0.6B in bf16: 28 x 2 x 8 x 128 x 2 = 114,688 bytes (112 KiB), so 32 sequences of 4k
-    tokens hold 14 GiB of cache."""
-    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return int(config.num_hidden_layers * 2 * heads * head_dim * torch.empty(0, dtype=dtype).element_size())
-
-
-def activation_dtype(model) -> torch.dtype:
-    """The dtype activations (and the KV cache) take: a 4-bit layer's compute dtype, else the dtype of the
-    first floating-point parameter of the decoder layers."""
-    for mod in model.modules():
-        cd = getattr(mod, "compute_dtype", None)
-        if isinstance(cd, torch.dtype):
-            return cd
-    for n, p in model.named_parameters():
-        if ".layers." in n and p.is_floating_point():
-            return p.dtype
-    return next(model.parameters()).dtype
-
-
-def free_gpu_bytes(device: torch.device) -> int:
-    """Memory a new allocation can use on a CUDA device: the driver's free memory plus what PyTorch's caching
-    allocator holds reserved but unused (after a backward pass that is often several GB)."""
-    free, _ = torch.cuda.mem_get_info(device)
-    return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
-
-
-def auto_generation_batch(model, n: int, tokens_per_sequence: int, free_bytes: int, *,
-                          fraction: float = 0.6, reserve_bytes: int = 1 << 30) -> int:
-    """How many of ``n`` sequences of ``tokens_per_sequence`` tokens to generate at once so that their KV cache
-    fills at most ``fraction`` of ``free_bytes`` after ``reserve_bytes`` (prefill activations, sampling
-    logits, fragmentation); at least 1, at most ``n``."""
-    per_seq = kv_cache_bytes_per_token(model.config, activation_dtype(model)) * tokens_per_sequence
-    budget = max(0.0, (free_bytes - reserve_bytes) * fraction)
-    return int(max(1, min(n, budget // max(per_seq, 1))))
-
-
-def resolve_generation_batch(model, batch_size, n: int, tokens_per_sequence: int) -> int:
-    """Sequences per ``generate`` call for ``n`` sequences: ``batch_size`` when it is a positive integer, all
-    ``n`` for 0, and for ``"auto"`` what :func:`auto_generation_batch` fits in the free GPU memory (all ``n``
-    on a CPU)."""
-    if batch_size == "auto":
-        device = next(model.parameters()).device
-        if device.type != "cuda":
-            return n
-        return auto_generation_batch(model, n, tokens_per_sequence, free_gpu_bytes(device))
-    return batch_size or n
 
 
 def tiny_tokenizer():

@@ -12,15 +12,15 @@ then sample the model's own answer from [x, z, prefix] with ``answer_budget`` ne
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
 
 from .config import RolloutConfig
 
-__all__ = ["encode_prompt", "encode_answer", "StopOnTokenSuffix", "generate", "cut_at_marker", "finish_rationale", "Rollouts",
-           "sample_rationales", "sample_answers"]
+__all__ = ["encode_prompt", "encode_answer", "StopOnTokenSuffix", "left_pad", "generate", "find_subsequence", "cut_at_marker",
+           "finish_rationale", "Rollouts", "sample_rationales", "sample_answers"]
 
 
 def encode_prompt(tokenizer, prompt: str, *, chat_template: bool, enable_thinking: Optional[bool] = None) -> list[int]:
@@ -78,6 +78,17 @@ class StopOnTokenSuffix:
         return done
 
 
+def left_pad(contexts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``input_ids, attention_mask [n, L]`` of token-id contexts, left-padded to the longest (for ``generate``)."""
+    L = max(len(c) for c in contexts)
+    ids = torch.full((len(contexts), L), pad_id, dtype=torch.long)
+    att = torch.zeros((len(contexts), L), dtype=torch.long)
+    for i, c in enumerate(contexts):
+        ids[i, L - len(c):] = torch.tensor(list(c), dtype=torch.long)
+        att[i, L - len(c):] = 1
+    return ids, att
+
+
 @torch.no_grad()
 def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tokens: int, sampling,
              stop_strings: Optional[list[str]] = None, stop_token_ids: Optional[list[list[int]]] = None,
@@ -101,17 +112,12 @@ def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tok
     was_training = model.training
     model.eval()
     out: list[tuple[list[int], bool]] = []
-    from .models import resolve_generation_batch
+    from .precision import resolve_generation_batch
     bs = resolve_generation_batch(model, batch_size, len(contexts), max(len(c) for c in contexts) + max_new_tokens)
     try:
         for s in range(0, len(contexts), bs):
-            chunk = contexts[s:s + bs]
-            L = max(len(c) for c in chunk)
-            ids = torch.full((len(chunk), L), pad, dtype=torch.long)
-            att = torch.zeros((len(chunk), L), dtype=torch.long)
-            for i, c in enumerate(chunk):
-                ids[i, L - len(c):] = torch.tensor(c, dtype=torch.long)
-                att[i, L - len(c):] = 1
+            ids, att = left_pad(contexts[s:s + bs], pad)
+            L = ids.shape[1]
             kw = dict(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
                       top_k=sampling.top_k if sampling.top_k > 0 else None, max_new_tokens=max_new_tokens,
                       pad_token_id=pad, eos_token_id=sorted(eos_ids), use_cache=True)
@@ -131,9 +137,26 @@ def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tok
     return out
 
 
-def cut_at_marker(tokenizer, ids: list[int], marker: str) -> Optional[list[int]]:
-    """The shortest prefix of ``ids`` whose decoded text contains ``marker`` (so the rationale ends with the
-    token that completes the marker), or None if the marker is absent."""
+def find_subsequence(seq: Sequence[int], sub: Sequence[int]) -> int:
+    """Index of the first occurrence of the token ids ``sub`` in ``seq``, or -1."""
+    seq, sub = list(seq), list(sub)
+    n, k = len(seq), len(sub)
+    if k == 0:
+        return -1
+    for i in range(n - k + 1):
+        if seq[i:i + k] == sub:
+            return i
+    return -1
+
+
+def cut_at_marker(tokenizer, ids: list[int], marker: str, marker_ids: Sequence[int] = ()) -> Optional[list[int]]:
+    """The shortest prefix of ``ids`` that contains the marker (so the rationale ends with the token that
+    completes it), or None if the marker is absent. With a ``tokenizer`` the marker is looked for in the decoded
+    text of the prefixes (so a marker that BPE merged with its neighbours is found too); with ``tokenizer=None``
+    as the token ids ``marker_ids``."""
+    if tokenizer is None:
+        i = find_subsequence(ids, marker_ids)
+        return None if i < 0 else list(ids[:i + len(marker_ids)])
     if marker not in tokenizer.decode(ids, skip_special_tokens=False):
         return None
     lo, hi = 1, len(ids)
@@ -148,14 +171,17 @@ def cut_at_marker(tokenizer, ids: list[int], marker: str) -> Optional[list[int]]
 
 def finish_rationale(tokenizer, ids: Sequence[int], marker: str, marker_ids: Sequence[int],
                      eos_ids: Sequence[int] = ()) -> tuple[list[int], bool]:
-    """Budget forcing on one sampled continuation: ``(z, forced)``.
+    """Budget forcing on one sampled continuation, ``(z, forced)``: THE rule, on token ids, of training
+    (:func:`sample_rationales`), evaluation (:func:`tsallis_ref.evaluation.generate_samples`) and the TRL adapter
+    (:func:`tsallis_ref.integrations.trl.build_teacher_forced_tail`).
 
     ``ids`` is cut at its first EOS (if any of ``eos_ids`` occurs); if the rest contains the marker, z is its
     shortest prefix that contains it (:func:`cut_at_marker`: z ends with the token completing the marker, and
     whatever followed, e.g. the model's own answer, is dropped); otherwise (budget exhausted, or EOS before
-    the marker) the marker tokens are appended (``forced=True``). The marker belongs to z either way."""
+    the marker) the tokens ``marker_ids`` are appended (``forced=True``). The marker belongs to z either way.
+    ``tokenizer=None`` looks for the marker as the token ids ``marker_ids`` only."""
     ids, _ = _strip_after_eos(list(ids), set(eos_ids))
-    cut = cut_at_marker(tokenizer, ids, marker) if ids else None
+    cut = cut_at_marker(tokenizer, ids, marker, marker_ids) if ids else None
     if cut is None:
         return ids + list(marker_ids), True
     return cut, False
@@ -165,7 +191,9 @@ def finish_rationale(tokenizer, ids: Sequence[int], marker: str, marker_ids: Seq
 class Rollouts:
     """The sampled pool of a step: ``prompt_ids[b]`` and, for sequence ``i = b*M + m``, ``rationale_ids[i]``
     (marker included), ``forced[i]`` (marker forced by the budget), and for GRPO/RLOO ``answer_ids[i]`` /
-    ``answer_text[i]`` (the model's own answer, prefix included in the ids)."""
+    ``answer_text[i]`` (the model's own answer, prefix included in the ids). ``max_completion_length``: the
+    constant bound on a completion's tokens that the budgets set (rationale budget + marker, and for sampled
+    answers + prefix + answer budget + EOS): Dr. GRPO's normaliser, as TRL's ``max_completion_length``."""
 
     prompt_ids: list[list[int]]
     M: int
@@ -175,6 +203,7 @@ class Rollouts:
     answer_text: Optional[list[str]] = None
     n_generated: int = 0
     generate_calls: int = 0
+    max_completion_length: int = 0
 
     def prompt_of(self, i: int) -> int:
         return i // self.M
@@ -197,7 +226,7 @@ def sample_rationales(model, tokenizer, prompt_ids: list[list[int]], rcfg: Rollo
         rats.append(z)
         forced.append(f)
     return Rollouts(prompt_ids=prompt_ids, M=M, rationale_ids=rats, forced=forced, n_generated=n_gen,
-                    generate_calls=1)
+                    generate_calls=1, max_completion_length=rcfg.rationale_budget + len(marker_ids))
 
 
 def sample_answers(model, tokenizer, ro: Rollouts, rcfg: RolloutConfig) -> Rollouts:
@@ -214,4 +243,5 @@ def sample_answers(model, tokenizer, ro: Rollouts, rcfg: RolloutConfig) -> Rollo
         ans_ids.append(prefix + list(ids) + ([tokenizer.eos_token_id] if eos else []))
     ro.answer_ids, ro.answer_text = ans_ids, ans_text
     ro.generate_calls += 1
+    ro.max_completion_length += len(prefix) + rcfg.answer_budget + 1
     return ro

@@ -26,23 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["ForwardCounter", "COUNTER", "LOGITS_CHUNK", "pack", "token_logprobs", "ScoredBatch", "score_sequences",
-           "naive_span_logprobs"]
-
-
-class ForwardCounter:
-    """Counts teacher-forced forward calls and the sequences they scored (the benchmark reads it)."""
-
-    def __init__(self):
-        self.calls = 0
-        self.sequences = 0
-        self.tokens = 0
-
-    def reset(self):
-        self.calls = self.sequences = self.tokens = 0
-
-
-COUNTER = ForwardCounter()
+__all__ = ["LOGITS_CHUNK", "pack", "token_logprobs", "ScoredBatch", "score_sequences", "naive_span_logprobs"]
 
 
 def pack(prompt: Sequence[Sequence[int]], rationale: Sequence[Sequence[int]], answer: Sequence[Sequence[int]],
@@ -87,9 +71,6 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     ``lm_head_checkpoint=False`` (full logits, every position)."""
     if logits_chunk < 1:
         raise ValueError(f"logits_chunk must be >= 1 token; got {logits_chunk}")
-    COUNTER.calls += 1
-    COUNTER.sequences += input_ids.shape[0]
-    COUNTER.tokens += int(attention_mask.sum())
     targets = input_ids[:, 1:]
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if lm_head_checkpoint and hasattr(base, "get_decoder") and base.get_output_embeddings() is not None:
@@ -118,13 +99,16 @@ class ScoredBatch:
 
     ``logp_z[n]`` = log p(z|x) (marker included), ``logp_y[n]`` = log p(a|x,z) over the answer segment,
     ``logp_tokens[n, Tc]`` / ``mask[n, Tc]`` the per-token log-probs of the completion (z then a),
-    left-aligned (used by GRPO), ``n_tokens`` the non-pad tokens processed."""
+    left-aligned (used by GRPO), ``n_tokens`` the non-pad tokens processed, ``forward_calls`` the teacher-forced
+    forward calls made (one per micro-batch) and ``n_sequences`` the sequences scored."""
 
     logp_z: torch.Tensor
     logp_y: torch.Tensor
     logp_tokens: Optional[torch.Tensor]
     mask: Optional[torch.Tensor]
     n_tokens: int
+    forward_calls: int = 0
+    n_sequences: int = 0
 
 
 def score_sequences(model, prompt, rationale, answer, *, pad_id: int, micro_batch_size: int,
@@ -134,8 +118,9 @@ def score_sequences(model, prompt, rationale, answer, *, pad_id: int, micro_batc
     each) and concatenate. Graphs of every micro-batch stay alive until the caller's backward."""
     device = next(model.parameters()).device
     n = len(rationale)
-    lz, ly, toks, masks, ntok = [], [], [], [], 0
+    lz, ly, toks, masks, ntok, calls = [], [], [], [], 0, 0
     for s in range(0, n, micro_batch_size):
+        calls += 1
         sl = slice(s, s + micro_batch_size)
         ids, att, zm, am = pack(prompt[sl], rationale[sl], answer[sl], pad_id)
         ids, att, zm, am = ids.to(device), att.to(device), zm.to(device), am.to(device)
@@ -155,7 +140,7 @@ def score_sequences(model, prompt, rationale, answer, *, pad_id: int, micro_batc
     out_t = out_m = None
     if return_tokens:
         # left-align each completion so that the [n, Tc] tensors only span completion tokens
-        rows, mrows = [], []
+        rows = []
         for lp, cm in zip(toks, masks):
             for i in range(lp.shape[0]):
                 idx = cm[i].nonzero().squeeze(-1)
@@ -163,7 +148,7 @@ def score_sequences(model, prompt, rationale, answer, *, pad_id: int, micro_batc
         Tc = max(r.shape[0] for r in rows)
         out_t = torch.stack([F.pad(r, (0, Tc - r.shape[0])) for r in rows])
         out_m = torch.stack([torch.arange(Tc, device=device) < r.shape[0] for r in rows])
-    return ScoredBatch(torch.cat(lz), torch.cat(ly), out_t, out_m, ntok)
+    return ScoredBatch(torch.cat(lz), torch.cat(ly), out_t, out_m, ntok, forward_calls=calls, n_sequences=n)
 
 
 @torch.no_grad()

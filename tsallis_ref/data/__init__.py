@@ -6,7 +6,8 @@ True
 >>> round(pass_at_k(16, 4, 1), 4)
 0.25
 
-``datasets`` / ``transformers`` / ``torch`` are imported lazily (only by the loaders and the harness).
+``datasets`` / ``transformers`` / ``torch`` are imported lazily (only by the loaders). The evaluation harness that
+samples from a model is :mod:`tsallis_ref.evaluation` (this package imports nothing of the trainer stack).
 """
 from .finqa_program import FinQAProgramError, execute_program, parse_program, str_to_num, table_from_context, try_execute
 from .loaders import (DATASETS, DataFormatError, LoadReport, Problem, convert_record, default_data_dir,
@@ -19,7 +20,6 @@ from .prompts import (ANSWER_FORMATS, COLD_TEMPLATE, WARM_TEMPLATES, build_promp
 from .verify import (END_OF_RATIONALE_MARKERS, exact_match, extract_answer, finqa_numeric_match, hotpot_f1,
                      max_over_aliases, musique_f1, normalize_answer, parse_number, relaxed_match, reward_exact_match,
                      squad_em, squad_f1, squad_normalize)
-from .evaluate import EvalResult, byte_tokenizer, evaluate, generate_samples, score_samples
 from .examples import HUB_IDS, SPLIT_ALIASES, SPLIT_FILES, load_examples, resolve_source
 
 __all__ = [
@@ -34,6 +34,5 @@ __all__ = [
     "END_OF_RATIONALE_MARKERS", "exact_match", "extract_answer", "finqa_numeric_match", "hotpot_f1",
     "max_over_aliases", "musique_f1", "normalize_answer", "parse_number", "relaxed_match", "reward_exact_match", "squad_em",
     "squad_f1", "squad_normalize",
-    "EvalResult", "byte_tokenizer", "evaluate", "generate_samples", "score_samples",
     "HUB_IDS", "SPLIT_ALIASES", "SPLIT_FILES", "load_examples", "resolve_source",
 ]

@@ -1,8 +1,8 @@
-"""Offline tiny model, tokenizer and dataset for the TRL-integration tests and benchmark.
+"""Offline tiny model, tokenizer and dataset for the TRL-integration tests and benchmarks.
 
 No hub access is needed: the tokenizer is a character-level ``tokenizers`` WordLevel model
-wrapped in ``PreTrainedTokenizerFast`` (with a minimal chat template) and the model is a
-randomly initialised ``LlamaForCausalLM`` built from a config. Not part of the public API.
+wrapped in ``PreTrainedTokenizerFast`` (with a minimal chat template, left padding as TRL wants) and the model is
+:func:`tsallis_ref.models.tiny_model` at the sizes these tests use. Not part of the public API.
 """
 from __future__ import annotations
 
@@ -35,16 +35,13 @@ def tiny_tokenizer():
 
 
 def tiny_model(tok, *, hidden_size: int = 32, layers: int = 2, heads: int = 4, seed: int = 0, dtype=None):
-    """A random ``LlamaForCausalLM`` sized for a CPU test (about 30k parameters at the defaults)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """A random ``LlamaForCausalLM`` sized for a CPU test (about 30k parameters at the defaults): the library's
+    one tiny model, :func:`tsallis_ref.models.tiny_model`, with untied embeddings and 256 positions, initialised
+    from ``seed`` without touching the global random state."""
+    from ..models import tiny_model as build
 
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-                      num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-                      max_position_embeddings=256, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                      bos_token_id=tok.bos_token_id, tie_word_embeddings=False)
-    model = LlamaForCausalLM(cfg)
+    model = build(tok, seed=seed, hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=layers,
+                  num_attention_heads=heads, max_position_embeddings=256, tie_word_embeddings=False)
     if dtype is not None:
         model = model.to(dtype)
     return model
@@ -62,23 +59,3 @@ def tiny_dataset(n: int = 8, seed: int = 0):
         a, b = rng.randint(0, 9), rng.randint(0, 9)
         rows.append({"prompt": f"{a}+{b}=?", "answer": str(a + b)})
     return Dataset.from_list(rows)
-
-
-def generation_batch_grads(trainer, ga: int):
-    """One generation batch through TRL's own path (``_prepare_inputs`` generates at micro-step 0 and serves
-    the rest from its buffer), then ``compute_loss(...).backward()`` accumulated over the ``ga`` micro-batches.
-
-    Returns ``(micro, model)`` with the gradients left in ``model``'s ``.grad``: the tests compare them with
-    our trainer's (or, across processes, reduce them first)."""
-    model = trainer.model
-    model.train()
-    batch = next(iter(trainer.get_train_dataloader()))
-    trainer.current_gradient_accumulation_steps = ga
-    micro = []
-    for s in range(ga):
-        trainer._step = s
-        micro.append(trainer._prepare_inputs(batch))
-    model.zero_grad()
-    for inp in micro:
-        trainer.compute_loss(model, inp).backward()
-    return micro, model

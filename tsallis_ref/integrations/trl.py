@@ -12,9 +12,9 @@ How a rollout becomes ``(logp_z, logp_y)``
 ------------------------------------------
 TRL samples ``M = num_generations`` completions per prompt. For each completion:
 
-* the **rationale** ``z`` is the sampled completion, cut just before the first occurrence of the
-  answer-marker tokens if the model wrote the marker itself, and with a trailing EOS removed (the
-  tokens after the marker, i.e. the model's own answer, are ignored: GARL does not grade them);
+* the **rationale** ``z`` is the sampled completion cut at its first EOS and just after the answer marker
+  if the model wrote it (the tokens after the marker, i.e. the model's own answer, are ignored: GARL does not
+  grade them), the marker tokens appended otherwise (:func:`tsallis_ref.rollout.finish_rationale`);
 * the teacher-forced sequence is ``[prompt, z, marker, answer_prefix + y*, (EOS)]`` where ``y*``
   is the gold answer read from the dataset column ``answer_column`` (default ``"answer"``);
 * ``logp_z = sum log p(z_t | x, z_<t)`` over the rationale tokens **and the marker tokens** and
@@ -31,12 +31,11 @@ A forced marker (budget exhausted) counts in ``logp_z`` too, in both implementat
 version's fix the integration counted the marker in neither sum; ``tests/test_trl_parity.py`` now checks
 that this module's gradient equals our trainer's on the same samples.)
 
-Two smaller differences from :mod:`tsallis_ref.rollout`, neither of which matters with a character- or
-word-level marker: the marker is found here as a token-id subsequence (our trainer: the shortest prefix
-whose *decoded text* contains the marker, which also catches a marker that BPE merged with its
-neighbours); and TRL scores left-padded prompts without ``position_ids`` (positions shifted by the
-padding), which is exact for rotary (relative) position encodings such as Llama's / Qwen's but not for
-learned absolute ones.
+The rationale is cut by the same budget-forcing rule as our trainer's, :func:`tsallis_ref.rollout.finish_rationale`
+(the shortest prefix whose decoded text contains the marker, which also catches a marker that BPE merged with its
+neighbours; the marker tokens appended when it is absent). One difference remains: TRL scores left-padded prompts
+without ``position_ids`` (positions shifted by the padding), which is exact for rotary (relative) position
+encodings such as Llama's / Qwen's but not for learned absolute ones.
 
 Why there are two forward passes per step (one without gradient)
 ----------------------------------------------------------------
@@ -82,7 +81,8 @@ paper uses the model itself (temperature 1, the default here), and a warning say
 
 The surrogate's value (logged as ``loss``) has no meaning; watch ``garl/*`` / ``paft/*`` instead:
 ``log_wbar_mean`` (log of the estimated P, Sec. 4.1), ``amp_max`` (``wbar^-q``), ``max_adv``
-(the amplified advantage ``c_m / M^q`` of Fig. 3), ``ess_frac``, ``logp_z_mean``.
+(the amplified advantage ``c_m / M^q`` of Fig. 3), ``ess_frac``, ``logp_z_mean``, ``rationale_len``: the names of
+:data:`tsallis_ref.estimators.METRIC_NAMES`, as our trainer logs them.
 """
 from __future__ import annotations
 
@@ -98,8 +98,9 @@ try:
 except ImportError as e:  # pragma: no cover - exercised only without trl
     raise ImportError("tsallis_ref.integrations.trl needs TRL: pip install 'tsallis-ref[trl]' (tested with trl==1.16.0)") from e
 
-from ..estimators import garl_loss, paft_loss, paft_resample, weight_stats
+from ..estimators import DEFAULT_Q, ESTIMATORS, EstimatorInputs, estimator_metrics, paft_resample
 from ..losses import check_q
+from ..rollout import find_subsequence, finish_rationale
 
 __all__ = ["GARLConfig", "PAFTConfig", "GARLTrainer", "PAFTTrainer", "TESTED_TRL_VERSION",
            "build_teacher_forced_tail", "find_subsequence"]
@@ -127,7 +128,7 @@ class GARLConfig(GRPOConfig):
         answer_eos: append EOS after ``y*`` (counted in ``logp_y``: "answers exactly y*, then stops").
     """
 
-    q: float = field(default=0.5, metadata={"help": "J_Q exponent q in [0, 1]."})
+    q: float = field(default=DEFAULT_Q, metadata={"help": "J_Q exponent q in [0, 1] (default: estimators.DEFAULT_Q)."})
     baseline: str = field(default="rloo", metadata={"help": "'rloo' (Eq. 12) or 'none' (Eq. 9)."})
     normalize: bool = field(default=True, metadata={"help": "Divide by M^q (Algorithms 1-2)."})
     answer_column: str = field(default="answer", metadata={"help": "Dataset column with the gold answer y*."})
@@ -187,21 +188,12 @@ class PAFTConfig(GARLConfig):
 # Sequence construction (pure functions, tested directly)
 # ----------------------------------------------------------------------------------------------
 
-def find_subsequence(seq: list[int], sub: list[int]) -> int:
-    """Index of the first occurrence of ``sub`` in ``seq``, or -1."""
-    n, k = len(seq), len(sub)
-    if k == 0:
-        return -1
-    for i in range(n - k + 1):
-        if seq[i:i + k] == sub:
-            return i
-    return -1
-
-
 def build_teacher_forced_tail(completion_ids: torch.Tensor, completion_mask: torch.Tensor,
                               answer_ids: list[list[int]], marker_ids: list[int], eos_ids: list[int],
-                              pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded tails ``[z, marker, y]`` for each row, with masks of the z and y positions.
+                              pad_id: int, *, tokenizer=None, marker: Optional[str] = None) -> dict[str, torch.Tensor]:
+    """Right-padded tails ``[z, y]`` for each row, with masks of the z and y positions; z ends with the marker
+    (written or forced), cut by the budget-forcing rule of our trainer, :func:`tsallis_ref.rollout.finish_rationale`
+    (with ``tokenizer`` and the ``marker`` text, the marker is found in the decoded text; without, as ``marker_ids``).
 
     ``completion_ids[n, C]`` / ``completion_mask[n, C]``: TRL's right-padded completions.
     ``answer_ids[i]``: tokens of ``y*`` for row i (with the EOS already appended if wanted).
@@ -214,27 +206,23 @@ def build_teacher_forced_tail(completion_ids: torch.Tensor, completion_mask: tor
     rows = []
     for i in range(n):
         ids = completion_ids[i][completion_mask[i].bool()].tolist()
-        cut = find_subsequence(ids, marker_ids)
-        if cut >= 0:
-            ids = ids[:cut]
-        elif ids and ids[-1] in eos_ids:
-            ids = ids[:-1]
+        z, _forced = finish_rationale(tokenizer, ids, marker, marker_ids, eos_ids)
         y = list(answer_ids[i])
         if not y:
             raise ValueError(f"row {i}: the gold answer tokenizes to no tokens; check the gold-answer column")
-        rows.append((ids, y))
-    T = max(len(z) + len(marker_ids) + len(y) for z, y in rows)
+        rows.append((z, y))
+    T = max(len(z) + len(y) for z, y in rows)
     tail = torch.full((n, T), pad_id, dtype=torch.long)
     tmask = torch.zeros((n, T), dtype=torch.long)
     zmask = torch.zeros((n, T), dtype=torch.bool)
     ymask = torch.zeros((n, T), dtype=torch.bool)
     for i, (z, y) in enumerate(rows):
-        seq = z + list(marker_ids) + y
+        seq = z + y
         L = len(seq)
         tail[i, :L] = torch.tensor(seq, dtype=torch.long)
         tmask[i, :L] = 1
-        zmask[i, :len(z) + len(marker_ids)] = True   # the marker belongs to z (see the module docstring)
-        ymask[i, len(z) + len(marker_ids):L] = True
+        zmask[i, :len(z)] = True   # the marker belongs to z (see the module docstring)
+        ymask[i, len(z):L] = True
     dev = completion_ids.device
     return {"tail_ids": tail.to(dev), "tail_mask": tmask.to(dev), "z_mask": zmask.to(dev), "y_mask": ymask.to(dev)}
 
@@ -316,7 +304,8 @@ class GARLTrainer(GRPOTrainer):
         eos_ids = list(self.eos_token_ids)
         tail = build_teacher_forced_tail(out["completion_ids"], out["completion_mask"],
                                          self._answer_ids([x[col] for x in inputs]), self._marker_ids, eos_ids,
-                                         self._tokenizer.pad_token_id)
+                                         self._tokenizer.pad_token_id, tokenizer=self._tokenizer,
+                                         marker=self.args.answer_marker)
         out.update(tail)
         batch_size = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
         with torch.no_grad():
@@ -334,15 +323,17 @@ class GARLTrainer(GRPOTrainer):
         out["group_logp_y"] = groups_y[rows // M]  # [n, M] detached, the whole group of each row
         out["slot"] = rows % M
         self._add_estimator_inputs(out, groups_y, rows // M, mode)
-        # diagnostics (paper Fig. 3 and Sec. 4.1), identical on every rank
-        stats = weight_stats(groups_y, self.args.q, normalize=self.args.normalize)
+        # diagnostics (paper Fig. 3 and Sec. 4.1), identical on every rank, under the names of
+        # estimators.METRIC_NAMES with the method as prefix ("garl/wbar_mean", "paft/unique_frac")
+        stats = estimator_metrics(ESTIMATORS[self._estimator], all_logp_z.view(-1, M), groups_y,
+                                  indices=out.get("_group_indices"), options=self.args)
+        stats["rationale_len"] = self.accelerator.gather(tail["z_mask"].sum(-1).float()).mean().item()
+        stats["logp_y_mean"] = all_logp_y.mean().item()
         pre = self._estimator
         for k, v in stats.items():
-            self._metrics[mode][f"{pre}/{k}"].append(v)
-        self._metrics[mode][f"{pre}/logp_y_mean"].append(all_logp_y.mean().item())
-        self._metrics[mode][f"{pre}/logp_z_mean"].append(all_logp_z.mean().item())
-        self._metrics[mode][f"{pre}/rationale_length"].append(
-            self.accelerator.gather(tail["z_mask"].sum(-1).float()).mean().item())
+            if v is not None:
+                self._metrics[mode][f"{pre}/{k.removeprefix(pre + '_')}"].append(v)
+        out.pop("_group_indices", None)
         self._n_generations_done += 1
         return out
 
@@ -365,8 +356,10 @@ class GARLTrainer(GRPOTrainer):
         return LZ, LY, M
 
     def _estimator_loss(self, LZ, LY, inputs):
-        a = self.args
-        return garl_loss(LZ, LY, a.q, baseline=a.baseline, normalize=a.normalize, reduction="sum")
+        """The sum over the rows of the method's per-prompt surrogates (``estimators.ESTIMATORS``)."""
+        idx = inputs["paft_indices"] if self._estimator == "paft" else None
+        out = ESTIMATORS[self._estimator](EstimatorInputs(LZ, LY, indices=idx), self.args)
+        return out.loss * LZ.shape[0]
 
     def _compute_loss(self, model, inputs):
         logp_z, logp_y = self._sequence_logps(model, inputs["prompt_ids"], inputs["prompt_mask"], inputs["tail_ids"],
@@ -403,9 +396,5 @@ class PAFTTrainer(GARLTrainer):
         gen = torch.Generator(device="cpu").manual_seed(int.from_bytes(h[:8], "little") % (2 ** 63))
         idx = paft_resample(groups_y.detach().double().cpu(), K, generator=gen)  # [G, K]
         out["paft_indices"] = idx.to(groups_y.device)[group_of_row]  # [n, K]
-        uniq = torch.tensor([len(set(r.tolist())) for r in idx], dtype=torch.float64)
-        self._metrics[mode]["paft/unique_frac"].append((uniq / M).mean().item())
+        out["_group_indices"] = idx                                  # for the diagnostics (paft/unique_frac)
 
-    def _estimator_loss(self, LZ, LY, inputs):
-        a = self.args
-        return paft_loss(LZ, LY, a.q, indices=inputs["paft_indices"], normalize=a.normalize, reduction="sum")

@@ -1,4 +1,5 @@
-"""Evaluation harness: sample k answers per prompt with HF ``generate`` and score p@1, p@k, maj@k (+ EM/F1).
+"""Evaluation harness (above the trainer stack: it samples with :mod:`tsallis_ref.rollout`; the pure verifiers and
+metrics it scores with live in :mod:`tsallis_ref.data`): sample k answers per prompt with HF ``generate`` and score p@1, p@k, maj@k (+ EM/F1).
 
 Paper §7.1: 16 samples per prompt at evaluation; p@1, p@16 and m@16 (= maj@16) judged by the *relaxed
 substring match*. Per example we also report the training reward (exact match, mean over samples) and the
@@ -12,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from .metrics import aggregate, maj_at_k, pass_at_k
-from .verify import (extract_answer, finqa_numeric_match, hotpot_f1, max_over_aliases, musique_f1, normalize_answer,
+from .data.metrics import aggregate, maj_at_k, pass_at_k
+from .data.verify import (extract_answer, finqa_numeric_match, hotpot_f1, max_over_aliases, musique_f1, normalize_answer,
                      parse_number, relaxed_match, reward_exact_match, squad_em, squad_f1)
 
 __all__ = ["EvalResult", "score_samples", "generate_samples", "evaluate", "byte_tokenizer", "JUDGES"]
@@ -106,10 +107,11 @@ def generate_samples(model, tokenizer, prompts: Sequence[str], k: int = 16, *, b
     The n_prompts * k sequences are generated ``batch_size`` at a time (left padding), with a tqdm bar.
 
     Budget forcing (paper §7.1, after Muennighoff et al. 2025): with ``think_budget`` set, the rationale is
-    sampled for at most ``think_budget`` new tokens (stopping at ``end_marker``); a sequence that has not
-    finished (no eos) then gets ``end_marker`` forced (``forced_suffix`` appended when the marker is missing)
-    and ``max_new_tokens`` more tokens for the answer (the paper reserves 128). The continuation is
-    re-tokenised from text, so token boundaries at the junction may differ from the sampled ones.
+    sampled for at most ``think_budget`` new tokens (stopping at ``end_marker``) and closed by the trainer's rule,
+    :func:`tsallis_ref.rollout.finish_rationale`, on token ids: cut at the first EOS, then just after
+    ``end_marker`` if the model wrote it, else the tokens of ``forced_suffix`` appended. Every sequence then gets
+    ``max_new_tokens`` more tokens for the answer (the paper reserves 128), sampled after the prompt's and the
+    rationale's own token ids (nothing is re-tokenised at the junction).
     """
     import torch
     from tqdm.auto import tqdm
@@ -133,31 +135,38 @@ def generate_samples(model, tokenizer, prompts: Sequence[str], k: int = 16, *, b
     # the rationale stops at the marker's own tokens (cheap, no decoding per step; rollout.StopOnTokenSuffix);
     # a marker written with other tokens is still cut below, only the tokens sampled after it are wasted
     from transformers import StoppingCriteriaList
-    from ..rollout import StopOnTokenSuffix
+    from .rollout import StopOnTokenSuffix, finish_rationale, left_pad
     marker_ids = list(tokenizer(end_marker, add_special_tokens=False).input_ids)
+    forced_ids = list(tokenizer(forced_suffix, add_special_tokens=False).input_ids)
+    eos_ids = [eos_id] if eos_id is not None else []
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     gk = dict(do_sample=True, temperature=temperature, top_p=top_p, pad_token_id=pad_id)
     gk.update(generate_kwargs or {})
 
-    def run(batch_texts: list[str], n_new: int, stop_at_marker: bool = False) -> list[tuple[str, bool]]:
-        enc = tokenizer(batch_texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = {kk: v.to(device) for kk, v in enc.items()}
+    def text(ids) -> str:
+        txt = tokenizer.decode(ids, skip_special_tokens=False)
+        for t in drop:
+            txt = txt.replace(t, "")
+        return txt
+
+    def run_ids(contexts: list[list[int]], n_new: int, stop_at_marker: bool = False) -> list[list[int]]:
+        """The new token ids of each context (left-padded batch), pads and all."""
+        ids, att = left_pad(contexts, pad_id)
+        L = ids.shape[1]
         extra = {}
         if stop_at_marker and marker_ids:
-            extra["stopping_criteria"] = StoppingCriteriaList(
-                [StopOnTokenSuffix([marker_ids], enc["input_ids"].shape[1])])
-        gen = model.generate(**enc, **gk, max_new_tokens=n_new, **extra)
-        res = []
-        for row in gen[:, enc["input_ids"].shape[1]:]:
-            ids = row.tolist()
-            ended = eos_id is not None and eos_id in ids
-            txt = tokenizer.decode(row, skip_special_tokens=False)
-            for t in drop:
-                txt = txt.replace(t, "")
-            res.append((txt, ended))
-        return res
+            extra["stopping_criteria"] = StoppingCriteriaList([StopOnTokenSuffix([marker_ids], L)])
+        gen = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), **gk, max_new_tokens=n_new,
+                             **extra)
+        return [row.tolist() for row in gen[:, L:]]
+
+    def run(batch_texts: list[str], n_new: int) -> list[tuple[str, bool]]:
+        enc = tokenizer(batch_texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = {kk: v.to(device) for kk, v in enc.items()}
+        gen = model.generate(**enc, **gk, max_new_tokens=n_new)
+        return [(text(row), eos_id is not None and eos_id in row.tolist()) for row in gen[:, enc["input_ids"].shape[1]:]]
 
     try:
         with torch.inference_mode():
@@ -168,18 +177,13 @@ def generate_samples(model, tokenizer, prompts: Sequence[str], k: int = 16, *, b
                     for (i, _), (txt, _) in zip(chunk, run([t for _, t in chunk], max_new_tokens)):
                         out[i].append(txt)
                     continue
-                first = run([t for _, t in chunk], think_budget, stop_at_marker=True)
-                rationale = []
-                for txt, ended in first:
-                    if not ended:
-                        j = txt.find(end_marker)
-                        txt = txt[:j + len(end_marker)] if j >= 0 else txt + forced_suffix
-                    rationale.append((txt, ended))
-                todo = [n for n, (_, ended) in enumerate(rationale) if not ended]
-                answers = dict(zip(todo, (t for t, _ in run([chunk[n][1] + rationale[n][0] for n in todo],
-                                                             max_new_tokens)))) if todo else {}
-                for n, (i, _) in enumerate(chunk):
-                    out[i].append(rationale[n][0] + answers.get(n, ""))
+                xs = [list(tokenizer(t, add_special_tokens=False).input_ids) for _, t in chunk]
+                # budget forcing: the trainer's rule on token ids (rollout.finish_rationale)
+                zs = [finish_rationale(tokenizer, ids, end_marker, forced_ids, eos_ids)[0]
+                      for ids in run_ids(xs, think_budget, stop_at_marker=True)]
+                answers = run_ids([x + z for x, z in zip(xs, zs)], max_new_tokens)
+                for (i, _), z, a in zip(chunk, zs, answers):
+                    out[i].append(text(z) + text(a))
     finally:
         tokenizer.padding_side = old_side
         if was_training:
