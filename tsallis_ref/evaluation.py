@@ -64,7 +64,7 @@ def score_samples(generations: Sequence[str], answer: str, aliases: Sequence[str
     k = n if k is None else k
     aliases = list(aliases or [])
     if answer_format is not None:
-        from .answer_format import AnswerFormat
+        from .data.answer_format import AnswerFormat
         read = AnswerFormat.from_config(answer_format).extract
     else:
         read = extract_answer
@@ -221,7 +221,7 @@ def evaluate(model, tokenizer, examples: Sequence[dict], k: int = 16, *, dataset
             raise ValueError(f"examples[{j}] lacks keys {sorted(missing)}; build them with to_training_examples")
     marker = {}
     if answer_format is not None:
-        from .answer_format import AnswerFormat
+        from .data.answer_format import AnswerFormat
         answer_format = AnswerFormat.from_config(answer_format)
         marker = dict(end_marker=answer_format.label, forced_suffix=answer_format.forced_suffix)
     gens = generate_samples(model, tokenizer, [e["prompt"] for e in examples], k, batch_size=batch_size,
