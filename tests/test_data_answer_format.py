@@ -15,7 +15,8 @@ import pytest
 from tsallis_ref import trainer as T
 from tsallis_ref.config import TrainConfig
 from tsallis_ref.data import (DEFAULT_ANSWER_FORMAT, WARM_TEMPLATES, AnswerFormat, default_data_dir,
-                              load_benchmark, score_samples, warm_template)
+                              load_benchmark, warm_template)
+from tsallis_ref.evaluation import score_samples
 from tsallis_ref.models import tiny_tokenizer
 from tsallis_ref.rollout import encode_answer
 

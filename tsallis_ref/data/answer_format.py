@@ -16,7 +16,7 @@ A run's format is two strings of its rollout configuration (paper §7.1; paper-n
   (Eq. 3);
 * **the reward** of GRPO / RLOO (:meth:`AnswerFormat.reward`): the sampled answer read with
   :meth:`AnswerFormat.parse`, then exact match with y* or an alias (:func:`~tsallis_ref.data.verify.reward_exact_match`);
-* **the evaluation's extraction** (:meth:`AnswerFormat.extract`, used by :func:`~tsallis_ref.data.evaluate.score_samples`
+* **the evaluation's extraction** (:meth:`AnswerFormat.extract`, used by :func:`~tsallis_ref.evaluation.score_samples`
   when given a format): the text after the last marker, read with :meth:`AnswerFormat.parse`.
 
 The reading rule (:meth:`AnswerFormat.parse`) takes the text written after the marker: the prefix is dropped,
