@@ -35,7 +35,11 @@ def _imports(path: pathlib.Path, root: pathlib.Path = ROOT) -> set[str]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            names = [target + "." + a.name for a in node.names] if target == "tsallis_ref" else [target]
+            if target == "tsallis_ref":   # `from tsallis_ref import X`: X is a module, or an attribute of the root
+                names = [target + "." + a.name for a in node.names
+                         if (PKG / a.name).is_dir() or (PKG / f"{a.name}.py").is_file()]
+            else:
+                names = [target]
             out |= {t for t in names if t.startswith("tsallis_ref.")}
         elif isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.startswith("tsallis_ref.")}
