@@ -10,10 +10,10 @@ The import rule: the modules form layers, and a module imports only from lower l
 package, such as ``data``, also from each other). ``tests/test_import_rule.py`` checks every ``import`` statement
 against this table, and that ``tsallis_ref.data`` loads nothing of the trainer stack.
 
-    layer 0: losses, checkpoint, scoring, data
+    layer 0: losses, scoring, data
     layer 1: estimators, toy
     layer 2: config, theory, miniature
-    layer 3: precision, metrics_log
+    layer 3: precision, metrics_log, checkpoint
     layer 4: models
     layer 5: rollout
     layer 6: batches, evaluation
