@@ -29,8 +29,11 @@ the prompt forwards separately (one call per :func:`score_shared` call, one sequ
 
 Where sharing is not exact it is not used (:func:`shared_scoring_supported` says why): HF gradient checkpointing
 drops the cache inside checkpointed layers (``GradientCheckpointingLayer`` sets ``cache=None`` on the replayed
-layers), so with checkpointing active under grad, scoring falls back to unshared passes; likewise for
-``lm_head_checkpoint=False`` (full-logit heads) and attention implementations other than ``sdpa`` / ``eager``.
+layers), so with checkpointing active under grad, scoring falls back to unshared passes; likewise with dropout
+active in training mode (LoRA dropout > 0: one prompt pass would give the M sequences one shared dropout mask
+instead of M independent ones, another estimator; it would also break the two-pass mode's replay of the
+one-pass masks), for ``lm_head_checkpoint=False`` (full-logit heads) and for attention implementations other
+than ``sdpa`` / ``eager``.
 
 Generation (:func:`prefill_shared_cache`): ``rollout.generate`` receives the M copies of each prompt (left-padded).
 The distinct rows are prefilled once (all but the last token, with generate's own position ids,
@@ -50,7 +53,7 @@ from torch.utils.checkpoint import checkpoint
 from .scoring import COUNTER, LOGITS_CHUNK, ForwardCounter, ScoredBatch
 
 __all__ = ["PROMPT_COUNTER", "shared_scoring_supported", "encode_prompts", "score_shared", "prefill_shared_cache",
-           "gradient_checkpointing_active"]
+           "gradient_checkpointing_active", "dropout_active"]
 
 #: prompt forwards of shared-prefix scoring (calls; distinct prompts as ``sequences``; prompt tokens)
 PROMPT_COUNTER = ForwardCounter()
@@ -84,7 +87,19 @@ def shared_scoring_supported(model, lm_head_checkpoint: bool = True) -> tuple[bo
         return False, f"attention implementation {impl!r} (shared prefix supports {', '.join(_ATTN_OK)})"
     if gradient_checkpointing_active(model):
         return False, "gradient checkpointing drops the KV cache in checkpointed layers"
+    if dropout_active(model):
+        return False, "dropout is active (one prompt pass would share one dropout mask among the M sequences)"
     return True, ""
+
+
+def dropout_active(model) -> bool:
+    """Whether a forward draws dropout masks (training mode and a dropout module or attention dropout > 0)."""
+    base = _base(model)
+    if not base.training:
+        return False
+    if float(getattr(base.config, "attention_dropout", 0.0) or 0.0) > 0:
+        return True
+    return any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in base.modules())
 
 
 def _head_logprobs(lm_head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
