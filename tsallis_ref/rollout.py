@@ -186,15 +186,17 @@ class Rollouts:
         return i // self.M
 
 
-def sample_rationales(model, tokenizer, prompt_ids: list[list[int]], rcfg: RolloutConfig) -> Rollouts:
-    """Draw M rationales per prompt with budget forcing."""
+def sample_rationales(model, tokenizer, prompt_ids: list[list[int]], rcfg: RolloutConfig, *,
+                      shared_prefix: bool = True) -> Rollouts:
+    """Draw M rationales per prompt with budget forcing (``shared_prefix``: each prompt prefilled once, see
+    :func:`generate`)."""
     M, marker = rcfg.M, rcfg.end_of_rationale
     marker_ids = list(tokenizer(marker, add_special_tokens=False).input_ids)
     contexts = [p for p in prompt_ids for _ in range(M)]
     # stop a row as soon as it has written the marker's ids (cheap); finish_rationale cuts at the marker text
     gens = generate(model, tokenizer, contexts, max_new_tokens=rcfg.rationale_budget, sampling=rcfg.sampling,
                     stop_token_ids=[marker_ids], batch_size=rcfg.generation_batch_size,
-                    min_new_tokens=rcfg.min_rationale_tokens)
+                    min_new_tokens=rcfg.min_rationale_tokens, shared_prefix=shared_prefix)
     rats, forced, n_gen = [], [], 0
     for ids, _eos in gens:
         z, f = finish_rationale(tokenizer, ids, marker, marker_ids)   # budget forcing
