@@ -311,3 +311,23 @@ def test_shared_prefill_gives_the_same_next_token_distribution():
         logits.append((g.sequences, torch.stack(g.logits)))
     assert torch.equal(logits[0][0], logits[1][0])
     torch.testing.assert_close(logits[1][1], logits[0][1], rtol=1e-5, atol=1e-5)
+
+
+def test_sliding_window_models_are_not_shared():
+    from transformers import LlamaConfig, MistralConfig, Qwen3Config
+    from tsallis_ref.models import ARCHITECTURES
+    from tsallis_ref.shared_prefix import full_attention_only
+    assert full_attention_only(LlamaConfig()) and full_attention_only(Qwen3Config(**ARCHITECTURES["qwen3-0.6b"][1]))
+    assert not full_attention_only(MistralConfig(sliding_window=64))
+    assert not full_attention_only(Qwen3Config(use_sliding_window=True, sliding_window=16, max_window_layers=1,
+                                               num_hidden_layers=2))
+    tok = tiny_tokenizer()
+    model = tiny_model(tok, seed=3)
+    assert shared_scoring_supported(model)[0]
+    mistral = __import__("transformers").MistralForCausalLM(MistralConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=4, sliding_window=4, pad_token_id=tok.pad_token_id))
+    ok, why = shared_scoring_supported(mistral)
+    assert not ok and "sliding" in why
+    ids = torch.tensor([[5, 6, 7, 8]] * 2)
+    assert prefill_shared_cache(mistral, ids, torch.ones_like(ids)) is None

@@ -53,7 +53,7 @@ from torch.utils.checkpoint import checkpoint
 from .scoring import COUNTER, LOGITS_CHUNK, ForwardCounter, ScoredBatch
 
 __all__ = ["PROMPT_COUNTER", "shared_scoring_supported", "encode_prompts", "score_shared", "prefill_shared_cache",
-           "gradient_checkpointing_active", "dropout_active"]
+           "gradient_checkpointing_active", "dropout_active", "full_attention_only"]
 
 #: prompt forwards of shared-prefix scoring (calls; distinct prompts as ``sequences``; prompt tokens)
 PROMPT_COUNTER = ForwardCounter()
@@ -82,6 +82,8 @@ def shared_scoring_supported(model, lm_head_checkpoint: bool = True) -> tuple[bo
         return False, "the model has no separate decoder and output embedding"
     if getattr(base.config, "is_encoder_decoder", False) or not getattr(base.config, "is_causal", True):
         return False, "not a causal decoder"
+    if not full_attention_only(base.config):
+        return False, "not every layer is a full-attention layer (sliding-window / linear layers)"
     impl = getattr(base.config, "_attn_implementation", None) or "eager"
     if impl not in _ATTN_OK:
         return False, f"attention implementation {impl!r} (shared prefix supports {', '.join(_ATTN_OK)})"
@@ -90,6 +92,15 @@ def shared_scoring_supported(model, lm_head_checkpoint: bool = True) -> tuple[bo
     if dropout_active(model):
         return False, "dropout is active (one prompt pass would share one dropout mask among the M sequences)"
     return True, ""
+
+
+def full_attention_only(config) -> bool:
+    """Whether every decoder layer attends to the whole context (no sliding-window or linear-attention layer)."""
+    conf = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    types = getattr(conf, "layer_types", None)
+    if types is not None:
+        return all(t == "full_attention" for t in types)
+    return not (getattr(conf, "sliding_window", None) and getattr(conf, "use_sliding_window", True))
 
 
 def dropout_active(model) -> bool:
@@ -271,7 +282,8 @@ def prefill_shared_cache(model, input_ids: torch.Tensor, attention_mask: torch.T
     from transformers import DynamicCache
 
     n, L = input_ids.shape
-    if L < 2:
+    base = _base(model)
+    if L < 2 or not hasattr(base, "get_decoder") or not full_attention_only(base.config):
         return None
     key = torch.cat([input_ids, attention_mask], dim=1)
     uniq, inverse = torch.unique(key, dim=0, return_inverse=True)
@@ -281,7 +293,7 @@ def prefill_shared_cache(model, input_ids: torch.Tensor, attention_mask: torch.T
     ids, att = input_ids[first, :L - 1], attention_mask[first]
     pos = (att.long().cumsum(-1) - 1).masked_fill(att == 0, 0)[:, :L - 1]
     cache = DynamicCache()
-    _base(model).get_decoder()(input_ids=ids, attention_mask=att[:, :L - 1], position_ids=pos, cache=cache,
+    base.get_decoder()(input_ids=ids, attention_mask=att[:, :L - 1], position_ids=pos, cache=cache,
                                use_cache=True)
     data = [(lay.keys.index_select(0, inverse), lay.values.index_select(0, inverse)) for lay in cache.layers]
     return DynamicCache(ddp_cache_data=data)
