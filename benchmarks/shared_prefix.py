@@ -244,6 +244,39 @@ def paper_arithmetic(tok, M=32):
     return out
 
 
+def cpu_path(a, device):
+    """Issue 13 item 3: the SmolLM2 step (shared prefix) with float32 vs 4-bit NF4 weights (+ LoRA) and 1 vs 2
+    threads. Wall and CPU seconds (both: on a shared machine neither alone is clean)."""
+    import bitsandbytes as bnb
+    out = []
+    for four in (False, True):
+        s = SHAPES["smollm2"]
+        cfg = TrainConfig.from_dict({"model": {"name_or_path": s["model"], "load_in_4bit": four, "dtype": "auto",
+                                               "chat_template": False, "lora": {"enabled": True, "r": 8, "alpha": 16}},
+                                     "data": {"path": "unused"}, "device": "cpu"})
+        b = build("smollm2", a, device)
+        if four:
+            model, _ = load_model_and_tokenizer(cfg.model, device, seed=0)
+            for mod in model.modules():   # bitsandbytes' AVX512-BF16 CPU repacking: off (it breaks 4-bit layers)
+                if isinstance(mod, bnb.nn.Linear4bit):
+                    mod.support_avx512bf16_for_cpu = False
+            b.model = model
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            w0, c0 = time.perf_counter(), time.process_time()
+            res, _, _ = run_variant(b, True, device, a.micro_batch)
+            w1, c1 = time.perf_counter(), time.process_time()
+            row = {"weights": "nf4 + LoRA" if four else "float32 + LoRA", "threads": threads, "wall_step": w1 - w0,
+                   "cpu_step": c1 - c0, "cpu_generate": res["t_generate"], "cpu_score_backward": res["t_score_backward"],
+                   "saved_activation_mb": res["saved_activation_mb"]}
+            out.append(row)
+            print(f"  {row['weights']:15s} threads {threads}: wall {row['wall_step']:.1f}s  CPU {row['cpu_step']:.1f}s "
+                  f"(generate {row['cpu_generate']:.1f}s, score+backward {row['cpu_score_backward']:.1f}s)", flush=True)
+        del b
+    torch.set_num_threads(a.threads)
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shapes", default="smollm2,qwen3")
@@ -252,6 +285,9 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--cpu-path", action="store_true",
+                    help="only measure the SmolLM2 step (shared) with float32 vs 4-bit weights and 1 vs 2 threads, "
+                         "and add it to the --json record under 'cpu_path'")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     device = resolve_device(a.device)
@@ -260,6 +296,16 @@ def main(argv=None):
             "command": " ".join(["python", "benchmarks/shared_prefix.py"] + (argv if argv is not None else sys.argv[1:])),
             "clock": "wall (perf_counter)" if device.type == "cuda" else "CPU time of this process (process_time)"}
     print(f"{head['date']}  {head['hardware']}\n{head['command']}")
+    if a.cpu_path:
+        rows = cpu_path(a, device)
+        if a.json:
+            import os
+            rec = json.load(open(a.json)) if os.path.exists(a.json) else {}
+            rec["cpu_path"] = {**head, "hardware": platform.machine() + " CPU, 1-2 threads", "rows": rows}
+            with open(a.json, "w") as fh:
+                json.dump(rec, fh, indent=1)
+            print(f"\nadded cpu_path to {a.json}")
+        return rows
     results = []
     for shape in [s for s in a.shapes.split(",") if s]:
         results.append(bench_shape(shape, a, device))
