@@ -44,6 +44,7 @@ difference flips a sampled token (same distribution).
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Optional, Sequence
 
 import torch
@@ -215,7 +216,6 @@ def score_shared(model, prompt, rationale, answer, *, pad_id: int, micro_batch_s
     for p in prompt:
         row_prompt.append(keys.setdefault(tuple(p), len(keys)))
     distinct = [list(k) for k in keys]
-    import contextlib
     ctx = (torch.autocast(device_type=device.type, dtype=autocast_dtype) if autocast_dtype is not None
            else contextlib.nullcontext())
     base = _base(model)
