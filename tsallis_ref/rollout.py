@@ -92,7 +92,8 @@ def left_pad(contexts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tens
 @torch.no_grad()
 def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tokens: int, sampling,
              stop_strings: Optional[list[str]] = None, stop_token_ids: Optional[list[list[int]]] = None,
-             batch_size: int | str = 0, min_new_tokens: int = 0) -> list[tuple[list[int], bool]]:
+             batch_size: int | str = 0, min_new_tokens: int = 0,
+             shared_prefix: bool = True) -> list[tuple[list[int], bool]]:
     """Sample continuations of each context (left-padded, batched, KV cache). Returns, per context, the new
     token ids cut at the first EOS (EOS excluded) and whether EOS was produced.
 
@@ -102,7 +103,9 @@ def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tok
     positions hold pad ids: callers cut at the marker (:func:`finish_rationale`). ``min_new_tokens``: EOS is
     suppressed for that many new tokens (a model that ends its turn at once still writes a rationale).
     ``batch_size``: sequences per ``generate`` call; 0 = all; ``"auto"`` = as many as the free GPU memory holds
-    the KV cache of (:func:`tsallis_ref.models.auto_generation_batch`; all of them on a CPU)."""
+    the KV cache of (:func:`tsallis_ref.models.auto_generation_batch`; all of them on a CPU). ``shared_prefix``:
+    contexts that repeat within a call (the M copies of a prompt) are prefilled once and their KV cache expanded
+    to the copies (:func:`tsallis_ref.shared_prefix.prefill_shared_cache`)."""
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
     eos = model.generation_config.eos_token_id
@@ -128,6 +131,11 @@ def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tok
             if stop_token_ids:
                 from transformers import StoppingCriteriaList
                 kw["stopping_criteria"] = StoppingCriteriaList([StopOnTokenSuffix(stop_token_ids, L)])
+            if shared_prefix:
+                from .shared_prefix import prefill_shared_cache
+                cache = prefill_shared_cache(model, ids.to(device), att.to(device))
+                if cache is not None:
+                    kw["cache"] = cache
             gen = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), **kw)
             for row in gen[:, L:].tolist():
                 out.append(_strip_after_eos(row, eos_ids))
@@ -209,15 +217,17 @@ class Rollouts:
         return i // self.M
 
 
-def sample_rationales(model, tokenizer, prompt_ids: list[list[int]], rcfg: RolloutConfig) -> Rollouts:
-    """Draw M rationales per prompt with budget forcing."""
+def sample_rationales(model, tokenizer, prompt_ids: list[list[int]], rcfg: RolloutConfig, *,
+                      shared_prefix: bool = True) -> Rollouts:
+    """Draw M rationales per prompt with budget forcing (``shared_prefix``: each prompt prefilled once, see
+    :func:`generate`)."""
     M, marker = rcfg.M, rcfg.end_of_rationale
     marker_ids = list(tokenizer(marker, add_special_tokens=False).input_ids)
     contexts = [p for p in prompt_ids for _ in range(M)]
     # stop a row as soon as it has written the marker's ids (cheap); finish_rationale cuts at the marker text
     gens = generate(model, tokenizer, contexts, max_new_tokens=rcfg.rationale_budget, sampling=rcfg.sampling,
                     stop_token_ids=[marker_ids], batch_size=rcfg.generation_batch_size,
-                    min_new_tokens=rcfg.min_rationale_tokens)
+                    min_new_tokens=rcfg.min_rationale_tokens, shared_prefix=shared_prefix)
     rats, forced, n_gen = [], [], 0
     for ids, _eos in gens:
         z, f = finish_rationale(tokenizer, ids, marker, marker_ids)   # budget forcing

@@ -113,9 +113,19 @@ class ScoredBatch:
 
 def score_sequences(model, prompt, rationale, answer, *, pad_id: int, micro_batch_size: int,
                     return_tokens: bool = False, lm_head_checkpoint: bool = True,
-                    autocast_dtype: Optional[torch.dtype] = None, logits_chunk: int = LOGITS_CHUNK) -> ScoredBatch:
+                    autocast_dtype: Optional[torch.dtype] = None, logits_chunk: int = LOGITS_CHUNK,
+                    shared_prefix: bool = True) -> ScoredBatch:
     """Score ``n`` sequences ``[x_i, z_i, a_i]`` in micro-batches of ``micro_batch_size`` (one forward call
-    each) and concatenate. Graphs of every micro-batch stay alive until the caller's backward."""
+    each) and concatenate. Graphs of every micro-batch stay alive until the caller's backward.
+
+    ``shared_prefix`` (default): where a prompt repeats and sharing is exact, each distinct prompt is encoded
+    once and its KV cache reused by the continuations (:mod:`tsallis_ref.shared_prefix`; same values and
+    gradients)."""
+    if shared_prefix and len(set(map(tuple, prompt))) < len(prompt):
+        from .shared_prefix import score_shared, shared_scoring_supported
+        if shared_scoring_supported(model, lm_head_checkpoint)[0]:
+            return score_shared(model, prompt, rationale, answer, pad_id=pad_id, micro_batch_size=micro_batch_size,
+                                return_tokens=return_tokens, autocast_dtype=autocast_dtype, logits_chunk=logits_chunk)
     device = next(model.parameters()).device
     n = len(rationale)
     lz, ly, toks, masks, ntok, calls = [], [], [], [], 0, 0
