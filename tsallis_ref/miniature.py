@@ -54,19 +54,22 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .estimators import garl_loss, grpo_loss, paft_loss, rloo_loss, weight_stats
-from .losses import check_q
+from .losses import check_q, qloss
 
 __all__ = [
     "MiniTask", "TinyDecoder", "MiniTrainConfig", "pretrain", "make_start", "exact_log_success",
-    "estimate_log_success", "strategy_prob", "sample_mini_rationales", "sample_mini_answers", "score_mini",
+    "estimate_log_success", "enumerated_sequences", "log_success_enumerated", "strategy_prob",
+    "sample_mini_rationales", "sample_mini_answers", "score_mini",
     "method_loss", "noisy_labels", "train_miniature", "escape_step", "run_outcome", "METHODS",
     "run_grid", "mini_run_label", "gradient_probe", "machine_info", "decoder_to_json", "decoder_from_json",
-    "ANSWER_CHANNELS", "apply_answer_channel",
+    "ANSWER_CHANNELS", "apply_answer_channel", "exact_problem", "exact_objective", "exact_gradient_run",
+    "exact_gradient_flow", "EXACT_TARGETS",
 ]
 
 METHODS = ("grpo", "rloo", "garl", "paft")
@@ -364,15 +367,28 @@ def make_start(pretrained: TinyDecoder, p0: float, *, n_ref: int = 512, seed: in
 def exact_log_success(model: TinyDecoder, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Exact ``log P = log sum_z p(z|x) p(y|x,z)`` per input, ``[N]`` (float64), by enumerating all
     ``K V^L`` rationales the grammar allows (EQ is forced: it contributes log 1). Small tasks only."""
-    task = model.task
+    return log_success_enumerated(model, enumerated_sequences(model.task, x, y), x.shape[0])
+
+
+def enumerated_sequences(task: MiniTask, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Every ``[BOS, x, SEP, z, EQ, y]`` for the ``K V^L`` rationales z the grammar allows, input-major,
+    ``[N K V^L, seq_len]`` (small tasks only: at most 200,000 sequences)."""
     Z = task.all_rationales()
     nz, N = Z.shape[0], x.shape[0]
+    if x.shape != y.shape or x.ndim != 2 or x.shape[1] != task.L:
+        raise ValueError(f"enumerated_sequences: x and y must both be [N, L={task.L}]; got {tuple(x.shape)} and {tuple(y.shape)}")
     if nz * N > 200_000:
         raise ValueError(f"exact_log_success: {nz} rationales x {N} inputs is too many; use estimate_log_success")
-    seqs = task.sequences(x.repeat_interleave(nz, 0), Z.repeat(N, 1), y.repeat_interleave(nz, 0))
+    return task.sequences(x.repeat_interleave(nz, 0), Z.repeat(N, 1), y.repeat_interleave(nz, 0))
+
+
+def log_success_enumerated(model: TinyDecoder, seqs: torch.Tensor, N: int) -> torch.Tensor:
+    """``log P = log sum_z p(z|x) p(y|x,z)`` per input, ``[N]`` (float64), from the sequences of
+    ``enumerated_sequences``; keeps the autograd graph (the exact gradient of the marginal likelihood)."""
+    task = model.task
     lp = model.token_logp(seqs)[:, task.prompt_len - 1:].to(torch.float64)
     total = lp[:, : -task.answer_len].sum(-1) + model.answer_log_prob(lp[:, -task.answer_len:])
-    return torch.logsumexp(total.view(N, nz), dim=-1)
+    return torch.logsumexp(total.view(N, -1), dim=-1)
 
 
 @torch.no_grad()
@@ -735,3 +751,153 @@ def decoder_from_json(rec: dict) -> TinyDecoder:
     sd = model.state_dict()
     model.load_state_dict({k: torch.tensor(rec["state"][k], dtype=v.dtype).view_as(v) for k, v in sd.items()})
     return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# Exact-gradient dynamics: no sampling (the flow of Thm 5.2, and full-batch SGD / Adam)
+# ----------------------------------------------------------------------------------------------
+
+EXACT_TARGETS = ("marginal", "strategy")
+
+
+def exact_problem(task: MiniTask, x: torch.Tensor, *, noise_eps: float = 0.0, target: str = "marginal") -> dict:
+    """The enumerated objective on the inputs ``x`` (small tasks): ``J(theta) = mean_x [(1-eps)
+    l_q(P(y*|x)) + eps l_q(P(y~|x))]``, Prop. C.2's label noise with the label resampled at every draw
+    (``y~``: the gold answer with its last digit moved by ``task.flip_offset()``; ``eps = noise_eps``;
+    the expected loss of a label that is wrong with probability eps at each draw). Returns the
+    enumerated sequences, ready for ``exact_objective``.
+
+    ``target="marginal"``: P is the marginal likelihood ``sum_z p(z|x) p(y*|x,z)`` over every rationale.
+    ``target="strategy"``: P is ``p(S_0|x)``, the network's choice of the correct strategy alone (the
+    success of a reader that follows its strategy perfectly): one route to y*, so Theorem 5.2's single
+    probability, computed by the whole network (no label noise with this target)."""
+    if not 0.0 <= noise_eps < 0.5:
+        raise ValueError(f"exact_problem: noise_eps (the per-draw flip rate) must lie in [0, 1/2); got {noise_eps}")
+    if target not in EXACT_TARGETS:
+        raise ValueError(f"exact_problem: target must be one of {EXACT_TARGETS}; got {target!r}")
+    if target == "strategy":
+        if noise_eps > 0:
+            raise ValueError("exact_problem: label noise needs target='marginal' (the strategy target has no label)")
+        return {"N": x.shape[0], "noise_eps": 0.0, "prompts": task.prompts(x), "noisy": None}
+    y = task.gold(x)
+    out = {"N": x.shape[0], "noise_eps": float(noise_eps), "clean": enumerated_sequences(task, x, y), "noisy": None}
+    if noise_eps > 0:
+        y_noisy, _ = noisy_labels(task, x, 1.0, 0, "last")
+        out["noisy"] = enumerated_sequences(task, x, y_noisy)
+    return out
+
+
+def exact_objective(model: TinyDecoder, problem: dict, q: float) -> tuple[torch.Tensor, float, Optional[float]]:
+    """``(J, mean P(y*|x), mean P(y~|x) or None)`` of ``exact_problem``'s objective at ``model`` (J keeps
+    the graph; l_q is Eq. 3, computed from log P)."""
+    N, eps = problem["N"], problem["noise_eps"]
+    if "prompts" in problem:
+        lp = next_log_probs(model, problem["prompts"])[:, model.task.S0].to(torch.float64)
+    else:
+        lp = log_success_enumerated(model, problem["clean"], N)
+    J = qloss(lp, q).mean()
+    c = None
+    if problem["noisy"] is not None:
+        lc = log_success_enumerated(model, problem["noisy"], N)
+        J = (1.0 - eps) * J + eps * qloss(lc, q).mean()
+        c = lc.detach().exp().mean().item()
+    return J, lp.detach().exp().mean().item(), c
+
+
+def exact_gradient_run(start: TinyDecoder, x: torch.Tensor, q: float, *, optimizer: str = "sgd", lr: float = 1.0,
+                       adam_eps: float = 1e-8, betas: tuple[float, float] = (0.9, 0.999), steps: int = 1000,
+                       delta: Optional[float] = 0.5, noise_eps: float = 0.0, target: str = "marginal",
+                       record_every: int = 10) -> dict:
+    """Full-batch ``optimizer`` steps on the exact gradient of ``exact_problem``'s objective (no sampling,
+    float64; ``noise_eps`` > 0: Prop. C.2's per-draw label noise), from a copy of ``start``, until mean P
+    reaches ``delta`` (None: never stop early) or ``steps`` steps. ``optimizer``: ``"sgd"`` or ``"adam"``
+    (``torch.optim.Adam`` with ``eps=adam_eps``). Returns ``{"step", "P"}`` (and ``"contamination"``,
+    mean P(y~|x), with noise; every ``record_every`` steps and the last), ``"escape_step"`` (None: not
+    within ``steps``) and ``"grad_s0"``: ``|dJ/d bias[S_0]|`` at the start (what Adam's eps competes with)."""
+    check_q(q)
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"exact_gradient_run: optimizer must be 'sgd' or 'adam'; got {optimizer!r}")
+    if steps < 1 or record_every < 1 or not lr > 0 or not adam_eps >= 0:
+        raise ValueError(f"exact_gradient_run: need steps >= 1, record_every >= 1, lr > 0, adam_eps >= 0; "
+                         f"got {steps}, {record_every}, {lr}, {adam_eps}")
+    model = copy.deepcopy(start).double().train()
+    problem = exact_problem(model.task, x, noise_eps=noise_eps, target=target)
+    opt = (torch.optim.SGD(model.parameters(), lr=lr) if optimizer == "sgd"
+           else torch.optim.Adam(model.parameters(), lr=lr, betas=betas, eps=adam_eps))
+    out = {"step": [], "P": [], "escape_step": None, "grad_s0": None}
+    if noise_eps > 0:
+        out["contamination"] = []
+    delta = math.inf if delta is None else delta
+    for step in range(steps + 1):
+        J, P, c = exact_objective(model, problem, q)
+        if step % record_every == 0 or P >= delta or step == steps:
+            out["step"].append(step)
+            out["P"].append(P)
+            if c is not None:
+                out["contamination"].append(c)
+        if P >= delta:
+            out["escape_step"] = step
+            break
+        if step == steps:
+            break
+        opt.zero_grad()
+        J.backward()
+        if step == 0:
+            out["grad_s0"] = abs(float(model.head.bias.grad[model.task.S0]))
+        opt.step()
+    return out
+
+
+def exact_gradient_flow(start: TinyDecoder, x: torch.Tensor, q: float, *, delta: Optional[float] = 0.5,
+                        noise_eps: float = 0.0, target: str = "marginal", t_max: float = 1e12, t_eval=None,
+                        rtol: float = 1e-6, atol: float = 1e-9) -> dict:
+    """The gradient flow ``theta' = -grad J`` of ``exact_problem``'s objective (the small-learning-rate limit
+    of full-batch SGD: ``steps ~ t / lr``), integrated by RK45 in log time ``tau = log(1+t)`` as
+    ``tsallis_ref.theory.simulate_gradient_flow`` does, in float64, from a copy of ``start``.
+
+    ``delta``: stop when mean P(y*|x) reaches it (None: run to ``t_max``). Returns ``"T"`` (the escape
+    time, inf if not reached), the path ``"t"``, ``"P"`` (and ``"contamination"``, mean P(y~|x), when
+    ``noise_eps > 0``) at the solver's steps or at ``t_eval``, ``"nfev"`` and the final model ``"model"``."""
+    from scipy import integrate
+
+    check_q(q)
+    model = copy.deepcopy(start).double().train()
+    params = list(model.parameters())
+    problem = exact_problem(model.task, x, noise_eps=noise_eps, target=target)
+    vec = torch.nn.utils.parameters_to_vector
+    set_vec = torch.nn.utils.vector_to_parameters
+
+    def grad(y):
+        with torch.no_grad():
+            set_vec(torch.from_numpy(y), params)
+        J, _, _ = exact_objective(model, problem, q)
+        gs = torch.autograd.grad(J, params)
+        return torch.cat([g.reshape(-1) for g in gs]).numpy()
+
+    def measure(y):
+        with torch.no_grad():
+            set_vec(torch.from_numpy(y), params)
+            _, P, c = exact_objective(model, problem, q)
+        return P, c
+
+    events = None
+    if delta is not None:
+        def hit(tau, y):
+            return measure(y)[0] - delta
+        hit.terminal, hit.direction = True, 1
+        events = hit
+    y0 = vec(params).detach().numpy().copy()
+    if measure(y0)[0] >= (delta if delta is not None else math.inf):
+        raise ValueError(f"exact_gradient_flow: the start already has mean P >= delta = {delta}")
+    taus = None if t_eval is None else np.log1p(np.asarray(t_eval, dtype=float))
+    sol = integrate.solve_ivp(lambda tau, y: -math.exp(tau) * grad(y), (0.0, math.log1p(t_max)), y0, method="RK45",
+                              events=events, rtol=rtol, atol=atol, t_eval=taus)
+    Ps, cs = zip(*[measure(y) for y in sol.y.T]) if sol.y.shape[1] else ((), ())
+    out = {"T": math.expm1(sol.t_events[0][0]) if events is not None and len(sol.t_events[0]) else math.inf,
+           "t": np.expm1(sol.t).tolist(), "P": list(Ps), "nfev": int(sol.nfev)}
+    if noise_eps > 0:
+        out["contamination"] = list(cs)
+    with torch.no_grad():
+        set_vec(torch.from_numpy(sol.y[:, -1].copy()), params)
+    out["model"] = model.eval()
+    return out
