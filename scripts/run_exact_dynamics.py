@@ -132,7 +132,7 @@ def main() -> None:
     elif a.part == "noise":
         out = a.out or "data/miniature/exact_noise.json"
         epss = [0.05, 0.2]
-        rec = load(out, command, {**settings, "noise_eps": epss, "optimizer": "sgd", "lr": 1.0, "steps": a.steps,
+        rec = load(out, command, {**settings, "noise_eps": epss, "optimizer": "sgd", "lr": a.sgd_lr, "steps": a.steps,
                                   "start": "each pre-trained model after the clean q=1 gradient flow to mean P = 0.9"})
         for s in a.seeds:
             clean = None
@@ -143,7 +143,7 @@ def main() -> None:
                     if clean is None:
                         clean = mini.exact_gradient_flow(mini.make_start(starts[s], 0.3), x, 1.0, delta=0.9)["model"]
                     t0 = time.perf_counter()
-                    r = mini.exact_gradient_run(clean, x, q, optimizer="sgd", lr=1.0, steps=a.steps, delta=None,
+                    r = mini.exact_gradient_run(clean, x, q, optimizer="sgd", lr=a.sgd_lr, steps=a.steps, delta=None,
                                                 noise_eps=eps, record_every=10)
                     rec["runs"].append({"seed": s, "noise_eps": eps, "q": q, **r, "seconds": round(time.perf_counter() - t0, 1)})
                     save(rec, out)

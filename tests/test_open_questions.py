@@ -113,3 +113,68 @@ def test_q0_noise_fitting_time_is_computed_from_the_rate():
     t = np.linspace(0.0, 2e-3, 9)
     c = T.simulate_contamination(0.0, 0.1, 1e-3, t)
     assert c == pytest.approx(np.maximum(1e-3 - 0.8 * t, 0.0), abs=1e-9)
+
+
+# ------------------------------------------------------------------ the miniature's exact-gradient dynamics
+
+@pytest.fixture(scope="module")
+def dec():
+    with open(os.path.join(ROOT, "data", "miniature", "exact_decoder_seed0.json")) as f:
+        return mini.decoder_from_json(json.load(f))
+
+
+def _x(task):
+    return task.all_inputs()[:4]
+
+
+def test_exact_objective_is_the_enumerated_marginal_likelihood(dec):
+    x = _x(dec.task)
+    start = mini.make_start(dec, 1e-3)
+    J, P, c = mini.exact_objective(start, mini.exact_problem(dec.task, x), 1.0)
+    lp = mini.exact_log_success(start, x, dec.task.gold(x))
+    assert float(J) == pytest.approx(float(-lp.mean()), rel=1e-6) and P == pytest.approx(float(lp.exp().mean()), rel=1e-6)
+    assert c is None
+    # with per-draw label noise: (1-eps) l_q(P) + eps l_q(P(y~)), y~ the flipped label
+    J2, _, c2 = mini.exact_objective(start, mini.exact_problem(dec.task, x, noise_eps=0.2), 0.5)
+    y_noisy, _ = mini.noisy_labels(dec.task, x, 1.0, 0, "last")
+    lc = mini.exact_log_success(start, x, y_noisy)
+    want = 0.8 * (1 - lp.exp().sqrt()).mean() / 0.5 + 0.2 * (1 - lc.exp().sqrt()).mean() / 0.5
+    assert float(J2) == pytest.approx(float(want), rel=1e-6) and c2 == pytest.approx(float(lc.exp().mean()), rel=1e-6)
+
+
+def test_exact_flow_is_the_small_lr_limit_of_sgd(dec):
+    """Strategy target, p0 = 1e-2, q = 0.5: SGD at lr 0.01 escapes after ~T/lr steps (within 5 %), and the
+    flow's escape time from a colder start is longer."""
+    x = _x(dec.task)
+    start = mini.make_start(dec, 1e-2)
+    f = mini.exact_gradient_flow(start, x, 0.5, target="strategy")
+    r = mini.exact_gradient_run(start, x, 0.5, optimizer="sgd", lr=0.01, steps=5000, target="strategy")
+    assert r["escape_step"] * 0.01 == pytest.approx(f["T"], rel=0.05)
+    assert mini.exact_gradient_flow(mini.make_start(dec, 1e-3), x, 0.5, target="strategy")["T"] > 2 * f["T"]
+
+
+def test_exact_dynamics_reject_bad_input(dec):
+    x = _x(dec.task)
+    with pytest.raises(ValueError, match="target"):
+        mini.exact_problem(dec.task, x, target="answer")
+    with pytest.raises(ValueError, match="label noise needs"):
+        mini.exact_problem(dec.task, x, target="strategy", noise_eps=0.1)
+    with pytest.raises(ValueError, match="noise_eps"):
+        mini.exact_problem(dec.task, x, noise_eps=0.6)
+    with pytest.raises(ValueError, match="optimizer"):
+        mini.exact_gradient_run(dec, x, 0.5, optimizer="lion")
+    with pytest.raises(ValueError, match="already has mean P"):
+        mini.exact_gradient_flow(mini.make_start(dec, 0.9), x, 1.0, target="strategy")
+
+
+def test_record_readers_fit_what_they_are_given():
+    rec = {"runs": [{"seed": 0, "q": q, "p0": p, "T": p ** -(1 - q) if q < 1 else 2 * math.log(1 / p) + 1}
+                    for q in (0.0, 0.5, 1.0) for p in (1e-2, 1e-4, 1e-6)]}
+    s = mini.escape_exponents(rec)
+    assert s[0, 0.0] == pytest.approx(-1.0) and s[0, 0.5] == pytest.approx(-0.5)
+    a, b, res = mini.log_law_fit(*mini.escape_times(rec, 0, 1.0))
+    assert (a, b) == pytest.approx((2.0, 1.0)) and res < 1e-9
+    with pytest.raises(ValueError, match="no run"):
+        mini.escape_times(rec, 1, 0.0)
+    th = T.adam_stall_threshold([1e-2, 1e-4, 1e-6], [0.0, 1.0], np.array([[5, 5], [9, 7], [np.nan, 9]]))
+    assert th[0.0] == pytest.approx((1e-6, math.log(1e6))) and math.isnan(th[1.0][0])

@@ -69,7 +69,7 @@ __all__ = [
     "method_loss", "noisy_labels", "train_miniature", "escape_step", "run_outcome", "METHODS",
     "run_grid", "mini_run_label", "gradient_probe", "machine_info", "decoder_to_json", "decoder_from_json",
     "ANSWER_CHANNELS", "apply_answer_channel", "exact_problem", "exact_objective", "exact_gradient_run",
-    "exact_gradient_flow", "EXACT_TARGETS",
+    "exact_gradient_flow", "EXACT_TARGETS", "escape_times", "escape_exponents", "log_law_fit", "optim_escape_steps",
 ]
 
 METHODS = ("grpo", "rloo", "garl", "paft")
@@ -900,4 +900,47 @@ def exact_gradient_flow(start: TinyDecoder, x: torch.Tensor, q: float, *, delta:
     with torch.no_grad():
         set_vec(torch.from_numpy(sol.y[:, -1].copy()), params)
     out["model"] = model.eval()
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the exact-dynamics records (scripts/run_exact_dynamics.py; the book's open-questions page)
+# ----------------------------------------------------------------------------------------------
+
+def escape_times(record: dict, seed: int, q: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(p0, T)`` of a flow record's runs for one start model and one q, p0 decreasing (measured p0)."""
+    rs = sorted((r for r in record["runs"] if r["seed"] == seed and r["q"] == q), key=lambda r: -r["p0"])
+    if not rs:
+        raise ValueError(f"escape_times: no run with seed={seed}, q={q} in the record")
+    return np.array([r["p0"] for r in rs]), np.array([r["T"] for r in rs])
+
+
+def escape_exponents(record: dict, *, deepest: Optional[int] = None) -> dict:
+    """Fitted log-log slopes of the escape time against p0, ``{(seed, q): slope}`` (Theorem 5.2: ``-(1-q)``
+    for q < 1); ``deepest``: fit only the that many smallest p0 (default: all)."""
+    from .theory import fit_loglog_slope
+
+    out = {}
+    for seed in sorted({r["seed"] for r in record["runs"]}):
+        for q in sorted({r["q"] for r in record["runs"]}):
+            p, T = escape_times(record, seed, q)
+            sel = slice(-deepest, None) if deepest else slice(None)
+            out[seed, q] = fit_loglog_slope(p[sel], T[sel])[0]
+    return out
+
+
+def log_law_fit(p0, T) -> tuple[float, float, float]:
+    """Least-squares ``T = a log(1/p0) + b``; returns ``(a, b, max relative residual)`` (Theorem 5.2 at q = 1)."""
+    L = np.log(1.0 / np.asarray(p0, dtype=float))
+    T = np.asarray(T, dtype=float)
+    a, b = np.polyfit(L, T, 1)
+    return float(a), float(b), float(np.max(np.abs(a * L + b - T) / T))
+
+
+def optim_escape_steps(record: dict) -> dict:
+    """``{(optimizer, adam_eps, q, p0_target): [escape step per start model (None: not within the budget)]}``
+    from an optimiser record of ``scripts/run_exact_dynamics.py optim``."""
+    out: dict = {}
+    for r in sorted(record["runs"], key=lambda r: r["seed"]):
+        out.setdefault((r["optimizer"], r["adam_eps"], r["q"], r["p0_target"]), []).append(r["escape_step"])
     return out

@@ -50,7 +50,7 @@ __all__ = [
     "paft_sampled_grads", "max_amplified_advantage", "rare_rationale_model", "bias_vs_P",
     "garl_bias_binomial", "two_rationale_model", "bias_law", "rare_bias_law",
     # optimisers beyond the flow
-    "sigmoid_optimizer_escape",
+    "sigmoid_optimizer_escape", "adam_stall_threshold",
     # geometry
     "gradient_geometry", "reweighting_demo", "example_weights",
 ]
@@ -955,3 +955,22 @@ def rare_bias_law(q, M, P, *, w_good: float = 0.9):
     q, M, P = (np.asarray(a, dtype=float) for a in (q, M, P))
     rho = P / w_good
     return q * (1.0 - q) * (1.0 - rho) / (2.0 * M * rho)
+
+
+def adam_stall_threshold(p0s, qs, steps: np.ndarray) -> dict:
+    """From a table ``steps[p0, q]`` of :func:`sigmoid_optimizer_escape` (nan: no escape within the budget),
+    the largest p0 that fails for each q and ``(1-q) log(1/p0)`` there: the log of the gradient's size at
+    the start (``|d l_q/d theta| ~ p0^(1-q)``), to set against ``log(1/eps)``. ``{q: (p0_fail, gap)}``;
+    ``(nan, nan)`` when every p0 escapes."""
+    p0s = np.asarray(p0s, dtype=float)
+    order = np.argsort(-p0s)
+    out = {}
+    for j, q in enumerate(qs):
+        s = np.asarray(steps)[order, j]
+        fail = np.nonzero(~np.isfinite(s))[0]
+        if len(fail) == 0:
+            out[float(q)] = (math.nan, math.nan)
+        else:
+            p = float(p0s[order][fail[0]])
+            out[float(q)] = (p, (1.0 - float(q)) * math.log(1.0 / p))
+    return out
