@@ -70,6 +70,7 @@ def main() -> None:
     ap.add_argument("--target", choices=list(mini.EXACT_TARGETS), default="marginal",
                     help="P: the marginal likelihood over every rationale, or p(S_0|x) alone (flow, optim)")
     ap.add_argument("--sgd-lr", type=float, default=1.0)
+    ap.add_argument("--eps", type=float, nargs="+", default=[0.05, 0.2], help="noise: per-draw flip rates")
     ap.add_argument("--adam-lr", type=float, default=0.01)
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
@@ -131,7 +132,7 @@ def main() -> None:
                               f"(|grad| on the S0 bias {r['grad_s0']:.2e}; {time.perf_counter() - t0:.0f} s)", flush=True)
     elif a.part == "noise":
         out = a.out or "data/miniature/exact_noise.json"
-        epss = [0.05, 0.2]
+        epss = a.eps
         rec = load(out, command, {**settings, "noise_eps": epss, "optimizer": "sgd", "lr": a.sgd_lr, "steps": a.steps,
                                   "start": "each pre-trained model after the clean q=1 gradient flow to mean P = 0.9"})
         for s in a.seeds:
