@@ -178,3 +178,20 @@ def test_record_readers_fit_what_they_are_given():
         mini.escape_times(rec, 1, 0.0)
     th = T.adam_stall_threshold([1e-2, 1e-4, 1e-6], [0.0, 1.0], np.array([[5, 5], [9, 7], [np.nan, 9]]))
     assert th[0.0] == pytest.approx((1e-6, math.log(1e6))) and math.isnan(th[1.0][0])
+
+
+def test_exact_run_takes_a_schedule(dec):
+    """A constant schedule reproduces the fixed-q run (same P path, to 1e-9); the step schedule switches to
+    its second q at the recorded escape; the floored weight runs (it is no q)."""
+    from tsallis_ref import schedules as S
+    x = _x(dec.task)
+    start = mini.make_start(dec, 1e-2)
+    kw = dict(optimizer="sgd", lr=0.1, steps=40, target="strategy", record_every=5)
+    a = mini.exact_gradient_run(start, x, 0.5, **kw)
+    b = mini.exact_gradient_run(start, x, S.constant(0.5), **kw)
+    assert a["escape_step"] == b["escape_step"] and b["P"] == pytest.approx(a["P"], rel=1e-9)
+    c = mini.exact_gradient_run(start, x, S.step_at_escape(1.0, 0.0), **{**kw, "steps": 30}, delta=None)
+    k = next(i for i, P in enumerate(c["P"]) if P >= 0.5)
+    assert set(c["q"][:k]) == {1.0} and set(c["q"][k:]) == {0.0}
+    f = mini.exact_gradient_run(start, x, S.floored_weight(0.1), **kw)
+    assert f["escape_step"] is not None and f["q"][0] is None

@@ -61,6 +61,7 @@ import torch.nn.functional as F
 
 from .estimators import garl_loss, grpo_loss, paft_loss, rloo_loss, weight_stats
 from .losses import check_q, qloss
+from .schedules import Schedule
 
 __all__ = [
     "MiniTask", "TinyDecoder", "MiniTrainConfig", "pretrain", "make_start", "exact_log_success",
@@ -787,21 +788,32 @@ def exact_problem(task: MiniTask, x: torch.Tensor, *, noise_eps: float = 0.0, ta
     return out
 
 
-def exact_objective(model: TinyDecoder, problem: dict, q: float) -> tuple[torch.Tensor, float, Optional[float]]:
+def exact_objective(model: TinyDecoder, problem: dict, q, *, t: int = 0,
+                    escaped: bool = False) -> tuple[torch.Tensor, float, Optional[float]]:
     """``(J, mean P(y*|x), mean P(y~|x) or None)`` of ``exact_problem``'s objective at ``model`` (J keeps
-    the graph; l_q is Eq. 3, computed from log P)."""
+    the graph; l_q is Eq. 3, computed from log P). ``q`` may be a ``tsallis_ref.schedules.Schedule``: then
+    each term is the surrogate ``-sg(a(P)) P`` whose gradient is the schedule's amplified RL gradient
+    ``-a(P) grad P`` (Eq. 5 with ``a = P^-q`` for a q schedule), ``a`` read at step ``t`` with the current
+    mean P and ``escaped``."""
     N, eps = problem["N"], problem["noise_eps"]
     if "prompts" in problem:
         lp = next_log_probs(model, problem["prompts"])[:, model.task.S0].to(torch.float64)
     else:
         lp = log_success_enumerated(model, problem["clean"], N)
-    J = qloss(lp, q).mean()
+    P = lp.detach().exp().mean().item()
+
+    def term(l):
+        if isinstance(q, Schedule):
+            a = torch.as_tensor(q.amplification(l.detach().exp().numpy(), t, P, escaped), dtype=l.dtype)
+            return -(a * l.exp()).mean()
+        return qloss(l, q).mean()
+    J = term(lp)
     c = None
     if problem["noisy"] is not None:
         lc = log_success_enumerated(model, problem["noisy"], N)
-        J = (1.0 - eps) * J + eps * qloss(lc, q).mean()
+        J = (1.0 - eps) * J + eps * term(lc)
         c = lc.detach().exp().mean().item()
-    return J, lp.detach().exp().mean().item(), c
+    return J, P, c
 
 
 def exact_gradient_run(start: TinyDecoder, x: torch.Tensor, q: float, *, optimizer: str = "sgd", lr: float = 1.0,
@@ -813,8 +825,12 @@ def exact_gradient_run(start: TinyDecoder, x: torch.Tensor, q: float, *, optimiz
     reaches ``delta`` (None: never stop early) or ``steps`` steps. ``optimizer``: ``"sgd"`` or ``"adam"``
     (``torch.optim.Adam`` with ``eps=adam_eps``). Returns ``{"step", "P"}`` (and ``"contamination"``,
     mean P(y~|x), with noise; every ``record_every`` steps and the last), ``"escape_step"`` (None: not
-    within ``steps``) and ``"grad_s0"``: ``|dJ/d bias[S_0]|`` at the start (what Adam's eps competes with)."""
-    check_q(q)
+    within ``steps``) and ``"grad_s0"``: ``|dJ/d bias[S_0]|`` at the start (what Adam's eps competes with).
+    ``q`` may be a ``tsallis_ref.schedules.Schedule`` (see ``exact_objective``); it is told the run has
+    escaped from the step at which mean P first reaches ``delta`` (0.5 when ``delta`` is None), and ``"q"``
+    records its q."""
+    if not isinstance(q, Schedule):
+        check_q(q)
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"exact_gradient_run: optimizer must be 'sgd' or 'adam'; got {optimizer!r}")
     if steps < 1 or record_every < 1 or not lr > 0 or not adam_eps >= 0:
@@ -827,14 +843,23 @@ def exact_gradient_run(start: TinyDecoder, x: torch.Tensor, q: float, *, optimiz
     out = {"step": [], "P": [], "escape_step": None, "grad_s0": None}
     if noise_eps > 0:
         out["contamination"] = []
+    threshold = 0.5 if delta is None else delta
     delta = math.inf if delta is None else delta
+    escaped = False
+    if isinstance(q, Schedule):
+        out["q"] = []
     for step in range(steps + 1):
-        J, P, c = exact_objective(model, problem, q)
+        J, P, c = exact_objective(model, problem, q, t=step, escaped=escaped)
+        if isinstance(q, Schedule) and not escaped and P >= threshold:  # the schedule hears of it from this step on
+            escaped = True
+            J, P, c = exact_objective(model, problem, q, t=step, escaped=escaped)
         if step % record_every == 0 or P >= delta or step == steps:
             out["step"].append(step)
             out["P"].append(P)
             if c is not None:
                 out["contamination"].append(c)
+            if isinstance(q, Schedule):
+                out["q"].append(q.q_of(step, P, escaped))
         if P >= delta:
             out["escape_step"] = step
             break
