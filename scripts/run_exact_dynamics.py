@@ -72,6 +72,7 @@ def main() -> None:
     ap.add_argument("--sgd-lr", type=float, default=1.0)
     ap.add_argument("--eps", type=float, nargs="+", default=[0.05, 0.2], help="noise: per-draw flip rates")
     ap.add_argument("--adam-lr", type=float, default=0.01)
+    ap.add_argument("--record-every", type=int, default=10, help="noise: record every this many steps")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -145,7 +146,7 @@ def main() -> None:
                         clean = mini.exact_gradient_flow(mini.make_start(starts[s], 0.3), x, 1.0, delta=0.9)["model"]
                     t0 = time.perf_counter()
                     r = mini.exact_gradient_run(clean, x, q, optimizer="sgd", lr=a.sgd_lr, steps=a.steps, delta=None,
-                                                noise_eps=eps, record_every=10)
+                                                noise_eps=eps, record_every=a.record_every)
                     rec["runs"].append({"seed": s, "noise_eps": eps, "q": q, **r, "seconds": round(time.perf_counter() - t0, 1)})
                     save(rec, out)
                     print(f"seed {s} eps {eps} q {q:g}: contamination {r['contamination'][0]:.2e} -> "

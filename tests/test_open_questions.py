@@ -113,6 +113,8 @@ def test_q0_noise_fitting_time_is_computed_from_the_rate():
     t = np.linspace(0.0, 2e-3, 9)
     c = T.simulate_contamination(0.0, 0.1, 1e-3, t)
     assert c == pytest.approx(np.maximum(1e-3 - 0.8 * t, 0.0), abs=1e-9)
+    # a contamination that is gone before the first requested time reads 0 there and after
+    assert not T.simulate_contamination(0.0, 0.1, 1e-6, np.logspace(-4, 4, 9)).any()
 
 
 # ------------------------------------------------------------------ the miniature's exact-gradient dynamics

@@ -533,7 +533,9 @@ def simulate_contamination(q: float, eps: float, c0: float, t_eval, *, param: st
         sol = integrate.solve_ivp(rhs_c, (0.0, taus[-1]), [c0], method="LSODA", t_eval=taus, events=at_zero,
                                   rtol=1e-10, atol=1e-14)
         out = np.zeros_like(t_eval)
-        out[: sol.y.shape[1]] = np.maximum(sol.y[0], 0.0)
+        n = len(sol.t)  # the t_eval points reached before c hit 0 (none if it hit 0 before the first)
+        if n:
+            out[:n] = np.maximum(np.asarray(sol.y)[0, :n], 0.0)
         return out
 
     def rhs(tau, y):
