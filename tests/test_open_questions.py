@@ -197,3 +197,10 @@ def test_exact_run_takes_a_schedule(dec):
     assert set(c["q"][:k]) == {1.0} and set(c["q"][k:]) == {0.0}
     f = mini.exact_gradient_run(start, x, S.floored_weight(0.1), **kw)
     assert f["escape_step"] is not None and f["q"][0] is None
+
+
+def test_noise_readers():
+    run = {"step": [0, 1, 2, 3], "P": [0.9, 0.8, 0.7, 0.7], "contamination": [0.1, 0.2, 0.3, 0.3]}
+    assert mini.noise_share(run) == pytest.approx([0.1, 0.2, 0.3, 0.3])
+    t = mini.noise_fitting_times(run, [0.15, 0.3, 0.5], lr=0.5)
+    assert t[:2] == pytest.approx([0.5, 1.0]) and math.isnan(t[2])

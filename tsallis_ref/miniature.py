@@ -71,6 +71,7 @@ __all__ = [
     "run_grid", "mini_run_label", "gradient_probe", "machine_info", "decoder_to_json", "decoder_from_json",
     "ANSWER_CHANNELS", "apply_answer_channel", "exact_problem", "exact_objective", "exact_gradient_run",
     "exact_gradient_flow", "EXACT_TARGETS", "escape_times", "escape_exponents", "log_law_fit", "optim_escape_steps",
+    "noise_share", "noise_fitting_times",
 ]
 
 METHODS = ("grpo", "rloo", "garl", "paft")
@@ -969,3 +970,16 @@ def optim_escape_steps(record: dict) -> dict:
     for r in sorted(record["runs"], key=lambda r: r["seed"]):
         out.setdefault((r["optimizer"], r["adam_eps"], r["q"], r["p0_target"]), []).append(r["escape_step"])
     return out
+
+
+def noise_share(run: dict) -> np.ndarray:
+    """The noisy label's share ``c / (c + P)`` of the two labels' mass along a noise run (the two-label
+    contamination of Prop. C.2)."""
+    c, P = np.asarray(run["contamination"], dtype=float), np.asarray(run["P"], dtype=float)
+    return c / (c + P)
+
+
+def noise_fitting_times(run: dict, etas, lr: float) -> np.ndarray:
+    """Flow time ``lr * step`` at which a noise run's share first reaches each ``eta`` (nan: never)."""
+    s, st = noise_share(run), np.asarray(run["step"])
+    return np.array([lr * st[np.argmax(s >= e)] if (s >= e).any() else math.nan for e in etas])
