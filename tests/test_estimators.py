@@ -390,7 +390,7 @@ def test_the_table_is_the_one_dispatch_with_one_default_q():
     from tsallis_ref import config, miniature
     from tsallis_ref.integrations import trl as TI
     assert set(E.ESTIMATORS) == {"garl", "paft", "grpo", "rloo", "maxrl"} == set(config.METHODS)
-    assert config.MethodConfig().q == miniature.TrainConfig().q == E.DEFAULT_Q
+    assert config.MethodConfig().q == miniature.MiniTrainConfig().q == E.DEFAULT_Q
     assert TI.GARLConfig.__dataclass_fields__["q"].default == E.DEFAULT_Q
     g = torch.Generator().manual_seed(0)
     lz, ly = -torch.rand(3, 4, generator=g, dtype=torch.float64), -5 * torch.rand(3, 4, generator=g, dtype=torch.float64)
