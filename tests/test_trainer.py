@@ -268,9 +268,28 @@ def test_bad_config_names_the_field(patch, field):
         TrainConfig.from_dict(d)
 
 
-def test_garl_without_baseline_accepts_M1_and_paft_default_K():
-    TrainConfig.from_dict({"method": {"name": "garl", "baseline": "none"}, "rollout": {"M": 1}, "data": {"path": "x"}})
-    TrainConfig.from_dict({"method": {"name": "paft"}, "rollout": {"M": 1}, "data": {"path": "x"}})
+@pytest.mark.parametrize("name,extra", [("garl", {"baseline": "none"}), ("paft", {})])
+def test_garl_without_baseline_accepts_M1_and_paft_default_K(tm, name, extra):
+    """One rationale per prompt (M = 1) is a valid config for GARL without a baseline and for PAFT with K left
+    empty; the trainer then resolves PAFT's K to M and both gradients equal the core estimator's."""
+    model, tok = tm
+    raw = {"method": {"name": name, **extra}, "rollout": {"M": 1}, "data": {"path": "x"}}
+    assert TrainConfig.from_dict(raw).method.K is None
+    cfg = _cfg(name, method=extra, rollout={"M": 1})
+    torch.manual_seed(5)
+    xs = [tok(e["prompt"], add_special_tokens=False).input_ids for e in EXAMPLES[:2]]
+    ro = sample_rationales(model, tok, xs, cfg.rollout)
+    answers = [encode_answer(tok, EXAMPLES[i]["answer"], cfg.rollout) for i in range(2)]
+    model.zero_grad()
+    out = T.accumulate_gradients(model, cfg, tok.pad_token_id, ro, answers, None, torch.Generator().manual_seed(11))
+    got = [p.grad.clone() for p in model.parameters()]
+    assert any(float(g.abs().max()) > 0 for g in got)
+    if name == "paft":
+        assert out.indices.shape == (2, 1) and out.indices.eq(0).all()   # K = M = 1: the one rationale
+    ref = _reference_grads(model, tok, cfg, ro, answers, None, out.indices)
+    model.zero_grad()
+    for g, r in zip(got, ref):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-7)
 
 
 def test_bad_data_fails_before_any_compute(monkeypatch, tmp_path):
