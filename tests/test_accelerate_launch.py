@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+from conftest import ROOT
+
 CONFIG = ROOT / "configs" / "accelerate" / "cpu_2proc_gloo.yaml"
 
 
@@ -31,7 +31,7 @@ def run_rank(estimator: str, out: Path) -> None:  # executed inside `accelerate 
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    sys.path.insert(0, str(HERE))
+    sys.path.insert(0, str(ROOT / "tests"))
     from accelerate.utils import gather_object
     from test_trl_integration import MARKER, reference_grads, rows_of, unique_dataset
 
