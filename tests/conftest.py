@@ -57,11 +57,11 @@ def tiny_cfg(name: str, overlay: dict | None = None, **sections) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def tiny_tok():
-    from tsallis_ref.models import tiny_tokenizer
+    from tsallis_ref.testing import tiny_tokenizer
     return tiny_tokenizer()
 
 
 @pytest.fixture(scope="module")
 def tm(tiny_tok):
-    from tsallis_ref.models import tiny_model
+    from tsallis_ref.testing import tiny_model
     return tiny_model(tiny_tok, seed=1), tiny_tok
