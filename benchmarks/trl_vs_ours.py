@@ -133,23 +133,19 @@ def run_trl(kind: str, a) -> dict:
     gens: list[float] = []
     scores: list[float] = []
     gen_acc = [0.0, 0.0]
-    orig_generate, orig_gas = trainer._generate, trainer._generate_and_score_completions
 
-    def timed_generate(*x, **k):
-        t = time.process_time()
-        try:
-            return orig_generate(*x, **k)
-        finally:
-            gen_acc[0] += time.process_time() - t
+    def timed(fn, slot: int):
+        """``fn``, adding its CPU time to ``gen_acc[slot]``."""
+        def wrapper(*x, **k):
+            t = time.process_time()
+            try:
+                return fn(*x, **k)
+            finally:
+                gen_acc[slot] += time.process_time() - t
+        return wrapper
 
-    def timed_gas(*x, **k):
-        t = time.process_time()
-        try:
-            return orig_gas(*x, **k)
-        finally:
-            gen_acc[1] += time.process_time() - t
-
-    trainer._generate, trainer._generate_and_score_completions = timed_generate, timed_gas
+    trainer._generate = timed(trainer._generate, 0)
+    trainer._generate_and_score_completions = timed(trainer._generate_and_score_completions, 1)
 
     class Timer(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):

@@ -33,3 +33,4 @@ def test_addition_examples():
     assert all(10 <= int(x) <= 99 for e in two for x in e["prompt"].removesuffix("=?").split("+"))
     with pytest.raises(ValueError, match="digits"):
         addition_examples(2, digits=0)
+
