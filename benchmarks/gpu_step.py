@@ -31,13 +31,13 @@ import argparse
 import dataclasses
 import datetime
 import gc
-import json
 import platform
 import sys
 
 import torch
 
 from tsallis_ref.config import TrainConfig
+from tsallis_ref.metrics_log import write_json
 from tsallis_ref.models import load_model_and_tokenizer, resolve_device
 from tsallis_ref.rollout import encode_answer
 from tsallis_ref.precision import peak_memory_mb
@@ -174,8 +174,7 @@ def main(argv=None):
         rows.append(r)
     out = {**head, "rows": rows}
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(out, f, indent=1)
+        write_json(a.json, out)
     return out
 
 

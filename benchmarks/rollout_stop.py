@@ -6,8 +6,8 @@
   ``rollout.sample_rationales`` uses now);
 * ``none``: no marker stop at all, stop at EOS or the budget and cut afterwards (what TRL does).
 
-Same tiny random Llama as ``benchmarks/trl_vs_ours.py`` (``integrations._tiny``, hidden 64, 2 layers), the
-same contexts and the same seed for every variant; variants interleaved round by round in rotating order;
+Same tiny random Llama as ``benchmarks/trl_vs_ours.py`` (``tsallis_ref.testing.trl_model``, hidden 64,
+2 layers), the same contexts and the same seed for every variant; variants interleaved round by round in rotating order;
 CPU time of this process (``time.process_time``, one thread) per ``generate`` call, median over rounds.
 The rationales that ``rollout.finish_rationale`` makes of each variant's output are checked to be identical.
 
@@ -25,7 +25,7 @@ import time
 import torch
 
 from tsallis_ref.config import SamplingConfig
-from tsallis_ref.integrations._tiny import tiny_model, tiny_tokenizer
+from tsallis_ref.testing import trl_model, trl_tokenizer
 from tsallis_ref.rollout import finish_rationale, generate
 
 VARIANTS = ["stop_strings", "token_suffix", "none"]
@@ -42,8 +42,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    tok = tiny_tokenizer()
-    model = tiny_model(tok, hidden_size=a.hidden, layers=a.layers, seed=0).eval()
+    tok = trl_tokenizer()
+    model = trl_model(tok, hidden_size=a.hidden, layers=a.layers, seed=0).eval()
     marker_ids = tok(a.marker, add_special_tokens=False).input_ids
     prompts = [tok(f"{i}+{i + 3}=?", add_special_tokens=False).input_ids for i in range(a.n)]
     kw = {"stop_strings": {"stop_strings": [a.marker]}, "token_suffix": {"stop_token_ids": [marker_ids]}, "none": {}}

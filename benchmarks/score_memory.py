@@ -125,8 +125,8 @@ def main(argv=None):
               f"less than one pass, at {two['cpu_s'] / ch['cpu_s']:.2f}x its CPU time")
     out = {**head, "args": {k: v for k, v in vars(a).items() if k != "child"}, "rows": rows}
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(out, f, indent=1)
+        from tsallis_ref.metrics_log import write_json
+        write_json(a.json, out)
     return out
 
 

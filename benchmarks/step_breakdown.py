@@ -21,7 +21,6 @@ between a short gold answer (GARL/PAFT) and an ``answer_budget``-long sampled on
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -29,6 +28,7 @@ import time
 import torch
 
 from tsallis_ref.config import TrainConfig
+from tsallis_ref.metrics_log import write_json
 from tsallis_ref.models import load_model_and_tokenizer, resolve_device
 from tsallis_ref.trainer import StepState, encode_examples, train_step
 
@@ -120,8 +120,7 @@ def main(argv=None):
               f"{d['gen_calls']:9.0f} {d['fwd_calls']:9.0f} {d['fwd_seqs']:8.0f} {d['scored_tokens']:10.0f} "
               f"{d['score_bwd_ratio']:16.3f} {d['score_bwd_per_token_ratio']:9.3f} {d['step_ratio']:9.3f}")
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(out, f, indent=1)
+        write_json(a.json, out)
     return out
 
 

@@ -81,13 +81,8 @@ class RSSPeak:
 
 
 def _prompts(n: int) -> list[dict]:
-    import random
-    rng = random.Random(0)
-    rows = []
-    for i in range(n):
-        a, b = rng.randint(10, 99), rng.randint(10, 99)
-        rows.append({"id": str(i), "prompt": f"{a}+{b}=?", "answer": str(a + b)})
-    return rows
+    from tsallis_ref.testing import addition_examples
+    return addition_examples(n, seed=0, digits=2, prompt="{a}+{b}=?", id_prefix="")
 
 
 def _exact_match_reward(completions, answer, **kw):
@@ -108,11 +103,11 @@ def run_trl(kind: str, a) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     import trl
-    from tsallis_ref.integrations._tiny import tiny_model, tiny_tokenizer
+    from tsallis_ref.testing import trl_model, trl_tokenizer
     from tsallis_ref.integrations.trl import GARLConfig, GARLTrainer, PAFTConfig, PAFTTrainer
 
-    tok = tiny_tokenizer()
-    model = tiny_model(tok, hidden_size=a.hidden, layers=a.layers, heads=a.heads, seed=0)
+    tok = trl_tokenizer()
+    model = trl_model(tok, hidden_size=a.hidden, layers=a.layers, heads=a.heads, seed=0)
     steps = a.warmup + a.steps
     ds = Dataset.from_list([{"prompt": r["prompt"], "answer": r["answer"]} for r in _prompts(a.prompts * steps)])
     common = dict(output_dir=tempfile.mkdtemp(prefix=f"bench_{kind}_"), per_device_train_batch_size=a.prompts * a.M,
@@ -138,23 +133,19 @@ def run_trl(kind: str, a) -> dict:
     gens: list[float] = []
     scores: list[float] = []
     gen_acc = [0.0, 0.0]
-    orig_generate, orig_gas = trainer._generate, trainer._generate_and_score_completions
 
-    def timed_generate(*x, **k):
-        t = time.process_time()
-        try:
-            return orig_generate(*x, **k)
-        finally:
-            gen_acc[0] += time.process_time() - t
+    def timed(fn, slot: int):
+        """``fn``, adding its CPU time to ``gen_acc[slot]``."""
+        def wrapper(*x, **k):
+            t = time.process_time()
+            try:
+                return fn(*x, **k)
+            finally:
+                gen_acc[slot] += time.process_time() - t
+        return wrapper
 
-    def timed_gas(*x, **k):
-        t = time.process_time()
-        try:
-            return orig_gas(*x, **k)
-        finally:
-            gen_acc[1] += time.process_time() - t
-
-    trainer._generate, trainer._generate_and_score_completions = timed_generate, timed_gas
+    trainer._generate = timed(trainer._generate, 0)
+    trainer._generate_and_score_completions = timed(trainer._generate_and_score_completions, 1)
 
     class Timer(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):

@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from tsallis_ref.metrics_log import write_json
 from tsallis_ref.miniature import MiniTask, decoder_from_json, decoder_to_json, machine_info, pretrain, run_grid
 
 
@@ -71,9 +72,7 @@ def main(argv=None):
                                        **{**common, "steps": a.noise_steps, "noise_frac": a.noise_frac,
                                           "flip": a.noise_flip, "answer_noise": a.noise_answer_noise})
     rec["seconds"] = round(time.time() - t0, 1)
-    os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(rec, f, separators=(",", ":"))
+    write_json(a.out, rec, compact=True)
     print(f"wrote {a.out} ({os.path.getsize(a.out) / 1e3:.0f} kB) in {rec['seconds']} s")
 
 

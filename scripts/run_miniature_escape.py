@@ -20,11 +20,12 @@ import math
 import os
 import sys
 import time
+from pathlib import Path
 
 import torch
 
 from tsallis_ref import miniature as mini
-from tsallis_ref import theory
+from tsallis_ref.metrics_log import write_json
 
 
 def _r(v, digits=4):
@@ -52,12 +53,10 @@ def main(argv=None):
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
-    with open(a.pretrained) as f:
-        dec = mini.decoder_from_json(json.load(f))
+    dec = mini.decoder_from_json(json.loads(Path(a.pretrained).read_text()))
     task = dec.task
     rec = {"produced_by": "scripts/run_miniature_escape.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "machine": mini.machine_info(), "args": vars(a), "p0_measured": {}, "runs": []}
-    os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
     t0 = time.time()
     for p0 in a.p0:
         start = mini.make_start(dec, p0)
@@ -83,8 +82,7 @@ def main(argv=None):
                                         "P": _r(h["P"]), "p_s0": _r(h["p_s0"]), "escape_step": h["escape_step"],
                                         "steps_run": len(h["loss"]), "seconds": round(h["seconds"], 1)})
                     rec["seconds"] = round(time.time() - t0, 1)
-                    with open(a.out, "w") as f:
-                        json.dump(rec, f, separators=(",", ":"))
+                    write_json(a.out, rec, compact=True)
     print(f"wrote {a.out} ({os.path.getsize(a.out) / 1e3:.0f} kB) in {rec['seconds']} s")
 
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+from pathlib import Path
 
 import torch
 
 from tsallis_ref import miniature as mini
-from tsallis_ref import theory
+from tsallis_ref.metrics_log import write_json
 
 
 def main(argv=None):
@@ -38,12 +38,10 @@ def main(argv=None):
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
-    with open(a.pretrained) as f:
-        dec = mini.decoder_from_json(json.load(f))
+    dec = mini.decoder_from_json(json.loads(Path(a.pretrained).read_text()))
     start = mini.make_start(dec, a.p0)
     rec = {"produced_by": "scripts/run_miniature_sweep.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "machine": mini.machine_info(), "args": vars(a), "runs": []}
-    os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
     for r in a.runs:
         method, q = r.split(":")
         for seed in a.seeds:
@@ -58,8 +56,7 @@ def main(argv=None):
             rec["runs"].append({"method": method, "q": float(q), "label": mini.mini_run_label(method, float(q)), "seed": seed,
                                 "eval_step": h["eval_step"], "P": h["P"], "p_s0": h["p_s0"],
                                 "seconds": round(h["seconds"], 1)})
-            with open(a.out, "w") as f:
-                json.dump(rec, f, separators=(",", ":"))
+            write_json(a.out, rec, compact=True)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+from conftest import ROOT
+
 CONFIG = ROOT / "configs" / "accelerate" / "cpu_2proc_gloo.yaml"
 
 
@@ -31,17 +31,17 @@ def run_rank(estimator: str, out: Path) -> None:  # executed inside `accelerate 
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    sys.path.insert(0, str(HERE))
+    sys.path.insert(0, str(ROOT / "tests"))
     from accelerate.utils import gather_object
     from test_trl_integration import MARKER, reference_grads, rows_of, unique_dataset
 
-    from tsallis_ref.integrations._tiny import tiny_model, tiny_tokenizer
+    from tsallis_ref.testing import trl_model, trl_tokenizer
     from trl_helpers import generation_batch_grads
     from tsallis_ref.integrations.trl import GARLConfig, GARLTrainer, PAFTConfig, PAFTTrainer
 
     cfg_cls, tr_cls = (GARLConfig, GARLTrainer) if estimator == "garl" else (PAFTConfig, PAFTTrainer)
-    tok = tiny_tokenizer()
-    model = tiny_model(tok, dtype=torch.float64, seed=1)
+    tok = trl_tokenizer()
+    model = trl_model(tok, dtype=torch.float64, seed=1)
     ref = copy.deepcopy(model)
     ga, M, q = 2, 4, 0.5
     args = cfg_cls(output_dir=str(out / f"run_{estimator}"), per_device_train_batch_size=3, num_generations=M,

@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 sys.path.insert(0, str(ROOT / "scripts"))
 from check_offline_html import external_refs  # noqa: E402
 

@@ -14,7 +14,8 @@ import torch
 from tsallis_ref.checkpoint import (CheckpointError, config_differences, load_checkpoint, previous_path,
                                    save_checkpoint)
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 TIMING = {"t_generate", "t_score", "t_backward", "t_step", "tokens_per_s", "peak_mem_mb"}
 
 

@@ -2,15 +2,15 @@
 configuration it held when every preset was one flat file (tests/fixtures/presets_flat.json records those flat
 mappings; change it together with a preset whose meaning you change)."""
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 
 from tsallis_ref.config import TrainConfig, load_config, read_config_dict
 
-ROOT = Path(__file__).resolve().parents[1]
-FLAT = json.loads((ROOT / "tests" / "fixtures" / "presets_flat.json").read_text())
+from conftest import FIXTURES, ROOT
+
+FLAT = json.loads((FIXTURES / "presets_flat.json").read_text())
 PRESETS = sorted(p.name for p in (ROOT / "configs").glob("*.yaml"))
 
 

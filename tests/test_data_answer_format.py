@@ -8,21 +8,19 @@ rule and the tiny tokenizer (which, like Qwen3's, has ``</think>`` as one specia
 """
 import dataclasses
 import importlib.util
-from pathlib import Path
 
 import pytest
 
 from tsallis_ref import trainer as T
 from tsallis_ref.config import TrainConfig
-from tsallis_ref.data import (DEFAULT_ANSWER_FORMAT, WARM_TEMPLATES, AnswerFormat, default_data_dir,
-                              load_benchmark, warm_template)
+from tsallis_ref.data import (DEFAULT_ANSWER_FORMAT, WARM_TEMPLATES, AnswerFormat, load_benchmark, warm_template)
 from tsallis_ref.evaluation import score_samples
 from tsallis_ref.models import tiny_tokenizer
 from tsallis_ref.rollout import encode_answer
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import DATA, ROOT, needs_data
+
 PRESETS = sorted((ROOT / "configs").glob("*.yaml"))
-REAL = default_data_dir()
 THINK = AnswerFormat("</think>", "\n\n")
 ANSWER_LINE = AnswerFormat("\nAnswer:", " ")
 
@@ -63,7 +61,7 @@ def test_preset_prompt_target_reward_and_extraction_agree(path):
     cfg = _preset(path)
     if cfg.data.dataset is None and cfg.data.path is None:
         pytest.skip("preset without data")
-    if (cfg.data.dataset or cfg.data.path and "shared" in str(cfg.data.path)) and REAL is None:
+    if (cfg.data.dataset or cfg.data.path and "shared" in str(cfg.data.path)) and DATA is None:
         pytest.skip("../shared/data is not present")
     fmt = AnswerFormat.from_config(cfg.rollout)
     tok = _tokenizer(cfg)
@@ -100,14 +98,14 @@ def test_preset_prompt_target_reward_and_extraction_agree(path):
         assert s["preds"] == [y] and s["correct"] == [True] and s["reward_em"] == 1.0
 
 
-@pytest.mark.skipif(REAL is None, reason="../shared/data is not present")
+@needs_data
 @pytest.mark.parametrize("name,path", [("finqa", "finqa/train_250_processed.jsonl"),
                                        ("finqa", "finqa/dev_838_processed.jsonl"),
                                        ("hotpotqa", "hotpotqa/train_100.json"),
                                        ("hotpotqa", "hotpotqa/dev_distractor_200.jsonl"),
                                        ("musique", "musique/ans_train_100.json"), ("musique", "musique/ans_200.jsonl")])
 def test_every_shared_gold_answer_round_trips_in_every_format(name, path):
-    ds, _ = load_benchmark(REAL / path, name)
+    ds, _ = load_benchmark(DATA / path, name)
     formats = [THINK, ANSWER_LINE, AnswerFormat("</think>", ""), AnswerFormat("\nAnswer:", "\n")]
     for y in ds["answer"]:           # golds such as "U.S.", "Hank Williams, Jr." and "3 a.m." keep their stops
         for fmt in formats:
@@ -151,7 +149,7 @@ def test_trainer_and_rollout_use_the_format():
     tok = tiny_tokenizer()
     ids = encode_answer(tok, "Rush", cfg.rollout)
     assert tok.decode(ids, skip_special_tokens=True) == "\n\nRush" == THINK.target("Rush")
-    if REAL is not None:
+    if DATA is not None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, limit=2))
         prompt = T.load_examples(cfg)[0]["prompt"]
         assert THINK.instruction() in prompt and '"Answer: <answer>"' not in prompt

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from tsallis_ref.data import SPLIT_FILES, default_data_dir, load_examples, resolve_source
+from tsallis_ref.data import SPLIT_FILES, load_examples, resolve_source
 
-DATA = default_data_dir()
-needs_data = pytest.mark.skipif(DATA is None, reason="../shared/data (the real benchmark samples) is not present")
+from conftest import DATA, needs_data
 
 
 @needs_data

@@ -1,16 +1,14 @@
 """Loaders: uniform schema from every accepted format, counts report, clear errors for malformed files."""
 import json
-from pathlib import Path
 
 import pytest
 
 datasets = pytest.importorskip("datasets")
 
-from tsallis_ref.data import (DataFormatError, default_data_dir, features, load_benchmark, read_records,
+from tsallis_ref.data import (DataFormatError, features, load_benchmark, read_records,
                               record_metadata, records_to_dataset)
 
-FIX = Path(__file__).parent / "fixtures"
-REAL = default_data_dir()
+from conftest import DATA, FIXTURES as FIX, needs_data
 UNIFORM = {"id", "dataset", "question", "context", "paragraphs", "supporting", "answer", "aliases", "metadata"}
 
 
@@ -132,7 +130,7 @@ def test_hub_name_goes_through_load_dataset(monkeypatch):
         load_benchmark("hotpotqa/hotpot_qa", name="distractor")
 
 
-@pytest.mark.skipif(REAL is None, reason="../shared/data is not present")
+@needs_data
 @pytest.mark.parametrize("rel,name,n", [
     ("finqa/train_20_original.json", "finqa", 20),
     ("finqa/train_250_processed.jsonl", "finqa", 250),
@@ -143,7 +141,7 @@ def test_hub_name_goes_through_load_dataset(monkeypatch):
     ("musique/ans_train_100.json", "musique", 100),
 ])
 def test_real_samples_load_completely(rel, name, n):
-    ds, rep = load_benchmark(REAL / rel)
+    ds, rep = load_benchmark(DATA / rel)
     assert rep.n_read == n and rep.n_loaded == n and rep.n_malformed == 0, str(rep)
     _check_uniform(ds, name)
     # every real record has known supporting paragraphs
@@ -257,11 +255,11 @@ def test_odd_records_are_counted_never_raised():
     assert (rep.n_loaded, rep.n_malformed) == (1, 1) and rep.problems[0].field == "evidence_indices", str(rep)
 
 
-@pytest.mark.skipif(REAL is None, reason="../shared/data is not present")
+@needs_data
 def test_real_finqa_gold_answers_are_the_execution_results():
     from tsallis_ref.data import finqa_numeric_match
-    orig = read_records(REAL / "finqa/train_20_original.json")
-    ds, _ = load_benchmark(REAL / "finqa/train_20_original.json")
+    orig = read_records(DATA / "finqa/train_20_original.json")
+    ds, _ = load_benchmark(DATA / "finqa/train_20_original.json")
     for raw, row in zip(orig, ds):
         exe = raw["qa"]["exe_ans"]
         assert finqa_numeric_match(row["answer"], exe, percent_scale=False), (row["id"], row["answer"], exe)
@@ -272,7 +270,7 @@ def test_real_finqa_gold_answers_are_the_execution_results():
     assert len(wrong) >= 4
     assert all(row["answer"] != record_metadata(row)["annotated_answer"] for row in ds if row["id"] in wrong)
     for rel in ("finqa/train_250_processed.jsonl", "finqa/dev_838_processed.jsonl"):
-        ds, _ = load_benchmark(REAL / rel)
+        ds, _ = load_benchmark(DATA / rel)
         assert all(all(finqa_numeric_match(a, r["answer"], percent_scale=False) for a in r["aliases"]) for r in ds)
 
 

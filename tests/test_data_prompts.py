@@ -1,5 +1,4 @@
 """Warm/cold prompts, token-budget truncation that keeps supporting paragraphs, the trainer contract."""
-from pathlib import Path
 
 import pytest
 
@@ -9,7 +8,7 @@ from tsallis_ref.data import (ANSWER_FORMATS, COLD_TEMPLATE, WARM_TEMPLATES, bui
                               make_counter, to_training_examples, truncate_paragraphs)
 from tsallis_ref.evaluation import byte_tokenizer
 
-FIX = Path(__file__).parent / "fixtures"
+from conftest import FIXTURES as FIX
 
 
 @pytest.fixture(scope="module")

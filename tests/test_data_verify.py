@@ -4,12 +4,12 @@ import math
 
 import pytest
 
-from tsallis_ref.data import (FinQAProgramError, default_data_dir, execute_program, extract_answer,
+from tsallis_ref.data import (FinQAProgramError, execute_program, extract_answer,
                               finqa_numeric_match, hotpot_f1, max_over_aliases, normalize_answer, parse_program,
                               relaxed_match, reward_exact_match, squad_em, squad_f1, squad_normalize,
                               table_from_context, try_execute)
 
-REAL = default_data_dir()
+from conftest import DATA, needs_data
 
 
 @pytest.mark.parametrize("gen,expected", [
@@ -138,16 +138,16 @@ def test_table_op_needs_table_and_parse_tree():
     assert table_from_context("a b\nnet revenue | 1 | 2\n") == [["net revenue", "1", "2"]]
 
 
-@pytest.mark.skipif(REAL is None, reason="../shared/data is not present")
+@needs_data
 def test_interpreter_agrees_with_real_finqa_programs():
-    orig = json.load(open(REAL / "finqa/train_20_original.json"))
+    orig = json.load(open(DATA / "finqa/train_20_original.json"))
     agree = 0
     for r in orig:
         v, err = try_execute(r["qa"]["program"], r["table"])
         g = r["qa"]["exe_ans"]
         agree += (v == g) if isinstance(g, str) else (err is None and math.isclose(v, g, abs_tol=1e-5))
     assert agree == len(orig)  # 20/20, including table_max and greater
-    rows = [json.loads(x) for x in open(REAL / "finqa/train_250_processed.jsonl")]
+    rows = [json.loads(x) for x in open(DATA / "finqa/train_250_processed.jsonl")]
     agree = sum(math.isclose(try_execute(r["program"], table_from_context(r["context"]))[0] or float("nan"),
                              round(r["formula_value"], 5), abs_tol=1e-5) for r in rows)
     assert agree == len(rows)

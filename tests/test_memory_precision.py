@@ -11,24 +11,19 @@ torch.set_num_threads(1)
 from tsallis_ref import models as Mo
 from tsallis_ref import trainer as T
 from tsallis_ref.checkpoint import checkpoint_path, load_checkpoint
-from tsallis_ref.config import ConfigError, TrainConfig
+from tsallis_ref.config import ConfigError
 from tsallis_ref.models import load_model_and_tokenizer, tiny_model, tiny_tokenizer
 from tsallis_ref.rollout import encode_answer, sample_answers, sample_rationales
 from tsallis_ref.scoring import pack, score_sequences, token_logprobs
 
-EXAMPLES = [{"id": f"ex{i}", "prompt": f"Q: {a}+{b}=", "answer": str(a + b)}
-            for i, (a, b) in enumerate([(1, 2), (3, 4), (2, 2), (5, 1)])]
+from conftest import EXAMPLES, ROOT, tiny_cfg
+
+#: this file's runs: M = 5 rationales of at most 10 tokens, micro-batches of 2, on the CPU
+MEMORY_RUN = {"rollout": {"M": 5, "rationale_budget": 10}, "optim": {"micro_batch_size": 2}, "device": "cpu"}
 
 
 def _cfg(name, **kw):
-    d = {"method": {"name": name, "q": 0.75}, "model": {"name_or_path": "tiny"},
-         "rollout": {"M": 5, "rationale_budget": 10, "answer_budget": 3},
-         "optim": {"lr": 1e-2, "prompts_per_step": 2, "micro_batch_size": 2},
-         "data": {"path": "unused.jsonl"}, "steps": 2, "checkpoint_every": 0, "progress_bar": False,
-         "tensorboard": False, "device": "cpu"}
-    for k, v in kw.items():
-        d.setdefault(k, {}).update(v) if isinstance(v, dict) else d.__setitem__(k, v)
-    return TrainConfig.from_dict(d)
+    return tiny_cfg(name, MEMORY_RUN, **kw)
 
 
 # ------------------------------------------------------------------------------------------ chunked lm head
@@ -318,9 +313,9 @@ def test_gpu_step_table_reads_records_and_judges_t4_fit_only_for_fp16(tmp_path):
 
 
 def test_gpu_step_script_smoke_run_on_the_cpu(tmp_path):
-    import importlib.util, pathlib
+    import importlib.util
     from tsallis_ref import experiments as X
-    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_step.py"
+    path = ROOT / "benchmarks" / "gpu_step.py"
     spec = importlib.util.spec_from_file_location("gpu_step", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

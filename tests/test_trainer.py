@@ -10,31 +10,13 @@ torch.set_num_threads(1)
 
 from tsallis_ref import estimators as E
 from tsallis_ref.config import ConfigError, RolloutConfig, TrainConfig
-from tsallis_ref.models import tiny_model, tiny_tokenizer
+from tsallis_ref.models import tiny_tokenizer
 from tsallis_ref.rollout import (StopOnTokenSuffix, cut_at_marker, encode_answer, finish_rationale, generate,
                                  sample_answers, sample_rationales)
 from tsallis_ref.scoring import score_sequences
 from tsallis_ref import trainer as T
 
-EXAMPLES = [{"id": f"ex{i}", "prompt": f"Q: {a}+{b}=", "answer": str(a + b)}
-            for i, (a, b) in enumerate([(1, 2), (3, 4), (2, 2), (5, 1)])]
-
-
-def _cfg(name, **kw):
-    d = {"method": {"name": name, "q": 0.75}, "model": {"name_or_path": "tiny"},
-         "rollout": {"M": 4, "rationale_budget": 12, "answer_budget": 3},
-         "optim": {"lr": 1e-2, "prompts_per_step": 2, "micro_batch_size": 3},
-         "data": {"path": "unused.jsonl"}, "steps": 2, "checkpoint_every": 0, "progress_bar": False,
-         "tensorboard": False}
-    for k, v in kw.items():
-        d.setdefault(k, {}).update(v) if isinstance(v, dict) else d.__setitem__(k, v)
-    return TrainConfig.from_dict(d)
-
-
-@pytest.fixture(scope="module")
-def tm():
-    tok = tiny_tokenizer()
-    return tiny_model(tok, seed=1), tok
+from conftest import DATA, EXAMPLES, tiny_cfg
 
 
 # ------------------------------------------------------------------------------------------ budget forcing
@@ -78,7 +60,7 @@ def test_min_rationale_tokens_keeps_a_model_that_ends_at_once_writing(tm):
     assert lens[0] == [0, 0, 0, 0]
     assert min(lens[4]) >= 4
     with pytest.raises(ConfigError, match="min_rationale_tokens"):
-        _cfg("garl", rollout={"min_rationale_tokens": 13}).validate()
+        tiny_cfg("garl", rollout={"min_rationale_tokens": 13}).validate()
 
 
 def test_marker_cut_and_eos_before_marker():
@@ -163,7 +145,7 @@ def _reference_grads(model, tok, cfg, ro, answers, rewards, indices):
                                         ("maxrl", {})])
 def test_trainer_gradient_equals_core_estimator(tm, name, extra):
     model, tok = tm
-    cfg = _cfg(name, method=extra)
+    cfg = tiny_cfg(name, method=extra)
     torch.manual_seed(5)
     xs = [tok(e["prompt"], add_special_tokens=False).input_ids for e in EXAMPLES[:2]]
     ro = sample_rationales(model, tok, xs, cfg.rollout)
@@ -197,7 +179,7 @@ def test_grpo_in_the_trainer_is_grpo_loss_on_the_whole_batch(tm, scale_rewards, 
     ``grpo_loss`` on the whole batch (batch reward std, batch token count, Dr. GRPO's constant
     max_completion_length), for every micro-batch size and with two-pass scoring."""
     model, tok = tm
-    cfg = _cfg("grpo", method={"scale_rewards": scale_rewards, "loss_agg": loss_agg})
+    cfg = tiny_cfg("grpo", method={"scale_rewards": scale_rewards, "loss_agg": loss_agg})
     torch.manual_seed(3)
     xs = [tok(e["prompt"], add_special_tokens=False).input_ids for e in EXAMPLES[:2]]
     ro = sample_answers(model, tok, sample_rationales(model, tok, xs, cfg.rollout), cfg.rollout)
@@ -218,7 +200,7 @@ def test_grpo_in_the_trainer_is_grpo_loss_on_the_whole_batch(tm, scale_rewards, 
     marker = tok(cfg.rollout.end_of_rationale, add_special_tokens=False).input_ids
     assert ro.max_completion_length == cfg.rollout.rationale_budget + len(marker) + cfg.rollout.answer_budget + 1
     for mbs, two_pass in [(1, False), (3, False), (4, False), (3, True)]:
-        c = _cfg("grpo", method={"scale_rewards": scale_rewards, "loss_agg": loss_agg},
+        c = tiny_cfg("grpo", method={"scale_rewards": scale_rewards, "loss_agg": loss_agg},
                  optim={"micro_batch_size": mbs, "two_pass_scoring": two_pass})
         model.zero_grad()
         T.accumulate_gradients(model, c, tok.pad_token_id, ro, ro.answer_ids, GRPO_REWARDS)
@@ -268,16 +250,35 @@ def test_bad_config_names_the_field(patch, field):
         TrainConfig.from_dict(d)
 
 
-def test_garl_without_baseline_accepts_M1_and_paft_default_K():
-    TrainConfig.from_dict({"method": {"name": "garl", "baseline": "none"}, "rollout": {"M": 1}, "data": {"path": "x"}})
-    TrainConfig.from_dict({"method": {"name": "paft"}, "rollout": {"M": 1}, "data": {"path": "x"}})
+@pytest.mark.parametrize("name,extra", [("garl", {"baseline": "none"}), ("paft", {})])
+def test_garl_without_baseline_accepts_M1_and_paft_default_K(tm, name, extra):
+    """One rationale per prompt (M = 1) is a valid config for GARL without a baseline and for PAFT with K left
+    empty; the trainer then resolves PAFT's K to M and both gradients equal the core estimator's."""
+    model, tok = tm
+    raw = {"method": {"name": name, **extra}, "rollout": {"M": 1}, "data": {"path": "x"}}
+    assert TrainConfig.from_dict(raw).method.K is None
+    cfg = tiny_cfg(name, method=extra, rollout={"M": 1})
+    torch.manual_seed(5)
+    xs = [tok(e["prompt"], add_special_tokens=False).input_ids for e in EXAMPLES[:2]]
+    ro = sample_rationales(model, tok, xs, cfg.rollout)
+    answers = [encode_answer(tok, EXAMPLES[i]["answer"], cfg.rollout) for i in range(2)]
+    model.zero_grad()
+    out = T.accumulate_gradients(model, cfg, tok.pad_token_id, ro, answers, None, torch.Generator().manual_seed(11))
+    got = [p.grad.clone() for p in model.parameters()]
+    assert any(float(g.abs().max()) > 0 for g in got)
+    if name == "paft":
+        assert out.indices.shape == (2, 1) and out.indices.eq(0).all()   # K = M = 1: the one rationale
+    ref = _reference_grads(model, tok, cfg, ro, answers, None, out.indices)
+    model.zero_grad()
+    for g, r in zip(got, ref):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-7)
 
 
 def test_bad_data_fails_before_any_compute(monkeypatch, tmp_path):
     def boom(*a, **k):
         raise AssertionError("the model was loaded before the data was checked")
     monkeypatch.setattr(T, "load_model_and_tokenizer", boom)
-    cfg = _cfg("garl", output_dir=str(tmp_path))
+    cfg = tiny_cfg("garl", output_dir=str(tmp_path))
     bad = EXAMPLES[:2] + [{"id": "no-gold-7", "prompt": "Q: ?", "answer": ""}]
     with pytest.raises(ConfigError, match="no-gold-7"):
         T.train(cfg, examples=bad)
@@ -305,7 +306,7 @@ def test_normalize_answer_and_exact_match():
 @pytest.mark.parametrize("name", ["garl", "paft", "grpo", "rloo", "maxrl"])
 def test_every_method_trains_and_logs(name, tmp_path):
     torch.manual_seed(0)
-    cfg = _cfg(name, output_dir=str(tmp_path))
+    cfg = tiny_cfg(name, output_dir=str(tmp_path))
     res = T.train(cfg, examples=EXAMPLES)
     h = res["metrics"]
     assert len(h) == 2 and all(math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"]) for r in h)
@@ -322,7 +323,7 @@ def test_every_method_trains_and_logs(name, tmp_path):
 def test_garl_raises_wbar_on_a_repeated_prompt(tmp_path):
     """A few GARL steps on one example must raise its estimated P (a behavioural check of the sign)."""
     torch.manual_seed(0)
-    cfg = _cfg("garl", output_dir=str(tmp_path), steps=6, optim={"lr": 3e-2, "prompts_per_step": 1},
+    cfg = tiny_cfg("garl", output_dir=str(tmp_path), steps=6, optim={"lr": 3e-2, "prompts_per_step": 1},
                method={"q": 1.0})
     h = T.train(cfg, examples=EXAMPLES[:1])["metrics"]
     assert h[-1]["log_wbar_mean"] > h[0]["log_wbar_mean"] + 1.0
@@ -331,7 +332,7 @@ def test_garl_raises_wbar_on_a_repeated_prompt(tmp_path):
 def test_lora_4bit_path_runs_on_cpu(tmp_path):
     import bitsandbytes as bnb
     torch.manual_seed(0)
-    cfg = _cfg("garl", output_dir=str(tmp_path), steps=2,
+    cfg = tiny_cfg("garl", output_dir=str(tmp_path), steps=2,
                model={"load_in_4bit": True, "lora": {"enabled": True, "r": 4, "alpha": 8}})
     res = T.train(cfg, examples=EXAMPLES)
     model = res["model"]
@@ -346,8 +347,7 @@ def test_lora_4bit_path_runs_on_cpu(tmp_path):
 def test_benchmark_file_through_the_data_module():
     """With tsallis_ref.data present and the shared samples beside the repo, a benchmark file becomes
     trainer examples via the data module's cold / warm prompt builders."""
-    D = pytest.importorskip("tsallis_ref.data")
-    root = D.default_data_dir()
+    root = DATA
     if root is None or not (root / "hotpotqa" / "train_100.json").exists():
         pytest.skip("shared benchmark samples not found")
     for regime in ("cold", "warm"):
@@ -384,7 +384,7 @@ def test_qwen3_architecture_has_the_published_size():
 
 
 def test_arch_model_trains_one_step_and_rejects_unknown_names(tmp_path):
-    cfg = _cfg("garl", output_dir=str(tmp_path), model={"name_or_path": "arch:qwen3-0.6b", "tiny": {},
+    cfg = tiny_cfg("garl", output_dir=str(tmp_path), model={"name_or_path": "arch:qwen3-0.6b", "tiny": {},
                               "arch_overrides": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
                                                  "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16,
                                                  "vocab_size": 256}})

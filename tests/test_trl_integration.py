@@ -9,7 +9,6 @@ micro-batches, as TRL does; the two gradients must agree.
 from __future__ import annotations
 
 import copy
-import os
 
 import pytest
 import torch
@@ -17,7 +16,7 @@ import torch
 pytest.importorskip("trl")
 
 from tsallis_ref.estimators import garl_loss, paft_loss  # noqa: E402
-from tsallis_ref.integrations._tiny import tiny_dataset, tiny_model, tiny_tokenizer  # noqa: E402
+from tsallis_ref.testing import trl_model, trl_tokenizer  # noqa: E402
 from trl_helpers import generation_batch_grads  # noqa: E402
 from tsallis_ref.integrations.trl import (  # noqa: E402
     GARLConfig, GARLTrainer, PAFTConfig, PAFTTrainer, build_teacher_forced_tail, find_subsequence,
@@ -89,8 +88,8 @@ def reference_grads(ref_model, tok, rows, answers, M, q, estimator, baseline="rl
 
 
 def make_trainer(estimator, tmp_path, *, q=0.6, ga=2, bs=4, M=4, n_prompts=4, **extra):
-    tok = tiny_tokenizer()
-    model = tiny_model(tok, dtype=torch.float64, seed=1)
+    tok = trl_tokenizer()
+    model = trl_model(tok, dtype=torch.float64, seed=1)
     ref = copy.deepcopy(model)
     cfg_cls, tr_cls = (GARLConfig, GARLTrainer) if estimator == "garl" else (PAFTConfig, PAFTTrainer)
     args = cfg_cls(output_dir=str(tmp_path), per_device_train_batch_size=bs, num_generations=M,
@@ -164,11 +163,11 @@ def test_config_rejects_features_without_meaning_for_garl(tmp_path):
 
 def test_missing_answer_column_is_a_clear_error(tmp_path):
     from datasets import Dataset
-    tok = tiny_tokenizer()
+    tok = trl_tokenizer()
     args = GARLConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, per_device_train_batch_size=4,
                       num_generations=4, max_completion_length=4)
     with pytest.raises(ValueError, match="gold-answer column 'answer'"):
-        GARLTrainer(tiny_model(tok), args=args, train_dataset=Dataset.from_list([{"prompt": "1+1=?"}] * 4),
+        GARLTrainer(trl_model(tok), args=args, train_dataset=Dataset.from_list([{"prompt": "1+1=?"}] * 4),
                     processing_class=tok)
 
 
@@ -176,8 +175,8 @@ def test_trainer_turns_off_cpu_4bit_repacking(tmp_path):
     """A 4-bit layer in a model handed to GARLTrainer: its CPU inference repacking (bitsandbytes on AVX512-BF16
     CPUs, which breaks the training pass after a generation) is off once the trainer is built, whatever the CPU."""
     bnb = pytest.importorskip("bitsandbytes")
-    tok = tiny_tokenizer()
-    model = tiny_model(tok, seed=1)
+    tok = trl_tokenizer()
+    model = trl_model(tok, seed=1)
     mlp = model.model.layers[0].mlp
     q4 = bnb.nn.Linear4bit(mlp.up_proj.in_features, mlp.up_proj.out_features, bias=False,
                            compute_dtype=torch.float32, quant_type="nf4")

@@ -28,7 +28,7 @@ import torch
 pytest.importorskip("trl")
 
 from tsallis_ref.config import TrainConfig  # noqa: E402
-from tsallis_ref.integrations._tiny import tiny_model, tiny_tokenizer  # noqa: E402
+from tsallis_ref.testing import trl_model, trl_tokenizer  # noqa: E402
 from trl_helpers import generation_batch_grads  # noqa: E402
 from tsallis_ref.integrations.trl import GARLConfig, GARLTrainer, PAFTConfig, PAFTTrainer  # noqa: E402
 from tsallis_ref.rollout import Rollouts, encode_answer, finish_rationale  # noqa: E402
@@ -43,8 +43,8 @@ PROBLEMS = [("1+2=?", "3"), ("13+4=?", "17"), ("5+61=?", "66"), ("2+7=?", "9")]
 
 def _trl_trainer(estimator, tmp_path, *, q, M, ga, bs, max_len, answer_eos, marker, **extra):
     from datasets import Dataset
-    tok = tiny_tokenizer()
-    model = tiny_model(tok, dtype=torch.float64, seed=2)
+    tok = trl_tokenizer()
+    model = trl_model(tok, dtype=torch.float64, seed=2)
     ours = copy.deepcopy(model)
     cfg_cls, tr_cls = (GARLConfig, GARLTrainer) if estimator == "garl" else (PAFTConfig, PAFTTrainer)
     args = cfg_cls(output_dir=str(tmp_path), per_device_train_batch_size=bs, num_generations=M,

@@ -15,7 +15,7 @@ against this table, and that ``tsallis_ref.data`` loads nothing of the trainer s
     layer 2: config, theory, miniature
     layer 3: precision, metrics_log, checkpoint
     layer 4: models
-    layer 5: rollout
+    layer 5: rollout, testing
     layer 6: batches, evaluation
     layer 7: trainer
     layer 8: experiments, integrations, __main__

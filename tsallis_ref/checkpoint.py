@@ -148,8 +148,8 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
 
 
 def _legacy_numpy_globals() -> list:
-    """The numpy array constructors that checkpoints of earlier versions hold (numpy's RNG key as an array): plain
-    data, allowed in the weights-only unpickler so those checkpoints still resume."""
+    """The numpy array constructors of a checkpoint that holds numpy's RNG key as an array: plain data, allowed
+    in the weights-only unpickler so that such a checkpoint resumes."""
     try:
         import numpy._core.multiarray as multiarray
     except ImportError:                          # numpy < 2

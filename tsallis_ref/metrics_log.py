@@ -1,5 +1,6 @@
 """The metrics sink of a training run: one JSONL line per step, and TensorBoard / W&B when requested and
-installed. The names of the logged diagnostics are listed in :data:`tsallis_ref.estimators.METRIC_NAMES`."""
+installed. The names of the logged diagnostics are listed in :data:`tsallis_ref.estimators.METRIC_NAMES`.
+:func:`write_json` writes the JSON record of a benchmark or a recorded run (``benchmarks/``, ``scripts/``)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ from typing import Optional
 
 from .config import TrainConfig
 
-__all__ = ["MetricsLogger"]
+__all__ = ["MetricsLogger", "write_json"]
 
 
 class MetricsLogger:
@@ -59,3 +60,13 @@ class MetricsLogger:
             self.tb.close()
         if self.wb is not None:
             self.wb.finish()
+
+
+def write_json(path, record, *, compact: bool = False) -> Path:
+    """Write ``record`` as JSON to ``path``, creating its folder: indented by one space, or without white space
+    when ``compact`` (records of large grids of runs). Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(record, f, **({"separators": (",", ":")} if compact else {"indent": 1}))
+    return path

@@ -130,7 +130,7 @@ def _gguf_to_hf_folder(directory: str, gguf_file: str, cache: Optional[str] = No
         with open(cfg_file) as f:
             if "quantization_config" not in json.load(f):
                 return cache
-        import shutil   # a folder written before the fix below carries the GgufConfig: rebuild it
+        import shutil   # a folder whose config carries the GgufConfig does not load in 4 bits: rebuild it
         shutil.rmtree(cache, ignore_errors=True)
     src = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf_file, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)

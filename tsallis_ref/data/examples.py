@@ -27,8 +27,8 @@ SPLIT_FILES = {
 }
 SPLIT_ALIASES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev"}
 #: Hub copies used when no local folder exists (needs a reachable hub): (dataset id, config, split names).
-#: FinQA has none here: ibm-research/finqa is a loading script (finqa.py only), which ``datasets`` >= 4 no longer
-#: runs; pass a local file, or the id of a copy with data files (the flat ibm/dreamerdeo schema loads).
+#: FinQA has none here: ibm-research/finqa is a loading script (finqa.py only), which ``datasets`` >= 4 does not
+#: run; pass a local file, or the id of a copy with data files (the flat ibm/dreamerdeo schema loads).
 HUB_IDS = {"hotpotqa": ("hotpotqa/hotpot_qa", "distractor", {"train": "train", "dev": "validation"}),
            "musique": ("dgslibisey/MuSiQue", None, {"train": "train", "dev": "validation"})}
 

@@ -27,9 +27,8 @@ The marker belongs to the rationale, as in :mod:`tsallis_ref.rollout` (our own t
 is one of the model's sampled decisions, so ``log p(z | x)`` must contain it. Without it
 ``log p(z|x) + log p(y*|x,z)`` is not ``log p(z, y* | x)`` (the IWAE gradient at q = 1 misses a term) and
 the score function ``grad log p(z|x)`` does not have mean zero, which the RLOO baseline needs (Prop. 6.2).
-A forced marker (budget exhausted) counts in ``logp_z`` too, in both implementations. (Up to this
-version's fix the integration counted the marker in neither sum; ``tests/test_trl_parity.py`` now checks
-that this module's gradient equals our trainer's on the same samples.)
+A forced marker (budget exhausted) counts in ``logp_z`` too, in both implementations;
+``tests/test_trl_parity.py`` checks that this module's gradient equals our trainer's on the same samples.
 
 The rationale is cut by the same budget-forcing rule as our trainer's, :func:`tsallis_ref.rollout.finish_rationale`
 (the shortest prefix whose decoded text contains the marker, which also catches a marker that BPE merged with its
