@@ -386,3 +386,14 @@ def test_train_step_with_and_without_optim_shared_prefix_gives_the_same_gradient
     assert set(g_sh) == set(g_un) and any(float(g.abs().max()) > 0 for g in g_un.values())
     for n in g_un:
         torch.testing.assert_close(g_sh[n], g_un[n], rtol=1e-4, atol=1e-6, msg=n)
+
+
+def test_optim_shared_prefix_is_a_checked_bool_that_a_resume_may_change():
+    from tsallis_ref.checkpoint import config_differences
+    from tsallis_ref.config import ConfigError
+    on, off = _cfg("garl"), _cfg("garl", optim={"shared_prefix": False})
+    assert on.optim.shared_prefix is True and off.optim.shared_prefix is False
+    assert config_differences(on.to_dict(), off.to_dict()) == []            # same gradient: a resume may switch it
+    assert config_differences(on.to_dict(), _cfg("garl", optim={"lr": 2e-2}).to_dict())   # the check still bites
+    with pytest.raises(ConfigError, match="optim.shared_prefix"):
+        _cfg("garl", optim={"shared_prefix": "yes"})
