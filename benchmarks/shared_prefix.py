@@ -4,7 +4,7 @@ For each shape, the same step is run with and without ``shared_prefix`` (rounds 
 
 * generation: M rationales per prompt (``rollout.generate``, exactly ``--gen-tokens`` new tokens per row, the
   same seed: both variants sample the same tokens);
-* scoring + backward: GARL's one-pass flow of the trainer (``score_sequences`` of the M sequences of a prompt,
+* scoring + backward: GARL's one-pass flow of the trainer (``shared_prefix.score`` of the M sequences of a prompt,
   ``estimators.garl_loss``, backward; prompt by prompt), on fixed rationales of 16-48 tokens;
 * the optimiser step (AdamW on the trained parameters).
 
@@ -43,8 +43,7 @@ from tsallis_ref import estimators as E
 from tsallis_ref.config import TrainConfig
 from tsallis_ref.models import ARCHITECTURES, load_model_and_tokenizer, resolve_device
 from tsallis_ref.rollout import generate
-from tsallis_ref.scoring import COUNTER, score_sequences
-from tsallis_ref.shared_prefix import PROMPT_COUNTER
+from tsallis_ref.shared_prefix import score
 
 SHAPES = {
     "smollm2": dict(model="smollm2-gguf", prompt_lens=(150, 300), rat=(16, 48), M=8, gen_tokens=32),
@@ -134,7 +133,7 @@ def run_variant(b, shared: bool, device, mbs: int):
     t1 = _clock(device)
     model.train()
     opt.zero_grad(set_to_none=True)
-    COUNTER.reset(), PROMPT_COUNTER.reset()
+    calls = seqs = prompt_calls = 0
     sb = SavedBytes(model)
     peak_saved = 0
     if device.type == "cuda":
@@ -144,8 +143,10 @@ def run_variant(b, shared: bool, device, mbs: int):
         sl = slice(k * M, (k + 1) * M)
         sb.reset()
         with sb.hooks():
-            sc = score_sequences(model, [b.prompts[k]] * M, b.rats[sl], b.answers[sl], pad_id=tok.pad_token_id,
-                                 micro_batch_size=mbs, shared_prefix=shared)
+            sc = score(model, [b.prompts[k]] * M, b.rats[sl], b.answers[sl], pad_id=tok.pad_token_id,
+                       micro_batch_size=mbs, shared_prefix=shared)
+            calls, seqs = calls + sc.forward_calls, seqs + sc.n_sequences
+            prompt_calls += sc.prompt_forwards
             loss = E.garl_loss(sc.logp_z[None], sc.logp_y[None], 0.75)
         peak_saved = max(peak_saved, sb.bytes)
         (loss / B).backward()
@@ -154,8 +155,8 @@ def run_variant(b, shared: bool, device, mbs: int):
     opt.step()
     t3 = _clock(device)
     out = {"t_generate": t1 - t0, "t_score_backward": t2 - t1, "t_optimizer": t3 - t2, "t_step": t3 - t0,
-           "saved_activation_mb": peak_saved / 2**20, "scoring_forwards": COUNTER.calls,
-           "scored_sequences": COUNTER.sequences, "prompt_forwards": PROMPT_COUNTER.calls,
+           "saved_activation_mb": peak_saved / 2**20, "scoring_forwards": calls,
+           "scored_sequences": seqs, "prompt_forwards": prompt_calls,
            "generated": [g for g, _ in gens]}
     if device.type == "cuda":
         out["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20

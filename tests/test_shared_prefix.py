@@ -15,8 +15,8 @@ from tsallis_ref import trainer as T
 from tsallis_ref.config import TrainConfig
 from tsallis_ref.models import load_model_and_tokenizer, tiny_model, tiny_tokenizer
 from tsallis_ref.rollout import Rollouts, generate
-from tsallis_ref.scoring import COUNTER, score_sequences
-from tsallis_ref.shared_prefix import PROMPT_COUNTER, prefill_shared_cache, shared_scoring_supported
+from tsallis_ref.scoring import score_sequences
+from tsallis_ref.shared_prefix import prefill_shared_cache, score, shared_scoring_supported
 
 
 def _enc(tok, s):
@@ -40,8 +40,8 @@ def _batch(tok):
 
 def _score_and_grad(model, prompts, z, a, tok, shared, mb):
     model.zero_grad()
-    sc = score_sequences(model, prompts, z, a, pad_id=tok.pad_token_id, micro_batch_size=mb, return_tokens=True,
-                         shared_prefix=shared)
+    sc = score(model, prompts, z, a, pad_id=tok.pad_token_id, micro_batch_size=mb, return_tokens=True,
+               shared_prefix=shared)
     tokw = torch.linspace(-1.0, 1.0, sc.logp_tokens.shape[1])
     (0.3 * sc.logp_z.sum() - 1.7 * sc.logp_y.sum() + 0.05 * (sc.logp_tokens * sc.mask * tokw).sum()).backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
@@ -67,14 +67,14 @@ def test_shared_scoring_equals_unshared_in_value_and_gradient(attn, mb):
     assert model.config._attn_implementation == attn
     prompts, z, a = _batch(tok)
     sa, ga = _score_and_grad(model, prompts, z, a, tok, False, mb)
-    COUNTER.reset(), PROMPT_COUNTER.reset()
     sb, gb = _score_and_grad(model, prompts, z, a, tok, True, mb)
     # the shared path ran: ONE prompt forward for the three distinct prompts, one continuation forward per
     # micro-batch, one scored sequence per rationale
-    assert (PROMPT_COUNTER.calls, PROMPT_COUNTER.sequences) == (1, 3)
+    assert (sb.prompt_forwards, sb.prompt_sequences) == (1, 3)
     distinct = {tuple(p) for p in prompts}
-    assert PROMPT_COUNTER.tokens == sum(len(p) for p in distinct)
-    assert COUNTER.calls == math.ceil(8 / mb) and COUNTER.sequences == 8
+    assert sb.prompt_tokens == sum(len(p) for p in distinct)
+    assert sb.forward_calls == math.ceil(8 / mb) and sb.n_sequences == 8
+    assert (sa.prompt_forwards, sa.prompt_sequences, sa.prompt_tokens) == (0, 0, 0)   # unshared: no prompt pass
     # tokens processed: each distinct prompt once + the completions (unshared: every prompt M times)
     assert sb.n_tokens == sum(len(p) for p in distinct) + sum(len(x) + len(y) for x, y in zip(z, a))
     assert sa.n_tokens == sum(len(p) + len(x) + len(y) for p, x, y in zip(prompts, z, a))
@@ -86,10 +86,9 @@ def test_shared_scoring_values_match_the_per_token_reference():
     tok = tiny_tokenizer()
     model = tiny_model(tok, seed=5)
     prompts, z, a = _batch(tok)
-    PROMPT_COUNTER.reset()
     with torch.no_grad():
-        sc = score_sequences(model, prompts, z, a, pad_id=tok.pad_token_id, micro_batch_size=3)
-    assert PROMPT_COUNTER.calls == 1
+        sc = score(model, prompts, z, a, pad_id=tok.pad_token_id, micro_batch_size=3)
+    assert sc.prompt_forwards == 1
     for i in range(len(prompts)):
         lz, ly = naive_span_logprobs(model, prompts[i], z[i], a[i])
         assert math.isclose(float(sc.logp_z[i]), lz, rel_tol=1e-5, abs_tol=1e-4)
@@ -123,8 +122,7 @@ def _unshared_reference(model, cfg, tok, ro, answers, rewards, paft_indices):
     for b in range(B):
         sl = slice(b * M, (b + 1) * M)
         sc = score_sequences(model, [ro.prompt_ids[b]] * M, ro.rationale_ids[sl], answers[sl], pad_id=tok.pad_token_id,
-                             micro_batch_size=cfg.optim.micro_batch_size, return_tokens=(m.name == "grpo"),
-                             shared_prefix=False)
+                             micro_batch_size=cfg.optim.micro_batch_size, return_tokens=(m.name == "grpo"))
         lz, ly = sc.logp_z[None], sc.logp_y[None]
         if m.name == "garl":
             loss = E.garl_loss(lz, ly, m.q, baseline=m.baseline, normalize=m.normalize)
@@ -168,14 +166,15 @@ def test_every_estimator_gets_the_unshared_gradient(models, kind, name, extra, o
     idx = torch.tensor([[0, 0, 3], [1, 2, 2]]) if name == "paft" else None
     ref = _unshared_reference(model, cfg, tok, ro, ans, rewards, idx)
     model.zero_grad()
-    COUNTER.reset(), PROMPT_COUNTER.reset()
     out = T.accumulate_gradients(model, cfg, tok.pad_token_id, ro, ans, rewards, paft_indices=idx)
     got = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     n_mb = 2 * math.ceil(4 / 3)                       # micro-batches per pass
     passes = 2 if optim.get("two_pass_scoring") else 1
     # one scoring forward per sampled rationale and pass; the prompt forwards counted apart
-    assert COUNTER.sequences == 8 * passes and COUNTER.calls == n_mb * passes
-    assert PROMPT_COUNTER.calls >= 2 and PROMPT_COUNTER.sequences == PROMPT_COUNTER.calls
+    assert out.scored_sequences == 8 * passes and out.forward_calls == n_mb * passes
+    # one prompt forward per prompt and pass (each call scores one prompt's rows; the 1-row micro-batch of the
+    # two-pass mode has no repeated prompt and is scored unshared)
+    assert out.prompt_forwards >= 2 and out.prompt_forwards == 2 * passes
     assert set(got) == set(ref) and (kind == "full" or all("lora_" in n for n in got))
     assert any(float(g.abs().max()) > 0 for g in ref.values())
     for n in ref:
@@ -201,9 +200,8 @@ def test_4bit_lora_shared_gradient_equals_unshared():
     model.train()
     prompts, z, a = _batch(tok)
     sa, ga = _score_and_grad(model, prompts, z, a, tok, False, 3)
-    PROMPT_COUNTER.reset()
     sb, gb = _score_and_grad(model, prompts, z, a, tok, True, 3)
-    assert PROMPT_COUNTER.calls == 1
+    assert sb.prompt_forwards == 1
     assert all("lora_" in n for n in ga)
     _assert_same(sa, ga, sb, gb)
 
@@ -226,14 +224,13 @@ def test_gradient_checkpointing_falls_back_to_unshared_and_keeps_the_gradient():
     _enable_checkpointing(model)
     ok, why = shared_scoring_supported(model)
     assert not ok and "checkpointing" in why
-    PROMPT_COUNTER.reset()
     sb, gb = _score_and_grad(model, prompts, z, a, tok, True, 3)
-    assert PROMPT_COUNTER.calls == 0           # not shared: HF drops the cache in checkpointed layers
+    assert sb.prompt_forwards == 0           # not shared: HF drops the cache in checkpointed layers
     _assert_same(sa, ga, sb, gb)
     with torch.no_grad():                       # without a backward there is no replay: shared again
         assert shared_scoring_supported(model)[0]
-        score_sequences(model, prompts, z, a, pad_id=tok.pad_token_id, micro_batch_size=3)
-    assert PROMPT_COUNTER.calls == 1
+        sc = score(model, prompts, z, a, pad_id=tok.pad_token_id, micro_batch_size=3)
+    assert sc.prompt_forwards == 1
 
 
 def test_dropout_in_training_falls_back_and_eval_shares():
@@ -252,12 +249,11 @@ def test_no_repeated_prompt_scores_unshared():
     tok = tiny_tokenizer()
     model = tiny_model(tok, seed=3)
     prompts, z, a = _batch(tok)
-    PROMPT_COUNTER.reset()
     with torch.no_grad():
-        score_sequences(model, prompts[:3], z[:3], a[:3], pad_id=tok.pad_token_id, micro_batch_size=3)  # 0, 1, 0
-        assert PROMPT_COUNTER.calls == 1
-        score_sequences(model, prompts[1:4], z[1:4], a[1:4], pad_id=tok.pad_token_id, micro_batch_size=3)  # 1, 0, 2
-    assert PROMPT_COUNTER.calls == 1
+        sc = score(model, prompts[:3], z[:3], a[:3], pad_id=tok.pad_token_id, micro_batch_size=3)  # 0, 1, 0
+        assert sc.prompt_forwards == 1
+        sc = score(model, prompts[1:4], z[1:4], a[1:4], pad_id=tok.pad_token_id, micro_batch_size=3)  # 1, 0, 2
+    assert sc.prompt_forwards == 0
 
 
 # ------------------------------------------------------------------------------- generation
@@ -331,3 +327,73 @@ def test_sliding_window_models_are_not_shared():
     assert not ok and "sliding" in why
     ids = torch.tensor([[5, 6, 7, 8]] * 2)
     assert prefill_shared_cache(mistral, ids, torch.ones_like(ids)) is None
+
+
+# ------------------------------------------------------------------------------- the trainer's switch
+@pytest.mark.parametrize("name", ["garl", "grpo"])
+@pytest.mark.parametrize("two_pass", [False, True])
+def test_optim_shared_prefix_switch_keeps_the_trainer_gradient(models, name, two_pass):
+    """``cfg.optim.shared_prefix`` reaches ``accumulate_gradients``: on the same rollouts and rewards the gradient
+    is the same with and without it, and only the shared run makes prompt forwards."""
+    model, tok = models["lora"]
+    ro, ans = _rollouts(tok)
+    rewards = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 0.0]]) if name == "grpo" else None
+    grads, outs = [], []
+    for shared in (True, False):
+        cfg = _cfg(name, optim={"shared_prefix": shared, "two_pass_scoring": two_pass},
+                   model={"lora": {"enabled": True, "r": 4, "alpha": 8}})
+        model.zero_grad()
+        outs.append(T.accumulate_gradients(model, cfg, tok.pad_token_id, ro, ans, rewards))
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    passes = 2 if two_pass else 1
+    assert outs[0].prompt_forwards == 2 * passes and outs[1].prompt_forwards == 0
+    assert outs[0].forward_calls == outs[1].forward_calls == 2 * math.ceil(4 / 3) * passes
+    assert outs[0].scored_tokens < outs[1].scored_tokens
+    assert set(grads[0]) == set(grads[1]) and any(float(g.abs().max()) > 0 for g in grads[1].values())
+    for n in grads[1]:
+        torch.testing.assert_close(grads[0][n], grads[1][n], rtol=1e-4, atol=1e-6, msg=n)
+
+
+def test_train_step_with_and_without_optim_shared_prefix_gives_the_same_gradient(models):
+    """``optim.shared_prefix`` reaches the trainer's scoring and rollout calls: the same GARL step (same seed,
+    same weights) gives the same samples and gradients either way, and logs its prompt forwards / prefills."""
+    name = "garl"
+    model, tok = models["lora"]
+    start = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    examples = [{"id": "a", "prompt": "Q: 12+30= think first.", "answer": "42"},
+                {"id": "b", "prompt": "Q: 6*7=", "answer": "42"}]
+    runs = []
+    for shared in (True, False):
+        cfg = _cfg(name, optim={"shared_prefix": shared}, model={"lora": {"enabled": True, "r": 4, "alpha": 8}})
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if n in start:
+                    p.copy_(start[n])
+        torch.manual_seed(11)
+        out = T.train_step(model, tok, T.encode_examples(tok, examples, cfg), cfg, T.StepState.create(model, cfg))
+        runs.append((out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n in start:
+                p.copy_(start[n])
+    (sh, g_sh), (un, g_un) = runs
+    assert sh.rollouts.rationale_ids == un.rollouts.rationale_ids       # same samples
+    # one prompt forward per prompt when shared, none otherwise; one continuation forward per micro-batch either way
+    assert sh.metrics["prompt_forwards"] == 2 and un.metrics["prompt_forwards"] == 0
+    assert sh.metrics["prefill_forwards"] == 1 and un.metrics["prefill_forwards"] == 0
+    assert sh.metrics["forward_passes"] == un.metrics["forward_passes"] == 2 * math.ceil(4 / 3)
+    assert sh.metrics["scored_tokens"] < un.metrics["scored_tokens"]    # each prompt encoded once
+    assert set(g_sh) == set(g_un) and any(float(g.abs().max()) > 0 for g in g_un.values())
+    for n in g_un:
+        torch.testing.assert_close(g_sh[n], g_un[n], rtol=1e-4, atol=1e-6, msg=n)
+
+
+def test_optim_shared_prefix_is_a_checked_bool_that_a_resume_may_change():
+    from tsallis_ref.checkpoint import config_differences
+    from tsallis_ref.config import ConfigError
+    on, off = _cfg("garl"), _cfg("garl", optim={"shared_prefix": False})
+    assert on.optim.shared_prefix is True and off.optim.shared_prefix is False
+    assert config_differences(on.to_dict(), off.to_dict()) == []            # same gradient: a resume may switch it
+    assert config_differences(on.to_dict(), _cfg("garl", optim={"lr": 2e-2}).to_dict())   # the check still bites
+    with pytest.raises(ConfigError, match="optim.shared_prefix"):
+        _cfg("garl", optim={"shared_prefix": "yes"})

@@ -11,7 +11,7 @@ package, such as ``data``, also from each other). ``tests/test_import_rule.py`` 
 against this table, and that ``tsallis_ref.data`` loads nothing of the trainer stack.
 
     layer 0: losses, scoring, data
-    layer 1: estimators, toy, schedules
+    layer 1: estimators, toy, schedules, shared_prefix
     layer 2: config, theory, miniature
     layer 3: precision, metrics_log, checkpoint
     layer 4: models

@@ -41,10 +41,12 @@ PREV_NAME = "checkpoint.prev.pt"
 
 #: The config fields that may differ between a checkpoint and the run that resumes it, namely the run's length,
 #: where it writes and logs, the device and thread count, and memory knobs whose gradient is the same
-#: (micro-batches, logits chunks, two-pass scoring, generation batches). Every other field must be equal.
+#: (micro-batches, logits chunks, two-pass scoring, shared-prefix encoding, generation batches). Every other field
+#: must be equal.
 RESUME_MAY_CHANGE = frozenset({
     "steps", "output_dir", "checkpoint_every", "device", "num_threads", "tensorboard", "wandb", "progress_bar",
-    "optim.micro_batch_size", "optim.logits_chunk", "optim.two_pass_scoring", "rollout.generation_batch_size",
+    "optim.micro_batch_size", "optim.logits_chunk", "optim.two_pass_scoring", "optim.shared_prefix",
+    "rollout.generation_batch_size",
 })
 
 

@@ -164,6 +164,10 @@ class OptimConfig:
                 "(one more forward)"})
     logits_chunk: int = field(default=1024, metadata={
         "help": "scored tokens whose logits exist at once (lm head, log-softmax)"})
+    shared_prefix: bool = field(default=True, metadata={
+        "help": "encode each prompt once: its KV cache is reused by the M continuations in scoring (with "
+                "gradients) and in the rollout prefill; same gradients; falls back where not exact (gradient "
+                "checkpointing with gradients, active dropout, sliding-window layers)"})
 
 
 @dataclass
@@ -291,6 +295,8 @@ class TrainConfig:
             bad("optim.logits_chunk", f"must be an integer >= 1 (tokens per lm-head chunk); got {o.logits_chunk!r}")
         if not isinstance(o.two_pass_scoring, bool):
             bad("optim.two_pass_scoring", f"must be true or false; got {o.two_pass_scoring!r}")
+        if not isinstance(o.shared_prefix, bool):
+            bad("optim.shared_prefix", f"must be true or false; got {o.shared_prefix!r}")
         mp = self.mixed_precision
         if not (isinstance(mp, bool) or (isinstance(mp, str) and mp in ("auto", "bf16", "fp16", "no"))):
             bad("mixed_precision", f"must be 'auto', 'bf16', 'fp16' or 'no' (or true / false); "

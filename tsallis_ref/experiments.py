@@ -205,7 +205,7 @@ def fixed_rationale_log_wbar(model, tokenizer, examples: Sequence[dict], cfg, n:
     Returns ``{"before": [..], "after": [..], "ids": [..]}`` (natural-log values, one per example)."""
     from .estimators import log_mean_weight
     from .rollout import encode_answer, encode_prompt, sample_rationales
-    from .scoring import score_sequences
+    from .shared_prefix import score as score_sequences
 
     n = n or cfg.rollout.M
     rcfg = dataclasses.replace(cfg.rollout, M=n)
@@ -216,7 +216,7 @@ def fixed_rationale_log_wbar(model, tokenizer, examples: Sequence[dict], cfg, n:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         with ctx:
-            ro = sample_rationales(model, tokenizer, xs, rcfg)
+            ro = sample_rationales(model, tokenizer, xs, rcfg, shared_prefix=cfg.optim.shared_prefix)
     was = model.training
     model.eval()
 
@@ -226,7 +226,7 @@ def fixed_rationale_log_wbar(model, tokenizer, examples: Sequence[dict], cfg, n:
             sl = slice(b * n, (b + 1) * n)
             sc = score_sequences(model, [xs[b]] * n, ro.rationale_ids[sl], [ys[b]] * n,
                                  pad_id=tokenizer.pad_token_id, micro_batch_size=cfg.optim.micro_batch_size,
-                                 logits_chunk=cfg.optim.logits_chunk)
+                                 logits_chunk=cfg.optim.logits_chunk, shared_prefix=cfg.optim.shared_prefix)
             out.append(float(log_mean_weight(sc.logp_y.unsqueeze(0).double())[0]))
         return out
 

@@ -18,9 +18,10 @@ from typing import Optional, Sequence
 import torch
 
 from .config import RolloutConfig
+from .shared_prefix import prefill_shared_cache
 
-__all__ = ["encode_prompt", "encode_answer", "StopOnTokenSuffix", "left_pad", "generate", "find_subsequence", "cut_at_marker",
-           "finish_rationale", "Rollouts", "sample_rationales", "sample_answers"]
+__all__ = ["encode_prompt", "encode_answer", "StopOnTokenSuffix", "left_pad", "generate", "generate_counted",
+           "find_subsequence", "cut_at_marker", "finish_rationale", "Rollouts", "sample_rationales", "sample_answers"]
 
 
 def encode_prompt(tokenizer, prompt: str, *, chat_template: bool, enable_thinking: Optional[bool] = None) -> list[int]:
@@ -89,11 +90,21 @@ def left_pad(contexts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tens
     return ids, att
 
 
-@torch.no_grad()
 def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tokens: int, sampling,
              stop_strings: Optional[list[str]] = None, stop_token_ids: Optional[list[list[int]]] = None,
              batch_size: int | str = 0, min_new_tokens: int = 0,
              shared_prefix: bool = True) -> list[tuple[list[int], bool]]:
+    """Sample continuations of each context: :func:`generate_counted` without its prefill count."""
+    return generate_counted(model, tokenizer, contexts, max_new_tokens=max_new_tokens, sampling=sampling,
+                            stop_strings=stop_strings, stop_token_ids=stop_token_ids, batch_size=batch_size,
+                            min_new_tokens=min_new_tokens, shared_prefix=shared_prefix)[0]
+
+
+@torch.no_grad()
+def generate_counted(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tokens: int, sampling,
+                     stop_strings: Optional[list[str]] = None, stop_token_ids: Optional[list[list[int]]] = None,
+                     batch_size: int | str = 0, min_new_tokens: int = 0,
+                     shared_prefix: bool = True) -> tuple[list[tuple[list[int], bool]], int]:
     """Sample continuations of each context (left-padded, batched, KV cache). Returns, per context, the new
     token ids cut at the first EOS (EOS excluded) and whether EOS was produced.
 
@@ -105,7 +116,8 @@ def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tok
     ``batch_size``: sequences per ``generate`` call; 0 = all; ``"auto"`` = as many as the free GPU memory holds
     the KV cache of (:func:`tsallis_ref.models.auto_generation_batch`; all of them on a CPU). ``shared_prefix``:
     contexts that repeat within a call (the M copies of a prompt) are prefilled once and their KV cache expanded
-    to the copies (:func:`tsallis_ref.shared_prefix.prefill_shared_cache`)."""
+    to the copies (:func:`tsallis_ref.shared_prefix.prefill_shared_cache`). Returns ``(samples,
+    prefill_forwards)``: the shared prefills run (one per ``generate`` call whose contexts repeat)."""
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
     eos = model.generation_config.eos_token_id
@@ -115,6 +127,7 @@ def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tok
     was_training = model.training
     model.eval()
     out: list[tuple[list[int], bool]] = []
+    prefills = 0
     from .precision import resolve_generation_batch
     bs = resolve_generation_batch(model, batch_size, len(contexts), max(len(c) for c in contexts) + max_new_tokens)
     try:
@@ -132,17 +145,17 @@ def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tok
                 from transformers import StoppingCriteriaList
                 kw["stopping_criteria"] = StoppingCriteriaList([StopOnTokenSuffix(stop_token_ids, L)])
             if shared_prefix:
-                from .shared_prefix import prefill_shared_cache
                 cache = prefill_shared_cache(model, ids.to(device), att.to(device))
                 if cache is not None:
                     kw["cache"] = cache
+                    prefills += 1
             gen = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), **kw)
             for row in gen[:, L:].tolist():
                 out.append(_strip_after_eos(row, eos_ids))
     finally:
         if was_training:
             model.train()
-    return out
+    return out, prefills
 
 
 def find_subsequence(seq: Sequence[int], sub: Sequence[int]) -> int:
@@ -201,7 +214,9 @@ class Rollouts:
     (marker included), ``forced[i]`` (marker forced by the budget), and for GRPO/RLOO ``answer_ids[i]`` /
     ``answer_text[i]`` (the model's own answer, prefix included in the ids). ``max_completion_length``: the
     constant bound on a completion's tokens that the budgets set (rationale budget + marker, and for sampled
-    answers + prefix + answer budget + EOS): Dr. GRPO's normaliser, as TRL's ``max_completion_length``."""
+    answers + prefix + answer budget + EOS): Dr. GRPO's normaliser, as TRL's ``max_completion_length``.
+    ``prefill_forwards``: the shared-prefix prefills of the rationale sampling (each prompt encoded once for its
+    M samples; 0 without sharing)."""
 
     prompt_ids: list[list[int]]
     M: int
@@ -212,6 +227,7 @@ class Rollouts:
     n_generated: int = 0
     generate_calls: int = 0
     max_completion_length: int = 0
+    prefill_forwards: int = 0
 
     def prompt_of(self, i: int) -> int:
         return i // self.M
@@ -225,9 +241,10 @@ def sample_rationales(model, tokenizer, prompt_ids: list[list[int]], rcfg: Rollo
     marker_ids = list(tokenizer(marker, add_special_tokens=False).input_ids)
     contexts = [p for p in prompt_ids for _ in range(M)]
     # stop a row as soon as it has written the marker's ids (cheap); finish_rationale cuts at the marker text
-    gens = generate(model, tokenizer, contexts, max_new_tokens=rcfg.rationale_budget, sampling=rcfg.sampling,
-                    stop_token_ids=[marker_ids], batch_size=rcfg.generation_batch_size,
-                    min_new_tokens=rcfg.min_rationale_tokens, shared_prefix=shared_prefix)
+    gens, prefills = generate_counted(model, tokenizer, contexts, max_new_tokens=rcfg.rationale_budget,
+                                      sampling=rcfg.sampling, stop_token_ids=[marker_ids],
+                                      batch_size=rcfg.generation_batch_size, min_new_tokens=rcfg.min_rationale_tokens,
+                                      shared_prefix=shared_prefix)
     rats, forced, n_gen = [], [], 0
     for ids, _eos in gens:
         z, f = finish_rationale(tokenizer, ids, marker, marker_ids)   # budget forcing
@@ -236,7 +253,8 @@ def sample_rationales(model, tokenizer, prompt_ids: list[list[int]], rcfg: Rollo
         rats.append(z)
         forced.append(f)
     return Rollouts(prompt_ids=prompt_ids, M=M, rationale_ids=rats, forced=forced, n_generated=n_gen,
-                    generate_calls=1, max_completion_length=rcfg.rationale_budget + len(marker_ids))
+                    generate_calls=1, max_completion_length=rcfg.rationale_budget + len(marker_ids),
+                    prefill_forwards=prefills)
 
 
 def sample_answers(model, tokenizer, ro: Rollouts, rcfg: RolloutConfig) -> Rollouts:

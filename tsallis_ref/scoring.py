@@ -100,7 +100,9 @@ class ScoredBatch:
     ``logp_z[n]`` = log p(z|x) (marker included), ``logp_y[n]`` = log p(a|x,z) over the answer segment,
     ``logp_tokens[n, Tc]`` / ``mask[n, Tc]`` the per-token log-probs of the completion (z then a),
     left-aligned (used by GRPO), ``n_tokens`` the non-pad tokens processed, ``forward_calls`` the teacher-forced
-    forward calls made (one per micro-batch) and ``n_sequences`` the sequences scored."""
+    forward calls made (one per micro-batch) and ``n_sequences`` the sequences scored. Shared-prefix scoring
+    (:func:`tsallis_ref.shared_prefix.score_shared`) counts its prompt pass apart: ``prompt_forwards`` calls
+    over ``prompt_sequences`` distinct prompts of ``prompt_tokens`` tokens (all 0 for unshared scoring)."""
 
     logp_z: torch.Tensor
     logp_y: torch.Tensor
@@ -109,23 +111,19 @@ class ScoredBatch:
     n_tokens: int
     forward_calls: int = 0
     n_sequences: int = 0
+    prompt_forwards: int = 0
+    prompt_sequences: int = 0
+    prompt_tokens: int = 0
 
 
 def score_sequences(model, prompt, rationale, answer, *, pad_id: int, micro_batch_size: int,
                     return_tokens: bool = False, lm_head_checkpoint: bool = True,
-                    autocast_dtype: Optional[torch.dtype] = None, logits_chunk: int = LOGITS_CHUNK,
-                    shared_prefix: bool = True) -> ScoredBatch:
+                    autocast_dtype: Optional[torch.dtype] = None, logits_chunk: int = LOGITS_CHUNK) -> ScoredBatch:
     """Score ``n`` sequences ``[x_i, z_i, a_i]`` in micro-batches of ``micro_batch_size`` (one forward call
     each) and concatenate. Graphs of every micro-batch stay alive until the caller's backward.
 
-    ``shared_prefix`` (default): where a prompt repeats and sharing is exact, each distinct prompt is encoded
-    once and its KV cache reused by the continuations (:mod:`tsallis_ref.shared_prefix`; same values and
-    gradients)."""
-    if shared_prefix and len(set(map(tuple, prompt))) < len(prompt):
-        from .shared_prefix import score_shared, shared_scoring_supported
-        if shared_scoring_supported(model, lm_head_checkpoint)[0]:
-            return score_shared(model, prompt, rationale, answer, pad_id=pad_id, micro_batch_size=micro_batch_size,
-                                return_tokens=return_tokens, autocast_dtype=autocast_dtype, logits_chunk=logits_chunk)
+    Every sequence encodes its own prompt; :func:`tsallis_ref.shared_prefix.score` encodes each distinct prompt
+    once where that is exact (same values and gradients)."""
     device = next(model.parameters()).device
     n = len(rationale)
     lz, ly, toks, masks, ntok, calls = [], [], [], [], 0, 0

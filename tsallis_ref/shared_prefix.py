@@ -23,9 +23,10 @@ tolerance, and so are the gradients of every estimator built on them (GARL one- 
 RLOO; ``tests/test_shared_prefix.py``). The lm head + log-softmax are applied only at scored positions, in
 checkpointed chunks, as in ``scoring.token_logprobs``.
 
-Counting. ``scoring.COUNTER`` counts the *continuation* forwards (one call per micro-batch, one sequence per
-sampled rationale: "exactly one scoring forward per rationale" stays countable); :data:`PROMPT_COUNTER` counts
-the prompt forwards separately (one call per :func:`score_shared` call, one sequence per distinct prompt).
+Counting. The returned :class:`~tsallis_ref.scoring.ScoredBatch` counts the *continuation* forwards in
+``forward_calls`` / ``n_sequences`` (one call per micro-batch, one sequence per sampled rationale: "exactly one
+scoring forward per rationale" stays countable) and the prompt forwards apart, in ``prompt_forwards`` (one per
+:func:`score_shared` call), ``prompt_sequences`` (the distinct prompts) and ``prompt_tokens``.
 
 Where sharing is not exact it is not used (:func:`shared_scoring_supported` says why): HF gradient checkpointing
 drops the cache inside checkpointed layers (``GradientCheckpointingLayer`` sets ``cache=None`` on the replayed
@@ -34,6 +35,9 @@ active in training mode (LoRA dropout > 0: one prompt pass would give the M sequ
 instead of M independent ones, another estimator; it would also break the two-pass mode's replay of the
 one-pass masks), for ``lm_head_checkpoint=False`` (full-logit heads) and for attention implementations other
 than ``sdpa`` / ``eager``.
+
+Dispatch. :func:`score` is the entry point of the trainer: :func:`score_shared` where a prompt repeats and
+sharing is exact, :func:`tsallis_ref.scoring.score_sequences` otherwise (this module sits above ``scoring``).
 
 Generation (:func:`prefill_shared_cache`): ``rollout.generate`` receives the M copies of each prompt (left-padded).
 The distinct rows are prefilled once (all but the last token, with generate's own position ids,
@@ -51,13 +55,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from .scoring import COUNTER, LOGITS_CHUNK, ForwardCounter, ScoredBatch
+from .scoring import LOGITS_CHUNK, ScoredBatch, score_sequences
 
-__all__ = ["PROMPT_COUNTER", "shared_scoring_supported", "encode_prompts", "score_shared", "prefill_shared_cache",
+__all__ = ["score", "shared_scoring_supported", "encode_prompts", "score_shared", "prefill_shared_cache",
            "gradient_checkpointing_active", "dropout_active", "full_attention_only"]
-
-#: prompt forwards of shared-prefix scoring (calls; distinct prompts as ``sequences``; prompt tokens)
-PROMPT_COUNTER = ForwardCounter()
 
 _ATTN_OK = ("sdpa", "eager")
 
@@ -147,9 +148,6 @@ def encode_prompts(model, prompts: Sequence[Sequence[int]], pad_id: int):
         ids[u, :len(p)] = torch.tensor(list(p), dtype=torch.long)
         att[u, :len(p)] = 1
     ids, att = ids.to(device), att.to(device)
-    PROMPT_COUNTER.calls += 1
-    PROMPT_COUNTER.sequences += U
-    PROMPT_COUNTER.tokens += sum(lens)
     cache = DynamicCache()
     out = base.get_decoder()(input_ids=ids, attention_mask=att, cache=cache, use_cache=True)
     hidden = out.last_hidden_state
@@ -221,7 +219,8 @@ def score_shared(model, prompt, rationale, answer, *, pad_id: int, micro_batch_s
     base = _base(model)
     head = base.get_output_embeddings()
     decoder = base.get_decoder()
-    lz, ly, toks, ntok = [], [], [], sum(len(p) for p in distinct)
+    lz, ly, toks, calls = [], [], [], 0
+    ntok = prompt_tokens = sum(len(p) for p in distinct)
     with ctx:
         kv, last = encode_prompts(model, distinct, pad_id)
         mask_dtype = last[0].dtype
@@ -233,9 +232,7 @@ def score_shared(model, prompt, rationale, answer, *, pad_id: int, micro_batch_s
             C = int(cl.max()) if rows else 0
             rp = [row_prompt[i] for i in rows]
             ntok += int(cl.sum())
-            COUNTER.calls += 1
-            COUNTER.sequences += len(rows)
-            COUNTER.tokens += int(cl.sum())
+            calls += 1
             tg = torch.full((len(rows), max(C, 1)), pad_id, dtype=torch.long)
             for j, c in enumerate(conts):
                 tg[j, :len(c)] = torch.tensor(c, dtype=torch.long)
@@ -271,7 +268,25 @@ def score_shared(model, prompt, rationale, answer, *, pad_id: int, micro_batch_s
         Tc = max(lp.shape[1] for lp, _ in toks)
         out_t = torch.cat([F.pad(lp, (0, Tc - lp.shape[1])) for lp, _ in toks])
         out_m = torch.cat([F.pad(m, (0, Tc - m.shape[1])) for _, m in toks])
-    return ScoredBatch(torch.cat(lz), torch.cat(ly), out_t, out_m, ntok)
+    return ScoredBatch(torch.cat(lz), torch.cat(ly), out_t, out_m, ntok, forward_calls=calls, n_sequences=n,
+                       prompt_forwards=1, prompt_sequences=len(distinct), prompt_tokens=prompt_tokens)
+
+
+def score(model, prompt, rationale, answer, *, pad_id: int, micro_batch_size: int, return_tokens: bool = False,
+          lm_head_checkpoint: bool = True, autocast_dtype: Optional[torch.dtype] = None,
+          logits_chunk: int = LOGITS_CHUNK, shared_prefix: bool = True) -> ScoredBatch:
+    """Score ``n`` sequences ``[x_i, z_i, a_i]`` (``logp_z`` of Eq. 4, ``logp_y`` of Eq. 7): with
+    ``shared_prefix``, where a prompt repeats and :func:`shared_scoring_supported` holds, each distinct prompt is
+    encoded once (:func:`score_shared`: same values and gradients, ``prompt_forwards == 1``); otherwise
+    :func:`tsallis_ref.scoring.score_sequences` (one forward per micro-batch of whole sequences,
+    ``prompt_forwards == 0``). Arguments as :func:`~tsallis_ref.scoring.score_sequences`."""
+    if (shared_prefix and len(set(map(tuple, prompt))) < len(prompt)
+            and shared_scoring_supported(model, lm_head_checkpoint)[0]):
+        return score_shared(model, prompt, rationale, answer, pad_id=pad_id, micro_batch_size=micro_batch_size,
+                            return_tokens=return_tokens, autocast_dtype=autocast_dtype, logits_chunk=logits_chunk)
+    return score_sequences(model, prompt, rationale, answer, pad_id=pad_id, micro_batch_size=micro_batch_size,
+                           return_tokens=return_tokens, lm_head_checkpoint=lm_head_checkpoint,
+                           autocast_dtype=autocast_dtype, logits_chunk=logits_chunk)
 
 
 @torch.no_grad()

@@ -7,7 +7,8 @@ One step (:func:`train_step`), top to bottom:
    the verifier methods (GRPO / RLOO / MaxRL) also sample the model's own answer, read it back by the run's
    answer format and reward it by exact match (``data.AnswerFormat.reward``);
 2. **score + backward, one prompt at a time** (:func:`accumulate_gradients`): ONE teacher-forced forward
-   pass per sequence ``[x, z_m, a_m]`` (``scoring.score_sequences``, micro-batched) gives ``logp_z`` and
+   pass per sequence ``[x, z_m, a_m]`` (``shared_prefix.score``, micro-batched; with ``optim.shared_prefix``
+   each prompt is encoded once and its KV cache reused by its M continuations) gives ``logp_z`` and
    ``logp_y`` with their graphs; the method's estimator (``estimators.ESTIMATORS[method.name]``) turns the
    M values into the prompt's share of the batch's surrogate loss, and one backward accumulates it.
    ``optim.two_pass_scoring`` trades one more forward for memory;
@@ -36,7 +37,7 @@ from .models import load_model_and_tokenizer, load_trainable_state_dict, trainab
 from .precision import (autocast_context, peak_memory_mb, precision_for, reset_peak_memory, resolve_device, rng_get,
                         rng_set, sync)
 from .rollout import Rollouts, sample_answers, sample_rationales
-from .scoring import score_sequences
+from .shared_prefix import score
 
 __all__ = ["train", "train_step", "StepState", "StepOutput", "Gradients", "accumulate_gradients", "step_metrics",
            "load_examples", "normalize_answer", "exact_match", "precision_for", "autocast_context", "DataOrder",
@@ -53,7 +54,8 @@ class Gradients:
     """What :func:`accumulate_gradients` leaves besides the ``.grad`` of the parameters: the loss, the
     detached scores ``logp_z[B, M]`` / ``logp_y[B, M]`` (the gold answer for GARL / PAFT, the model's own for the
     verifier methods), PAFT's resampled ``indices[B, K]``, the time spent scoring and in backward, and the
-    teacher-forced work done (tokens, forward calls, sequences)."""
+    teacher-forced work done (tokens, forward calls, sequences, and the prompt forwards of shared-prefix
+    scoring)."""
 
     loss: float
     logp_z: torch.Tensor
@@ -64,6 +66,7 @@ class Gradients:
     scored_tokens: int
     forward_calls: int = 0
     scored_sequences: int = 0
+    prompt_forwards: int = 0
 
 
 def batch_totals(ro: Rollouts, answers: Sequence[Sequence[int]], rewards: Optional[torch.Tensor]) -> E.BatchTotals:
@@ -110,12 +113,13 @@ def accumulate_gradients(model, cfg: TrainConfig, pad_id: int, ro: Rollouts, ans
     def backward(t: torch.Tensor) -> None:
         (scaler.scale(t) if scaler is not None else t).backward()
 
-    def score(sl: slice, prompt_ids):
-        sc = score_sequences(model, [prompt_ids] * (sl.stop - sl.start), ro.rationale_ids[sl], answers[sl],
-                             pad_id=pad_id, micro_batch_size=mbs, return_tokens=spec.tokens,
-                             autocast_dtype=autocast_dtype, logits_chunk=chunk)
+    def score_part(sl: slice, prompt_ids):
+        sc = score(model, [prompt_ids] * (sl.stop - sl.start), ro.rationale_ids[sl], answers[sl], pad_id=pad_id,
+                   micro_batch_size=mbs, return_tokens=spec.tokens, autocast_dtype=autocast_dtype,
+                   logits_chunk=chunk, shared_prefix=cfg.optim.shared_prefix)
         out.forward_calls += sc.forward_calls
         out.scored_sequences += sc.n_sequences
+        out.prompt_forwards += sc.prompt_forwards
         out.scored_tokens += sc.n_tokens
         return sc
 
@@ -129,7 +133,7 @@ def accumulate_gradients(model, cfg: TrainConfig, pad_id: int, ro: Rollouts, ans
         sl = slice(b * M, (b + 1) * M)
         t0 = clock()
         if not cfg.optim.two_pass_scoring:
-            sc = score(sl, ro.prompt_ids[b])
+            sc = score_part(sl, ro.prompt_ids[b])
             tokens = (sc.logp_tokens.unsqueeze(0), sc.mask.unsqueeze(0)) if spec.tokens else ()
             logp_z, logp_y = sc.logp_z.unsqueeze(0), sc.logp_y.unsqueeze(0)
             est = estimate(b, logp_z, logp_y, *tokens)
@@ -142,7 +146,7 @@ def accumulate_gradients(model, cfg: TrainConfig, pad_id: int, ro: Rollouts, ans
             with torch.no_grad():
                 for s in range(sl.start, sl.stop, mbs):
                     states.append(rng_get(device))
-                    parts.append(score(slice(s, min(s + mbs, sl.stop)), ro.prompt_ids[b]))
+                    parts.append(score_part(slice(s, min(s + mbs, sl.stop)), ro.prompt_ids[b]))
             end_state = rng_get(device)
             leaf = lambda t: t.detach().clone().requires_grad_(True)
             logp_z = leaf(torch.cat([p.logp_z for p in parts])).unsqueeze(0)
@@ -165,7 +169,7 @@ def accumulate_gradients(model, cfg: TrainConfig, pad_id: int, ro: Rollouts, ans
                 r = slice(s - sl.start, e - sl.start)
                 rng_set(states[j], device)
                 ta = clock()
-                sc = score(slice(s, e), ro.prompt_ids[b])
+                sc = score_part(slice(s, e), ro.prompt_ids[b])
                 sur = (sc.logp_z * coefs[0][0, r]).sum() + (sc.logp_y * coefs[1][0, r]).sum()
                 if spec.tokens:
                     sur = sur + (sc.logp_tokens * coefs[2][0, r, :sc.logp_tokens.shape[1]] * sc.mask).sum()
@@ -261,7 +265,7 @@ def train_step(model, tokenizer, batch: Batch, cfg: TrainConfig, state: StepStat
 
     # 1. rollouts (M per prompt, budget forcing); the verifier methods also sample and verify their answers
     with autocast_context(device, state.autocast):
-        ro = sample_rationales(model, tokenizer, batch.prompt_ids, cfg.rollout)
+        ro = sample_rationales(model, tokenizer, batch.prompt_ids, cfg.rollout, shared_prefix=cfg.optim.shared_prefix)
         if spec.verifier:
             ro = sample_answers(model, tokenizer, ro, cfg.rollout)
     rewards = verifier_rewards(ro, batch, cfg) if spec.verifier else None
@@ -295,7 +299,8 @@ def train_step(model, tokenizer, batch: Batch, cfg: TrainConfig, state: StepStat
     met.update({"grad_norm": float(gn), "t_generate": t_gen, "t_score": g.t_score, "t_backward": g.t_backward,
                 "t_step": timings["step"], "generated_tokens": ro.n_generated, "scored_tokens": g.scored_tokens,
                 "tokens_per_s": (ro.n_generated + g.scored_tokens) / max(timings["step"], 1e-12),
-                "forward_passes": g.forward_calls, "scored_sequences": g.scored_sequences,
+                "forward_passes": g.forward_calls, "prompt_forwards": g.prompt_forwards,
+                "prefill_forwards": ro.prefill_forwards, "scored_sequences": g.scored_sequences,
                 "generate_calls": ro.generate_calls,
                 "peak_mem_mb": max(v for d in (mem_gen, mem_train) for k, v in d.items() if k != "peak_reserved_mb")})
     if state.scaler.is_enabled():
