@@ -12,8 +12,8 @@ against this table, and that ``tsallis_ref.data`` loads nothing of the trainer s
 
     layer 0: losses, scoring, data
     layer 1: estimators, toy, schedules, shared_prefix
-    layer 2: config, theory, miniature
-    layer 3: precision, metrics_log, checkpoint
+    layer 2: config, theory
+    layer 3: precision, metrics_log, checkpoint, miniature
     layer 4: models
     layer 5: rollout, testing
     layer 6: batches, evaluation
