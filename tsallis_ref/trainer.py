@@ -337,7 +337,9 @@ def load_eval_examples(cfg: TrainConfig, train_ids: Sequence[str], examples: Opt
             raise ConfigError("config field `eval.path`: validation is on (eval.every > 0) but there is no "
                               "held-out set: give a JSONL of held-out {id, prompt, answer} examples (eval.path) "
                               "or a benchmark (eval.dataset, or data.dataset, with eval.split)")
-        data = dataclasses.replace(cfg.data, path=ev.path, dataset=ev.dataset or cfg.data.dataset,
+        # a file (eval.path) is read as the training files are (a JSONL of examples, or a benchmark file whose
+        # format is detected); eval.dataset then only names the benchmark metrics (EM / F1, execution accuracy)
+        data = dataclasses.replace(cfg.data, path=ev.path, dataset=None if ev.path else ev.dataset or cfg.data.dataset,
                                    split=ev.split, limit=ev.n)
         try:
             examples = load_examples(dataclasses.replace(cfg, data=data))
