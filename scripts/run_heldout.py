@@ -16,15 +16,27 @@ metrics of the final and of the best checkpoint.
 
 The plan (issue 14 item 3)
 --------------------------
-Datasets HotpotQA and MuSiQue (FinQA's prompts carry tables: longer contexts, slower); methods GRPO, RLOO, MaxRL,
+Datasets HotpotQA and MuSiQue (FinQA runs the same way with ``--dataset finqa --judge finqa_exec``); methods GRPO, RLOO, MaxRL,
 GARL q in {0, 0.5, 0.75, 1}, PAFT q in {0.75, 1}: 9 runs per dataset and seed; seeds 0 and 1 for GRPO, GARL q=0.75
 and GARL q=1, seed 0 for the rest: 12 runs per dataset, 24 in all. Defaults below: M = 4, rationale 32 + answer
-16 tokens, context 64 tokens, 1 prompt per step, 40 steps, validation every 10 steps on 50 questions with k = 4,
-test on 100 questions with k = 4 (final and best checkpoint).
+16 tokens (at least 8 rationale tokens), context 64 tokens, lr 1e-4, 1 prompt per step, 30 steps, validation at
+steps 0, 10, 20, 30 on 20 dev questions with k = 4, test on the next 100 dev questions with k = 4 (the final and
+the best checkpoint; one test when they coincide).
 
-Time per run: ``t_run ~ steps * t_step + (steps / eval_every + 2) * n_val * k * t_sample
-+ 2 * n_test * k * t_sample``, with ``t_step`` one training step and ``t_sample`` one budget-forced validation
-sample (rationale + answer), both measured on SmolLM2 with one torch thread.
+Time per run: ``t_run ~ steps * t_step + n_validations * n_val * k * t_sample + n_tests * n_test * k * t_sample``,
+with ``t_step`` one training step and ``t_sample`` one budget-forced sample (rationale + answer, generated 16 at
+a time). Measured once on this project's shared 2-core CPU with one torch thread (SmolLM2 4-bit + LoRA, HotpotQA,
+GARL q = 0.75, M = 4, 32 + 16 tokens, 4 validation and 4 test questions, k = 4)::
+
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python scripts/run_heldout.py --dataset hotpotqa --method garl --q 0.75 \
+        --steps 1 --n-val 4 --n-test 4 --eval-every 1 --n-train 8
+
+gave t_step = 17.4 s (generate 9.7 s, score 4.4 s, backward 3.2 s), two validations of 16 samples and one step in
+117 s with the model load (so ~45 s, ~2.8 s per sample, per validation) and two tests of 16 samples in 73 s (~2.3 s per sample).
+With t_sample ~ 2.5 s the defaults take 30 * 17.4 + (4 * 80 + 2 * 400) * 2.5 ~ 3300 s ~ 55 min per run
+(~39 min when the best checkpoint is the last), so 24 runs ~ 22 h of one core, or ~11 h on both cores. The test
+set dominates: the issue's ~20 minutes per run needs the test at k = 2 (``--k 2`` halves validation and test) or
+on fewer questions.
 """
 from __future__ import annotations
 
@@ -125,7 +137,9 @@ def run(a) -> dict:
     final = {k.replace("val/", "test/"): v for k, v in validate(model, tok, test, cfg).items()}
     best = res["best"]
     best_test = None
-    if best is not None:
+    if best is not None and best["step"] == cfg.steps:
+        best_test = final                    # the best checkpoint is the final model: the same weights
+    elif best is not None:
         load_trainable_state_dict(model, load_checkpoint(out_dir / BEST_DIR / "trainable.pt")["model"])
         best_test = {k.replace("val/", "test/"): v for k, v in validate(model, tok, test, cfg).items()}
     t_test = time.perf_counter() - t1
@@ -150,7 +164,7 @@ def parse(argv=None):
     ap.add_argument("--method", default="garl", choices=METHODS)
     ap.add_argument("--q", type=float, default=0.75, help="GARL / PAFT commitment q (ignored by the verifier methods)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--M", type=int, default=4)
     ap.add_argument("--rationale-budget", type=int, default=32)
     ap.add_argument("--answer-budget", type=int, default=16)
@@ -158,7 +172,7 @@ def parse(argv=None):
     ap.add_argument("--context-budget", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--n-train", type=int, default=None, help="training questions (first n); default all")
-    ap.add_argument("--n-val", type=int, default=50)
+    ap.add_argument("--n-val", type=int, default=20)
     ap.add_argument("--n-test", type=int, default=100)
     ap.add_argument("--eval-every", type=int, default=10)
     ap.add_argument("--k", type=int, default=4)

@@ -432,9 +432,10 @@ def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = 
 
     With ``eval.every > 0`` the model is validated (:func:`validate`) at step 0 (before training), every
     ``eval.every`` steps and at the last step; the ``val/*`` metrics join that step's line of ``metrics.jsonl``
-    (step 0 has a line of its own). The checkpoint with the highest validation maj@k (the first one on ties) is
-    kept in ``output_dir/best/`` and restored with the run's checkpoint on resume; later validations are still
-    logged, so a collapse after the peak stays visible in the curve.
+    (step 0 has a line of its own), with ``best_step`` and the validation's wall time ``val/t_s``. The
+    checkpoint with the highest validation maj@k (the first one on ties) is kept in ``output_dir/best/`` and
+    restored with the run's checkpoint on resume; later validations are still logged, so a collapse after the
+    peak stays visible in the curve.
 
     Returns ``{"model", "tokenizer", "metrics" (list of per-step dicts of this process), "step", "validation"
     (the whole validation curve, ``[{"step", "val/p@1", ...}]``, resumed runs included), "best" (``{"step",
@@ -485,12 +486,14 @@ def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = 
 
     def run_validation(step: int) -> dict:
         nonlocal best
+        t0 = time.perf_counter()
         val = validate(model, tokenizer, held_out, cfg)
+        t_val = time.perf_counter() - t0
         curve.append({"step": step, **val})
         if best is None or val["val/maj@k"] > best["metrics"]["val/maj@k"]:
             best = {"step": step, "metrics": val}
             _save_best(out_dir, model, best)
-        return {**val, "best_step": best["step"]}
+        return {**val, "best_step": best["step"], "val/t_s": t_val}   # the time is logged, not in the curve
 
     history = []
     if held_out is not None and start == 0:
