@@ -159,3 +159,15 @@ def test_eval_config_errors_name_the_field(tmp_path):
     for field, value in (("k", 0), ("every", -1), ("n", 0), ("max_new_tokens", 0), ("judge", "fuzzy")):
         with pytest.raises(ConfigError, match=rf"eval\.{field}"):
             _cfg(tmp_path, eval={field: value})
+
+
+def test_validation_prompts_are_the_training_prompts_token_for_token(tmp_path):
+    """Validation samples after the very ids x the trainer trains on (rollout.encode_prompt): the cold prompt with
+    the BOS token the tokenizer adds, or the chat template as training renders it."""
+    from tsallis_ref.rollout import encode_prompt
+    _, tok = _model()
+    for chat in (False, True):
+        cfg = _cfg(tmp_path, model={"chat_template": chat})
+        for ex in HELD:
+            text = T._eval_prompt(tok, ex["prompt"], cfg)
+            assert tok(text, add_special_tokens=False).input_ids == encode_prompt(tok, ex["prompt"], chat_template=chat)
