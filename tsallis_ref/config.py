@@ -27,7 +27,7 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type
 
 __all__ = [
     "ModelConfig", "LoRAConfig", "SamplingConfig", "RolloutConfig", "MethodConfig", "OptimConfig",
-    "DataConfig", "TrainConfig", "ConfigError", "load_config", "read_config_dict", "check_field", "iter_fields",
+    "DataConfig", "EvalConfig", "TrainConfig", "ConfigError", "load_config", "read_config_dict", "check_field", "iter_fields",
     "fields_help", "validate_examples",
 ]
 
@@ -190,6 +190,33 @@ class DataConfig:
 
 
 @dataclass
+class EvalConfig:
+    """Validation during training, the paper's protocol (Sec. 7.1; YAML key ``eval``): p@1, p@k and maj@k on
+    held-out questions (ids disjoint from the training set), sampled with the run's budget forcing and answer
+    format, at step 0 and every ``eval.every`` steps; the checkpoint with the best validation maj@k is kept."""
+
+    every: int = field(default=0, metadata={
+        "help": "steps between validations (also run at step 0, before training, and at the last step); 0 = off"})
+    k: int = field(default=4, metadata={"help": "answers sampled per held-out question (p@k, maj@k; paper: 16)"})
+    n: Optional[int] = field(default=None, metadata={
+        "help": "held-out questions used (the first n); null = all"})
+    path: Optional[str] = field(default=None, metadata={
+        "help": "held-out examples: a JSONL of {id, prompt, answer[, aliases]} or a benchmark file; null = "
+                "eval.split of the training benchmark (data.dataset)"})
+    dataset: Optional[str] = field(default=None, metadata={
+        "help": "benchmark of the held-out set (finqa, hotpotqa, musique); null = data.dataset"})
+    split: str = field(default="dev", metadata={
+        "help": "split of the held-out benchmark when eval.path is null (tsallis_ref.data.SPLIT_FILES)"})
+    max_new_tokens: Optional[int] = field(default=None, metadata={
+        "help": "answer tokens sampled after the budget-forced rationale; null = rollout.answer_budget"})
+    judge: Literal["relaxed", "exact", "finqa_exec"] = field(default="relaxed", metadata={
+        "help": "correctness judge (tsallis_ref.evaluation.JUDGES; paper: relaxed substring match)"})
+    seed: int = field(default=0, metadata={
+        "help": "sampling seed of every validation (the training random streams are saved and restored around it)"})
+    batch_size: int = field(default=16, metadata={"help": "sequences per generate call during validation"})
+
+
+@dataclass
 class TrainConfig:
     """A whole training run: the nested sections plus the run's own settings (the top level of a YAML config)."""
 
@@ -200,6 +227,8 @@ class TrainConfig:
         "help": "rollouts and budget forcing (see rollout.*)"})
     optim: OptimConfig = field(default_factory=OptimConfig, metadata={"help": "the optimiser (see optim.*)"})
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "the training examples (see data.*)"})
+    eval: EvalConfig = field(default_factory=EvalConfig, metadata={
+        "help": "validation on held-out questions during training (see eval.*)"})
     seed: int = field(default=0, metadata={"help": "seed of the model's initialisation, data order and sampling"})
     steps: int = field(default=100, metadata={"help": "optimiser steps, >= 1"})
     output_dir: str = field(default="runs/default", metadata={
@@ -334,6 +363,20 @@ class TrainConfig:
             bad("seed", f"must be an integer >= 0 (numpy seeds are non-negative); got {self.seed}")
         if self.num_threads < 0:
             bad("num_threads", f"must be >= 0 (0 = leave torch's default); got {self.num_threads}")
+        ev = self.eval
+        if ev.every < 0:
+            bad("eval.every", f"must be an integer >= 0 (0 = no validation); got {ev.every}")
+        if ev.k < 1:
+            bad("eval.k", f"must be an integer >= 1 (answers per held-out question); got {ev.k}")
+        if ev.n is not None and ev.n < 1:
+            bad("eval.n", f"must be an integer >= 1 or null (all held-out questions); got {ev.n}")
+        if ev.max_new_tokens is not None and ev.max_new_tokens < 1:
+            bad("eval.max_new_tokens", f"must be a positive number of tokens or null (rollout.answer_budget); "
+                f"got {ev.max_new_tokens}")
+        if ev.batch_size < 1:
+            bad("eval.batch_size", f"must be an integer >= 1; got {ev.batch_size}")
+        if ev.seed < 0:
+            bad("eval.seed", f"must be an integer >= 0; got {ev.seed}")
         if self.data.limit is not None and self.data.limit < 1:
             bad("data.limit", f"must be an integer >= 1 or null (all examples); got {self.data.limit}")
         return self
@@ -640,7 +683,7 @@ def _document_fields(cls) -> None:
 
 
 for _cls in (LoRAConfig, ModelConfig, SamplingConfig, RolloutConfig, MethodConfig, OptimConfig, DataConfig,
-             TrainConfig):
+             EvalConfig, TrainConfig):
     _document_fields(_cls)
 
 

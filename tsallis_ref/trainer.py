@@ -15,10 +15,15 @@ One step (:func:`train_step`), top to bottom:
 3. clip, optimiser step (fp16: through a GradScaler, see ``precision.precision_for``).
 
 :func:`train` is the loop around it: examples and their order (:mod:`tsallis_ref.batches`), the model, one
-:func:`train_step` per step, the metrics sink (:mod:`tsallis_ref.metrics_log`), checkpoints.
+:func:`train_step` per step, the metrics sink (:mod:`tsallis_ref.metrics_log`), checkpoints, and the paper's
+validation protocol (Sec. 7.1, config ``eval``): p@1 / p@k / maj@k on held-out questions at step 0 and every
+``eval.every`` steps (:func:`validate`), the checkpoint with the best validation maj@k kept in ``best/``.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +34,7 @@ import torch
 from . import estimators as E
 from .batches import Batch, DataOrder, encode_examples, load_examples
 from .checkpoint import checkpoint_path, load_for_resume, rng_state, save_checkpoint, set_rng_state
-from .config import TrainConfig, validate_examples
+from .config import ConfigError, TrainConfig, validate_examples
 from .data.answer_format import AnswerFormat
 from .data.verify import normalize_answer, reward_exact_match as exact_match
 from .metrics_log import MetricsLogger
@@ -41,7 +46,7 @@ from .shared_prefix import score
 
 __all__ = ["train", "train_step", "StepState", "StepOutput", "Gradients", "accumulate_gradients", "step_metrics",
            "load_examples", "normalize_answer", "exact_match", "precision_for", "autocast_context", "DataOrder",
-           "MetricsLogger", "Batch", "encode_examples"]
+           "MetricsLogger", "Batch", "encode_examples", "validate", "load_eval_examples", "BEST_DIR"]
 
 Clock = Callable[[], float]
 
@@ -320,19 +325,133 @@ def _as_config(config) -> TrainConfig:
     return TrainConfig.from_yaml(config)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Validation (paper Sec. 7.1): held-out p@1, p@k, maj@k during training; the best checkpoint by maj@k
+# ---------------------------------------------------------------------------------------------------------
+BEST_DIR = "best"          #: ``output_dir/best/``: ``trainable.pt`` (the weights) and ``best.json`` (step, metrics)
+VAL_KEYS = ("p@1", "p@k", "maj@k")
+
+
+def load_eval_examples(cfg: TrainConfig, train_ids: Sequence[str], examples: Optional[Sequence[dict]] = None
+                       ) -> list[dict]:
+    """The held-out examples of ``cfg.eval`` (or ``examples``), the first ``eval.n`` of them, checked to share no
+    id with the training set: an overlap raises :class:`~tsallis_ref.config.ConfigError` naming the ids."""
+    ev = cfg.eval
+    if examples is None:
+        if ev.path is None and (ev.dataset or cfg.data.dataset) is None:
+            raise ConfigError("config field `eval.path`: validation is on (eval.every > 0) but there is no "
+                              "held-out set: give a JSONL of held-out {id, prompt, answer} examples (eval.path) "
+                              "or a benchmark (eval.dataset, or data.dataset, with eval.split)")
+        # a file (eval.path) is read as the training files are (a JSONL of examples, or a benchmark file whose
+        # format is detected); eval.dataset then only names the benchmark metrics (EM / F1, execution accuracy)
+        data = dataclasses.replace(cfg.data, path=ev.path, dataset=None if ev.path else ev.dataset or cfg.data.dataset,
+                                   split=ev.split, limit=ev.n)
+        try:
+            examples = load_examples(dataclasses.replace(cfg, data=data))
+        except ConfigError as e:
+            raise ConfigError(f"held-out set of `eval` (eval.path / eval.dataset / eval.split): {e}") from None
+    else:
+        examples = validate_examples(examples)
+    if ev.n is not None:
+        examples = list(examples)[: ev.n]
+    overlap = sorted(set(train_ids) & {ex["id"] for ex in examples})
+    if overlap:
+        shown = ", ".join(repr(i) for i in overlap[:10]) + (f" and {len(overlap) - 10} more" if len(overlap) > 10 else "")
+        raise ConfigError(f"config field `eval`: {len(overlap)} held-out example id(s) are also training ids "
+                          f"({shown}); validation must use questions the model is not trained on: pick another "
+                          "eval.split / eval.path, or drop these ids from one of the two sets")
+    return [{"aliases": [], **ex} for ex in examples]
+
+
+def _eval_prompt(tokenizer, prompt: str, cfg: TrainConfig) -> str:
+    """The prompt text that tokenises (without added special tokens) to the training prompt's ids x
+    (:func:`tsallis_ref.rollout.encode_prompt`): the chat template as training renders it, or the raw text with the
+    BOS token the tokenizer adds."""
+    if cfg.model.chat_template:
+        kw = {} if cfg.model.enable_thinking is None else {"enable_thinking": cfg.model.enable_thinking}
+        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                             add_generation_prompt=True, **kw)
+    with_special = tokenizer(prompt, add_special_tokens=True).input_ids
+    without = tokenizer(prompt, add_special_tokens=False).input_ids
+    bos = tokenizer.bos_token
+    if bos and len(with_special) == len(without) + 1 and with_special[0] == tokenizer.bos_token_id:
+        return bos + prompt
+    return prompt
+
+
+def validate(model, tokenizer, examples: Sequence[dict], cfg: TrainConfig, *, progress: bool = False) -> dict:
+    """Validation metrics of the current model (paper Sec. 7.1): ``eval.k`` answers per held-out example through
+    :func:`tsallis_ref.evaluation.evaluate`, with the run's answer format and budget forcing (the rationale's budget
+    is ``rollout.rationale_budget``, the answer's ``eval.max_new_tokens``), the run's sampling temperature / top-p.
+
+    Returns ``{"val/p@1", "val/p@k", "val/maj@k", "val/reward_em", "val/n", "val/k"}`` (in %). The random streams
+    of training (python, numpy, torch CPU / CUDA) are saved before and restored after, so a run trains the same
+    weights with validation on or off; the model is back in its training mode afterwards."""
+    from .evaluation import evaluate
+    ev, r = cfg.eval, cfg.rollout
+    dataset = (ev.dataset or cfg.data.dataset) if (ev.dataset or cfg.data.dataset) in ("finqa", "hotpotqa", "musique") else None
+    exs = [{**ex, "prompt": _eval_prompt(tokenizer, ex["prompt"], cfg)} for ex in examples]
+    saved = rng_state()
+    try:
+        res = evaluate(model, tokenizer, exs, ev.k, dataset=dataset, judge=ev.judge, batch_size=ev.batch_size,
+                       max_new_tokens=ev.max_new_tokens or r.answer_budget, temperature=r.sampling.temperature,
+                       top_p=r.sampling.top_p, seed=ev.seed, use_chat_template=False, progress=progress,
+                       think_budget=r.rationale_budget, answer_format=r)
+    finally:
+        set_rng_state(saved)
+    agg, k = res.aggregate, ev.k
+    out = {"val/p@1": agg["p@1"], "val/p@k": agg[f"p@{k}"], "val/maj@k": agg[f"maj@{k}"],
+           "val/reward_em": agg["reward_em"]}
+    out.update({f"val/{m}": agg[m] for m in ("em", "f1", "exec_acc") if m in agg})
+    out.update({"val/n": len(exs), "val/k": k})
+    return out
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _save_best(out_dir: Path, model, best: dict) -> None:
+    """``best/trainable.pt`` (the trainable weights, an atomic checkpoint) then ``best/best.json`` (step and
+    validation metrics, written atomically after the weights, so it never names weights that are not there)."""
+    d = out_dir / BEST_DIR
+    save_checkpoint(d / "trainable.pt", {"step": best["step"], "model": trainable_state_dict(model),
+                                         "metrics": best["metrics"]})
+    _write_json_atomic(d / "best.json", {**best, "criterion": "val/maj@k", "weights": "trainable.pt"})
+
+
 def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = None,
+          eval_examples: Optional[Sequence[dict]] = None,
           callback: Optional[Callable[[int, dict], None]] = None, model=None, tokenizer=None,
           clock: Clock = time.perf_counter) -> dict:
-    """Train as ``config`` (a TrainConfig, a dict or a YAML path) says; ``examples`` overrides the data config.
+    """Train as ``config`` (a TrainConfig, a dict or a YAML path) says; ``examples`` overrides the data config,
+    ``eval_examples`` the held-out set of ``config.eval``.
 
     ``model`` / ``tokenizer``: train this model (e.g. one loaded once for many runs) instead of loading
     ``config.model``. ``callback(step, metrics)`` after each step; ``clock`` times the steps' phases.
-    Returns ``{"model", "tokenizer", "metrics" (list of per-step dicts of this process), "step"}``.
+
+    With ``eval.every > 0`` the model is validated (:func:`validate`) at step 0 (before training), every
+    ``eval.every`` steps and at the last step; the ``val/*`` metrics join that step's line of ``metrics.jsonl``
+    (step 0 has a line of its own), with ``best_step`` and the validation's wall time ``val/t_s``. The
+    checkpoint with the highest validation maj@k (the first one on ties) is kept in ``output_dir/best/`` and
+    restored with the run's checkpoint on resume; later validations are still logged, so a collapse after the
+    peak stays visible in the curve.
+
+    Returns ``{"model", "tokenizer", "metrics" (list of per-step dicts of this process), "step", "validation"
+    (the whole validation curve, ``[{"step", "val/p@1", ...}]``, resumed runs included), "best" (``{"step",
+    "metrics"}`` of the best validation, or None), "best_step"}``.
     """
     cfg = _as_config(config)
     if (model is None) != (tokenizer is None):
         raise ValueError("train: pass both `model` and `tokenizer`, or neither (then config.model is loaded)")
     data = validate_examples(examples) if examples is not None else load_examples(cfg)   # errors before compute
+    ev = cfg.eval
+    held_out = (load_eval_examples(cfg, [ex["id"] for ex in data], eval_examples) if ev.every > 0 else None)
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     out_dir = Path(cfg.output_dir)
@@ -352,6 +471,8 @@ def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = 
     encoded = encode_examples(tokenizer, data, cfg)      # x* and the teacher-forced answer segment, once
 
     start = 0
+    curve: list[dict] = []
+    best: Optional[dict] = None
     if resume:
         load_trainable_state_dict(model, ck["model"])
         state.optimizer.load_state_dict(ck["optimizer"])
@@ -360,17 +481,36 @@ def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = 
         order.load_state_dict(ck["data"])
         set_rng_state(ck["rng"], state.generator)
         start = ck["step"]
+        curve = [dict(p) for p in ck.get("validation") or []]
+        best = dict(ck["best"]) if ck.get("best") else None
     logger = MetricsLogger(out_dir, cfg, resume_step=start if resume else None)
     bar = None
     if cfg.progress_bar:
         from tqdm.auto import tqdm
         bar = tqdm(total=cfg.steps, initial=start, desc=f"{cfg.method.name}", dynamic_ncols=True)
 
+    def run_validation(step: int) -> dict:
+        nonlocal best
+        t0 = time.perf_counter()
+        val = validate(model, tokenizer, held_out, cfg)
+        t_val = time.perf_counter() - t0
+        curve.append({"step": step, **val})
+        if best is None or val["val/maj@k"] > best["metrics"]["val/maj@k"]:
+            best = {"step": step, "metrics": val}
+            _save_best(out_dir, model, best)
+        return {**val, "best_step": best["step"], "val/t_s": t_val}   # the time is logged, not in the curve
+
     history = []
+    if held_out is not None and start == 0:
+        met0 = run_validation(0)
+        logger.log(0, met0)
+        history.append({"step": 0, **met0})
     for step in range(start + 1, cfg.steps + 1):
         idx = order.next(cfg.optim.prompts_per_step)
         out = train_step(model, tokenizer, encoded.select(idx), cfg, state, clock=clock)
         met = {**out.metrics, "epoch": order.epoch, "example_ids": [data[i]["id"] for i in idx]}
+        if held_out is not None and (step % ev.every == 0 or step == cfg.steps):
+            met.update(run_validation(step))
         logger.log(step, met)
         history.append({"step": step, **met})
         if callback is not None:
@@ -379,13 +519,17 @@ def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = 
             bar.update(1)
             post = {"loss": f"{met['loss']:.3g}", "gn": f"{met['grad_norm']:.2g}"}
             post.update({"wbar": f"{met['wbar_mean']:.2e}"} if "wbar_mean" in met else {"r": f"{met['reward_mean']:.2f}"})
+            if "val/maj@k" in met:
+                post["val_maj"] = f"{met['val/maj@k']:.1f}"
             bar.set_postfix(post)
         if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.steps:
             save_checkpoint(checkpoint_path(out_dir), {
                 "step": step, "model": trainable_state_dict(model), "optimizer": state.optimizer.state_dict(),
                 "rng": rng_state(state.generator), "data": order.state_dict(), "config": cfg.to_dict(),
-                "scaler": state.scaler.state_dict() if state.scaler.is_enabled() else None})
+                "scaler": state.scaler.state_dict() if state.scaler.is_enabled() else None,
+                "validation": curve, "best": best})
     if bar is not None:
         bar.close()
     logger.close()
-    return {"model": model, "tokenizer": tokenizer, "metrics": history, "step": cfg.steps}
+    return {"model": model, "tokenizer": tokenizer, "metrics": history, "step": cfg.steps, "validation": curve,
+            "best": best, "best_step": None if best is None else best["step"]}

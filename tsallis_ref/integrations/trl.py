@@ -82,6 +82,13 @@ The surrogate's value (logged as ``loss``) has no meaning; watch ``garl/*`` / ``
 ``log_wbar_mean`` (log of the estimated P, Sec. 4.1), ``amp_max`` (``wbar^-q``), ``max_adv``
 (the amplified advantage ``c_m / M^q`` of Fig. 3), ``ess_frac``, ``logp_z_mean``, ``rationale_len``: the names of
 :data:`tsallis_ref.estimators.METRIC_NAMES`, as our trainer logs them.
+
+The completions table (``log_completions=True``) shows what was trained on: TRL fills its ``advantage`` column
+with the GRPO advantages of the (monitor) rewards; this module overwrites them, row by row, with the coefficient
+each completion's rationale log-probability ``log p(z_m|x)`` gets in the surrogate: GARL's ``coef_z`` (``c_m / M^q``
+of Eq. 12 with the RLOO baseline, ``a_m / M^q`` of Eq. 9 without; :func:`~tsallis_ref.estimators.garl_coefficients`),
+PAFT's SFT weight ``(n_m / K) wbar^(1-q) / M^q`` (Eq. 14; :func:`~tsallis_ref.estimators.paft_coefficients`). An extra
+column ``log_w`` holds ``log w_m = logp_y[m]``, the log-likelihood of the gold answer after the rationale.
 """
 from __future__ import annotations
 
@@ -97,7 +104,8 @@ try:
 except ImportError as e:  # pragma: no cover - exercised only without trl
     raise ImportError("tsallis_ref.integrations.trl needs TRL: pip install 'tsallis-ref[trl]' (tested with trl==1.16.0)") from e
 
-from ..estimators import DEFAULT_Q, ESTIMATORS, EstimatorInputs, estimator_metrics, paft_resample
+from ..estimators import (DEFAULT_Q, ESTIMATORS, EstimatorInputs, estimator_metrics, garl_coefficients,
+                          paft_coefficients, paft_resample)
 from ..losses import check_q
 from ..rollout import find_subsequence, finish_rationale
 
@@ -332,9 +340,29 @@ class GARLTrainer(GRPOTrainer):
         for k, v in stats.items():
             if v is not None:
                 self._metrics[mode][f"{pre}/{k.removeprefix(pre + '_')}"].append(v)
+        self._log_coefficients(groups_y, out.get("_group_indices"))
         out.pop("_group_indices", None)
         self._n_generations_done += 1
         return out
+
+    def _coefficients(self, groups_y: torch.Tensor, indices: Optional[torch.Tensor]) -> torch.Tensor:
+        """``[G, M]`` coefficient of each ``log p(z_m|x)`` in the surrogate (GARL: Eq. 12 / Eq. 9)."""
+        return garl_coefficients(groups_y, self.args.q, baseline=self.args.baseline,
+                                 normalize=self.args.normalize).coef_z
+
+    def _log_coefficients(self, groups_y: torch.Tensor, indices: Optional[torch.Tensor]) -> None:
+        """Replace the GRPO advantages TRL just logged for this generation batch (``self._logs["advantages"]``,
+        the completions table's ``advantage`` column, global row order) by the method's coefficients, and log
+        ``log w_m`` in the extra column ``log_w``."""
+        coef = self._coefficients(groups_y, indices).flatten().tolist()
+        adv = self._logs["advantages"]
+        n = len(coef)
+        if len(adv) < n:         # TRL did not log this batch's advantages: nothing to replace
+            return
+        for _ in range(n):
+            adv.pop()
+        adv.extend(coef)
+        self._logs["extra"]["log_w"].extend(groups_y.flatten().tolist())
 
     def _add_estimator_inputs(self, out, groups_y, group_of_row, mode) -> None:
         """Hook for PAFT (the resampled indices); GARL needs nothing more."""
@@ -396,4 +424,9 @@ class PAFTTrainer(GARLTrainer):
         idx = paft_resample(groups_y.detach().double().cpu(), K, generator=gen)  # [G, K]
         out["paft_indices"] = idx.to(groups_y.device)[group_of_row]  # [n, K]
         out["_group_indices"] = idx                                  # for the diagnostics (paft/unique_frac)
+
+    def _coefficients(self, groups_y: torch.Tensor, indices: Optional[torch.Tensor]) -> torch.Tensor:
+        """``[G, M]`` PAFT's SFT weight of each rationale, ``(n_m / K) wbar^(1-q) / M^q`` (Eq. 14)."""
+        return paft_coefficients(groups_y.detach().double().cpu(), self.args.q, indices.cpu(),
+                                 normalize=self.args.normalize)
 

