@@ -9,7 +9,7 @@ import torch
 pytest.importorskip("trl")
 
 from tsallis_ref.estimators import garl_coefficients, paft_coefficients  # noqa: E402
-from tsallis_ref.integrations._tiny import tiny_model, tiny_tokenizer  # noqa: E402
+from tsallis_ref.testing import trl_model as tiny_model, trl_tokenizer as tiny_tokenizer  # noqa: E402
 from tsallis_ref.integrations.trl import GARLConfig, GARLTrainer, PAFTConfig, PAFTTrainer  # noqa: E402
 from trl_helpers import generation_batch_grads  # noqa: E402
 
