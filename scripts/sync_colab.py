@@ -23,6 +23,8 @@ TAG = "colab-setup"
 EXTRAS = {"benchmarks": "book,train", "benchmarks_data": "book,train", "cold_start_smollm2": "book,train"}
 SMOLLM2 = {"benchmarks", "cold_start_smollm2"}
 DATA = {"benchmarks", "benchmarks_data", "cold_start_smollm2"}
+#: chapters whose dependencies print notices (tqdm, peft) that are filtered in the setup cell
+QUIET = {"benchmarks", "benchmarks_data", "cold_start_smollm2"}
 
 
 def repository_url(root: Path = ROOT) -> str:
@@ -34,9 +36,14 @@ def repository_url(root: Path = ROOT) -> str:
 def setup_source(name: str, url: str) -> str:
     """The setup cell of notebook ``name`` (stem) for repository ``url`` (may be empty)."""
     extras = EXTRAS.get(name, "book")
-    lines = [
-        "# Setup: on Colab, install tsallis-ref from its repository; anywhere else this cell does nothing.",
-        "import subprocess, sys",
+    lines = ["# Setup: on Colab, install tsallis-ref from its repository; anywhere else this cell does nothing.",
+             "import subprocess, sys"]
+    if name in QUIET:
+        lines += ["import warnings",
+                  "# two notices from dependencies that say nothing about this chapter",
+                  'warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm: no notebook widgets',
+                  'warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")  # peft']
+    lines += [
         f"REPOSITORY_URL = {url!r}  # repository.url in the book's _config.yml",
         'if "google.colab" in sys.modules:',
         "    if not REPOSITORY_URL:",

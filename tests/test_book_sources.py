@@ -76,3 +76,23 @@ def test_page_titles_are_plain_text(path):
     """Titles appear in the sidebar, the browser tab and search results, where maths is not typeset."""
     title = _title(path)
     assert not re.search(r"[$\\`]", title), title
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_setup_cell_compiles(path):
+    compile(sync_colab.setup_source(path.stem, "https://github.com/org/repo"), path.name, "exec")
+
+
+def test_output_checks_catch_noise_and_dead_badges():
+    """The checks that scripts/check_offline_html.py runs on every built page see each defect and pass clean output."""
+    from check_offline_html import output_noise, placeholder_links
+    def page(out: str) -> str:
+        return f'<div class="cell docutils container"><div class="cell_output docutils container"><pre>{out}</pre></div></div>'
+    assert output_noise(page("/usr/lib/python3/site-packages/tqdm/auto.py:21: TqdmWarning: IProgress not found"))
+    assert output_noise(page("repository: /work/main"))
+    assert output_noise(page("one generation: 'G\ufffd.'"))
+    assert output_noise(page("p@1 = 0.25, read 4 records from ../tests/fixtures/musique.jsonl")) == []
+    # prose outside an output may name paths and warnings
+    assert output_noise("<p>a FutureWarning from /usr/lib is filtered</p>") == []
+    assert placeholder_links('<a href="https://colab.research.google.com/github/YOUR-ORG/r/blob/main/x.ipynb">b</a>')
+    assert placeholder_links('<a href="https://colab.research.google.com/github/org/r/blob/main/x.ipynb">b</a>') == []
