@@ -96,3 +96,23 @@ def test_output_checks_catch_noise_and_dead_badges():
     assert output_noise("<p>a FutureWarning from /usr/lib is filtered</p>") == []
     assert placeholder_links('<a href="https://colab.research.google.com/github/YOUR-ORG/r/blob/main/x.ipynb">b</a>')
     assert placeholder_links('<a href="https://colab.research.google.com/github/org/r/blob/main/x.ipynb">b</a>') == []
+
+
+def test_api_field_table_renders_help_types_and_defaults():
+    import dataclasses
+    from api_tidy import field_table
+
+    @dataclasses.dataclass
+    class Inner:
+        a: int = 1
+
+    @dataclasses.dataclass
+    class Demo:
+        q: float = dataclasses.field(default=0.75, metadata={"help": "commitment, in [0, 1]"})
+        inner: Inner = dataclasses.field(default_factory=Inner)
+        names: list = dataclasses.field(default_factory=list)
+
+    rst = "\n".join(field_table(Demo))
+    assert "``q``" in rst and "``float``" in rst and "``0.75``" in rst and "commitment, in [0, 1]" in rst
+    assert "``Inner()``" in rst and "``[]``" in rst and "<factory>" not in rst
+    assert "\u2014" in rst      # a field without help shows a dash, not an empty cell

@@ -3,7 +3,7 @@
 Every chapter calls :func:`use_book_style` once and colours its curves with :func:`q_colors`, so that a
 given commitment ``q`` has the same colour on every page and every figure fits the book's text column.
 
-* Width: figures are at most :data:`BOOK_WIDTH` inches wide (the column is about 7 in at 100 dpi); two
+* Width: figures are at most ``BOOK_WIDTH`` (6.5) inches wide (the column is about 7 in at 100 dpi); two
   panels are stacked (:func:`stacked`) rather than set side by side, so the fonts are not shrunk.
 * Colour: ``q`` in [0, 1] maps to viridis on [0, 0.85] (dark purple at q=0, green at q=1), which leaves out
   viridis's pale yellow end, hard to see on a white page.
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-#: the widest a figure may be, in inches (the book's text column at the default 100 dpi)
+# the widest a figure may be, in inches (the book's text column at the default 100 dpi)
 BOOK_WIDTH = 6.5
-#: viridis is used on [0, VIRIDIS_MAX] only: its last 15 % is the pale yellow
+# viridis is used on [0, VIRIDIS_MAX] only: its last 15 % is the pale yellow
 VIRIDIS_MAX = 0.85
 
 RC = {
@@ -40,7 +40,7 @@ RC = {
 
 
 def use_book_style() -> None:
-    """Set matplotlib's rcParams to the book's style (:data:`RC`) and its default colour cycle to tab10."""
+    """Set matplotlib's rcParams to the book's style (``RC``) and its default colour cycle to tab10."""
     import matplotlib as mpl
     from cycler import cycler
 
