@@ -24,6 +24,7 @@ import time
 import torch
 
 from tsallis_ref import miniature as mini
+from tsallis_ref import theory
 
 
 def _r(v, digits=4):
@@ -64,7 +65,7 @@ def main(argv=None):
             method, q = r.split(":")
             for lr in a.lrs:
                 for seed in a.seeds:
-                    cfg = mini.TrainConfig(method=method, q=float(q), steps=a.steps, B=a.B, M=a.M, lr=lr,
+                    cfg = mini.MiniTrainConfig(method=method, q=float(q), steps=a.steps, B=a.B, M=a.M, lr=lr,
                                            eval_every=a.eval_every, n_eval=a.n_eval, seed=seed, delta=a.delta,
                                            pathwise=not a.no_pathwise, grad_clip=a.grad_clip,
                                            answer_channel=a.answer_channel, answer_noise=a.answer_noise,
@@ -73,12 +74,12 @@ def main(argv=None):
                         m = mini.apply_answer_channel(copy.deepcopy(start), cfg)
                         xs = task.random_inputs(cfg.n_train, torch.Generator().manual_seed(20_000 + cfg.seed))[: cfg.n_eval]
                         rec["p0_measured"][str(p0)] = mini.estimate_log_success(m, xs, task.gold(xs)).exp().mean().item()
-                    h = mini.train(start, cfg)
-                    print(f"p0={p0:g} {mini.run_label(method, float(q)):>11} lr={lr:g} seed {seed}: P {h['P'][0]:.2e} -> "
+                    h = mini.train_miniature(start, cfg)
+                    print(f"p0={p0:g} {mini.mini_run_label(method, float(q)):>11} lr={lr:g} seed {seed}: P {h['P'][0]:.2e} -> "
                           f"{h['P'][-1]:.2e} (max {max(h['P']):.2e}), p(S0) -> {h['p_s0'][-1]:.2e}, "
                           f"escape step {h['escape_step']}, {h['seconds']:.0f} s", flush=True)
                     rec["runs"].append({"p0_target": p0, "method": method, "q": float(q), "lr": lr, "seed": seed,
-                                        "label": mini.run_label(method, float(q)), "eval_step": h["eval_step"],
+                                        "label": mini.mini_run_label(method, float(q)), "eval_step": h["eval_step"],
                                         "P": _r(h["P"]), "p_s0": _r(h["p_s0"]), "escape_step": h["escape_step"],
                                         "steps_run": len(h["loss"]), "seconds": round(h["seconds"], 1)})
                     rec["seconds"] = round(time.time() - t0, 1)

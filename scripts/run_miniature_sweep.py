@@ -18,6 +18,7 @@ import sys
 import torch
 
 from tsallis_ref import miniature as mini
+from tsallis_ref import theory
 
 
 def main(argv=None):
@@ -46,15 +47,15 @@ def main(argv=None):
     for r in a.runs:
         method, q = r.split(":")
         for seed in a.seeds:
-            cfg = mini.TrainConfig(method=method, q=float(q), steps=a.steps, B=a.B, M=a.M, lr=a.lr, eval_every=10,
+            cfg = mini.MiniTrainConfig(method=method, q=float(q), steps=a.steps, B=a.B, M=a.M, lr=a.lr, eval_every=10,
                                    seed=seed, pathwise=not a.no_pathwise, n_eval=a.n_eval, answer_noise=a.answer_noise,
                                    grad_clip=a.grad_clip)
-            h = mini.train(start, cfg)
+            h = mini.train_miniature(start, cfg)
             e = mini.escape_step(h, 10 * h["P"][0])
-            print(f"p0={a.p0:g} M={a.M} {mini.run_label(method, float(q))} seed {seed}: P {h['P'][0]:.2e} -> "
+            print(f"p0={a.p0:g} M={a.M} {mini.mini_run_label(method, float(q))} seed {seed}: P {h['P'][0]:.2e} -> "
                   f"{h['P'][-1]:.2e} (max {max(h['P']):.2e}), p(S0) {h['p_s0'][0]:.2e} -> {h['p_s0'][-1]:.2e}, "
                   f"10x step {e}, {h['seconds']:.0f} s", flush=True)
-            rec["runs"].append({"method": method, "q": float(q), "label": mini.run_label(method, float(q)), "seed": seed,
+            rec["runs"].append({"method": method, "q": float(q), "label": mini.mini_run_label(method, float(q)), "seed": seed,
                                 "eval_step": h["eval_step"], "P": h["P"], "p_s0": h["p_s0"],
                                 "seconds": round(h["seconds"], 1)})
             with open(a.out, "w") as f:

@@ -4,9 +4,11 @@ import math
 import pytest
 import torch
 
-from tsallis_ref.miniature import (MiniTask, TinyDecoder, TrainConfig, estimate_log_success, exact_log_success, score,
-                                   make_start, method_loss, noisy_labels, pretrain, sample_answers,
-                                   sample_rationales, strategy_prob, theory_escape_time, train)
+import tsallis_ref.miniature as mini
+from tsallis_ref.miniature import (MiniTask, MiniTrainConfig, TinyDecoder, estimate_log_success, exact_log_success,
+                                   make_start, method_loss, noisy_labels, pretrain, sample_mini_answers,
+                                   sample_mini_rationales, score_mini, strategy_prob, train_miniature)
+from tsallis_ref.theory import escape_time
 
 torch.set_num_threads(1)
 SMALL = MiniTask(V=5, L=2, K=3)
@@ -44,9 +46,9 @@ def test_task_rejects_colliding_strategies_and_bad_p0(pre):
     with pytest.raises(ValueError, match="p0"):
         make_start(pre[0], 0.0)
     with pytest.raises(ValueError, match="method"):
-        TrainConfig(method="ppo").validate()
+        MiniTrainConfig(method="ppo").validate()
     with pytest.raises(ValueError, match="q"):
-        TrainConfig(q=1.5).validate()
+        MiniTrainConfig(q=1.5).validate()
 
 
 def test_flipped_labels_are_unreachable_and_counted():
@@ -101,7 +103,7 @@ def test_one_step_increases_success_on_a_fixed_batch(pre, method, q):
     start = make_start(pre[0], 0.3)
     x = SMALL.all_inputs()[::3]
     y = SMALL.gold(x)
-    cfg = TrainConfig(method=method, q=q, M=16, lr=0.05 if method in ("grpo", "rloo") else 0.3, normalize=False)
+    cfg = MiniTrainConfig(method=method, q=q, M=16, lr=0.05 if method in ("grpo", "rloo") else 0.3, normalize=False)
     model = start.__class__(SMALL)
     model.load_state_dict(start.state_dict())
     before = exact_log_success(model, x, y).exp().mean().item()
@@ -119,29 +121,48 @@ def test_sampling_shapes_and_grammar(pre):
     model = pre[0]
     x = SMALL.all_inputs()[:4]
     g = torch.Generator().manual_seed(0)
-    Z = sample_rationales(model, x, 5, g)
+    Z = sample_mini_rationales(model, x, 5, g)
     assert Z.shape == (20, SMALL.rationale_len)
     assert bool(((Z[:, 0] >= SMALL.S0) & (Z[:, 0] < SMALL.S0 + SMALL.K)).all())
     assert bool((Z[:, 1:] < SMALL.V).all())
-    A = sample_answers(model, x.repeat_interleave(5, 0), Z, g)
+    A = sample_mini_answers(model, x.repeat_interleave(5, 0), Z, g)
     assert A.shape == (20, SMALL.L) and bool((A < SMALL.V).all())
 
 
 def test_run_is_deterministic_under_a_seed(pre):
     start = make_start(pre[0], 0.05)
     cfg = dict(method="garl", q=0.75, steps=4, B=2, M=4, eval_every=2, n_train=16, n_eval=4, lr=0.3)
-    h1, h2 = train(start, TrainConfig(**cfg)), train(start, TrainConfig(**cfg))
+    h1, h2 = train_miniature(start, MiniTrainConfig(**cfg)), train_miniature(start, MiniTrainConfig(**cfg))
     assert h1["loss"] == h2["loss"] and h1["P"] == h2["P"]
-    h3 = train(start, TrainConfig(**{**cfg, "seed": 1}))
+    h3 = train_miniature(start, MiniTrainConfig(**{**cfg, "seed": 1}))
     assert h3["loss"] != h1["loss"]
 
 
-def test_theory_escape_time():
-    assert theory_escape_time(1e-3, 1.0) == pytest.approx(math.log(500))
-    assert theory_escape_time(1e-3, 0.0) == pytest.approx(1000 - 2)
-    # slope -(1-q) on log-log axes for small p0
-    a, b = theory_escape_time(1e-6, 0.5), theory_escape_time(1e-8, 0.5)
+def test_miniature_names_are_distinct_from_the_main_stack():
+    """The miniature's config, loop, samplers, scorer and run label carry their own names, and it keeps
+    no escape-time formula of its own (``tsallis_ref.theory.escape_time`` is the one)."""
+    for old in ("TrainConfig", "train", "sample_rationales", "sample_answers", "score", "run_label",
+                "theory_escape_time"):
+        assert not hasattr(mini, old), old
+    assert set(mini.__all__) <= set(dir(mini))
+    assert mini.mini_run_label("garl", 0.75) == "GARL q=0.75" and mini.mini_run_label("grpo", 0.0) == "GRPO"
+
+
+def test_escape_time_matches_the_power_law_integral_the_miniature_used():
+    """Eq. 15's ``int du/(u^(2-q)(1-u)^2)`` lies between the power-law integral ``int u^-(2-q) du`` and
+    ``(1-delta)^-2`` times it, has slope -(1-q) on log-log axes for small p0, and its q=1 value exceeds
+    ``log(delta/p0)`` by a constant that does not depend on p0."""
+    def power(p0, q, delta=0.5):
+        return math.log(delta / p0) if q == 1 else (p0 ** -(1 - q) - delta ** -(1 - q)) / (1 - q)
+    for q in (0.0, 0.25, 0.5, 0.75, 1.0):
+        for p0 in (1e-1, 1e-3, 1e-6):
+            T, lo = escape_time(p0, q), power(p0, q)
+            assert lo < T < 4 * lo, (q, p0, T, lo)
+    assert escape_time(1e-3, 0.0) == pytest.approx(1000 - 2, rel=0.02)   # the (1-u)^-2 factor adds O(log(1/p0))
+    a, b = escape_time(1e-6, 0.5), escape_time(1e-8, 0.5)
     assert math.log(b / a) / math.log(1e-8 / 1e-6) == pytest.approx(-0.5, abs=0.01)
+    gaps = [escape_time(p, 1.0) - math.log(0.5 / p) for p in (1e-4, 1e-8, 1e-12)]
+    assert gaps[0] == pytest.approx(gaps[2], abs=1e-3) and gaps[0] > 0.5
 
 
 def test_gradient_probe_amplifies_the_push_on_the_correct_strategy(pre):
@@ -151,8 +172,8 @@ def test_gradient_probe_amplifies_the_push_on_the_correct_strategy(pre):
     from tsallis_ref.miniature import gradient_probe
     start = make_start(pre[0], 0.02)
     kw = dict(M=32, B=4, n_train=64, n_eval=8, answer_noise=0.01)
-    g0 = gradient_probe(start, TrainConfig(method="garl", q=0.0, **kw), n_batches=6)
-    g1 = gradient_probe(start, TrainConfig(method="garl", q=1.0, **kw), n_batches=6)
+    g0 = gradient_probe(start, MiniTrainConfig(method="garl", q=0.0, **kw), n_batches=6)
+    g1 = gradient_probe(start, MiniTrainConfig(method="garl", q=1.0, **kw), n_batches=6)
     for g in (g0, g1):
         assert all(math.isfinite(v) for k, v in g.items() if k not in ("norms", "pushes")) and 0.0 <= g["frac_clipped"] <= 1.0
         assert len(g["norms"]) == len(g["pushes"]) == 6 and max(g["norms"]) == g["norm_max"]
@@ -160,9 +181,9 @@ def test_gradient_probe_amplifies_the_push_on_the_correct_strategy(pre):
     assert g1["norm_median"] > 3 * g0["norm_median"], (g0, g1)
     assert start.answer_noise == pre[0].answer_noise  # the override acts on the copy only
     with pytest.raises(ValueError, match="n_batches"):
-        gradient_probe(start, TrainConfig(), n_batches=0)
+        gradient_probe(start, MiniTrainConfig(), n_batches=0)
     with pytest.raises(ValueError, match="answer_noise"):
-        TrainConfig(answer_noise=1.5).validate()
+        MiniTrainConfig(answer_noise=1.5).validate()
 
 
 def test_sequence_answer_channel_has_no_partial_credit(pre):
@@ -181,7 +202,7 @@ def test_sequence_answer_channel_has_no_partial_credit(pre):
         m = TinyDecoder(SMALL, answer_noise=0.05, answer_channel=ch)
         m.load_state_dict(model.state_dict())
         for name, R in (("right", right), ("near", near), ("far", far)):
-            _, lp_y = score(m, x, R, y)
+            _, lp_y = score_mini(m, x, R, y)
             logw[ch, name] = m.answer_log_prob(lp_y)
         answers = torch.tensor([[a, b] for a in range(SMALL.V) for b in range(SMALL.V)])
         tot = torch.stack([exact_log_success(m, x, ans.expand(2, 2)).exp() for ans in answers]).sum(0)
@@ -194,13 +215,13 @@ def test_sequence_answer_channel_has_no_partial_credit(pre):
     with pytest.raises(ValueError, match="answer_channel"):
         TinyDecoder(SMALL, answer_channel="token")
     with pytest.raises(ValueError, match="answer_channel"):
-        TrainConfig(answer_channel="token").validate()
+        MiniTrainConfig(answer_channel="token").validate()
     with pytest.raises(ValueError, match="grad_clip"):
-        TrainConfig(grad_clip=0.0).validate()
+        MiniTrainConfig(grad_clip=0.0).validate()
     with pytest.raises(ValueError, match="stop_after_escape"):
-        TrainConfig(stop_after_escape=-1).validate()
+        MiniTrainConfig(stop_after_escape=-1).validate()
     with pytest.raises(ValueError, match="delta"):
-        TrainConfig(delta=1.5).validate()
+        MiniTrainConfig(delta=1.5).validate()
 
 
 def test_sequence_channel_sampling_and_training(pre):
@@ -212,14 +233,14 @@ def test_sequence_channel_sampling_and_training(pre):
     m.load_state_dict(model.state_dict())
     x = SMALL.all_inputs()[:1].repeat(400, 1)
     R = SMALL.coherent_rationale(x, torch.zeros(400, dtype=torch.long))
-    A = sample_answers(m, x, R, torch.Generator().manual_seed(0))
+    A = sample_mini_answers(m, x, R, torch.Generator().manual_seed(0))
     frac = (A == SMALL.answer_from_rationale(R)).all(-1).float().mean().item()
     assert 0.4 < frac < 0.65, frac   # 1 - eps + eps / V^L = 0.52
     start = make_start(model, 0.3)
     xs = SMALL.all_inputs()[::3]
     ys = SMALL.gold(xs)
     for method, q in (("garl", 1.0), ("paft", 1.0), ("grpo", 0.0)):
-        cfg = TrainConfig(method=method, q=q, M=16, lr=0.05 if method == "grpo" else 0.3, answer_channel="sequence")
+        cfg = MiniTrainConfig(method=method, q=q, M=16, lr=0.05 if method == "grpo" else 0.3, answer_channel="sequence")
         mm = TinyDecoder(SMALL, answer_noise=0.05, answer_channel="sequence")
         mm.load_state_dict(start.state_dict())
         before = exact_log_success(mm, xs, ys).exp().mean().item()
@@ -231,10 +252,10 @@ def test_sequence_channel_sampling_and_training(pre):
         assert exact_log_success(mm, xs, ys).exp().mean().item() > before, method
     cfg = dict(method="garl", q=1.0, steps=20, B=2, M=4, eval_every=1, n_train=16, n_eval=4, lr=0.05,
                answer_channel="sequence", delta=0.01, stop_after_escape=3)
-    h = train(start, TrainConfig(**cfg))
+    h = train_miniature(start, MiniTrainConfig(**cfg))
     assert start.answer_channel == "digit"
     assert h["escape_step"] == 0 and len(h["loss"]) == 3 and h["eval_step"] == [0, 1, 2, 3]
-    h_full = train(start, TrainConfig(**{**cfg, "stop_after_escape": None}))
+    h_full = train_miniature(start, MiniTrainConfig(**{**cfg, "stop_after_escape": None}))
     assert len(h_full["loss"]) == 20 and h_full["eval_step"][-1] == 20
 
 

@@ -29,7 +29,7 @@ shifted so that the mean log-odds of S_0 is ``log(p0/(1-p0))``: the model "rarel
 right method"; the rest of the rationale and the answer being near-deterministic, ``P ~ p0``.
 The measured P of the start is the p0 that gets reported.
 
-Post-training (``train``). Per step: B prompts, M rationales each sampled from the model, ONE
+Post-training (``train_miniature``). Per step: B prompts, M rationales each sampled from the model, ONE
 teacher-forced pass scoring ``log p(z_m|x)`` and ``log p(y*|x,z_m)`` (GRPO/RLOO: the model's own
 sampled answer and its 0/1 exact-match reward), the surrogate loss of
 ``tsallis_ref.estimators``, an optimiser step. Plain SGD by default: Theorem 5.2 is about
@@ -40,7 +40,7 @@ The fair escape test (book chapter, ``scripts/run_miniature_escape.py``). Two de
 first set-up hide the amplification of high q: total-norm gradient clipping (``grad_clip=1``)
 divides every q=1 step by its norm, and the per-digit answer channel gives *partial credit* to
 wrong rationales that match one answer digit, on which the self-normalised q=1 weights then pile.
-``TrainConfig(answer_channel="sequence", grad_clip=math.inf)`` removes both (the sequence-level
+``MiniTrainConfig(answer_channel="sequence", grad_clip=math.inf)`` removes both (the sequence-level
 channel puts one floor ``eps V^-L`` under every wrong rationale, see ``TinyDecoder``), each method is
 run at its own learning rate from a grid, ``stop_after_escape`` ends a run some steps after P
 reaches ``delta``, and ``run_outcome`` classifies a run as escaped, collapsed or stalled.
@@ -54,19 +54,22 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .estimators import garl_loss, grpo_loss, paft_loss, rloo_loss, weight_stats
-from .losses import check_q
+from .losses import check_q, qloss
 
 __all__ = [
-    "MiniTask", "TinyDecoder", "TrainConfig", "pretrain", "make_start", "exact_log_success",
-    "estimate_log_success", "strategy_prob", "sample_rationales", "sample_answers", "score",
-    "method_loss", "noisy_labels", "train", "escape_step", "run_outcome", "theory_escape_time", "METHODS",
-    "run_grid", "run_label", "gradient_probe", "machine_info", "decoder_to_json", "decoder_from_json",
-    "ANSWER_CHANNELS", "apply_answer_channel",
+    "MiniTask", "TinyDecoder", "MiniTrainConfig", "pretrain", "make_start", "exact_log_success",
+    "estimate_log_success", "enumerated_sequences", "log_success_enumerated", "strategy_prob",
+    "sample_mini_rationales", "sample_mini_answers", "score_mini",
+    "method_loss", "noisy_labels", "train_miniature", "escape_step", "run_outcome", "METHODS",
+    "run_grid", "mini_run_label", "gradient_probe", "machine_info", "decoder_to_json", "decoder_from_json",
+    "ANSWER_CHANNELS", "apply_answer_channel", "exact_problem", "exact_objective", "exact_gradient_run",
+    "exact_gradient_flow", "EXACT_TARGETS",
 ]
 
 METHODS = ("grpo", "rloo", "garl", "paft")
@@ -364,15 +367,28 @@ def make_start(pretrained: TinyDecoder, p0: float, *, n_ref: int = 512, seed: in
 def exact_log_success(model: TinyDecoder, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Exact ``log P = log sum_z p(z|x) p(y|x,z)`` per input, ``[N]`` (float64), by enumerating all
     ``K V^L`` rationales the grammar allows (EQ is forced: it contributes log 1). Small tasks only."""
-    task = model.task
+    return log_success_enumerated(model, enumerated_sequences(model.task, x, y), x.shape[0])
+
+
+def enumerated_sequences(task: MiniTask, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Every ``[BOS, x, SEP, z, EQ, y]`` for the ``K V^L`` rationales z the grammar allows, input-major,
+    ``[N K V^L, seq_len]`` (small tasks only: at most 200,000 sequences)."""
     Z = task.all_rationales()
     nz, N = Z.shape[0], x.shape[0]
+    if x.shape != y.shape or x.ndim != 2 or x.shape[1] != task.L:
+        raise ValueError(f"enumerated_sequences: x and y must both be [N, L={task.L}]; got {tuple(x.shape)} and {tuple(y.shape)}")
     if nz * N > 200_000:
         raise ValueError(f"exact_log_success: {nz} rationales x {N} inputs is too many; use estimate_log_success")
-    seqs = task.sequences(x.repeat_interleave(nz, 0), Z.repeat(N, 1), y.repeat_interleave(nz, 0))
+    return task.sequences(x.repeat_interleave(nz, 0), Z.repeat(N, 1), y.repeat_interleave(nz, 0))
+
+
+def log_success_enumerated(model: TinyDecoder, seqs: torch.Tensor, N: int) -> torch.Tensor:
+    """``log P = log sum_z p(z|x) p(y|x,z)`` per input, ``[N]`` (float64), from the sequences of
+    ``enumerated_sequences``; keeps the autograd graph (the exact gradient of the marginal likelihood)."""
+    task = model.task
     lp = model.token_logp(seqs)[:, task.prompt_len - 1:].to(torch.float64)
     total = lp[:, : -task.answer_len].sum(-1) + model.answer_log_prob(lp[:, -task.answer_len:])
-    return torch.logsumexp(total.view(N, nz), dim=-1)
+    return torch.logsumexp(total.view(N, -1), dim=-1)
 
 
 @torch.no_grad()
@@ -402,7 +418,7 @@ def estimate_log_success(model: TinyDecoder, x: torch.Tensor, y: torch.Tensor, *
 # ----------------------------------------------------------------------------------------------
 
 @torch.no_grad()
-def sample_rationales(model: TinyDecoder, x: torch.Tensor, M: int, generator: torch.Generator) -> torch.Tensor:
+def sample_mini_rationales(model: TinyDecoder, x: torch.Tensor, M: int, generator: torch.Generator) -> torch.Tensor:
     """M rationales ``[s, z_1..z_L]`` per input from the model's prior, ``[N*M, L+1]`` (input-major)."""
     task = model.task
     seq = task.prompts(x).repeat_interleave(M, 0)
@@ -413,7 +429,7 @@ def sample_rationales(model: TinyDecoder, x: torch.Tensor, M: int, generator: to
 
 
 @torch.no_grad()
-def sample_answers(model: TinyDecoder, x: torch.Tensor, rationale: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def sample_mini_answers(model: TinyDecoder, x: torch.Tensor, rationale: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """The model's own answer after each rationale (EQ forced), sampled, ``[N, L]`` (with the
     ``"sequence"`` answer channel, each answer is replaced by a uniform random one with probability eps)."""
     task = model.task
@@ -428,7 +444,7 @@ def sample_answers(model: TinyDecoder, x: torch.Tensor, rationale: torch.Tensor,
     return ans
 
 
-def score(model: TinyDecoder, x: torch.Tensor, rationale: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def score_mini(model: TinyDecoder, x: torch.Tensor, rationale: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """ONE teacher-forced pass over ``[x, z, EQ, y]``: per-token ``log p`` of the rationale
     ``[N, L+1]`` and of the answer ``[N, L]``, both carrying the autograd graph."""
     task = model.task
@@ -442,7 +458,7 @@ def score(model: TinyDecoder, x: torch.Tensor, rationale: torch.Tensor, y: torch
 # ----------------------------------------------------------------------------------------------
 
 @dataclass
-class TrainConfig:
+class MiniTrainConfig:
     """One post-training run. ``method`` in METHODS; ``q`` is used by garl and paft."""
 
     method: str = "garl"
@@ -469,34 +485,34 @@ class TrainConfig:
 
     def validate(self):
         if self.method not in METHODS:
-            raise ValueError(f"TrainConfig.method must be one of {METHODS}; got {self.method!r}")
+            raise ValueError(f"MiniTrainConfig.method must be one of {METHODS}; got {self.method!r}")
         check_q(self.q)
         if self.M < 2:
-            raise ValueError(f"TrainConfig.M must be >= 2 (GRPO/RLOO and GARL's RLOO baseline); got {self.M}")
+            raise ValueError(f"MiniTrainConfig.M must be >= 2 (GRPO/RLOO and GARL's RLOO baseline); got {self.M}")
         for name in ("steps", "B", "eval_every", "n_train", "n_eval"):
             if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be >= 1; got {getattr(self, name)}")
+                raise ValueError(f"MiniTrainConfig.{name} must be >= 1; got {getattr(self, name)}")
         if self.n_eval > self.n_train:
-            raise ValueError(f"TrainConfig.n_eval ({self.n_eval}) must be <= n_train ({self.n_train})")
+            raise ValueError(f"MiniTrainConfig.n_eval ({self.n_eval}) must be <= n_train ({self.n_train})")
         if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"TrainConfig.optimizer must be 'sgd' or 'adam'; got {self.optimizer!r}")
+            raise ValueError(f"MiniTrainConfig.optimizer must be 'sgd' or 'adam'; got {self.optimizer!r}")
         if not 0.0 <= self.noise_frac < 1.0:
-            raise ValueError(f"TrainConfig.noise_frac must lie in [0, 1); got {self.noise_frac}")
+            raise ValueError(f"MiniTrainConfig.noise_frac must lie in [0, 1); got {self.noise_frac}")
         if self.flip not in ("last", "all"):
-            raise ValueError(f"TrainConfig.flip must be 'last' or 'all'; got {self.flip!r}")
+            raise ValueError(f"MiniTrainConfig.flip must be 'last' or 'all'; got {self.flip!r}")
         if self.answer_noise is not None and not 0.0 <= self.answer_noise < 1.0:
-            raise ValueError(f"TrainConfig.answer_noise must be None or lie in [0, 1); got {self.answer_noise}")
+            raise ValueError(f"MiniTrainConfig.answer_noise must be None or lie in [0, 1); got {self.answer_noise}")
         if self.answer_channel is not None and self.answer_channel not in ANSWER_CHANNELS:
-            raise ValueError(f"TrainConfig.answer_channel must be None or one of {ANSWER_CHANNELS}; got {self.answer_channel!r}")
+            raise ValueError(f"MiniTrainConfig.answer_channel must be None or one of {ANSWER_CHANNELS}; got {self.answer_channel!r}")
         if not (isinstance(self.grad_clip, (int, float)) and self.grad_clip > 0):
-            raise ValueError(f"TrainConfig.grad_clip must be > 0 (math.inf: no clipping); got {self.grad_clip!r}")
+            raise ValueError(f"MiniTrainConfig.grad_clip must be > 0 (math.inf: no clipping); got {self.grad_clip!r}")
         if not 0.0 < self.delta < 1.0:
-            raise ValueError(f"TrainConfig.delta (the escape threshold on P) must lie in (0, 1); got {self.delta}")
+            raise ValueError(f"MiniTrainConfig.delta (the escape threshold on P) must lie in (0, 1); got {self.delta}")
         if self.stop_after_escape is not None and (isinstance(self.stop_after_escape, bool) or self.stop_after_escape < 0):
-            raise ValueError(f"TrainConfig.stop_after_escape must be None or an int >= 0; got {self.stop_after_escape!r}")
+            raise ValueError(f"MiniTrainConfig.stop_after_escape must be None or an int >= 0; got {self.stop_after_escape!r}")
 
 
-def apply_answer_channel(model: "TinyDecoder", cfg: TrainConfig) -> "TinyDecoder":
+def apply_answer_channel(model: "TinyDecoder", cfg: MiniTrainConfig) -> "TinyDecoder":
     """Set ``cfg``'s answer-channel overrides (``answer_noise``, ``answer_channel``) on ``model`` (in
     place; pass a copy) and return it."""
     if cfg.answer_noise is not None:  # a sharper (or noisier) answer channel: the floor under wrong rationales
@@ -524,7 +540,7 @@ def noisy_labels(task: MiniTask, x: torch.Tensor, frac: float, seed: int, flip: 
     return y_noisy, flipped
 
 
-def method_loss(model: TinyDecoder, cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor,
+def method_loss(model: TinyDecoder, cfg: MiniTrainConfig, x: torch.Tensor, y: torch.Tensor,
                 g: torch.Generator) -> tuple[torch.Tensor, dict]:
     """Sample M rationales per prompt, score them in ONE pass, return the method's surrogate loss.
 
@@ -533,9 +549,9 @@ def method_loss(model: TinyDecoder, cfg: TrainConfig, x: torch.Tensor, y: torch.
     it equals y* (exact match); the scored completion is ``[z, yhat]``."""
     B, M = x.shape[0], cfg.M
     X = x.repeat_interleave(M, 0)
-    Z = sample_rationales(model, x, M, g)
+    Z = sample_mini_rationales(model, x, M, g)
     if cfg.method in ("garl", "paft"):
-        lp_z, lp_y = score(model, X, Z, y.repeat_interleave(M, 0))
+        lp_z, lp_y = score_mini(model, X, Z, y.repeat_interleave(M, 0))
         logp_z, logp_y = lp_z.sum(-1).view(B, M), model.answer_log_prob(lp_y).view(B, M)
         if not cfg.pathwise:  # same weights; no gradient through the answer given the rationale
             logp_y = logp_y.detach()
@@ -545,9 +561,9 @@ def method_loss(model: TinyDecoder, cfg: TrainConfig, x: torch.Tensor, y: torch.
             loss = paft_loss(logp_z, logp_y, cfg.q, K=cfg.K, generator=g, normalize=cfg.normalize)
         st = weight_stats(logp_y, cfg.q, normalize=cfg.normalize)
         return loss, {"wbar": st["wbar_mean"], "max_adv": st["max_adv"], "ess": st["ess_frac"]}
-    yhat = sample_answers(model, X, Z, g)
+    yhat = sample_mini_answers(model, X, Z, g)
     rewards = (yhat == y.repeat_interleave(M, 0)).all(-1).to(torch.float32).view(B, M)
-    lp_z, lp_y = score(model, X, Z, yhat)
+    lp_z, lp_y = score_mini(model, X, Z, yhat)
     if model.answer_channel == "sequence":  # the channel's correction on the last answer token: the token sum is log p(yhat|x,z)
         lp_y = torch.cat([lp_y[:, :-1], (lp_y[:, -1] + model.answer_log_prob(lp_y) - lp_y.sum(-1)).unsqueeze(-1)], dim=-1)
     lp_tok = torch.cat([lp_z, lp_y], dim=-1).view(B, M, -1)  # the completion's tokens (EQ is forced)
@@ -558,7 +574,7 @@ def method_loss(model: TinyDecoder, cfg: TrainConfig, x: torch.Tensor, y: torch.
     return loss, {"reward": rewards.mean().item(), "zero_var_frac": (rewards.std(-1) == 0).float().mean().item()}
 
 
-def train(start: TinyDecoder, cfg: TrainConfig, *, keep_model: bool = False) -> dict:
+def train_miniature(start: TinyDecoder, cfg: MiniTrainConfig, *, keep_model: bool = False) -> dict:
     """Post-train a copy of ``start`` with ``cfg``; returns the history (plain lists and numbers).
 
     The training set is ``cfg.n_train`` random inputs (seeded by ``cfg.seed``) with their gold
@@ -622,13 +638,13 @@ def train(start: TinyDecoder, cfg: TrainConfig, *, keep_model: bool = False) -> 
     return hist
 
 
-def gradient_probe(start: TinyDecoder, cfg: TrainConfig, *, n_batches: int = 30) -> dict:
+def gradient_probe(start: TinyDecoder, cfg: MiniTrainConfig, *, n_batches: int = 30) -> dict:
     """The raw (unclipped) gradient of ``cfg``'s surrogate loss at ``start``, over ``n_batches``
     fresh batches (no optimiser step): the mean and max of ``-dL/d bias[S_0]`` (the push on the
     correct strategy's logit) and the median and max of the total gradient norm, with the fraction
     of batches whose norm exceeds ``cfg.grad_clip`` (where clipping would rescale the step), and the
     per-batch lists ``norms`` and ``pushes``.
-    The training inputs and the sampling follow ``train`` (same seeds)."""
+    The training inputs and the sampling follow ``train_miniature`` (same seeds)."""
     cfg.validate()
     if n_batches < 1:
         raise ValueError(f"gradient_probe: n_batches must be >= 1; got {n_batches}")
@@ -675,41 +691,29 @@ def run_outcome(hist: dict, delta: float = 0.5, key: str = "P") -> tuple[str, Op
     return ("collapsed" if P[-1] < P[0] / 2 else "stalled"), None
 
 
-def theory_escape_time(p0: float, q: float, delta: float = 0.5) -> float:
-    """Gradient-flow escape time with ``||s|| = 1``: ``T_q = int_{p0}^{delta} u^-(2-q) du`` (Sec. 5,
-    Thm 5.2) = ``(p0^-(1-q) - delta^-(1-q)) / (1-q)`` for q < 1 and ``log(delta/p0)`` at q = 1."""
-    check_q(q)
-    if not 0.0 < p0 < delta:
-        raise ValueError(f"theory_escape_time needs 0 < p0 < delta; got p0={p0}, delta={delta}")
-    if q == 1:
-        return math.log(delta / p0)
-    a = 1.0 - q
-    return (p0 ** -a - delta ** -a) / a
-
-
 # ----------------------------------------------------------------------------------------------
 # Grids of runs and their record (used by the book chapter and scripts/run_miniature.py)
 # ----------------------------------------------------------------------------------------------
 
-def run_label(method: str, q: float) -> str:
+def mini_run_label(method: str, q: float) -> str:
     """``"GRPO"``, ``"RLOO"``, ``"GARL q=0.75"``, ``"PAFT q=1"``."""
     return method.upper() if method in ("grpo", "rloo") else f"{method.upper()} q={q:g}"
 
 
 def run_grid(pretrained: TinyDecoder, p0s, runs, *, seeds=(0,), verbose: bool = False, **cfg) -> dict:
     """Post-train from the same corrupted start, for every target p0, every ``(method, q)`` in
-    ``runs`` and every seed; ``cfg`` overrides ``TrainConfig`` fields. Returns a JSON-ready dict:
+    ``runs`` and every seed; ``cfg`` overrides ``MiniTrainConfig`` fields. Returns a JSON-ready dict:
     the measured p0 of each start and, per run, its P / p(S_0) curves and escape step."""
-    out = {"train_config": asdict(TrainConfig(**cfg)), "p0_target": list(p0s), "p0_measured": [], "runs": []}
+    out = {"train_config": asdict(MiniTrainConfig(**cfg)), "p0_target": list(p0s), "p0_measured": [], "runs": []}
     for p0 in p0s:
         start = make_start(pretrained, p0)
-        base = TrainConfig(**cfg)
+        base = MiniTrainConfig(**cfg)
         xs = pretrained.task.random_inputs(base.n_train, torch.Generator().manual_seed(20_000 + base.seed))[: base.n_eval]
         out["p0_measured"].append(estimate_log_success(start, xs, pretrained.task.gold(xs)).exp().mean().item())
         for method, q in runs:
             for seed in seeds:
-                h = train(start, TrainConfig(**{**cfg, "method": method, "q": q, "seed": seed}))
-                rec = {"p0_target": p0, "method": method, "q": q, "label": run_label(method, q), "seed": seed,
+                h = train_miniature(start, MiniTrainConfig(**{**cfg, "method": method, "q": q, "seed": seed}))
+                rec = {"p0_target": p0, "method": method, "q": q, "label": mini_run_label(method, q), "seed": seed,
                        "eval_step": h["eval_step"], "P": h["P"], "p_s0": h["p_s0"],
                        "escape_step": h["escape_step"], "seconds": round(h["seconds"], 2)}
                 for k in ("P_clean", "contamination"):
@@ -747,3 +751,153 @@ def decoder_from_json(rec: dict) -> TinyDecoder:
     sd = model.state_dict()
     model.load_state_dict({k: torch.tensor(rec["state"][k], dtype=v.dtype).view_as(v) for k, v in sd.items()})
     return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# Exact-gradient dynamics: no sampling (the flow of Thm 5.2, and full-batch SGD / Adam)
+# ----------------------------------------------------------------------------------------------
+
+EXACT_TARGETS = ("marginal", "strategy")
+
+
+def exact_problem(task: MiniTask, x: torch.Tensor, *, noise_eps: float = 0.0, target: str = "marginal") -> dict:
+    """The enumerated objective on the inputs ``x`` (small tasks): ``J(theta) = mean_x [(1-eps)
+    l_q(P(y*|x)) + eps l_q(P(y~|x))]``, Prop. C.2's label noise with the label resampled at every draw
+    (``y~``: the gold answer with its last digit moved by ``task.flip_offset()``; ``eps = noise_eps``;
+    the expected loss of a label that is wrong with probability eps at each draw). Returns the
+    enumerated sequences, ready for ``exact_objective``.
+
+    ``target="marginal"``: P is the marginal likelihood ``sum_z p(z|x) p(y*|x,z)`` over every rationale.
+    ``target="strategy"``: P is ``p(S_0|x)``, the network's choice of the correct strategy alone (the
+    success of a reader that follows its strategy perfectly): one route to y*, so Theorem 5.2's single
+    probability, computed by the whole network (no label noise with this target)."""
+    if not 0.0 <= noise_eps < 0.5:
+        raise ValueError(f"exact_problem: noise_eps (the per-draw flip rate) must lie in [0, 1/2); got {noise_eps}")
+    if target not in EXACT_TARGETS:
+        raise ValueError(f"exact_problem: target must be one of {EXACT_TARGETS}; got {target!r}")
+    if target == "strategy":
+        if noise_eps > 0:
+            raise ValueError("exact_problem: label noise needs target='marginal' (the strategy target has no label)")
+        return {"N": x.shape[0], "noise_eps": 0.0, "prompts": task.prompts(x), "noisy": None}
+    y = task.gold(x)
+    out = {"N": x.shape[0], "noise_eps": float(noise_eps), "clean": enumerated_sequences(task, x, y), "noisy": None}
+    if noise_eps > 0:
+        y_noisy, _ = noisy_labels(task, x, 1.0, 0, "last")
+        out["noisy"] = enumerated_sequences(task, x, y_noisy)
+    return out
+
+
+def exact_objective(model: TinyDecoder, problem: dict, q: float) -> tuple[torch.Tensor, float, Optional[float]]:
+    """``(J, mean P(y*|x), mean P(y~|x) or None)`` of ``exact_problem``'s objective at ``model`` (J keeps
+    the graph; l_q is Eq. 3, computed from log P)."""
+    N, eps = problem["N"], problem["noise_eps"]
+    if "prompts" in problem:
+        lp = next_log_probs(model, problem["prompts"])[:, model.task.S0].to(torch.float64)
+    else:
+        lp = log_success_enumerated(model, problem["clean"], N)
+    J = qloss(lp, q).mean()
+    c = None
+    if problem["noisy"] is not None:
+        lc = log_success_enumerated(model, problem["noisy"], N)
+        J = (1.0 - eps) * J + eps * qloss(lc, q).mean()
+        c = lc.detach().exp().mean().item()
+    return J, lp.detach().exp().mean().item(), c
+
+
+def exact_gradient_run(start: TinyDecoder, x: torch.Tensor, q: float, *, optimizer: str = "sgd", lr: float = 1.0,
+                       adam_eps: float = 1e-8, betas: tuple[float, float] = (0.9, 0.999), steps: int = 1000,
+                       delta: Optional[float] = 0.5, noise_eps: float = 0.0, target: str = "marginal",
+                       record_every: int = 10) -> dict:
+    """Full-batch ``optimizer`` steps on the exact gradient of ``exact_problem``'s objective (no sampling,
+    float64; ``noise_eps`` > 0: Prop. C.2's per-draw label noise), from a copy of ``start``, until mean P
+    reaches ``delta`` (None: never stop early) or ``steps`` steps. ``optimizer``: ``"sgd"`` or ``"adam"``
+    (``torch.optim.Adam`` with ``eps=adam_eps``). Returns ``{"step", "P"}`` (and ``"contamination"``,
+    mean P(y~|x), with noise; every ``record_every`` steps and the last), ``"escape_step"`` (None: not
+    within ``steps``) and ``"grad_s0"``: ``|dJ/d bias[S_0]|`` at the start (what Adam's eps competes with)."""
+    check_q(q)
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"exact_gradient_run: optimizer must be 'sgd' or 'adam'; got {optimizer!r}")
+    if steps < 1 or record_every < 1 or not lr > 0 or not adam_eps >= 0:
+        raise ValueError(f"exact_gradient_run: need steps >= 1, record_every >= 1, lr > 0, adam_eps >= 0; "
+                         f"got {steps}, {record_every}, {lr}, {adam_eps}")
+    model = copy.deepcopy(start).double().train()
+    problem = exact_problem(model.task, x, noise_eps=noise_eps, target=target)
+    opt = (torch.optim.SGD(model.parameters(), lr=lr) if optimizer == "sgd"
+           else torch.optim.Adam(model.parameters(), lr=lr, betas=betas, eps=adam_eps))
+    out = {"step": [], "P": [], "escape_step": None, "grad_s0": None}
+    if noise_eps > 0:
+        out["contamination"] = []
+    delta = math.inf if delta is None else delta
+    for step in range(steps + 1):
+        J, P, c = exact_objective(model, problem, q)
+        if step % record_every == 0 or P >= delta or step == steps:
+            out["step"].append(step)
+            out["P"].append(P)
+            if c is not None:
+                out["contamination"].append(c)
+        if P >= delta:
+            out["escape_step"] = step
+            break
+        if step == steps:
+            break
+        opt.zero_grad()
+        J.backward()
+        if step == 0:
+            out["grad_s0"] = abs(float(model.head.bias.grad[model.task.S0]))
+        opt.step()
+    return out
+
+
+def exact_gradient_flow(start: TinyDecoder, x: torch.Tensor, q: float, *, delta: Optional[float] = 0.5,
+                        noise_eps: float = 0.0, target: str = "marginal", t_max: float = 1e12, t_eval=None,
+                        rtol: float = 1e-6, atol: float = 1e-9) -> dict:
+    """The gradient flow ``theta' = -grad J`` of ``exact_problem``'s objective (the small-learning-rate limit
+    of full-batch SGD: ``steps ~ t / lr``), integrated by RK45 in log time ``tau = log(1+t)`` as
+    ``tsallis_ref.theory.simulate_gradient_flow`` does, in float64, from a copy of ``start``.
+
+    ``delta``: stop when mean P(y*|x) reaches it (None: run to ``t_max``). Returns ``"T"`` (the escape
+    time, inf if not reached), the path ``"t"``, ``"P"`` (and ``"contamination"``, mean P(y~|x), when
+    ``noise_eps > 0``) at the solver's steps or at ``t_eval``, ``"nfev"`` and the final model ``"model"``."""
+    from scipy import integrate
+
+    check_q(q)
+    model = copy.deepcopy(start).double().train()
+    params = list(model.parameters())
+    problem = exact_problem(model.task, x, noise_eps=noise_eps, target=target)
+    vec = torch.nn.utils.parameters_to_vector
+    set_vec = torch.nn.utils.vector_to_parameters
+
+    def grad(y):
+        with torch.no_grad():
+            set_vec(torch.from_numpy(y), params)
+        J, _, _ = exact_objective(model, problem, q)
+        gs = torch.autograd.grad(J, params)
+        return torch.cat([g.reshape(-1) for g in gs]).numpy()
+
+    def measure(y):
+        with torch.no_grad():
+            set_vec(torch.from_numpy(y), params)
+            _, P, c = exact_objective(model, problem, q)
+        return P, c
+
+    events = None
+    if delta is not None:
+        def hit(tau, y):
+            return measure(y)[0] - delta
+        hit.terminal, hit.direction = True, 1
+        events = hit
+    y0 = vec(params).detach().numpy().copy()
+    if measure(y0)[0] >= (delta if delta is not None else math.inf):
+        raise ValueError(f"exact_gradient_flow: the start already has mean P >= delta = {delta}")
+    taus = None if t_eval is None else np.log1p(np.asarray(t_eval, dtype=float))
+    sol = integrate.solve_ivp(lambda tau, y: -math.exp(tau) * grad(y), (0.0, math.log1p(t_max)), y0, method="RK45",
+                              events=events, rtol=rtol, atol=atol, t_eval=taus)
+    Ps, cs = zip(*[measure(y) for y in sol.y.T]) if sol.y.shape[1] else ((), ())
+    out = {"T": math.expm1(sol.t_events[0][0]) if events is not None and len(sol.t_events[0]) else math.inf,
+           "t": np.expm1(sol.t).tolist(), "P": list(Ps), "nfev": int(sol.nfev)}
+    if noise_eps > 0:
+        out["contamination"] = list(cs)
+    with torch.no_grad():
+        set_vec(torch.from_numpy(sol.y[:, -1].copy()), params)
+    out["model"] = model.eval()
+    return out

@@ -48,11 +48,15 @@ __all__ = [
     # estimators
     "garl_surrogate", "garl_exact_mean", "garl_exact_bias", "exact_pool_moments", "rloo_variance_ratio", "paft_exact_variance",
     "paft_sampled_grads", "max_amplified_advantage", "rare_rationale_model", "bias_vs_P",
+    "garl_bias_binomial", "two_rationale_model", "bias_law", "rare_bias_law",
+    # optimisers beyond the flow
+    "sigmoid_optimizer_escape",
     # geometry
     "gradient_geometry", "reweighting_demo", "example_weights",
 ]
 
 _DT = torch.float64
+_TINY = 1e-300  # "0+" for rates evaluated at the boundary of the simplex
 
 
 def _check_prob(p: float, name: str, *, open_right: bool = True) -> float:
@@ -470,21 +474,22 @@ def noise_fitting_time(eta, q: float, eps: float, *, c0: float = 0.0, param: str
     ``T = int_{c0}^{eta} dc / rate(c)`` by quadrature in ``log c``. Needs ``eta`` below the
     equilibrium (where the rate is positive); returns ``inf`` at q = 0 (never memorises).
     ``c0 = 0`` needs ``param="direct"`` (with ``p = sigmoid`` the integral diverges at 0).
+    Returns ``inf`` where Eq. 16's rate is not positive at the start (the contamination never grows).
     """
     check_q(q)
     eps = _check_eps(eps)
     if np.ndim(eta) > 0:
         return np.array([noise_fitting_time(float(e), q, eps, c0=c0, param=param) for e in np.asarray(eta).flat])
     eta = _check_prob(eta, "eta")
-    if q == 0:
-        return math.inf
+    if c0 < 0 or c0 >= eta:
+        raise ValueError(f"need 0 <= c0 < eta; got c0={c0}, eta={eta}")
+    if contamination_rate(c0 if c0 > 0 else _TINY, q, eps, param="direct") <= 0:
+        return math.inf  # Eq. 16's rate is negative at the start (always at q = 0): the contamination only falls
     cstar = noise_equilibrium(eps, q)
     if eta >= cstar:
         raise ValueError(f"eta={eta} must lie below the equilibrium contamination {cstar:.3g} (eps={eps}, q={q})")
     if c0 == 0 and param != "direct":
         raise ValueError("c0 = 0 diverges for param='sigmoid'; pass c0 > 0")
-    if c0 < 0 or c0 >= eta:
-        raise ValueError(f"need 0 <= c0 < eta; got c0={c0}, eta={eta}")
     s_hi = math.log(eta)
     s_lo = math.log(c0) if c0 > 0 else s_hi - 60.0 / (1.0 + q)  # integrand ~ e^{(1+q)s}: truncation e^-60
 
@@ -505,8 +510,10 @@ def noise_fitting_asymptote(eta, q: float, eps: float):
 def simulate_contamination(q: float, eps: float, c0: float, t_eval, *, param: str = "direct") -> np.ndarray:
     """Contamination curve ``c(t)`` of Eq. 16 from ``c(0) = c0``, at the times ``t_eval`` (sorted, >= 0).
 
-    Integrated in ``log c`` and log time. In the scalar parametrisation the contamination is a
-    probability: if it reaches 0 (always, at q = 0) it stays there (the boundary of the simplex).
+    Integrated in log time, in ``log c`` while the rate at ``c -> 0+`` is positive (q > 0), otherwise
+    in ``c`` with a stop where it reaches 0. In the scalar parametrisation the contamination is a
+    probability: if it reaches 0 (at q = 0, where the rate is ``eps - (1-eps) < 0`` throughout) it
+    stays there (the boundary of the simplex).
     """
     check_q(q)
     eps = _check_eps(eps)
@@ -514,15 +521,25 @@ def simulate_contamination(q: float, eps: float, c0: float, t_eval, *, param: st
     t_eval = np.asarray(t_eval, dtype=float)
     if (np.diff(t_eval) < 0).any() or (t_eval < 0).any():
         raise ValueError("t_eval must be sorted and nonnegative")
-    if q == 0 and param == "direct":
-        # constant rate eps - (1 - eps) < 0: a straight line down to the boundary c = 0, where it stays
-        return np.maximum(c0 + contamination_rate(c0, 0.0, eps) * t_eval, 0.0)
+    taus = np.log1p(t_eval)
+    if param == "direct" and contamination_rate(_TINY, q, eps) < 0:
+        # the rate stays negative down to c = 0: integrate c itself and stop at the boundary
+        def rhs_c(tau, y):
+            return [math.exp(tau) * contamination_rate(max(y[0], _TINY), q, eps)]
+
+        def at_zero(tau, y):
+            return y[0]
+        at_zero.terminal, at_zero.direction = True, -1
+        sol = integrate.solve_ivp(rhs_c, (0.0, taus[-1]), [c0], method="LSODA", t_eval=taus, events=at_zero,
+                                  rtol=1e-10, atol=1e-14)
+        out = np.zeros_like(t_eval)
+        out[: sol.y.shape[1]] = np.maximum(sol.y[0], 0.0)
+        return out
 
     def rhs(tau, y):
         c = math.exp(y[0])
         return [math.exp(tau) * contamination_rate(c, q, eps, param=param) / c]
 
-    taus = np.log1p(t_eval)
     sol = integrate.solve_ivp(rhs, (0.0, taus[-1]), [math.log(c0)], method="LSODA", t_eval=taus,
                               rtol=1e-10, atol=1e-12)
     out = np.zeros_like(t_eval)
@@ -811,3 +828,130 @@ def reweighting_demo(model: TinyAutoregressiveLatentModel, examples: Sequence[tu
             "q_weight_ratio": np.array(wr), "cos_sgd": np.array(cs), "max_abs_autograd_err": err,
             "adam": adam, "adam_cos": np.array(adam_cos),
             "adam_weight_ratio": np.array([r["weight_ratio"] for r in adam])}
+
+
+# =============================================================================================
+# Beyond the paper's gradient flow: discrete optimisers on the sigmoid case (Sec. 5, App. C.1)
+# =============================================================================================
+
+def sigmoid_optimizer_escape(p0, q, *, optimizer: str = "sgd", lr: float = 1.0, adam_eps: float = 1e-8,
+                             betas: tuple[float, float] = (0.9, 0.999), delta: float = 0.5,
+                             max_steps: int = 100_000) -> np.ndarray:
+    """Steps for a discrete optimiser on ``l_q(sigmoid(theta))`` (the exact one-example case of App. C.1)
+    to take P from ``p0`` to ``delta``; ``nan`` where it does not within ``max_steps``.
+
+    ``p0`` and ``q`` broadcast against each other (every pair runs at once, float64). The gradient is
+    ``d l_q / d theta = -P^(1-q) (1-P)`` (Eq. 5 times ``dP/dtheta = P(1-P)``), formed from ``log P`` so
+    that p0 down to 1e-300 is exact. ``optimizer="sgd"``: ``theta += lr P^(1-q)(1-P)``, the Euler
+    discretisation of Eq. 15's flow (steps ~ T_q / lr). ``"adam"``: ``torch.optim.Adam``'s update
+    (bias-corrected moments, ``eps`` added to ``sqrt(v_hat)``) written out in numpy.
+    """
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adam'; got {optimizer!r}")
+    if not lr > 0 or not adam_eps >= 0 or max_steps < 1:
+        raise ValueError(f"need lr > 0, adam_eps >= 0, max_steps >= 1; got {lr}, {adam_eps}, {max_steps}")
+    delta = _check_prob(delta, "delta")
+    p0, q = np.broadcast_arrays(np.asarray(p0, dtype=float), np.asarray(q, dtype=float))
+    if ((p0 <= 0) | (p0 >= delta)).any():
+        raise ValueError(f"need 0 < p0 < delta = {delta} for every p0")
+    if ((q < 0) | (q > 1)).any():
+        raise ValueError("q must lie in [0, 1] for every q")
+    theta = np.log(p0) - np.log1p(-p0)
+    m, v = np.zeros_like(theta), np.zeros_like(theta)
+    steps = np.full(theta.shape, np.nan)
+    live = np.ones(theta.shape, dtype=bool)
+    b1, b2 = betas
+    stop = math.log(delta) - math.log1p(-delta)
+    for t in range(1, max_steps + 1):
+        logP = -np.logaddexp(0.0, -theta)
+        g = -np.exp((1.0 - q) * logP) * -np.expm1(logP)
+        if optimizer == "sgd":
+            step = lr * g
+        else:
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            step = lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + adam_eps)
+        theta = np.where(live, theta - step, theta)
+        done = live & (theta >= stop)
+        steps[done] = t
+        live &= ~done
+        if not live.any():
+            break
+    return steps
+
+
+# =============================================================================================
+# The bias law of plug-in GARL, exactly, at any M (two-rationale models; Thm 6.1, App. D)
+# =============================================================================================
+
+def garl_bias_binomial(model: LatentCategoricalModel, q: float, M: int) -> dict:
+    """Exact bias ``E[GARL] - grad l_q`` of plug-in GARL (Eq. 9, no 1/M^q) for a TWO-rationale model, at any M.
+
+    A pool of M prior draws holds ``n ~ Binomial(M, rho_0)`` copies of rationale 0, so
+    ``wbar = (n w_0 + (M-n) w_1)/M`` and ``E[GARL] = -sum_k w_k f_k E[(n_k/M) wbar^-q]`` with
+    ``f_k = grad log p(z_k, y*)``, against ``grad l_q = -P^-q sum_k rho_k w_k f_k``. The M+1 terms are
+    summed in log space (M = 1e5 is exact to ~1e-12 relative), where :func:`garl_exact_bias`
+    enumerates pools. Returns ``bias`` ``[4]``, ``grad`` (``grad l_q``), ``rel`` (``||bias|| / ||grad l_q||``)
+    and ``P``.
+    """
+    check_q(q)
+    if model.Z != 2:
+        raise ValueError(f"garl_bias_binomial needs a two-rationale model; got Z={model.Z}")
+    if isinstance(M, bool) or int(M) != M or M < 1:
+        raise ValueError(f"M must be an int >= 1; got {M!r}")
+    M = int(M)
+    with torch.no_grad():
+        lrho = model.log_prior().numpy().astype(float)
+        lw = model.log_w().numpy().astype(float)
+    Fz = torch.stack([model.flat_grad(model.log_prior()[k] + model.log_w()[k]) for k in range(2)]).numpy()
+    n = np.arange(M + 1, dtype=float)
+    from scipy.special import gammaln
+    log_pmf = gammaln(M + 1) - gammaln(n + 1) - gammaln(M - n + 1) + n * lrho[0] + (M - n) * lrho[1]
+    with np.errstate(divide="ignore"):
+        log_wbar = np.logaddexp(np.log(n) + lw[0], np.log(M - n) + lw[1]) - math.log(M)
+        log_frac = [np.log(n / M), np.log((M - n) / M)]
+    logP = float(np.logaddexp(lrho[0] + lw[0], lrho[1] + lw[1]))
+    bias, grad = np.zeros(Fz.shape[1]), np.zeros(Fz.shape[1])
+    for k in range(2):
+        # E[(n_k/M) wbar^-q] relative to its target rho_k P^-q, as one log-space ratio minus 1
+        log_A = np.logaddexp.reduce(log_pmf + log_frac[k] - q * log_wbar)
+        rel_k = math.expm1(log_A - (lrho[k] - q * logP))
+        scale = -math.exp(lrho[k] + lw[k] - q * logP)
+        bias += scale * rel_k * Fz[k]
+        grad += scale * Fz[k]
+    return {"bias": bias, "grad": grad, "rel": float(np.linalg.norm(bias) / np.linalg.norm(grad)), "P": math.exp(logP)}
+
+
+def two_rationale_model(P: float, family: str, *, seed: int = 0, w_bad: float = 1e-4) -> LatentCategoricalModel:
+    """A two-rationale model with success probability P. ``family="rare"``: :func:`rare_rationale_model`
+    (the good rationale is rare, its weight stays 0.9, the bad one's is ``w_bad``); ``"shift"``:
+    ``LatentCategoricalModel.random(2, target_P=P)`` (the prior stays put, every weight shrinks together)."""
+    if family == "rare":
+        return rare_rationale_model(P, w_bad=w_bad)
+    if family == "shift":
+        return LatentCategoricalModel.random(2, seed=seed, target_P=P)
+    raise ValueError(f"family must be 'rare' or 'shift'; got {family!r}")
+
+
+def bias_law(qs: Sequence[float], Ms: Sequence[int], Ps: Sequence[float], family: str, *, seed: int = 0,
+             w_bad: float = 1e-4) -> dict:
+    """Relative bias ``||E[GARL] - grad l_q|| / ||grad l_q||`` of plug-in GARL on a grid, exactly
+    (:func:`garl_bias_binomial`): ``rel[q, M, P]`` (an array), with the grid and the measured P."""
+    rel = np.zeros((len(qs), len(Ms), len(Ps)))
+    Pm = np.zeros(len(Ps))
+    for k, P in enumerate(Ps):
+        model = two_rationale_model(P, family, seed=seed, w_bad=w_bad)
+        for i, q in enumerate(qs):
+            for j, M in enumerate(Ms):
+                r = garl_bias_binomial(model, q, M)
+                rel[i, j, k], Pm[k] = r["rel"], r["P"]
+    return {"q": list(qs), "M": list(Ms), "P": Pm, "rel": rel, "family": family}
+
+
+def rare_bias_law(q, M, P, *, w_good: float = 0.9):
+    """The leading term of the relative bias in the rare family, ``q (1-q) (1 - rho) / (2 M rho)`` with
+    ``rho ~ P / w_good`` the prior mass of the good rationale: the second-order Taylor term of
+    ``E[(n/M)^(1-q)]`` (the bad rationales' weight neglected). It vanishes at q = 0 and at q = 1."""
+    q, M, P = (np.asarray(a, dtype=float) for a in (q, M, P))
+    rho = P / w_good
+    return q * (1.0 - q) * (1.0 - rho) / (2.0 * M * rho)
