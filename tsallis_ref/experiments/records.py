@@ -53,16 +53,18 @@ def gpu_step_table(paths: Sequence[str | os.PathLike]):
 # ---------------------------------------------------------------------------------------------------------
 # Cold start on a real LM (scripts/run_smollm2_cold_curves.py records)
 # ---------------------------------------------------------------------------------------------------------
-def cold_curves_table(record: dict):
+def cold_curves_table(record: dict, names: dict | None = None):
     """Per (q, prompt): log wbar on the fixed rationale pool before and after training, its rise, and the
-    prompt's rank by its starting value (0 = the coldest), from a ``scripts/run_smollm2_cold_curves.py`` record."""
+    prompt's rank by its starting value (0 = the coldest), from a ``scripts/run_smollm2_cold_curves.py`` record.
+    ``names`` maps a prompt's id to what the table shows for it (e.g. its question); ids not in it show as is."""
     import pandas as pd
+    names = names or {}
     rows = []
     for run in record["runs"]:
         before, after = run["log_wbar_before"], run["log_wbar_after"]
         order = sorted(range(len(before)), key=lambda i: before[i])
         for i, pid in enumerate(run["ids"]):
-            rows.append({"q": run["q"], "prompt": pid, "start rank (0 = coldest)": order.index(i),
+            rows.append({"q": run["q"], "prompt": names.get(pid, pid), "start rank (0 = coldest)": order.index(i),
                          "log wbar before": before[i], "log wbar after": after[i], "rise": after[i] - before[i]})
     return pd.DataFrame(rows)
 
