@@ -2,7 +2,7 @@
 
 The records are written by ``scripts/run_miniature_escape.py`` (``data/miniature/escape_*.json``): each run has
 an ``eval_step`` / ``P`` curve, a label ("GARL q=1"), ``q``, ``lr``, ``seed`` and ``p0_target``. Each run's
-outcome is :func:`tsallis_ref.miniature.run_outcome` (escaped; escaped, then collapsed; collapsed; stalled).
+outcome is ``tsallis_ref.miniature.run_outcome`` (escaped; escaped, then collapsed; collapsed; stalled).
 
 * :func:`outcomes`: ``{(label, lr, seed): (outcome, escape step)}`` of a learning-rate grid.
 * :func:`best_stable_lr`: per label, the learning rate at which every seed escapes and stays escaped, with the
