@@ -116,3 +116,12 @@ def test_api_field_table_renders_help_types_and_defaults():
     assert "``q``" in rst and "``float``" in rst and "``0.75``" in rst and "commitment, in [0, 1]" in rst
     assert "``Inner()``" in rst and "``[]``" in rst and "<factory>" not in rst
     assert "\u2014" in rst      # a field without help shows a dash, not an empty cell
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_chapter_code_cell_over_30_lines(path):
+    """Analysis lives in tested library functions (tsallis_ref.experiments); a chapter's cells stay short."""
+    nb = nbformat.read(path, as_version=4)
+    long = [(i, len(c.source.splitlines())) for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" and len(c.source.splitlines()) > 30]
+    assert not long, long
