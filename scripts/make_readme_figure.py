@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import tsallis_ref as tr  # noqa: E402
+from tsallis_ref.plotting import q_colors  # noqa: E402
 from tsallis_ref.toy import LatentCategoricalModel  # noqa: E402
 
 Q_VALUES = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -29,7 +30,7 @@ TARGET_PS = [0.3, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
 
 def main(out: Path) -> None:
     torch.set_num_threads(1)
-    colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(Q_VALUES)))
+    colors = list(q_colors(Q_VALUES).values())   # the book's q colours (viridis without its pale yellow end)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
     plt.rcParams["axes.titlesize"] = 10
 

@@ -6,6 +6,12 @@ switched off (the committed outputs are rendered; ``make book`` is what executes
 A negative control loads the same page with MathJax's script path broken and checks that the same assertions
 then fail, so this test cannot pass without the local MathJax.
 
+Every page is also checked the way a reader meets it: no raw TeX outside typeset maths (a broken ``$`` pairing
+leaves ``\\alpha`` or ``$`` in the prose, sidebar or titles), no display equation wider than the text column at
+1280 px (it is cut at the right or scrolls), no link to a placeholder repository (a dead badge), and no Python
+warning, absolute path or undecodable bytes in a notebook's output. Negative controls inject each defect into a
+copy of a page and check that the same probes see it.
+
 Needs: ``.mathjax/`` (``scripts/setup_env.sh mathjax``) and ``chromium`` (``scripts/setup_env.sh chromium``);
 ``make test`` provides both. Without chromium the test is skipped, unless TSALLIS_REF_REQUIRE_CHROMIUM=1
 (which ``make test`` sets). TSALLIS_REF_SCREENSHOT_DIR=<dir> keeps a screenshot of the chapter there.
@@ -28,7 +34,8 @@ import yaml
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from check_offline_html import external_refs  # noqa: E402
+from check_offline_html import external_refs, output_noise, placeholder_links  # noqa: E402
+from html.parser import HTMLParser  # noqa: E402
 
 CHAPTER = "book/qlog.html"  # the chapter whose figures and maths are checked
 MIN_FIGURES = 5             # book/qlog.ipynb draws five figures
@@ -54,6 +61,10 @@ def built_book(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("book")
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     config.setdefault("execute", {})["execute_notebooks"] = "off"
+    # local extensions are found relative to the config file, which now lives in a temporary folder
+    local = config.get("sphinx", {}).get("local_extensions") or {}
+    for name, path in local.items():
+        local[name] = str(ROOT / path)
     cfg = out / "_config.yml"
     cfg.write_text(yaml.safe_dump(config))
     jb = Path(sys.executable).with_name("jupyter-book")
@@ -176,3 +187,132 @@ def test_negative_control_without_mathjax(built_book, server, tmp_path):
     assert rep["mjx"] == 0, rep
     assert rep["raw_inline"] + rep["raw_display"] > 0, rep
     assert rep["png_loaded"] >= MIN_FIGURES, rep  # the figures do not depend on MathJax
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Every page, as a reader meets it
+# ---------------------------------------------------------------------------------------------------------
+SKIP_PAGES = {"genindex.html", "search.html", "py-modindex.html", "index.html"}  # index.html: a redirect
+
+#: runs after MathJax has typeset the page: how many display equations are wider than the text column
+LAYOUT_PROBE = """<script>window.addEventListener('load', function () {
+  var done = function () {
+    var col = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+    var right = col.getBoundingClientRect().right, bad = [];
+    document.querySelectorAll('mjx-container[display="true"]').forEach(function (c) {
+      if (c.scrollWidth > c.clientWidth + 2 || c.getBoundingClientRect().right > right + 2) {
+        bad.push((c.querySelector('mjx-assistive-mml') || c).textContent.slice(0, 60));
+      }
+    });
+    document.body.setAttribute('data-clipped-display', String(bad.length));
+    document.body.setAttribute('data-clipped-what', bad.slice(0, 3).join(' | '));
+  };
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) { MathJax.startup.promise.then(done); }
+  else { done(); }
+});</script></body>"""
+
+#: TeX macros that the book's maths uses; one of them left as text means a math span was not typeset
+TEX_MACROS = ("alpha beta gamma delta epsilon varepsilon theta lambda mu sigma tau phi psi omega nabla partial ell "
+              "Delta Theta Omega Sigma Phi sum prod int frac tfrac dfrac sqrt log exp mathrm mathbb mathcal mathbf "
+              "operatorname text left right big Big bigl bigr to downarrow uparrow rightarrow leftarrow Rightarrow "
+              "leq geq le ge neq approx propto infty cdot cdots ldots times tilde bar hat dot qquad quad begin end "
+              "in sim mid neg top").split()
+#: TeX left as text: one of those macros, or a $...$ pair in prose
+RAW_TEX = re.compile(r"\\(?:" + "|".join(TEX_MACROS) + r")(?![A-Za-z])|(?<![\w$])\$[^$\s][^$]{0,200}\$(?![\w$])")
+
+
+class _ProseText(HTMLParser):
+    """The text a reader sees as prose: not code, outputs, scripts, the head or MathJax's hidden MathML."""
+    SKIP = {"head", "script", "style", "pre", "code", "mjx-assistive-mml", "textarea", "mjx-container"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[tuple[str, bool]] = []
+        self.text: list[str] = []
+
+    def _skipping(self) -> bool:
+        return any(skip for _, skip in self.stack)
+
+    def handle_starttag(self, tag, attrs) -> None:
+        if tag in ("br", "img", "hr", "input", "meta", "link", "wbr", "source", "col", "area", "base", "embed"):
+            return
+        cls = (dict(attrs).get("class") or "").split()
+        self.stack.append((tag, tag in self.SKIP or "cell_output" in cls))
+
+    def handle_endtag(self, tag) -> None:
+        for i in range(len(self.stack) - 1, -1, -1):
+            if self.stack[i][0] == tag:
+                del self.stack[i:]
+                return
+
+    def handle_data(self, data) -> None:
+        if not self._skipping():
+            self.text.append(data)
+
+
+def _raw_tex(dom: str) -> list[str]:
+    p = _ProseText()
+    p.feed(dom)
+    text = " ".join(p.text)
+    return [text[max(0, m.start() - 50):m.end() + 30] for m in RAW_TEX.finditer(text)][:3]
+
+
+def _layout_probe(html_dir: Path, page: str, inject: str = "") -> str:
+    src = (html_dir / page).read_text(encoding="utf-8")
+    if inject:
+        src = src.replace('<article class="bd-article">', '<article class="bd-article">' + inject, 1)
+    src = src.replace("</body>", LAYOUT_PROBE)
+    name = page.replace(".html", "-layout.html" if not inject else "-layout-injected.html")
+    (html_dir / name).write_text(src, encoding="utf-8")
+    return name
+
+
+def _reader_report(server: str, html_dir: Path, page: str, tmp_path: Path, inject: str = "") -> dict:
+    dom = _chrome(f"{server}/{_layout_probe(html_dir, page, inject)}", tmp_path, "--dump-dom",
+                  "--window-size=1280,2000")
+    m = re.search(r'data-clipped-display="(\d+)"', dom)
+    what = re.search(r'data-clipped-what="([^"]*)"', dom)
+    return {"clipped": int(m.group(1)) if m else -1, "clipped_what": what.group(1) if what else "",
+            "raw_tex": _raw_tex(dom), "merror": len(re.findall(r"<mjx-merror\b", dom))}
+
+
+def _pages(html_dir: Path) -> list[str]:
+    return sorted(str(p.relative_to(html_dir)) for p in html_dir.rglob("*.html")
+                  if p.name not in SKIP_PAGES and "_static" not in p.parts
+                  and not re.search(r"-(probe|broken|layout|layout-injected)\.html$", p.name))
+
+
+def test_every_page_reads_cleanly(built_book, server, tmp_path):
+    """No raw TeX in prose, titles or sidebar; no display equation wider than the column; no MathJax error."""
+    bad = {}
+    for page in _pages(built_book):
+        rep = _reader_report(server, built_book, page, tmp_path)
+        if rep["clipped"] != 0 or rep["raw_tex"] or rep["merror"]:
+            bad[page] = rep
+    assert not bad, f"pages a reader would find broken: {bad}"
+
+
+def test_reader_probes_see_injected_defects(built_book, server, tmp_path):
+    """Negative control: a too-wide display equation and TeX outside maths, injected into a page, are seen."""
+    wide = "+".join(f"x_{{{i}}}" for i in range(120))
+    inject = (f'<div class="math notranslate nohighlight">\\[{wide}\\]</div>'
+              '<p>broken pairing: \\alpha_j and $q\\downarrow0$</p>')
+    rep = _reader_report(server, built_book, CHAPTER, tmp_path, inject)
+    assert rep["clipped"] >= 1, rep
+    assert rep["raw_tex"], rep
+
+
+def test_no_dead_badge_and_clean_outputs(built_book):
+    """No link to a placeholder repository; no warning, local path or undecodable bytes in any output."""
+    problems = {}
+    for page in _pages(built_book):
+        html = (built_book / page).read_text(encoding="utf-8")
+        found = [f"placeholder link {u}" for u in placeholder_links(html)] + output_noise(html)
+        if found:
+            problems[page] = found[:4]
+    assert not problems, problems
+    # with repository.url unset (the committed setting) no page carries a Colab badge at all
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    if not ((config.get("repository") or {}).get("url") or "").strip():
+        for page in _pages(built_book):
+            assert "colab.research.google.com" not in (built_book / page).read_text(encoding="utf-8"), page

@@ -1,4 +1,4 @@
-"""Benchmark experiments of the paper (§7; paper-notes §5) as small library calls, so the book chapter stays thin.
+"""The book layer's benchmark runs (paper §7) as small library calls, so the benchmarks chapter stays thin.
 
 * :class:`Settings`: every knob of one comparison (model, 4-bit/LoRA, M, budgets, lr, steps, data sizes, eval k),
   with :data:`CPU_DEFAULTS` (SmolLM2-135M-Instruct, 4-bit NF4 + LoRA, a few steps: a *pipeline demonstration*)
@@ -11,8 +11,6 @@
   on the trained prompts, free of the noise of fresh samples.
 * :func:`shared_base_model`: load the (4-bit) base model once per process and give every run a fresh copy of
   the same initial LoRA adapter (loading and quantising SmolLM2 costs ~20 s on a CPU).
-* :data:`PAPER_TABLE1` / :data:`PAPER_TABLE2` / :data:`PAPER_TABLE3` and :func:`table1`, :func:`table2`,
-  :func:`table3`: the paper's Tables 1-3 (numbers from the paper notes) with our rows beside them.
 """
 from __future__ import annotations
 
@@ -31,9 +29,7 @@ import torch
 
 __all__ = ["Settings", "CPU_DEFAULTS", "gpu_settings", "PAPER_BUDGETS", "WARM_METHODS", "COLD_QS",
            "make_config", "shared_base_model", "run_method", "evaluate_model", "fixed_rationale_log_wbar",
-           "load_split", "hardware_label", "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_TABLE3",
-           "table1", "table2", "table3", "run_label", "gpu_step_table", "T4_MEMORY_MIB", "cold_curves_table",
-           "cold_curves_summary"]
+           "load_split", "hardware_label", "run_label", "evaluate_base"]
 
 #: budget forcing of the paper (§7.1), the total thinking budget of which 128 tokens are reserved for the answer
 PAPER_BUDGETS = {"finqa": 4096, "hotpotqa": 3072, "musique": 2048}
@@ -328,174 +324,3 @@ def evaluate_base(dataset: str, regime: str, s: Settings = CPU_DEFAULTS, *, eval
             "eval_s": time.perf_counter() - t0, "hardware": hardware_label(s.device),
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "label": f"base (no training, {regime}); {s.model}; eval k={s.eval_k} on {s.n_eval} dev prompts"}
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The paper's tables (paper-notes §5.2-5.3) and ours beside them
-# ---------------------------------------------------------------------------------------------------------
-#: the paper's Table 1, cold-start GARL on FinQA (p@1, p@16, m@16 in %)
-PAPER_TABLE1 = {
-    ("grpo", None): (0.0, 0.0, 0.0), ("garl", 0.0): (0.0, 0.0, 0.0), ("garl", 0.25): (0.0, 0.0, 0.0),
-    ("garl", 0.5): (0.0, 0.0, 0.0), ("garl", 0.75): (30.5, 61.1, 38.3), ("garl", 1.0): (21.9, 58.7, 33.5),
-}
-#: the paper's Table 2, warm-start GRPO vs cold-start GARL (p@1, p@16, m@16 in %)
-PAPER_TABLE2 = {
-    "finqa": {("grpo", None, "warm"): (18.9, 48.4, 26.9), ("garl", 0.75, "cold"): (30.5, 61.1, 38.3),
-              ("garl", 1.0, "cold"): (21.9, 58.7, 33.5)},
-    "hotpotqa": {("grpo", None, "warm"): (29.1, 55.1, 33.5), ("garl", 0.75, "cold"): (53.5, 74.1, 57.2),
-                 ("garl", 1.0, "cold"): (48.7, 75.5, 56.6)},
-    "musique": {("grpo", None, "warm"): (13.6, 37.3, 15.8), ("garl", 0.75, "cold"): (26.8, 58.9, 34.8),
-                ("garl", 1.0, "cold"): (21.6, 58.1, 32.5)},
-}
-#: the paper's Table 3, warm-start maj@16 in % ("*" marks a peak before collapse, HotpotQA / MuSiQue GARL)
-PAPER_TABLE3 = {
-    ("base", None): {"finqa": "12.6", "hotpotqa": "22.2", "musique": "8.9"},
-    ("grpo", None): {"finqa": "26.9", "hotpotqa": "33.5", "musique": "15.8"},
-    ("garl", 0.0): {"finqa": "38.3", "hotpotqa": "21.6*", "musique": "9.1*"},
-    ("garl", 0.25): {"finqa": "38.7", "hotpotqa": "22.9*", "musique": "24.3*"},
-    ("garl", 0.75): {"finqa": "37.6", "hotpotqa": "46.8*", "musique": "19.7*"},
-    ("paft", 0.25): {"finqa": "26.6", "hotpotqa": "47.0", "musique": "9.0"},
-    ("paft", 0.75): {"finqa": "28.6", "hotpotqa": "47.9", "musique": "22.4"},
-}
-
-
-def _name(method: str, q: Optional[float]) -> str:
-    if method == "base":
-        return "Base (no training, prompted)"
-    if method == "grpo":
-        return "GRPO"
-    return f"{method.upper()} (q={q:g})" + (" = RB-RLOO" if method == "garl" and q == 0 else "")
-
-
-def _find(rows: Sequence[dict], dataset: str, method: str, q, regime: str) -> Optional[dict]:
-    for r in rows:
-        if r["dataset"] == dataset and r["method"] == method and r["regime"] == regime and \
-                (r["q"] is None and q is None or (r["q"] is not None and q is not None and math.isclose(r["q"], q))):
-            return r
-    return None
-
-
-def _ours(r: Optional[dict], key: str) -> float:
-    if r is None or "eval" not in r:
-        return float("nan")
-    agg = r["eval"]
-    if key == "p@1":
-        return agg["p@1"]
-    k = r.get("settings", {}).get("eval_k") or next(int(x[2:]) for x in agg if x.startswith("p@") and x != "p@1")
-    return agg[f"{key}@{k}"]
-
-
-def table1(rows: Sequence[dict], dataset: str = "finqa"):
-    """Table 1 layout: cold-start methods x (p@1, p@16, m@16); the paper's numbers are FinQA's, ours are on
-    ``dataset`` (rows we did not run show NaN and ``ran=False``)."""
-    import pandas as pd
-    out = []
-    for (method, q), paper in PAPER_TABLE1.items():
-        r = _find(rows, dataset, method, q, "cold")
-        out.append({"method": _name(method, q), "paper p@1": paper[0], "paper p@16": paper[1], "paper m@16": paper[2],
-                    "ours p@1": _ours(r, "p@1"), "ours p@k": _ours(r, "p"), "ours m@k": _ours(r, "maj"),
-                    "ran": r is not None})
-    return pd.DataFrame(out).set_index("method")
-
-
-def table2(rows: Sequence[dict], dataset: str):
-    """Table 2 layout: warm-start GRPO vs cold-start GARL q = 0.75, 1 on ``dataset``."""
-    import pandas as pd
-    out = []
-    for (method, q, regime), paper in PAPER_TABLE2[dataset].items():
-        r = _find(rows, dataset, method, q, regime)
-        out.append({"method": f"{_name(method, q)} ({regime})", "paper p@1": paper[0], "paper p@16": paper[1],
-                    "paper m@16": paper[2], "ours p@1": _ours(r, "p@1"), "ours p@k": _ours(r, "p"),
-                    "ours m@k": _ours(r, "maj"), "ran": r is not None})
-    return pd.DataFrame(out).set_index("method")
-
-
-def table3(rows: Sequence[dict], dataset: str):
-    """Table 3 layout: warm-start maj@16 per method, the paper's column for ``dataset`` beside ours."""
-    import pandas as pd
-    out = []
-    for (method, q), paper in PAPER_TABLE3.items():
-        r = _find(rows, dataset, method, q, "warm")
-        out.append({"method": _name(method, q), "paper m@16": paper[dataset], "ours m@k": _ours(r, "maj"),
-                    "ours p@1": _ours(r, "p@1"), "ran": r is not None})
-    return pd.DataFrame(out).set_index("method")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Measured step cost at the paper's scale (benchmarks/gpu_step.py records)
-# ---------------------------------------------------------------------------------------------------------
-#: the memory a Colab T4 gives PyTorch, in MiB (14.74 GiB of its 16 GB)
-T4_MEMORY_MIB = 14.74 * 1024
-
-
-def gpu_step_table(paths: Sequence[str | os.PathLike]):
-    """One row per (M, rationale budget) of the JSON records that ``benchmarks/gpu_step.py --json`` writes:
-    hardware, date, command, scoring schedule, autocast dtype, step / generate seconds, tokens per second and
-    the peak memory of the rollout and of the training phase (allocated and reserved, MiB), an OOM noted as
-    such. ``fits 16 GB T4`` compares the larger peak *reserved* memory with :data:`T4_MEMORY_MIB`; it is a
-    statement about a T4 only for fp16 records (``autocast`` float16), the T4's arithmetic, and is left empty
-    otherwise. Figures are only ever read from records: nothing is estimated."""
-    import json
-
-    import pandas as pd
-    rows = []
-    for p in paths:
-        with open(p) as f:
-            rec = json.load(f)
-        args = rec.get("args", {})
-        for r in rec.get("rows", []):
-            resv = max(r.get("generate_peak_reserved_mb", float("nan")), r.get("train_peak_reserved_mb", float("nan")))
-            fp16 = r.get("autocast") == "torch.float16"
-            row = {"hardware": rec.get("hardware"), "date": rec.get("date"), "M": r["M"],
-                   "rationale budget": r["rationale_budget"], "prompt tokens": args.get("prompt_tokens"),
-                   "scoring": "two passes" if args.get("two_pass") else "one pass",
-                   "autocast": r.get("autocast"), "step s": r.get("step_s", float("nan")),
-                   "generate s": r.get("generate_s", float("nan")),
-                   "generated tok/s": r.get("generated_tok_per_s", float("nan")),
-                   "scored tok/s": r.get("scored_tok_per_s", float("nan")),
-                   # GPU: peak allocated; CPU (smoke runs): the process's peak resident memory
-                   "rollout peak alloc MiB": r.get("generate_peak_allocated_mb", r.get("generate_peak_rss_mb", float("nan"))),
-                   "train peak alloc MiB": r.get("train_peak_allocated_mb", r.get("train_peak_rss_mb", float("nan"))),
-                   "peak reserved MiB": resv, "OOM": "oom" in r,
-                   "fits 16 GB T4": (bool(resv <= T4_MEMORY_MIB) and "oom" not in r) if fp16 else None,
-                   "command": rec.get("command"), "file": os.path.basename(str(p))}
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Cold start on a real LM (scripts/run_smollm2_cold_curves.py records)
-# ---------------------------------------------------------------------------------------------------------
-def cold_curves_table(record: dict):
-    """Per (q, prompt): log wbar on the fixed rationale pool before and after training, its rise, and the
-    prompt's rank by its starting value (0 = the coldest), from a ``scripts/run_smollm2_cold_curves.py`` record."""
-    import pandas as pd
-    rows = []
-    for run in record["runs"]:
-        before, after = run["log_wbar_before"], run["log_wbar_after"]
-        order = sorted(range(len(before)), key=lambda i: before[i])
-        for i, pid in enumerate(run["ids"]):
-            rows.append({"q": run["q"], "prompt": pid, "start rank (0 = coldest)": order.index(i),
-                         "log wbar before": before[i], "log wbar after": after[i], "rise": after[i] - before[i]})
-    return pd.DataFrame(rows)
-
-
-def cold_curves_summary(record: dict):
-    """Per q: the mean rise of log wbar over the prompts, the rise of the coldest and of the warmest prompt
-    (by their starting log wbar), the lowest log wbar after training, how many prompts end above log wbar = -1
-    (p(y*|x) > 0.37 on the pool) and how many fell, and the correlation between a prompt's
-    starting log wbar and its rise (positive: the likelier prompts gain most, as a weight P predicts at q = 0;
-    negative: the coldest gain most)."""
-    import numpy as np
-    import pandas as pd
-    t = cold_curves_table(record)
-    out = []
-    for q, g in t.groupby("q", sort=True):
-        cold = g.loc[g["start rank (0 = coldest)"].idxmin()]
-        warm = g.loc[g["start rank (0 = coldest)"].idxmax()]
-        corr = float(np.corrcoef(g["log wbar before"], g["rise"])[0, 1]) if len(g) > 2 else float("nan")
-        out.append({"q": q, "mean rise": g["rise"].mean(), "rise of the coldest": cold["rise"],
-                    "rise of the warmest": warm["rise"], "min log wbar after": g["log wbar after"].min(),
-                    "prompts learnt (log wbar > -1)": int((g["log wbar after"] > -1.0).sum()),
-                    "prompts that fell": int((g["rise"] < 0).sum()), "corr(start, rise)": corr})
-    return pd.DataFrame(out).set_index("q")
