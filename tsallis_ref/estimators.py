@@ -493,7 +493,7 @@ class EstimatorSpec:
     """One row of :data:`ESTIMATORS`. ``verifier``: samples the model's own answer and rewards it (exact
     match) instead of teacher-forcing y*; ``tokens``: needs per-token log-probs; ``weights``: logs the
     likelihood-weight diagnostics of :func:`weight_stats`. ``fn(inputs, options, totals) -> EstimatorOutput``
-    is called through :meth:`__call__`."""
+    is called through ``__call__``."""
 
     name: str
     fn: Callable[["EstimatorInputs", dict, "BatchTotals"], "EstimatorOutput"]
@@ -564,7 +564,7 @@ def _grpo(i: EstimatorInputs, o: dict, t: BatchTotals) -> EstimatorOutput:
     return EstimatorOutput(loss)
 
 
-#: method name -> estimator. Every caller dispatches here: ``ESTIMATORS[name](inputs, options, totals)``.
+#: The estimator of each method name; every caller dispatches here, as ``ESTIMATORS[name](inputs, options, totals)``.
 ESTIMATORS: dict[str, EstimatorSpec] = {s.name: s for s in [
     EstimatorSpec("garl", _garl, verifier=False, tokens=False, weights=True, options=("q", "baseline", "normalize"),
                   doc="GARL (Sec. 6.1, Eq. 9 / Eq. 12, Algorithm 1): garl_loss"),

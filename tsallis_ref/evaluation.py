@@ -1,5 +1,5 @@
 """Evaluation harness (above the trainer stack: it samples with :mod:`tsallis_ref.rollout`; the pure verifiers and
-metrics it scores with live in :mod:`tsallis_ref.data`): sample k answers per prompt with HF ``generate`` and score p@1, p@k, maj@k (+ EM/F1).
+metrics it scores with live in ``tsallis_ref.data``): sample k answers per prompt with HF ``generate`` and score p@1, p@k, maj@k (+ EM/F1).
 
 Paper §7.1: 16 samples per prompt at evaluation; p@1, p@16 and m@16 (= maj@16) judged by the *relaxed
 substring match*. Per example we also report the training reward (exact match, mean over samples) and the

@@ -22,6 +22,7 @@ __all__ = ["resolve_device", "native_bf16", "compute_dtype", "precision_for", "a
 
 
 def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"``: the GPU when CUDA is available, else the CPU; any other string is taken as a torch device."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -142,6 +143,7 @@ def rng_get(device: torch.device):
 
 
 def rng_set(state, device: torch.device) -> None:
+    """Restore a state taken by :func:`rng_get`."""
     torch.set_rng_state(state[0])
     if state[1] is not None:
         torch.cuda.set_rng_state(state[1], device)

@@ -37,7 +37,7 @@ def encode_prompt(tokenizer, prompt: str, *, chat_template: bool, enable_thinkin
 
 def encode_answer(tokenizer, answer: str, rcfg: RolloutConfig) -> list[int]:
     """Token ids of the teacher-forced answer segment: ``answer_prefix + y*`` (+ EOS), the run's answer format
-    (:meth:`tsallis_ref.data.AnswerFormat.target`, the layout its prompts ask for and its rewards read back)."""
+    (:meth:`tsallis_ref.data.answer_format.AnswerFormat.target`, the layout its prompts ask for and its rewards read back)."""
     from .data.answer_format import AnswerFormat
     ids = list(tokenizer(AnswerFormat.from_config(rcfg).target(answer), add_special_tokens=False).input_ids)
     if rcfg.append_eos and tokenizer.eos_token_id is not None:

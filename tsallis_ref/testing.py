@@ -26,7 +26,7 @@ __all__ = ["tiny_tokenizer", "tiny_model", "trl_tokenizer", "trl_model", "additi
 TRL_CHARS = string.ascii_letters + string.digits + " +-*/=?.,:;!()<>\n"
 #: its special tokens, ids 0, 1, 2
 TRL_SPECIALS = ["<pad>", "<eos>", "<bos>"]
-#: a role-tag chat template: ``<user>text\n`` per message, then ``<assistant>`` for the generation prompt
+#: A role-tag chat template, ``<user>text\n`` per message, then ``<assistant>`` for the generation prompt.
 TRL_CHAT_TEMPLATE = (
     "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}<assistant>{% endif %}"

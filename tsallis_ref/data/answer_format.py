@@ -108,7 +108,7 @@ class AnswerFormat:
 
     @property
     def forced_suffix(self) -> str:
-        """What budget forcing appends to a rationale cut at its budget: the marker on a new line, and the prefix."""
+        """What budget forcing appends to a rationale cut at its budget, namely the marker on a new line and the prefix."""
         marker = self.end_of_rationale if self.end_of_rationale.startswith("\n") else "\n" + self.end_of_rationale
         return marker + self.answer_prefix
 
@@ -153,5 +153,5 @@ class AnswerFormat:
         return reward_exact_match(self.parse(answer_text), gold, aliases)
 
 
-#: the format the warm templates were written for (a last line "Answer: <answer>")
+#: The format the warm templates were written for (a last line ``Answer: <answer>``).
 DEFAULT_ANSWER_FORMAT = AnswerFormat("\nAnswer:", " ")

@@ -50,7 +50,7 @@ _TASKS = {
 
 def warm_template(dataset: str, answer_format: AnswerFormat | None = None) -> str:
     """The warm-start template of ``dataset`` for ``answer_format`` (fields context and question): the task
-    description, the context, the question, then :meth:`AnswerFormat.instruction` (the layout the trainer
+    description, the context, the question, then :meth:`~tsallis_ref.data.answer_format.AnswerFormat.instruction` (the layout the trainer
     teacher-forces and the reward reads back) and the dataset's answer-writing rules (:data:`ANSWER_FORMATS`)."""
     if dataset not in _TASKS:
         raise ValueError(f"unknown dataset {dataset!r}: one of {sorted(_TASKS)}")
@@ -59,7 +59,7 @@ def warm_template(dataset: str, answer_format: AnswerFormat | None = None) -> st
             f"{fmt.instruction().replace('{', '{{').replace('}', '}}')} {ANSWER_FORMATS[dataset]}")
 
 
-#: Warm-start templates for the default answer format (a last line "Answer: <answer>"), exactly as used by a
+#: Warm-start templates for the default answer format (a last line ``Answer: <answer>``), exactly as used by a
 #: run whose rollout ends the rationale with "\nAnswer:"; :func:`warm_template` gives those of other formats
 #: (after ``</think>``: "write only the final answer"). Their fields are context and question.
 WARM_TEMPLATES = {name: warm_template(name) for name in _TASKS}
