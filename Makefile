@@ -24,11 +24,12 @@ REQUIRE_CHROMIUM ?= 1
 PYTEST_ARGS ?=
 NOTEBOOKS = $(shell find book -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' -not -path '*/_build/*' | sort)
 
-.PHONY: help venv book test test-fast clean
+.PHONY: help venv book test lint format test-fast clean
 
 help:
 	@echo "make book   build the book into _build/html (executes the notebooks)"
 	@echo "make test   run pytest over tests/ and nbval over the notebooks"
+	@echo "make lint   ruff check + ruff format --check"
 	@echo "make test-fast   run the tests not marked slow (no notebooks)"
 
 venv:
@@ -50,6 +51,17 @@ test:
 test-fast:
 	@bash scripts/setup_env.sh
 	$(PY) -m pytest tests -m "not slow" $(XDIST) $(PYTEST_ARGS)
+
+# ruff: lint (pyflakes, pycodestyle, isort, bugbear, pyupgrade) and the formatter's check; `make format` applies it
+lint:
+	@bash scripts/setup_env.sh
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format:
+	@bash scripts/setup_env.sh
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 clean:
 	rm -rf _build

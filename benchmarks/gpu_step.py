@@ -25,6 +25,7 @@ tokens long. With a real checkpoint, pass its hub id or folder instead.
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/gpu_step.py --tiny-arch --M 4 --rationale-budget 16 \\
         --prompt-tokens 32 --steps 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,13 +40,20 @@ import torch
 from tsallis_ref.config import TrainConfig
 from tsallis_ref.metrics_log import write_json
 from tsallis_ref.models import load_model_and_tokenizer, resolve_device
-from tsallis_ref.rollout import encode_answer
 from tsallis_ref.precision import peak_memory_mb
+from tsallis_ref.rollout import encode_answer
 from tsallis_ref.trainer import Batch, StepState, train_step
 
 #: small shapes of the same architecture, for a CPU smoke run of this script
-TINY_ARCH = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, head_dim=16, vocab_size=1024)
+TINY_ARCH = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    vocab_size=1024,
+)
 
 
 def _mean(xs) -> float:
@@ -61,18 +69,36 @@ def _hardware(device: torch.device) -> str:
 
 
 def run_setting(a, M: int, budget: int, device: torch.device) -> dict:
-    cfg = TrainConfig.from_dict({
-        "method": {"name": a.method, "q": a.q},
-        "model": {"name_or_path": a.model, "load_in_4bit": not a.no_4bit, "dtype": a.dtype,
-                  "lora": {"enabled": True, "r": a.lora_r, "alpha": 2 * a.lora_r},
-                  "gradient_checkpointing": not a.no_grad_ckpt,
-                  "arch_overrides": TINY_ARCH if a.tiny_arch else {}},
-        "rollout": {"M": M, "rationale_budget": budget, "answer_budget": a.answer_tokens,
-                    "end_of_rationale": "</think>", "answer_prefix": "\n\n",
-                    "generation_batch_size": a.generation_batch},
-        "optim": {"micro_batch_size": a.micro_batch, "prompts_per_step": a.prompts, "lr": 1e-5,
-                  "two_pass_scoring": a.two_pass},
-        "mixed_precision": a.mixed_precision, "data": {"path": "unused"}, "device": str(device)})
+    cfg = TrainConfig.from_dict(
+        {
+            "method": {"name": a.method, "q": a.q},
+            "model": {
+                "name_or_path": a.model,
+                "load_in_4bit": not a.no_4bit,
+                "dtype": a.dtype,
+                "lora": {"enabled": True, "r": a.lora_r, "alpha": 2 * a.lora_r},
+                "gradient_checkpointing": not a.no_grad_ckpt,
+                "arch_overrides": TINY_ARCH if a.tiny_arch else {},
+            },
+            "rollout": {
+                "M": M,
+                "rationale_budget": budget,
+                "answer_budget": a.answer_tokens,
+                "end_of_rationale": "</think>",
+                "answer_prefix": "\n\n",
+                "generation_batch_size": a.generation_batch,
+            },
+            "optim": {
+                "micro_batch_size": a.micro_batch,
+                "prompts_per_step": a.prompts,
+                "lr": 1e-5,
+                "two_pass_scoring": a.two_pass,
+            },
+            "mixed_precision": a.mixed_precision,
+            "data": {"path": "unused"},
+            "device": str(device),
+        }
+    )
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -80,33 +106,56 @@ def run_setting(a, M: int, budget: int, device: torch.device) -> dict:
     model.train()
     g = torch.Generator().manual_seed(0)
     vocab = [i for i in range(len(tok)) if i not in tok.all_special_ids]
-    xs = [[vocab[int(j)] for j in torch.randint(len(vocab), (a.prompt_tokens,), generator=g)]
-          for _ in range(a.prompts)]
+    xs = [[vocab[int(j)] for j in torch.randint(len(vocab), (a.prompt_tokens,), generator=g)] for _ in range(a.prompts)]
     gold = "42"
     ys = [encode_answer(tok, gold, cfg.rollout) for _ in xs]
-    state = StepState.create(model, cfg)           # AdamW on the adapter, the run's precision policy
-    batch = Batch(ids=[str(i) for i in range(len(xs))], prompt_ids=xs, target_ids=ys, answers=[gold] * len(xs),
-                  aliases=[()] * len(xs))
+    state = StepState.create(model, cfg)  # AdamW on the adapter, the run's precision policy
+    batch = Batch(
+        ids=[str(i) for i in range(len(xs))],
+        prompt_ids=xs,
+        target_ids=ys,
+        answers=[gold] * len(xs),
+        aliases=[()] * len(xs),
+    )
     steps = []
-    warm = dataclasses.replace(cfg, rollout=dataclasses.replace(cfg.rollout, rationale_budget=min(budget, a.warmup_budget)))
-    for s in range(a.steps + 1):                 # step 0 warms up (allocator, kernels) on short rollouts; not recorded
-        out = train_step(model, tok, batch, cfg if s > 0 else warm, state)   # the trainer's own step
+    warm = dataclasses.replace(
+        cfg, rollout=dataclasses.replace(cfg.rollout, rationale_budget=min(budget, a.warmup_budget))
+    )
+    for s in range(a.steps + 1):  # step 0 warms up (allocator, kernels) on short rollouts; not recorded
+        out = train_step(model, tok, batch, cfg if s > 0 else warm, state)  # the trainer's own step
         if s == 0:
             continue
         t, ro = out.timings, out.rollouts
-        steps.append({"generate_s": t["generate"], "score_s": t["score"], "backward_s": t["backward"],
-                      "optim_s": t["optimizer"], "step_s": t["step"], "generated_tokens": ro.n_generated,
-                      "scored_tokens": out.gradients.scored_tokens,
-                      "generated_tok_per_s": ro.n_generated / t["generate"],
-                      "scored_tok_per_s": out.gradients.scored_tokens / max(t["score"] + t["backward"], 1e-9),
-                      "rationale_len_mean": sum(map(len, ro.rationale_ids)) / len(ro.rationale_ids),
-                      **{f"generate_{k}": v for k, v in out.memory["generate"].items()},
-                      **{f"train_{k}": v for k, v in out.memory["train"].items()}})
+        steps.append(
+            {
+                "generate_s": t["generate"],
+                "score_s": t["score"],
+                "backward_s": t["backward"],
+                "optim_s": t["optimizer"],
+                "step_s": t["step"],
+                "generated_tokens": ro.n_generated,
+                "scored_tokens": out.gradients.scored_tokens,
+                "generated_tok_per_s": ro.n_generated / t["generate"],
+                "scored_tok_per_s": out.gradients.scored_tokens / max(t["score"] + t["backward"], 1e-9),
+                "rationale_len_mean": sum(map(len, ro.rationale_ids)) / len(ro.rationale_ids),
+                **{f"generate_{k}": v for k, v in out.memory["generate"].items()},
+                **{f"train_{k}": v for k, v in out.memory["train"].items()},
+            }
+        )
     autocast, scale_loss = state.autocast, state.scaler.is_enabled()
-    rec = {"M": M, "rationale_budget": budget, **{k: min(d[k] for d in steps) if k.endswith("_s") else
-                                                  (max if k.endswith("_mb") else _mean)(d[k] for d in steps)
-                                                  for k in steps[0]},
-           "autocast": str(autocast), "loss_scaling": scale_loss, "steps": steps}
+    rec = {
+        "M": M,
+        "rationale_budget": budget,
+        **{
+            k: min(d[k] for d in steps)
+            if k.endswith("_s")
+            else (max if k.endswith("_mb") else _mean)(d[k] for d in steps)
+            for k in steps[0]
+        },
+        "autocast": str(autocast),
+        "loss_scaling": scale_loss,
+        "steps": steps,
+    }
     del model, state
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -120,16 +169,27 @@ def main(argv=None):
     ap.add_argument("--method", default="garl", choices=["garl", "paft", "grpo", "rloo"])
     ap.add_argument("--q", type=float, default=0.75)
     ap.add_argument("--M", type=int, nargs="+", default=[32])
-    ap.add_argument("--rationale-budget", type=int, nargs="+", default=[2944],
-                    help="one per --M value, or one for all (HotpotQA: 3072 - 128)")
+    ap.add_argument(
+        "--rationale-budget",
+        type=int,
+        nargs="+",
+        default=[2944],
+        help="one per --M value, or one for all (HotpotQA: 3072 - 128)",
+    )
     ap.add_argument("--prompt-tokens", type=int, default=1024)
     ap.add_argument("--answer-tokens", type=int, default=128, help="answer budget (GRPO/RLOO sample it)")
     ap.add_argument("--prompts", type=int, default=1, help="prompts per step")
     ap.add_argument("--micro-batch", type=int, default=8)
-    ap.add_argument("--generation-batch", default="auto",
-                    help="sequences per generate call: an integer (0 = all) or 'auto' (what free GPU memory holds)")
-    ap.add_argument("--two-pass", action="store_true",
-                    help="optim.two_pass_scoring: a no-grad scoring pass, then one micro-batch's graph at a time")
+    ap.add_argument(
+        "--generation-batch",
+        default="auto",
+        help="sequences per generate call: an integer (0 = all) or 'auto' (what free GPU memory holds)",
+    )
+    ap.add_argument(
+        "--two-pass",
+        action="store_true",
+        help="optim.two_pass_scoring: a no-grad scoring pass, then one micro-batch's graph at a time",
+    )
     ap.add_argument("--mixed-precision", default="auto", choices=["auto", "bf16", "fp16", "no"])
     ap.add_argument("--lora-r", type=int, default=16)
     ap.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
@@ -146,12 +206,17 @@ def main(argv=None):
     if len(budgets) != len(a.M):
         ap.error("give one --rationale-budget, or one per --M value")
     device = resolve_device(a.device)
-    head = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "hardware": _hardware(device), "command": " ".join(["python", "benchmarks/gpu_step.py"] + (argv or sys.argv[1:])),
-            "args": vars(a)}
+    head = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "hardware": _hardware(device),
+        "command": " ".join(["python", "benchmarks/gpu_step.py"] + (argv or sys.argv[1:])),
+        "args": vars(a),
+    }
     print(f"{head['date']}  {head['hardware']}\n{head['command']}")
-    print(f"{'M':>4} {'budget':>6} {'step s':>8} {'gen s':>8} {'score s':>8} {'bwd s':>8} {'gen tok/s':>10} "
-          f"{'scored tok/s':>12} {'gen peak MiB':>12} {'train peak MiB':>14} {'peak resv MiB':>13} {'rat. len':>8}")
+    print(
+        f"{'M':>4} {'budget':>6} {'step s':>8} {'gen s':>8} {'score s':>8} {'bwd s':>8} {'gen tok/s':>10} "
+        f"{'scored tok/s':>12} {'gen peak MiB':>12} {'train peak MiB':>14} {'peak resv MiB':>13} {'rat. len':>8}"
+    )
     rows = []
     for M, budget in zip(a.M, budgets):
         try:
@@ -168,9 +233,11 @@ def main(argv=None):
         gen = r.get("generate_peak_allocated_mb", r.get("generate_peak_rss_mb", nan))
         trn = r.get("train_peak_allocated_mb", r.get("train_peak_rss_mb", nan))
         resv = max(r.get("generate_peak_reserved_mb", nan), r.get("train_peak_reserved_mb", nan))
-        print(f"{M:4d} {budget:6d} {r['step_s']:8.2f} {r['generate_s']:8.2f} {r['score_s']:8.2f} {r['backward_s']:8.2f} "
-              f"{r['generated_tok_per_s']:10.0f} {r['scored_tok_per_s']:12.0f} {gen:12.0f} {trn:14.0f} {resv:13.0f} "
-              f"{r['rationale_len_mean']:8.0f}")
+        print(
+            f"{M:4d} {budget:6d} {r['step_s']:8.2f} {r['generate_s']:8.2f} {r['score_s']:8.2f} {r['backward_s']:8.2f} "
+            f"{r['generated_tok_per_s']:10.0f} {r['scored_tok_per_s']:12.0f} {gen:12.0f} {trn:14.0f} {resv:13.0f} "
+            f"{r['rationale_len_mean']:8.0f}"
+        )
         rows.append(r)
     out = {**head, "rows": rows}
     if a.json:

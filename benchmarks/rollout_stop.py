@@ -14,6 +14,7 @@ The rationales that ``rollout.finish_rationale`` makes of each variant's output 
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rollout_stop.py            # 16 x 32 tokens
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rollout_stop.py --n 32 --length 128
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,8 @@ import time
 import torch
 
 from tsallis_ref.config import SamplingConfig
-from tsallis_ref.testing import trl_model, trl_tokenizer
 from tsallis_ref.rollout import finish_rationale, generate
+from tsallis_ref.testing import trl_model, trl_tokenizer
 
 VARIANTS = ["stop_strings", "token_suffix", "none"]
 
@@ -50,9 +51,9 @@ def main(argv=None):
     sampling = SamplingConfig()
     times = {v: [] for v in VARIANTS}
     outs = {}
-    generate(model, tok, prompts, max_new_tokens=4, sampling=sampling)        # warm-up
+    generate(model, tok, prompts, max_new_tokens=4, sampling=sampling)  # warm-up
     for r in range(a.rounds):
-        order = VARIANTS[r % 3:] + VARIANTS[:r % 3]
+        order = VARIANTS[r % 3 :] + VARIANTS[: r % 3]
         for v in order:
             torch.manual_seed(1000 + r)
             t = time.process_time()
@@ -62,16 +63,20 @@ def main(argv=None):
             outs.setdefault(r, {})[v] = z
     same = all(len({repr(o[v]) for v in VARIANTS}) == 1 for o in outs.values())
     n_new = statistics.mean(len(z) for z, _ in outs[0]["none"])
-    print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}, {platform.machine()}, torch "
-          f"{torch.__version__}, threads {a.threads}; {a.n} sequences x {a.length} max new tokens, marker "
-          f"{a.marker!r} ({len(marker_ids)} tokens), hidden {a.hidden}, layers {a.layers}; {a.rounds} rounds")
+    print(
+        f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}, {platform.machine()}, torch "
+        f"{torch.__version__}, threads {a.threads}; {a.n} sequences x {a.length} max new tokens, marker "
+        f"{a.marker!r} ({len(marker_ids)} tokens), hidden {a.hidden}, layers {a.layers}; {a.rounds} rounds"
+    )
     print(f"rationales identical across variants in every round: {same}; mean rationale length {n_new:.1f} tokens")
     base = statistics.median(times["none"])
     print(f"{'variant':<13} {'median CPU-s':>12} {'x none':>7} {'x stop_strings':>15}  per round")
     for v in VARIANTS:
         m = statistics.median(times[v])
-        print(f"{v:<13} {m:>12.4f} {m / base:>7.3f} {m / statistics.median(times['stop_strings']):>15.3f}  "
-              + " ".join(f"{x:.3f}" for x in times[v]))
+        print(
+            f"{v:<13} {m:>12.4f} {m / base:>7.3f} {m / statistics.median(times['stop_strings']):>15.3f}  "
+            + " ".join(f"{x:.3f}" for x in times[v])
+        )
     if not same:
         raise SystemExit("the variants produced different rationales")
 

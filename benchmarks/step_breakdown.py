@@ -18,6 +18,7 @@ Columns: medians of seconds per step; "fwd calls" = teacher-forced forward calls
 answers); "per-token" = (score+backward seconds per scored token) / RLOO's, which removes the difference
 between a short gold answer (GARL/PAFT) and an ``answer_budget``-long sampled one (GRPO/RLOO).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,9 +33,17 @@ from tsallis_ref.metrics_log import write_json
 from tsallis_ref.models import load_model_and_tokenizer, resolve_device
 from tsallis_ref.trainer import StepState, encode_examples, train_step
 
-METHODS = ["rloo", "grpo", "garl", "paft", "garl-2pass"]   # garl-2pass: GARL with optim.two_pass_scoring
-PROMPTS = [("Q: 12+7=", "19"), ("Q: 3*4=", "12"), ("Q: 9-5=", "4"), ("Q: 6+6=", "12"),
-           ("Q: 20/4=", "5"), ("Q: 7*3=", "21"), ("Q: 15-8=", "7"), ("Q: 2+9=", "11")]
+METHODS = ["rloo", "grpo", "garl", "paft", "garl-2pass"]  # garl-2pass: GARL with optim.two_pass_scoring
+PROMPTS = [
+    ("Q: 12+7=", "19"),
+    ("Q: 3*4=", "12"),
+    ("Q: 9-5=", "4"),
+    ("Q: 6+6=", "12"),
+    ("Q: 20/4=", "5"),
+    ("Q: 7*3=", "21"),
+    ("Q: 15-8=", "7"),
+    ("Q: 2+9=", "11"),
+]
 
 
 def main(argv=None):
@@ -53,44 +62,85 @@ def main(argv=None):
     ap.add_argument("--load-in-4bit", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--stat", choices=["median", "min"], default="median",
-                    help="statistic over rounds (min is the robust choice on a shared, busy machine)")
-    ap.add_argument("--clock", choices=["process", "wall"], default=None,
-                    help="process = CPU time of this process (default on a CPU: robust to other processes' load); "
-                         "wall = perf_counter (default on a GPU)")
+    ap.add_argument(
+        "--stat",
+        choices=["median", "min"],
+        default="median",
+        help="statistic over rounds (min is the robust choice on a shared, busy machine)",
+    )
+    ap.add_argument(
+        "--clock",
+        choices=["process", "wall"],
+        default=None,
+        help="process = CPU time of this process (default on a CPU: robust to other processes' load); "
+        "wall = perf_counter (default on a GPU)",
+    )
     ap.add_argument("--json", default=None, help="write the figures to this JSON file")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
 
-    base = {"model": {"name_or_path": a.model, "load_in_4bit": a.load_in_4bit, "lora": {"enabled": a.lora or a.load_in_4bit},
-                      "chat_template": a.model != "tiny",
-                      "tiny": {"hidden_size": a.hidden, "num_hidden_layers": a.layers, "num_attention_heads": 4,
-                               "intermediate_size": 4 * a.hidden}},
-            "rollout": {"M": a.M, "rationale_budget": a.rationale_budget, "answer_budget": a.answer_budget,
-                        "end_of_rationale": "</think>" if a.model == "tiny" else "\nAnswer:",
-                        "answer_prefix": "" if a.model == "tiny" else " "},
-            "optim": {"micro_batch_size": a.micro_batch, "prompts_per_step": a.prompts},
-            "data": {"path": "unused"}, "device": a.device}
-    cfgs = {m: TrainConfig.from_dict({**base, "method": {"name": m.split("-")[0], "q": a.q},
-                                      "optim": {**base["optim"], "two_pass_scoring": m.endswith("2pass")}})
-            for m in METHODS}
+    base = {
+        "model": {
+            "name_or_path": a.model,
+            "load_in_4bit": a.load_in_4bit,
+            "lora": {"enabled": a.lora or a.load_in_4bit},
+            "chat_template": a.model != "tiny",
+            "tiny": {
+                "hidden_size": a.hidden,
+                "num_hidden_layers": a.layers,
+                "num_attention_heads": 4,
+                "intermediate_size": 4 * a.hidden,
+            },
+        },
+        "rollout": {
+            "M": a.M,
+            "rationale_budget": a.rationale_budget,
+            "answer_budget": a.answer_budget,
+            "end_of_rationale": "</think>" if a.model == "tiny" else "\nAnswer:",
+            "answer_prefix": "" if a.model == "tiny" else " ",
+        },
+        "optim": {"micro_batch_size": a.micro_batch, "prompts_per_step": a.prompts},
+        "data": {"path": "unused"},
+        "device": a.device,
+    }
+    cfgs = {
+        m: TrainConfig.from_dict(
+            {
+                **base,
+                "method": {"name": m.split("-")[0], "q": a.q},
+                "optim": {**base["optim"], "two_pass_scoring": m.endswith("2pass")},
+            }
+        )
+        for m in METHODS
+    }
     device = resolve_device(a.device)
     a.clock = a.clock or ("wall" if device.type == "cuda" else "process")
     clock = time.perf_counter if a.clock == "wall" else time.process_time
     model, tok = load_model_and_tokenizer(cfgs["garl"].model, device, seed=0)
     model.train()
-    batch = encode_examples(tok, [{"id": str(i), "prompt": p, "answer": y} for i, (p, y) in enumerate(PROMPTS[: a.prompts])],
-                            cfgs["garl"])
+    batch = encode_examples(
+        tok, [{"id": str(i), "prompt": p, "answer": y} for i, (p, y) in enumerate(PROMPTS[: a.prompts])], cfgs["garl"]
+    )
     params = [p for p in model.parameters() if p.requires_grad]
     states = {m: StepState.create(model, cfgs[m], optimizer=torch.optim.SGD(params, lr=0.0)) for m in METHODS}
 
-    rec = {m: {"generate": [], "score": [], "backward": [], "fwd_calls": [], "fwd_seqs": [], "gen_calls": [],
-               "scored_tokens": []} for m in METHODS}
-    for r in range(a.rounds + 1):                      # round 0 is a warm-up, not recorded
+    rec = {
+        m: {
+            "generate": [],
+            "score": [],
+            "backward": [],
+            "fwd_calls": [],
+            "fwd_seqs": [],
+            "gen_calls": [],
+            "scored_tokens": [],
+        }
+        for m in METHODS
+    }
+    for r in range(a.rounds + 1):  # round 0 is a warm-up, not recorded
         k = r % len(METHODS)
         order = METHODS[k:] + METHODS[:k]
         for m in order:
-            torch.manual_seed(1000 + r)                # same rationale pool for every method this round
+            torch.manual_seed(1000 + r)  # same rationale pool for every method this round
             out = train_step(model, tok, batch, cfgs[m], states[m], clock=clock)
             if r == 0:
                 continue
@@ -102,12 +152,16 @@ def main(argv=None):
     stat = statistics.median if a.stat == "median" else min
     med = {m: {k: stat(v) for k, v in d.items()} for m, d in rec.items()}
     ref = med["rloo"]
-    print(f"device={device} model={a.model} hidden={a.hidden} layers={a.layers} M={a.M} prompts/step={a.prompts} "
-          f"rationale_budget={a.rationale_budget} answer_budget={a.answer_budget} micro_batch={a.micro_batch} "
-          f"rounds={a.rounds} stat={a.stat} clock={a.clock} threads={a.threads} lora={a.lora or a.load_in_4bit} 4bit={a.load_in_4bit}")
-    hdr = (f"{'method':10} {'generate s':>10} {'score s':>8} {'backward s':>10} {'score+bwd s':>11} {'step s':>7} "
-           f"{'gen calls':>9} {'fwd calls':>9} {'fwd seqs':>8} {'scored tok':>10} {'(score+bwd)/RLOO':>16} "
-           f"{'per-token':>9} {'step/RLOO':>9}")
+    print(
+        f"device={device} model={a.model} hidden={a.hidden} layers={a.layers} M={a.M} prompts/step={a.prompts} "
+        f"rationale_budget={a.rationale_budget} answer_budget={a.answer_budget} micro_batch={a.micro_batch} "
+        f"rounds={a.rounds} stat={a.stat} clock={a.clock} threads={a.threads} lora={a.lora or a.load_in_4bit} 4bit={a.load_in_4bit}"
+    )
+    hdr = (
+        f"{'method':10} {'generate s':>10} {'score s':>8} {'backward s':>10} {'score+bwd s':>11} {'step s':>7} "
+        f"{'gen calls':>9} {'fwd calls':>9} {'fwd seqs':>8} {'scored tok':>10} {'(score+bwd)/RLOO':>16} "
+        f"{'per-token':>9} {'step/RLOO':>9}"
+    )
     print(hdr)
     out = {"args": vars(a), a.stat: med, "raw": rec}
     for m in METHODS:
@@ -116,9 +170,11 @@ def main(argv=None):
         sb_ref, step_ref = ref["score"] + ref["backward"], ref["generate"] + ref["score"] + ref["backward"]
         d["score_bwd_ratio"], d["step_ratio"] = sb / sb_ref, step / step_ref
         d["score_bwd_per_token_ratio"] = (sb / d["scored_tokens"]) / (sb_ref / ref["scored_tokens"])
-        print(f"{m:10} {d['generate']:10.4f} {d['score']:8.4f} {d['backward']:10.4f} {sb:11.4f} {step:7.4f} "
-              f"{d['gen_calls']:9.0f} {d['fwd_calls']:9.0f} {d['fwd_seqs']:8.0f} {d['scored_tokens']:10.0f} "
-              f"{d['score_bwd_ratio']:16.3f} {d['score_bwd_per_token_ratio']:9.3f} {d['step_ratio']:9.3f}")
+        print(
+            f"{m:10} {d['generate']:10.4f} {d['score']:8.4f} {d['backward']:10.4f} {sb:11.4f} {step:7.4f} "
+            f"{d['gen_calls']:9.0f} {d['fwd_calls']:9.0f} {d['fwd_seqs']:8.0f} {d['scored_tokens']:10.0f} "
+            f"{d['score_bwd_ratio']:16.3f} {d['score_bwd_per_token_ratio']:9.3f} {d['step_ratio']:9.3f}"
+        )
     if a.json:
         write_json(a.json, out)
     return out

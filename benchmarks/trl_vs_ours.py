@@ -26,6 +26,7 @@ Pinned TRL GRPO config (written out because TRL's defaults change between releas
   generation_kwargs={"min_new_tokens": length}, learning_rate=1e-5, use_vllm=False,
   reward = exact match of the text after "\\nAnswer:" with the gold answer.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,7 @@ def _rss_mb() -> float:
     """Current resident set size in MiB (Linux /proc), 0 if unavailable."""
     try:
         with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError:
         return 0.0
 
@@ -62,6 +63,7 @@ class RSSPeak:
 
     def __init__(self, dt: float = 0.005):
         import threading
+
         self.dt, self.peak, self._stop = dt, _rss_mb(), threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
@@ -82,6 +84,7 @@ class RSSPeak:
 
 def _prompts(n: int) -> list[dict]:
     from tsallis_ref.testing import addition_examples
+
     return addition_examples(n, seed=0, digits=2, prompt="{a}+{b}=?", id_prefix="")
 
 
@@ -100,25 +103,45 @@ def run_trl(kind: str, a) -> dict:
     from transformers import TrainerCallback
 
     torch.set_num_threads(a.threads)
+    import trl
     from trl import GRPOConfig, GRPOTrainer
 
-    import trl
-    from tsallis_ref.testing import trl_model, trl_tokenizer
     from tsallis_ref.integrations.trl import GARLConfig, GARLTrainer, PAFTConfig, PAFTTrainer
+    from tsallis_ref.testing import trl_model, trl_tokenizer
 
     tok = trl_tokenizer()
     model = trl_model(tok, hidden_size=a.hidden, layers=a.layers, heads=a.heads, seed=0)
     steps = a.warmup + a.steps
     ds = Dataset.from_list([{"prompt": r["prompt"], "answer": r["answer"]} for r in _prompts(a.prompts * steps)])
-    common = dict(output_dir=tempfile.mkdtemp(prefix=f"bench_{kind}_"), per_device_train_batch_size=a.prompts * a.M,
-                  num_generations=a.M, max_completion_length=a.length, generation_kwargs={"min_new_tokens": a.length},
-                  gradient_accumulation_steps=1, learning_rate=1e-5, max_steps=steps, logging_steps=1, report_to=[],
-                  save_strategy="no", use_cpu=not torch.cuda.is_available(), bf16=False, gradient_checkpointing=False,
-                  temperature=1.0, top_p=1.0, top_k=0, beta=0.0, num_iterations=1, seed=0, shuffle_dataset=False,
-                  disable_tqdm=True)
+    common = dict(
+        output_dir=tempfile.mkdtemp(prefix=f"bench_{kind}_"),
+        per_device_train_batch_size=a.prompts * a.M,
+        num_generations=a.M,
+        max_completion_length=a.length,
+        generation_kwargs={"min_new_tokens": a.length},
+        gradient_accumulation_steps=1,
+        learning_rate=1e-5,
+        max_steps=steps,
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=not torch.cuda.is_available(),
+        bf16=False,
+        gradient_checkpointing=False,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        beta=0.0,
+        num_iterations=1,
+        seed=0,
+        shuffle_dataset=False,
+        disable_tqdm=True,
+    )
     if kind == "trl_grpo":
         args = GRPOConfig(loss_type="grpo", epsilon=0.2, scale_rewards="group", **common)
-        trainer = GRPOTrainer(model, reward_funcs=_exact_match_reward, args=args, train_dataset=ds, processing_class=tok)
+        trainer = GRPOTrainer(
+            model, reward_funcs=_exact_match_reward, args=args, train_dataset=ds, processing_class=tok
+        )
     elif kind == "trl_garl":
         args = GARLConfig(q=a.q, answer_marker=MARKER, **common)
         trainer = GARLTrainer(model, args=args, train_dataset=ds, processing_class=tok)
@@ -136,12 +159,14 @@ def run_trl(kind: str, a) -> dict:
 
     def timed(fn, slot: int):
         """``fn``, adding its CPU time to ``gen_acc[slot]``."""
+
         def wrapper(*x, **k):
             t = time.process_time()
             try:
                 return fn(*x, **k)
             finally:
                 gen_acc[slot] += time.process_time() - t
+
         return wrapper
 
     trainer._generate = timed(trainer._generate, 0)
@@ -171,16 +196,24 @@ def run_trl(kind: str, a) -> dict:
     base = base_box[0]
     lens = [r["completions/mean_length"] for r in trainer.state.log_history if "completions/mean_length" in r]
     w = a.warmup
-    out = {"step_times": times[w:], "wall_times": walls[w:], "gen_times": gens[w:], "score_times": scores[w:],
-           "peak_rss_mb": mon.peak, "base_rss_mb": base,
-           "mean_completion_length": statistics.mean(lens) if lens else None, "version": f"trl {trl.__version__}"}
+    out = {
+        "step_times": times[w:],
+        "wall_times": walls[w:],
+        "gen_times": gens[w:],
+        "score_times": scores[w:],
+        "peak_rss_mb": mon.peak,
+        "base_rss_mb": base,
+        "mean_completion_length": statistics.mean(lens) if lens else None,
+        "version": f"trl {trl.__version__}",
+    }
     if torch.cuda.is_available():
-        out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+        out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
 
 
 def run_ours(kind: str, a) -> dict:
     import torch
+
     torch.set_num_threads(a.threads)
     try:
         from tsallis_ref.trainer import train
@@ -190,22 +223,40 @@ def run_ours(kind: str, a) -> dict:
     steps = a.warmup + a.steps
     cfg = {
         "method": {"name": method, "q": a.q},
-        "model": {"name_or_path": "tiny", "tiny": {"hidden_size": a.hidden, "num_hidden_layers": a.layers,
-                                                   "num_attention_heads": a.heads, "intermediate_size": 2 * a.hidden,
-                                                   "tie_word_embeddings": False}},
-        "rollout": {"M": a.M, "rationale_budget": a.length, "answer_budget": 8, "end_of_rationale": MARKER,
-                    "answer_prefix": " ", "append_eos": False},
+        "model": {
+            "name_or_path": "tiny",
+            "tiny": {
+                "hidden_size": a.hidden,
+                "num_hidden_layers": a.layers,
+                "num_attention_heads": a.heads,
+                "intermediate_size": 2 * a.hidden,
+                "tie_word_embeddings": False,
+            },
+        },
+        "rollout": {
+            "M": a.M,
+            "rationale_budget": a.length,
+            "answer_budget": 8,
+            "end_of_rationale": MARKER,
+            "answer_prefix": " ",
+            "append_eos": False,
+        },
         "optim": {"lr": 1e-5, "prompts_per_step": a.prompts, "micro_batch_size": a.prompts * a.M},
-        "steps": steps, "seed": 0, "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "num_threads": a.threads, "output_dir": tempfile.mkdtemp(prefix=f"bench_{kind}_"),
-        "checkpoint_every": 0, "tensorboard": False, "progress_bar": False,
+        "steps": steps,
+        "seed": 0,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "num_threads": a.threads,
+        "output_dir": tempfile.mkdtemp(prefix=f"bench_{kind}_"),
+        "checkpoint_every": 0,
+        "tensorboard": False,
+        "progress_bar": False,
     }
     data_path = Path(cfg["output_dir"]) / "examples.jsonl"
     data_path.write_text("".join(json.dumps(r) + "\n" for r in _prompts(a.prompts * steps)))
     cfg["data"] = {"path": str(data_path), "shuffle": False}
     stamps: list[float] = []
     walls: list[float] = []
-    gen_acc: list[float] = []      # the rollout phase of each step, timed by the step itself (CPU time)
+    gen_acc: list[float] = []  # the rollout phase of each step, timed by the step itself (CPU time)
     n_tok: list[float] = []
     try:
         if torch.cuda.is_available():
@@ -237,13 +288,19 @@ def run_ours(kind: str, a) -> dict:
     wends = [w_start] + walls[:steps]
     w = a.warmup
     gens = gen_acc[:steps] if len(gen_acc) >= steps else []
-    out = {"step_times": times[w:], "wall_times": [wends[i + 1] - wends[i] for i in range(len(wends) - 1)][w:],
-           "gen_times": gens[w:], "score_times": [], "peak_rss_mb": mon.peak, "base_rss_mb": base,
-           # tokens sampled per rationale (it stops at EOS or at the marker, so it can be below --length)
-           "mean_completion_length": statistics.mean(n_tok[w:]) / (a.prompts * a.M) if n_tok[w:] else None,
-           "version": "tsallis_ref.trainer"}
+    out = {
+        "step_times": times[w:],
+        "wall_times": [wends[i + 1] - wends[i] for i in range(len(wends) - 1)][w:],
+        "gen_times": gens[w:],
+        "score_times": [],
+        "peak_rss_mb": mon.peak,
+        "base_rss_mb": base,
+        # tokens sampled per rationale (it stops at EOS or at the marker, so it can be below --length)
+        "mean_completion_length": statistics.mean(n_tok[w:]) / (a.prompts * a.M) if n_tok[w:] else None,
+        "version": "tsallis_ref.trainer",
+    }
     if torch.cuda.is_available():
-        out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+        out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
 
 
@@ -263,9 +320,13 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runners", default=",".join(RUNNERS))
-    p.add_argument("--repeats", type=int, default=2,
-                   help="rounds over all runners (round-robin); the table keeps each runner's fastest round, "
-                        "which is the most robust statistic on a shared, busy machine")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="rounds over all runners (round-robin); the table keeps each runner's fastest round, "
+        "which is the most robust statistic on a shared, busy machine",
+    )
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -277,15 +338,16 @@ def main() -> None:
 
     rounds: dict[str, list] = {}
     for _ in range(a.repeats):
-      for name in a.runners.split(","):
-        cmd = [sys.executable, __file__, "--child", name]
-        for k in ("M", "prompts", "length", "hidden", "layers", "heads", "q", "steps", "warmup", "threads"):
-            cmd += [f"--{k}", str(getattr(a, k))]
-        env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), TOKENIZERS_PARALLELISM="false")
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-        rounds.setdefault(name, []).append(
-            json.loads(line[-1][7:]) if line else {"error": f"crashed: {proc.stderr[-800:]}"})
+        for name in a.runners.split(","):
+            cmd = [sys.executable, __file__, "--child", name]
+            for k in ("M", "prompts", "length", "hidden", "layers", "heads", "q", "steps", "warmup", "threads"):
+                cmd += [f"--{k}", str(getattr(a, k))]
+            env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), TOKENIZERS_PARALLELISM="false")
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+            rounds.setdefault(name, []).append(
+                json.loads(line[-1][7:]) if line else {"error": f"crashed: {proc.stderr[-800:]}"}
+            )
     results = {}
     for name, rs in rounds.items():
         ok = [r for r in rs if "error" not in r]
@@ -303,15 +365,22 @@ def main() -> None:
     med = statistics.median
     ref_rest = (med(ref["step_times"]) - med(ref["gen_times"])) if ref.get("gen_times") else None
     import torch
-    print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}, {platform.machine()} "
-          f"{os.cpu_count()} cores, torch {torch.__version__}, threads/process {a.threads}; "
-          f"M={a.M} prompts/step={a.prompts} length={a.length} hidden={a.hidden} layers={a.layers}; "
-          f"{a.steps} timed steps after {a.warmup} warm-up; best of {a.repeats} round(s)")
-    print("step / gen / rest: CPU seconds of the runner's process per optimizer step (time.process_time, 1 thread),"
-          " median over the timed steps; rest = step - gen (scoring, forward, backward, optimizer);"
-          " wall: median wall-clock seconds per step (noisy on a shared machine)")
-    print(f"{'runner':<11} {'step CPU-s':>10} {'x GRPO':>7} {'gen':>7} {'rest':>7} {'x GRPO':>7} {'wall s':>7} "
-          f"{'train RSS MiB':>14} {'x GRPO':>7} {'len':>5}  rounds (step CPU-s)")
+
+    print(
+        f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}, {platform.machine()} "
+        f"{os.cpu_count()} cores, torch {torch.__version__}, threads/process {a.threads}; "
+        f"M={a.M} prompts/step={a.prompts} length={a.length} hidden={a.hidden} layers={a.layers}; "
+        f"{a.steps} timed steps after {a.warmup} warm-up; best of {a.repeats} round(s)"
+    )
+    print(
+        "step / gen / rest: CPU seconds of the runner's process per optimizer step (time.process_time, 1 thread),"
+        " median over the timed steps; rest = step - gen (scoring, forward, backward, optimizer);"
+        " wall: median wall-clock seconds per step (noisy on a shared machine)"
+    )
+    print(
+        f"{'runner':<11} {'step CPU-s':>10} {'x GRPO':>7} {'gen':>7} {'rest':>7} {'x GRPO':>7} {'wall s':>7} "
+        f"{'train RSS MiB':>14} {'x GRPO':>7} {'len':>5}  rounds (step CPU-s)"
+    )
     for name, r in results.items():
         if "error" in r:
             print(f"{name:<11} {r['error']}")

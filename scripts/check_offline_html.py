@@ -9,6 +9,7 @@ points to another host (``http:``, ``https:`` or ``//``), when the local MathJax
 at a placeholder repository (a dead badge, e.g. ``YOUR-ORG``), or when a notebook output shows a Python warning,
 an absolute path of the machine that ran it, or undecodable bytes.
 """
+
 from __future__ import annotations
 
 import re
@@ -75,7 +76,7 @@ class _Outputs(HTMLParser):
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.depth = 0          # div nesting inside the current output, 0 = outside
+        self.depth = 0  # div nesting inside the current output, 0 = outside
         self.chunks: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -105,7 +106,7 @@ def output_noise(html: str) -> list[str]:
     for text in p.chunks:
         for kind, pat in NOISE.items():
             for m in pat.finditer(text):
-                found.append(f"{kind}: {text[max(0, m.start() - 60):m.end() + 40]!r}")
+                found.append(f"{kind}: {text[max(0, m.start() - 60) : m.end() + 40]!r}")
     return found
 
 
@@ -140,8 +141,10 @@ def main(argv: list[str]) -> int:
         for b in bad:
             print("  " + b, file=sys.stderr)
         return 1
-    print(f"check_offline_html: {len(pages)} pages, no external script/stylesheet/font, MathJax local, "
-          "no placeholder link, no warning or local path in outputs")
+    print(
+        f"check_offline_html: {len(pages)} pages, no external script/stylesheet/font, MathJax local, "
+        "no placeholder link, no warning or local path in outputs"
+    )
     return 0
 
 

@@ -8,6 +8,7 @@ the chapter "Cold start in miniature") and plots, for each method, q and learnin
 seed escaped the cold start against the initial success probability p0; runs that did not escape within their
 step budget are drawn as open markers on the top line. Nothing is computed here beyond reading the records.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,7 @@ OUT = ROOT / "book" / "images" / "results_escape_p0.png"
 def load_runs(root: Path = ROOT) -> list[dict]:
     runs = []
     for f in sorted((root / "data" / "miniature").glob("escape_p0_*.json")):
-        if "M1024" in f.name:      # the chapter's separate large-M check at one p0
+        if "M1024" in f.name:  # the chapter's separate large-M check at one p0
             continue
         rec = json.loads(f.read_text())
         for r in rec["runs"]:
@@ -65,7 +66,8 @@ def main() -> int:
         del ls
     ax.axhline(budget * 1.4, color="grey", lw=0.8)
     ax.text(1.2e-4, budget * 1.55, "did not escape within the run", fontsize=9, color="grey")
-    ax.set_xscale("log"); ax.set_yscale("log")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_ylim(top=budget * 2.2)
     ax.set_xlabel("initial success probability $p_0$")
     ax.set_ylabel("escape step (first evaluation with $P>0.5$)")
@@ -73,8 +75,10 @@ def main() -> int:
     ax.legend(fontsize=7, ncol=2, loc="lower left")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(OUT)
-    print(f"make_algorithm_figures: {len(runs)} runs from {len({r['record'] for r in runs})} records -> "
-          f"{OUT.relative_to(ROOT)}")
+    print(
+        f"make_algorithm_figures: {len(runs)} runs from {len({r['record'] for r in runs})} records -> "
+        f"{OUT.relative_to(ROOT)}"
+    )
     return 0
 
 

@@ -7,6 +7,7 @@ Right: the gradient identity of Prop. 4.1 (Eq. 5) measured with autograd on the 
 
     python scripts/make_readme_figure.py [OUT.png]
 """
+
 from __future__ import annotations
 
 import math
@@ -30,15 +31,20 @@ TARGET_PS = [0.3, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
 
 def main(out: Path) -> None:
     torch.set_num_threads(1)
-    colors = list(q_colors(Q_VALUES).values())   # the book's q colours (viridis without its pale yellow end)
+    colors = list(q_colors(Q_VALUES).values())  # the book's q colours (viridis without its pale yellow end)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
     plt.rcParams["axes.titlesize"] = 10
 
     log_p = torch.linspace(math.log(1e-6), 0.0, 300, dtype=torch.float64)
     for q, c in zip(Q_VALUES, colors):
         a1.plot(log_p.exp(), tr.qloss(log_p, q), color=c, label=f"q = {q:g}")
-    a1.set(xscale="log", yscale="log", xlabel="success probability P", ylabel=r"$\ell_q=-\log_q P$",
-           title=r"$J_Q$ family: $q=0$ is RL, $q=1$ is likelihood")
+    a1.set(
+        xscale="log",
+        yscale="log",
+        xlabel="success probability P",
+        ylabel=r"$\ell_q=-\log_q P$",
+        title=r"$J_Q$ family: $q=0$ is RL, $q=1$ is likelihood",
+    )
     a1.legend(fontsize=8)
 
     models = [LatentCategoricalModel.random(6, seed=0, target_P=p) for p in TARGET_PS]
@@ -47,9 +53,13 @@ def main(out: Path) -> None:
         ratio = [float(m.exact_grad(q).norm() / m.exact_grad(0.0).norm()) for m in models]
         a2.plot(Ps, ratio, "o", color=c, ms=4)
         a2.plot(Ps, tr.amplification(torch.tensor(np.log(Ps)), q), "-", color=c, lw=1, label=f"q = {q:g}")
-    a2.set(xscale="log", yscale="log", xlabel="success probability P (toy latent model)",
-           ylabel=r"$\|\nabla\ell_q\|\,/\,\|\nabla\ell_0\|$",
-           title=r"gradient identity: autograd (dots) vs $P^{-q}$")
+    a2.set(
+        xscale="log",
+        yscale="log",
+        xlabel="success probability P (toy latent model)",
+        ylabel=r"$\|\nabla\ell_q\|\,/\,\|\nabla\ell_0\|$",
+        title=r"gradient identity: autograd (dots) vs $P^{-q}$",
+    )
     a2.legend(fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

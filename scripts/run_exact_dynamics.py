@@ -7,12 +7,12 @@ them) is enumerated, so J_Q and its gradient are exact. Resumable: a run already
   python scripts/run_exact_dynamics.py optim               # SGD vs Adam (eps 1e-8, 1e-12, 1e-16), 2 start models
   python scripts/run_exact_dynamics.py noise               # per-draw label noise: contamination curves
 """
+
 from __future__ import annotations
 
 import argparse
 import copy
 import json
-import math
 import os
 import sys
 import time
@@ -33,7 +33,7 @@ def decoder_path(seed: int) -> str:
 
 def inputs() -> torch.Tensor:
     """The training inputs: 4 of the 25, fixed."""
-    return TASK.all_inputs()[torch.randperm(TASK.V ** TASK.L, generator=torch.Generator().manual_seed(0))[:N_INPUTS]]
+    return TASK.all_inputs()[torch.randperm(TASK.V**TASK.L, generator=torch.Generator().manual_seed(0))[:N_INPUTS]]
 
 
 def p_start(start, x: torch.Tensor, target: str) -> float:
@@ -67,8 +67,12 @@ def main() -> None:
     ap.add_argument("--qs", type=float, nargs="+", default=list(QS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="start models (pre-training seeds)")
     ap.add_argument("--steps", type=int, default=1500, help="optim: step budget per run")
-    ap.add_argument("--target", choices=list(mini.EXACT_TARGETS), default="marginal",
-                    help="P: the marginal likelihood over every rationale, or p(S_0|x) alone (flow, optim)")
+    ap.add_argument(
+        "--target",
+        choices=list(mini.EXACT_TARGETS),
+        default="marginal",
+        help="P: the marginal likelihood over every rationale, or p(S_0|x) alone (flow, optim)",
+    )
     ap.add_argument("--sgd-lr", type=float, default=1.0)
     ap.add_argument("--eps", type=float, nargs="+", default=[0.05, 0.2], help="noise: per-draw flip rates")
     ap.add_argument("--adam-lr", type=float, default=0.01)
@@ -82,18 +86,33 @@ def main() -> None:
         for s in a.seeds:
             model, losses = mini.pretrain(TASK, seed=s, **PRETRAIN)
             with open(decoder_path(s), "w") as f:
-                json.dump(mini.decoder_to_json(model, pretrain={**PRETRAIN, "seed": s}, final_loss=losses[-1],
-                                               produced_by=command, machine=mini.machine_info()), f)
+                json.dump(
+                    mini.decoder_to_json(
+                        model,
+                        pretrain={**PRETRAIN, "seed": s},
+                        final_loss=losses[-1],
+                        produced_by=command,
+                        machine=mini.machine_info(),
+                    ),
+                    f,
+                )
             print(f"seed {s}: final loss {losses[-1]:.4f} -> {decoder_path(s)}")
         return
     starts = {s: mini.decoder_from_json(json.load(open(decoder_path(s)))) for s in a.seeds}
-    settings = {"task": {"V": TASK.V, "L": TASK.L, "K": TASK.K}, "pretrain": PRETRAIN, "inputs": x.tolist(),
-                "decoders": [decoder_path(s) for s in a.seeds]}
+    settings = {
+        "task": {"V": TASK.V, "L": TASK.L, "K": TASK.K},
+        "pretrain": PRETRAIN,
+        "inputs": x.tolist(),
+        "decoders": [decoder_path(s) for s in a.seeds],
+    }
     if a.part == "flow":
         out = a.out or f"data/miniature/exact_flow_{a.target}.json"
         p0s = a.p0 or [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7]
-        rec = load(out, command, {**settings, "target": a.target, "delta": 0.5, "rtol": 1e-6, "atol": 1e-9,
-                                  "solver": "RK45, log time"})
+        rec = load(
+            out,
+            command,
+            {**settings, "target": a.target, "delta": 0.5, "rtol": 1e-6, "atol": 1e-9, "solver": "RK45, log time"},
+        )
         for s in a.seeds:
             for p0 in p0s:
                 start = mini.make_start(starts[s], p0)
@@ -103,18 +122,41 @@ def main() -> None:
                         continue
                     t0 = time.perf_counter()
                     f = mini.exact_gradient_flow(start, x, q, delta=0.5, target=a.target)
-                    rec["runs"].append({"seed": s, "p0_target": p0, "p0": pm, "q": q, "T": f["T"], "nfev": f["nfev"],
-                                        "t": f["t"][::max(1, len(f["t"]) // 40)], "P": f["P"][::max(1, len(f["P"]) // 40)],
-                                        "seconds": round(time.perf_counter() - t0, 1)})
+                    rec["runs"].append(
+                        {
+                            "seed": s,
+                            "p0_target": p0,
+                            "p0": pm,
+                            "q": q,
+                            "T": f["T"],
+                            "nfev": f["nfev"],
+                            "t": f["t"][:: max(1, len(f["t"]) // 40)],
+                            "P": f["P"][:: max(1, len(f["P"]) // 40)],
+                            "seconds": round(time.perf_counter() - t0, 1),
+                        }
+                    )
                     save(rec, out)
-                    print(f"seed {s} p0 {pm:.2e} q {q:g}: T {f['T']:.4g} ({f['nfev']} evals, "
-                          f"{time.perf_counter() - t0:.0f} s)", flush=True)
+                    print(
+                        f"seed {s} p0 {pm:.2e} q {q:g}: T {f['T']:.4g} ({f['nfev']} evals, "
+                        f"{time.perf_counter() - t0:.0f} s)",
+                        flush=True,
+                    )
     elif a.part == "optim":
         out = a.out or f"data/miniature/exact_optim_{a.target}.json"
         p0s = a.p0 or [1e-2, 1e-4, 1e-6, 1e-9, 1e-12]
         opts = [("sgd", a.sgd_lr, None)] + [("adam", a.adam_lr, e) for e in (1e-8, 1e-12, 1e-16)]
-        rec = load(out, command, {**settings, "target": a.target, "delta": 0.5, "steps": a.steps,
-                                  "betas": [0.9, 0.999], "optimizers": [list(o) for o in opts]})
+        rec = load(
+            out,
+            command,
+            {
+                **settings,
+                "target": a.target,
+                "delta": 0.5,
+                "steps": a.steps,
+                "betas": [0.9, 0.999],
+                "optimizers": [list(o) for o in opts],
+            },
+        )
         for p0 in p0s:
             for s in a.seeds:
                 start = mini.make_start(starts[s], p0)
@@ -124,18 +166,51 @@ def main() -> None:
                         if have(rec, seed=s, p0_target=p0, q=q, optimizer=opt, adam_eps=eps):
                             continue
                         t0 = time.perf_counter()
-                        r = mini.exact_gradient_run(start, x, q, optimizer=opt, lr=lr, adam_eps=eps or 0.0,
-                                                    steps=a.steps, target=a.target, record_every=50)
-                        rec["runs"].append({"seed": s, "p0_target": p0, "p0": pm, "q": q, "optimizer": opt, "lr": lr,
-                                            "adam_eps": eps, **r, "seconds": round(time.perf_counter() - t0, 1)})
+                        r = mini.exact_gradient_run(
+                            start,
+                            x,
+                            q,
+                            optimizer=opt,
+                            lr=lr,
+                            adam_eps=eps or 0.0,
+                            steps=a.steps,
+                            target=a.target,
+                            record_every=50,
+                        )
+                        rec["runs"].append(
+                            {
+                                "seed": s,
+                                "p0_target": p0,
+                                "p0": pm,
+                                "q": q,
+                                "optimizer": opt,
+                                "lr": lr,
+                                "adam_eps": eps,
+                                **r,
+                                "seconds": round(time.perf_counter() - t0, 1),
+                            }
+                        )
                         save(rec, out)
-                        print(f"seed {s} p0 {pm:.2e} {opt} eps {eps} q {q:g}: escape step {r['escape_step']} "
-                              f"(|grad| on the S0 bias {r['grad_s0']:.2e}; {time.perf_counter() - t0:.0f} s)", flush=True)
+                        print(
+                            f"seed {s} p0 {pm:.2e} {opt} eps {eps} q {q:g}: escape step {r['escape_step']} "
+                            f"(|grad| on the S0 bias {r['grad_s0']:.2e}; {time.perf_counter() - t0:.0f} s)",
+                            flush=True,
+                        )
     elif a.part == "noise":
         out = a.out or "data/miniature/exact_noise.json"
         epss = a.eps
-        rec = load(out, command, {**settings, "noise_eps": epss, "optimizer": "sgd", "lr": a.sgd_lr, "steps": a.steps,
-                                  "start": "each pre-trained model after the clean q=1 gradient flow to mean P = 0.9"})
+        rec = load(
+            out,
+            command,
+            {
+                **settings,
+                "noise_eps": epss,
+                "optimizer": "sgd",
+                "lr": a.sgd_lr,
+                "steps": a.steps,
+                "start": "each pre-trained model after the clean q=1 gradient flow to mean P = 0.9",
+            },
+        )
         for s in a.seeds:
             clean = None
             for eps in epss:
@@ -145,12 +220,27 @@ def main() -> None:
                     if clean is None:
                         clean = mini.exact_gradient_flow(mini.make_start(starts[s], 0.3), x, 1.0, delta=0.9)["model"]
                     t0 = time.perf_counter()
-                    r = mini.exact_gradient_run(clean, x, q, optimizer="sgd", lr=a.sgd_lr, steps=a.steps, delta=None,
-                                                noise_eps=eps, record_every=a.record_every)
-                    rec["runs"].append({"seed": s, "noise_eps": eps, "q": q, **r, "seconds": round(time.perf_counter() - t0, 1)})
+                    r = mini.exact_gradient_run(
+                        clean,
+                        x,
+                        q,
+                        optimizer="sgd",
+                        lr=a.sgd_lr,
+                        steps=a.steps,
+                        delta=None,
+                        noise_eps=eps,
+                        record_every=a.record_every,
+                    )
+                    rec["runs"].append(
+                        {"seed": s, "noise_eps": eps, "q": q, **r, "seconds": round(time.perf_counter() - t0, 1)}
+                    )
                     save(rec, out)
-                    print(f"seed {s} eps {eps} q {q:g}: contamination {r['contamination'][0]:.2e} -> "
-                          f"{r['contamination'][-1]:.2e}, P {r['P'][-1]:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+                    print(
+                        f"seed {s} eps {eps} q {q:g}: contamination {r['contamination'][0]:.2e} -> "
+                        f"{r['contamination'][-1]:.2e}, P {r['P'][-1]:.3f} ({time.perf_counter() - t0:.0f} s)",
+                        flush=True,
+                    )
+
 
 if __name__ == "__main__":
     main()

@@ -38,6 +38,7 @@ With t_sample ~ 2.5 s the defaults take 30 * 17.4 + (4 * 80 + 2 * 400) * 2.5 ~ 3
 set dominates: the issue's ~20 minutes per run needs the test at k = 2 (``--k 2`` halves validation and test) or
 on fewer questions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,13 +64,16 @@ def split_dev(dataset: str, n_val: int, n_test: int, train_ids, cfg_dict: dict) 
     """The first ``n_val`` dev questions (validation) and the next ``n_test`` (test), both disjoint from training."""
     from tsallis_ref.batches import load_examples
     from tsallis_ref.config import TrainConfig
+
     d = json.loads(json.dumps(cfg_dict))
     d["data"].update({"split": "dev", "limit": n_val + n_test, "path": None})
     dev = load_examples(TrainConfig.from_dict(d))
     if len(dev) < n_val + n_test:
-        raise SystemExit(f"--n-val {n_val} + --n-test {n_test} = {n_val + n_test} dev questions asked; the {dataset} "
-                         f"dev sample has {len(dev)}")
-    val, test = dev[:n_val], dev[n_val:n_val + n_test]
+        raise SystemExit(
+            f"--n-val {n_val} + --n-test {n_test} = {n_val + n_test} dev questions asked; the {dataset} "
+            f"dev sample has {len(dev)}"
+        )
+    val, test = dev[:n_val], dev[n_val : n_val + n_test]
     for name, part in (("validation", val), ("test", test)):
         both = sorted(set(train_ids) & {e["id"] for e in part})
         assert not both, f"{name} ids are also training ids: {both[:10]}"
@@ -82,32 +86,62 @@ def build_config(a, out_dir: Path, val_path: Path) -> dict:
     if a.smoke:
         model = {"name_or_path": "tiny"}
     else:
-        model = {"name_or_path": "smollm2-gguf", "load_in_4bit": True, "chat_template": False,
-                 "lora": {"enabled": True, "r": 8, "alpha": 16}}
+        model = {
+            "name_or_path": "smollm2-gguf",
+            "load_in_4bit": True,
+            "chat_template": False,
+            "lora": {"enabled": True, "r": 8, "alpha": 16},
+        }
     return {
         "method": {"name": a.method, "q": 0.0 if a.q is None else a.q, "baseline": "rloo"},
         "model": model,
-        "rollout": {"M": a.M, "rationale_budget": a.rationale_budget, "answer_budget": a.answer_budget,
-                    "min_rationale_tokens": min(a.min_rationale_tokens, a.rationale_budget),
-                    "end_of_rationale": "\nAnswer:", "answer_prefix": " "},
+        "rollout": {
+            "M": a.M,
+            "rationale_budget": a.rationale_budget,
+            "answer_budget": a.answer_budget,
+            "min_rationale_tokens": min(a.min_rationale_tokens, a.rationale_budget),
+            "end_of_rationale": "\nAnswer:",
+            "answer_prefix": " ",
+        },
         "optim": {"lr": a.lr, "prompts_per_step": 1, "micro_batch_size": a.M},
-        "data": {"dataset": a.dataset, "split": "train", "regime": "cold", "context_budget": a.context_budget,
-                 "limit": a.n_train},
-        "eval": {"every": a.eval_every, "k": a.k, "path": str(val_path), "dataset": a.dataset, "judge": a.judge,
-                 "seed": a.seed, "batch_size": a.M * 4},
-        "steps": a.steps, "seed": a.seed, "output_dir": str(out_dir), "checkpoint_every": a.checkpoint_every,
-        "device": "cpu", "num_threads": a.threads, "tensorboard": False, "progress_bar": not a.quiet,
+        "data": {
+            "dataset": a.dataset,
+            "split": "train",
+            "regime": "cold",
+            "context_budget": a.context_budget,
+            "limit": a.n_train,
+        },
+        "eval": {
+            "every": a.eval_every,
+            "k": a.k,
+            "path": str(val_path),
+            "dataset": a.dataset,
+            "judge": a.judge,
+            "seed": a.seed,
+            "batch_size": a.M * 4,
+        },
+        "steps": a.steps,
+        "seed": a.seed,
+        "output_dir": str(out_dir),
+        "checkpoint_every": a.checkpoint_every,
+        "device": "cpu",
+        "num_threads": a.threads,
+        "tensorboard": False,
+        "progress_bar": not a.quiet,
     }
 
 
 def hardware() -> str:
     import torch
+
     from tsallis_ref.experiments import hardware_label
+
     return f"{hardware_label('cpu')}; torch {torch.__version__}; {platform.python_implementation()} {platform.python_version()}"
 
 
 def run(a) -> dict:
     import torch
+
     from tsallis_ref.batches import load_examples
     from tsallis_ref.checkpoint import checkpoint_path, load_checkpoint
     from tsallis_ref.config import TrainConfig
@@ -138,22 +172,34 @@ def run(a) -> dict:
     best = res["best"]
     best_test = None
     if best is not None and best["step"] == cfg.steps:
-        best_test = final                    # the best checkpoint is the final model: the same weights
+        best_test = final  # the best checkpoint is the final model: the same weights
     elif best is not None:
         load_trainable_state_dict(model, load_checkpoint(out_dir / BEST_DIR / "trainable.pt")["model"])
         best_test = {k.replace("val/", "test/"): v for k, v in validate(model, tok, test, cfg).items()}
     t_test = time.perf_counter() - t1
     argv = a.argv if a.argv is not None else sys.argv[1:]
     return {
-        "label": label, "command": " ".join(["python", "scripts/run_heldout.py"] + list(argv)),
+        "label": label,
+        "command": " ".join(["python", "scripts/run_heldout.py"] + list(argv)),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "hardware": hardware(), "resumed": resume, "settings": cfg.to_dict(),
-        "dataset": a.dataset, "method": a.method, "q": a.q, "seed": a.seed,
-        "ids": {"train": [e["id"] for e in train_ex], "validation": [e["id"] for e in val],
-                "test": [e["id"] for e in test]},
-        "validation_curve": res["validation"], "train_curve": curve,
-        "best": best, "best_step": res["best_step"],
-        "test_final": final, "test_best": best_test,
+        "hardware": hardware(),
+        "resumed": resume,
+        "settings": cfg.to_dict(),
+        "dataset": a.dataset,
+        "method": a.method,
+        "q": a.q,
+        "seed": a.seed,
+        "ids": {
+            "train": [e["id"] for e in train_ex],
+            "validation": [e["id"] for e in val],
+            "test": [e["id"] for e in test],
+        },
+        "validation_curve": res["validation"],
+        "train_curve": curve,
+        "best": best,
+        "best_step": res["best_step"],
+        "test_final": final,
+        "test_best": best_test,
         "wall_s": {"train_this_process": t_train, "test": t_test},
     }
 
@@ -182,8 +228,11 @@ def parse(argv=None):
     ap.add_argument("--runs-root", default=str(REPO / "runs" / "heldout"))
     ap.add_argument("--record-dir", default=str(REPO / "data" / "heldout"))
     ap.add_argument("--quiet", action="store_true")
-    ap.add_argument("--smoke", action="store_true",
-                    help="pipeline check: the tiny model from config, 2 steps, 2 validation and 2 test questions")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="pipeline check: the tiny model from config, 2 steps, 2 validation and 2 test questions",
+    )
     a = ap.parse_args(argv)
     a.argv = argv
     if a.method in ("grpo", "rloo", "maxrl"):
@@ -205,9 +254,12 @@ def main(argv=None) -> dict:
     tmp.write_text(json.dumps(rec, indent=1))
     os.replace(tmp, path)
     v = rec["validation_curve"]
-    print(f"{rec['label']}: validation maj@k " + ", ".join(f"{p['step']}:{p['val/maj@k']:.1f}" for p in v)
-          + f"; best step {rec['best_step']}; test (final) p@1 {rec['test_final']['test/p@1']:.1f} "
-          f"maj@k {rec['test_final']['test/maj@k']:.1f}; wrote {path}")
+    print(
+        f"{rec['label']}: validation maj@k "
+        + ", ".join(f"{p['step']}:{p['val/maj@k']:.1f}" for p in v)
+        + f"; best step {rec['best_step']}; test (final) p@1 {rec['test_final']['test/p@1']:.1f} "
+        f"maj@k {rec['test_final']['test/maj@k']:.1f}; wrote {path}"
+    )
     return rec
 
 

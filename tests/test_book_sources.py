@@ -1,4 +1,5 @@
 """Static checks of the book's sources (no build): the Colab setting, setup cells, page titles, placeholders."""
+
 from __future__ import annotations
 
 import re
@@ -28,8 +29,9 @@ def _title(path: Path) -> str:
 
 
 def test_setup_cells_match_config():
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "sync_colab.py"), "--check"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "sync_colab.py"), "--check"], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -57,11 +59,16 @@ def test_setup_source_follows_the_setting():
 
 def test_colab_badge_url():
     assert colab_url("", "main", "", "book/qlog") is None
-    assert (colab_url("https://github.com/org/tsallis-ref.git", "dev", "", "book/qlog")
-            == "https://colab.research.google.com/github/org/tsallis-ref/blob/dev/book/qlog.ipynb")
-    assert (colab_url("https://github.com/org/repo/", "main", "/sub/", "book/x")
-            == "https://colab.research.google.com/github/org/repo/blob/main/sub/book/x.ipynb")
+    assert (
+        colab_url("https://github.com/org/tsallis-ref.git", "dev", "", "book/qlog")
+        == "https://colab.research.google.com/github/org/tsallis-ref/blob/dev/book/qlog.ipynb"
+    )
+    assert (
+        colab_url("https://github.com/org/repo/", "main", "/sub/", "book/x")
+        == "https://colab.research.google.com/github/org/repo/blob/main/sub/book/x.ipynb"
+    )
     from sphinx.errors import ConfigError
+
     with pytest.raises(ConfigError, match="repository.url"):
         colab_url("https://gitlab.com/org/repo", "main", "", "book/qlog")
 
@@ -86,8 +93,10 @@ def test_setup_cell_compiles(path):
 def test_output_checks_catch_noise_and_dead_badges():
     """The checks that scripts/check_offline_html.py runs on every built page see each defect and pass clean output."""
     from check_offline_html import output_noise, placeholder_links
+
     def page(out: str) -> str:
         return f'<div class="cell docutils container"><div class="cell_output docutils container"><pre>{out}</pre></div></div>'
+
     assert output_noise(page("/usr/lib/python3/site-packages/tqdm/auto.py:21: TqdmWarning: IProgress not found"))
     assert output_noise(page("repository: /work/main"))
     assert output_noise(page("one generation: 'G\ufffd.'"))
@@ -100,6 +109,7 @@ def test_output_checks_catch_noise_and_dead_badges():
 
 def test_api_field_table_renders_help_types_and_defaults():
     import dataclasses
+
     from api_tidy import field_table
 
     @dataclasses.dataclass
@@ -115,13 +125,16 @@ def test_api_field_table_renders_help_types_and_defaults():
     rst = "\n".join(field_table(Demo))
     assert "``q``" in rst and "``float``" in rst and "``0.75``" in rst and "commitment, in [0, 1]" in rst
     assert "``Inner()``" in rst and "``[]``" in rst and "<factory>" not in rst
-    assert "\u2014" in rst      # a field without help shows a dash, not an empty cell
+    assert "\u2014" in rst  # a field without help shows a dash, not an empty cell
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_no_chapter_code_cell_over_30_lines(path):
     """Analysis lives in tested library functions (tsallis_ref.experiments); a chapter's cells stay short."""
     nb = nbformat.read(path, as_version=4)
-    long = [(i, len(c.source.splitlines())) for i, c in enumerate(nb.cells)
-            if c.cell_type == "code" and len(c.source.splitlines()) > 30]
+    long = [
+        (i, len(c.source.splitlines()))
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and len(c.source.splitlines()) > 30
+    ]
     assert not long, long

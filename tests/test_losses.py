@@ -1,4 +1,5 @@
 """The q-logarithm and the per-example loss: identities, limits, numerics (paper Eqs. 1-5)."""
+
 import math
 
 import pytest
@@ -70,7 +71,7 @@ def test_qloss_finite_nonnegative_and_matches_qlog(log_p, q):
 def test_qloss_endpoints():
     for lp in (-1e-8, -0.3, -5.0, -300.0, -1e4):
         assert qloss(lp, 0.0) == pytest.approx(-math.expm1(lp), rel=1e-12)  # 1 - P
-        assert qloss(lp, 1.0) == pytest.approx(-lp, rel=1e-15)              # -log P
+        assert qloss(lp, 1.0) == pytest.approx(-lp, rel=1e-15)  # -log P
 
 
 def test_qloss_tensor_extremes_are_finite_and_accurate():
@@ -130,6 +131,7 @@ def test_gradient_identity_prop_4_1(seed, q, target):
 
 # ------------------------------------------------------------------------------------ edges of autograd
 
+
 def test_qlog_gradient_at_zero():
     """d/du log_q(u) = u^-q also at u = 0: 1 at q = 0 (log_0(u) = u - 1), +inf for q > 0, never NaN."""
     for dtype in (torch.float32, torch.float64):
@@ -138,7 +140,7 @@ def test_qlog_gradient_at_zero():
         assert g.tolist() == [1.0, 1.0, 1.0]
         (g,) = torch.autograd.grad(qlog(u, 0.5).sum(), u)
         assert g[0].item() == math.inf and g[1:].tolist() == pytest.approx([2.0, 1.0])
-        (g,) = torch.autograd.grad(qlog(u, torch.tensor(0.0)).sum(), u)      # q as a tensor: the same
+        (g,) = torch.autograd.grad(qlog(u, torch.tensor(0.0)).sum(), u)  # q as a tensor: the same
         assert g.tolist() == [1.0, 1.0, 1.0]
 
 
@@ -166,7 +168,7 @@ def test_qloss_derivative_in_q_matches_finite_differences(log_p, q):
 
 
 def test_qloss_derivatives_pass_gradcheck():
-    a = torch.tensor([1e-3, 0.05, 0.3, 0.75, 0.99], dtype=torch.float64)   # q inside (0, 1): gradcheck steps q by 1e-6
+    a = torch.tensor([1e-3, 0.05, 0.3, 0.75, 0.99], dtype=torch.float64)  # q inside (0, 1): gradcheck steps q by 1e-6
     lp = torch.tensor([-2.0, -5.0, -0.1, -30.0, -1.0], dtype=torch.float64, requires_grad=True)
     q = (1 - a).requires_grad_()
     assert torch.autograd.gradcheck(lambda lp, q: qloss(lp, q), (lp, q))

@@ -1,12 +1,15 @@
 """Memory and precision options of the trainer: the chunked lm head, two-pass scoring (same gradient as one
 pass, with LoRA dropout replayed), the precision plan (bf16 / fp16 + loss scaling, T4 vs A100/H100) and the
 fp16 path end to end on the CPU (GradScaler state saved and resumed)."""
+
 import math
 
 import pytest
 import torch
 
 torch.set_num_threads(1)
+
+from conftest import EXAMPLES, ROOT, tiny_cfg
 
 from tsallis_ref import models as Mo
 from tsallis_ref import trainer as T
@@ -15,8 +18,6 @@ from tsallis_ref.config import ConfigError
 from tsallis_ref.models import load_model_and_tokenizer, tiny_model, tiny_tokenizer
 from tsallis_ref.rollout import encode_answer, sample_answers, sample_rationales
 from tsallis_ref.scoring import pack, score_sequences, token_logprobs
-
-from conftest import EXAMPLES, ROOT, tiny_cfg
 
 #: this file's runs: M = 5 rationales of at most 10 tokens, micro-batches of 2, on the CPU
 MEMORY_RUN = {"rollout": {"M": 5, "rationale_budget": 10}, "optim": {"micro_batch_size": 2}, "device": "cpu"}
@@ -37,8 +38,11 @@ def test_chunked_head_matches_full_logits_in_value_and_gradient():
     ids, att, zm, am = pack(p, z, a, tok.pad_token_id)
     pos = zm | am
     out = {}
-    for name, kw in {"full": dict(lm_head_checkpoint=False), "chunk3": dict(positions=pos, logits_chunk=3),
-                     "chunk1000": dict(positions=pos, logits_chunk=1000)}.items():
+    for name, kw in {
+        "full": dict(lm_head_checkpoint=False),
+        "chunk3": dict(positions=pos, logits_chunk=3),
+        "chunk1000": dict(positions=pos, logits_chunk=1000),
+    }.items():
         model.zero_grad()
         lp = token_logprobs(model, ids, att, **kw)
         (lp * pos).sum().backward()
@@ -47,7 +51,7 @@ def test_chunked_head_matches_full_logits_in_value_and_gradient():
     for name in ("chunk3", "chunk1000"):
         lp, g = out[name]
         torch.testing.assert_close(lp[pos], full_lp[pos], rtol=1e-5, atol=1e-5)
-        assert float(lp[~pos].abs().max()) == 0.0            # unscored positions are not computed
+        assert float(lp[~pos].abs().max()) == 0.0  # unscored positions are not computed
         for x, y in zip(g, full_g):
             torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="logits_chunk"):
@@ -57,8 +61,8 @@ def test_chunked_head_matches_full_logits_in_value_and_gradient():
 # ------------------------------------------------------------------------------------------ two-pass scoring
 def _grads_and_state(cfg, model, tok, ro, answers, rewards):
     model.zero_grad()
-    torch.manual_seed(123)                      # the global state LoRA dropout draws from
-    gen = torch.Generator().manual_seed(11)     # PAFT's resampling
+    torch.manual_seed(123)  # the global state LoRA dropout draws from
+    gen = torch.Generator().manual_seed(11)  # PAFT's resampling
     out = T.accumulate_gradients(model, cfg, tok.pad_token_id, ro, answers, rewards, gen)
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     return out, grads, torch.get_rng_state()
@@ -68,7 +72,7 @@ def _grads_and_state(cfg, model, tok, ro, answers, rewards):
 def lora_tiny():
     cfg = _cfg("garl", model={"lora": {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.3}})
     model, tok = load_model_and_tokenizer(cfg.model, torch.device("cpu"), seed=0)
-    with torch.no_grad():   # a non-zero adapter, so that dropout changes the scores
+    with torch.no_grad():  # a non-zero adapter, so that dropout changes the scores
         for n, p in model.named_parameters():
             if "lora_B" in n:
                 p.normal_(0, 0.2)
@@ -76,13 +80,19 @@ def lora_tiny():
     return model, tok
 
 
-@pytest.mark.parametrize("name,extra", [("garl", {}), ("garl", {"baseline": "none", "q": 1.0}),
-                                        ("paft", {"K": 3}), ("rloo", {}), ("grpo", {})])
+@pytest.mark.parametrize(
+    "name,extra",
+    [("garl", {}), ("garl", {"baseline": "none", "q": 1.0}), ("paft", {"K": 3}), ("rloo", {}), ("grpo", {})],
+)
 def test_two_pass_scoring_gives_the_one_pass_gradient(lora_tiny, name, extra):
     model, tok = lora_tiny
     cfg1 = _cfg(name, method=extra, model={"lora": {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.3}})
-    cfg2 = _cfg(name, method=extra, model={"lora": {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.3}},
-                optim={"two_pass_scoring": True})
+    cfg2 = _cfg(
+        name,
+        method=extra,
+        model={"lora": {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.3}},
+        optim={"two_pass_scoring": True},
+    )
     torch.manual_seed(5)
     xs = [tok(e["prompt"], add_special_tokens=False).input_ids for e in EXAMPLES[:2]]
     ro = sample_rationales(model, tok, xs, cfg1.rollout)
@@ -101,14 +111,15 @@ def test_two_pass_scoring_gives_the_one_pass_gradient(lora_tiny, name, extra):
         torch.testing.assert_close(g2[n], g1[n], rtol=1e-4, atol=1e-6, msg=n)
     torch.testing.assert_close(o2.logp_y, o1.logp_y)
     assert math.isclose(o2.loss, o1.loss, rel_tol=1e-5, abs_tol=1e-7)
-    assert torch.equal(s1, s2)                  # the global random stream continues as after one pass
+    assert torch.equal(s1, s2)  # the global random stream continues as after one pass
     if name == "paft":
         assert torch.equal(o1.indices, o2.indices)
     # dropout is live: the same scoring under another random state gives other scores
     torch.manual_seed(999)
     with torch.no_grad():
-        other = score_sequences(model, [xs[0]] * 5, ro.rationale_ids[:5], answers[:5], pad_id=tok.pad_token_id,
-                                micro_batch_size=2)
+        other = score_sequences(
+            model, [xs[0]] * 5, ro.rationale_ids[:5], answers[:5], pad_id=tok.pad_token_id, micro_batch_size=2
+        )
     assert not torch.allclose(other.logp_z, o1.logp_z[0])
 
 
@@ -127,8 +138,10 @@ class _FakeCuda:
         self.capability = capability
 
 
-@pytest.mark.parametrize("major,expect_autocast,expect_scale", [(8, torch.bfloat16, False), (9, torch.bfloat16, False),
-                                                                 (7, torch.float16, True)])
+@pytest.mark.parametrize(
+    "major,expect_autocast,expect_scale",
+    [(8, torch.bfloat16, False), (9, torch.bfloat16, False), (7, torch.float16, True)],
+)
 def test_precision_plan_on_gpus(monkeypatch, major, expect_autocast, expect_scale):
     """A100/H100 (sm >= 80): bf16 autocast; a T4 / V100 (sm 75 / 70), whose is_bf16_supported() is True by
     emulation: fp16 compute and autocast with loss scaling."""
@@ -144,8 +157,10 @@ def test_precision_plan_on_gpus(monkeypatch, major, expect_autocast, expect_scal
     # explicit choices
     assert T.precision_for(_cfg("garl", mixed_precision="no"), cuda, p32)[0] is None
     assert T.precision_for(_cfg("garl", mixed_precision=False), cuda, p32)[0] is None
-    assert T.precision_for(_cfg("garl", mixed_precision="fp16", model={"dtype": "bfloat16"}), cuda, p32) == \
-        (torch.float16, True)
+    assert T.precision_for(_cfg("garl", mixed_precision="fp16", model={"dtype": "bfloat16"}), cuda, p32) == (
+        torch.float16,
+        True,
+    )
     # half-precision trainable parameters: no autocast, no scaler (it cannot unscale fp16 gradients)
     assert T.precision_for(cfg, cuda, [torch.nn.Parameter(torch.zeros(2, dtype=torch.float16))]) == (None, False)
 
@@ -176,8 +191,14 @@ def test_lora_adapter_stays_float32_over_half_precision_weights():
 
 def test_fp16_training_scales_the_loss_and_resumes_the_scaler(tmp_path):
     torch.manual_seed(0)
-    cfg = _cfg("garl", output_dir=str(tmp_path), mixed_precision="fp16", steps=2, checkpoint_every=1,
-               model={"lora": {"enabled": True, "r": 4, "alpha": 8}})
+    cfg = _cfg(
+        "garl",
+        output_dir=str(tmp_path),
+        mixed_precision="fp16",
+        steps=2,
+        checkpoint_every=1,
+        model={"lora": {"enabled": True, "r": 4, "alpha": 8}},
+    )
     res = T.train(cfg, examples=EXAMPLES)
     h = res["metrics"]
     assert all("loss_scale" in r and r["loss_scale"] > 1 for r in h)
@@ -185,8 +206,14 @@ def test_fp16_training_scales_the_loss_and_resumes_the_scaler(tmp_path):
     assert any(float(p.abs().max()) > 0 for n, p in res["model"].named_parameters() if "lora_B" in n)
     ck = load_checkpoint(checkpoint_path(tmp_path))
     assert ck["scaler"] and ck["scaler"]["scale"] == h[-1]["loss_scale"]
-    cfg3 = _cfg("garl", output_dir=str(tmp_path), mixed_precision="fp16", steps=3, checkpoint_every=1,
-                model={"lora": {"enabled": True, "r": 4, "alpha": 8}})
+    cfg3 = _cfg(
+        "garl",
+        output_dir=str(tmp_path),
+        mixed_precision="fp16",
+        steps=3,
+        checkpoint_every=1,
+        model={"lora": {"enabled": True, "r": 4, "alpha": 8}},
+    )
     h3 = T.train(cfg3, examples=EXAMPLES, resume=True)["metrics"]
     assert len(h3) == 1 and h3[0]["step"] == 3 and h3[0]["loss_scale"] > 1
 
@@ -202,7 +229,7 @@ def test_kv_cache_bytes_match_the_cache_a_forward_builds():
     tensors = []
     for layer in getattr(cache, "layers", []):
         tensors += [layer.keys, layer.values]
-    if not tensors:   # older transformers: key_cache / value_cache lists
+    if not tensors:  # older transformers: key_cache / value_cache lists
         tensors = list(cache.key_cache) + list(cache.value_cache)
     total = sum(t.numel() * t.element_size() for t in tensors)
     assert total == L * Mo.kv_cache_bytes_per_token(model.config, torch.float32)
@@ -211,39 +238,46 @@ def test_kv_cache_bytes_match_the_cache_a_forward_builds():
 
 def test_qwen3_kv_cache_and_auto_generation_batch():
     import transformers
+
     cls_name, kw = Mo.ARCHITECTURES["qwen3-0.6b"]
     cfg = getattr(transformers, cls_name)(**kw)
     assert Mo.kv_cache_bytes_per_token(cfg, torch.bfloat16) == 28 * 2 * 8 * 128 * 2
 
-    class _M:   # what auto_generation_batch reads: .config, modules(), named_parameters()
+    class _M:  # what auto_generation_batch reads: .config, modules(), named_parameters()
         config = cfg
+
         def modules(self):
             return []
+
         def named_parameters(self):
             return iter([("model.layers.0.w", torch.nn.Parameter(torch.zeros(1, dtype=torch.bfloat16)))])
+
         def parameters(self):
             return iter([])
+
     GiB = 1 << 30
     per_seq = 114688 * 4096
     # a 16 GB T4 with ~14.5 GiB free: 0.6 x 13.5 GiB of cache -> 18 sequences of 4k tokens (448 MiB each)
     assert Mo.auto_generation_batch(_M(), 256, 4096, int(14.5 * GiB)) == int(0.6 * 13.5 * GiB // per_seq) == 18
-    assert Mo.auto_generation_batch(_M(), 8, 4096, 70 * GiB) == 8          # capped at n
-    assert Mo.auto_generation_batch(_M(), 8, 4096, GiB // 2) == 1          # never 0
+    assert Mo.auto_generation_batch(_M(), 8, 4096, 70 * GiB) == 8  # capped at n
+    assert Mo.auto_generation_batch(_M(), 8, 4096, GiB // 2) == 1  # never 0
     with pytest.raises(ConfigError, match="rollout.generation_batch_size"):
         _cfg("garl", rollout={"generation_batch_size": "max"})
     assert _cfg("garl", rollout={"generation_batch_size": "auto"}).rollout.generation_batch_size == "auto"
 
 
 def test_auto_generation_batch_on_cpu_generates_everything_at_once(lora_tiny):
-    from tsallis_ref.rollout import generate
     from tsallis_ref.config import SamplingConfig
+    from tsallis_ref.rollout import generate
+
     model, tok = lora_tiny
     calls = []
     orig = model.generate
     model.generate = lambda *a, **k: (calls.append(k["input_ids"].shape[0]), orig(*a, **k))[1]
     try:
-        out = generate(model, tok, [[40, 41]] * 3 + [[42]], max_new_tokens=3, sampling=SamplingConfig(),
-                       batch_size="auto")
+        out = generate(
+            model, tok, [[40, 41]] * 3 + [[42]], max_new_tokens=3, sampling=SamplingConfig(), batch_size="auto"
+        )
     finally:
         del model.generate
     assert calls == [4] and len(out) == 4
@@ -256,8 +290,11 @@ def test_two_pass_equals_one_pass_on_the_gpu_recipe_4bit_lora_checkpointing():
     lora = {"enabled": True, "r": 4, "alpha": 8}
     grads = []
     for two in (False, True):
-        cfg = _cfg("garl", model={"load_in_4bit": True, "gradient_checkpointing": True, "lora": lora},
-                   optim={"two_pass_scoring": two, "micro_batch_size": 2, "logits_chunk": 7})
+        cfg = _cfg(
+            "garl",
+            model={"load_in_4bit": True, "gradient_checkpointing": True, "lora": lora},
+            optim={"two_pass_scoring": two, "micro_batch_size": 2, "logits_chunk": 7},
+        )
         model, tok = load_model_and_tokenizer(cfg.model, torch.device("cpu"), seed=0)
         with torch.no_grad():
             for n, p in model.named_parameters():
@@ -280,29 +317,58 @@ def test_full_fine_tuning_keeps_float32_master_weights_where_compute_is_half(mon
     """On a GPU "auto" computes in bf16; full fine-tuning must still hold float32 weights (autocast does the
     bf16 compute), while a LoRA run keeps its frozen base in bf16. Simulated on the CPU."""
     real = Mo.compute_dtype
-    monkeypatch.setattr(Mo, "compute_dtype", lambda d, dtype="auto": torch.bfloat16 if dtype == "auto" else real(d, dtype))
+    monkeypatch.setattr(
+        Mo, "compute_dtype", lambda d, dtype="auto": torch.bfloat16 if dtype == "auto" else real(d, dtype)
+    )
     full, _ = load_model_and_tokenizer(_cfg("garl").model, torch.device("cpu"), seed=0)
     assert all(p.dtype == torch.float32 and p.requires_grad for p in full.parameters())
-    lora, _ = load_model_and_tokenizer(_cfg("garl", model={"lora": {"enabled": True, "r": 2}}).model,
-                                       torch.device("cpu"), seed=0)
+    lora, _ = load_model_and_tokenizer(
+        _cfg("garl", model={"lora": {"enabled": True, "r": 2}}).model, torch.device("cpu"), seed=0
+    )
     assert {p.dtype for p in lora.parameters() if not p.requires_grad} == {torch.bfloat16}
     forced, _ = load_model_and_tokenizer(_cfg("garl", model={"dtype": "bfloat16"}).model, torch.device("cpu"), seed=0)
-    assert {p.dtype for p in forced.parameters()} == {torch.bfloat16}     # an explicit dtype is obeyed
+    assert {p.dtype for p in forced.parameters()} == {torch.bfloat16}  # an explicit dtype is obeyed
 
 
 # ------------------------------------------------------------------------------------------ GPU step records
 def test_gpu_step_table_reads_records_and_judges_t4_fit_only_for_fp16(tmp_path):
     import json
+
     from tsallis_ref import experiments as X
-    rec = {"date": "2026-01-01T00:00:00+00:00", "hardware": "NVIDIA H100 80GB HBM3 (79 GiB)", "command": "python ...",
-           "args": {"prompt_tokens": 1024, "two_pass": True},
-           "rows": [{"M": 32, "rationale_budget": 2944, "autocast": "torch.float16", "step_s": 100.0,
-                     "generate_peak_reserved_mb": 9000.0, "train_peak_reserved_mb": 12000.0},
-                    {"M": 32, "rationale_budget": 2944, "autocast": "torch.float16", "step_s": 90.0,
-                     "generate_peak_reserved_mb": 9000.0, "train_peak_reserved_mb": 16000.0},
-                    {"M": 16, "rationale_budget": 1920, "autocast": "torch.bfloat16", "step_s": 50.0,
-                     "generate_peak_reserved_mb": 1000.0, "train_peak_reserved_mb": 1000.0},
-                    {"M": 64, "rationale_budget": 2944, "oom": "CUDA out of memory", "peak_reserved_mb": 70000.0}]}
+
+    rec = {
+        "date": "2026-01-01T00:00:00+00:00",
+        "hardware": "NVIDIA H100 80GB HBM3 (79 GiB)",
+        "command": "python ...",
+        "args": {"prompt_tokens": 1024, "two_pass": True},
+        "rows": [
+            {
+                "M": 32,
+                "rationale_budget": 2944,
+                "autocast": "torch.float16",
+                "step_s": 100.0,
+                "generate_peak_reserved_mb": 9000.0,
+                "train_peak_reserved_mb": 12000.0,
+            },
+            {
+                "M": 32,
+                "rationale_budget": 2944,
+                "autocast": "torch.float16",
+                "step_s": 90.0,
+                "generate_peak_reserved_mb": 9000.0,
+                "train_peak_reserved_mb": 16000.0,
+            },
+            {
+                "M": 16,
+                "rationale_budget": 1920,
+                "autocast": "torch.bfloat16",
+                "step_s": 50.0,
+                "generate_peak_reserved_mb": 1000.0,
+                "train_peak_reserved_mb": 1000.0,
+            },
+            {"M": 64, "rationale_budget": 2944, "oom": "CUDA out of memory", "peak_reserved_mb": 70000.0},
+        ],
+    }
     p = tmp_path / "gpu_step_x.json"
     p.write_text(json.dumps(rec))
     t = X.gpu_step_table([p])
@@ -314,14 +380,33 @@ def test_gpu_step_table_reads_records_and_judges_t4_fit_only_for_fp16(tmp_path):
 
 def test_gpu_step_script_smoke_run_on_the_cpu(tmp_path):
     import importlib.util
+
     from tsallis_ref import experiments as X
+
     path = ROOT / "benchmarks" / "gpu_step.py"
     spec = importlib.util.spec_from_file_location("gpu_step", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     out = tmp_path / "g.json"
-    mod.main(["--tiny-arch", "--M", "2", "--rationale-budget", "6", "--prompt-tokens", "8", "--steps", "1",
-              "--two-pass", "--no-4bit", "--device", "cpu", "--json", str(out)])
+    mod.main(
+        [
+            "--tiny-arch",
+            "--M",
+            "2",
+            "--rationale-budget",
+            "6",
+            "--prompt-tokens",
+            "8",
+            "--steps",
+            "1",
+            "--two-pass",
+            "--no-4bit",
+            "--device",
+            "cpu",
+            "--json",
+            str(out),
+        ]
+    )
     t = X.gpu_step_table([out])
     assert len(t) == 1 and t["M"].iloc[0] == 2 and t["scoring"].iloc[0] == "two passes"
     assert t["step s"].iloc[0] > 0 and t["train peak alloc MiB"].iloc[0] > 0 and not t["OOM"].iloc[0]
@@ -330,33 +415,58 @@ def test_gpu_step_script_smoke_run_on_the_cpu(tmp_path):
 def test_rollouts_run_under_the_training_autocast(tmp_path):
     """The step samples its rollouts under the same autocast as it scores them (bf16 forced on the CPU)."""
     from tsallis_ref.models import load_model_and_tokenizer
+
     for mp in ("bf16", "auto"):
         torch.manual_seed(0)
-        cfg = _cfg("garl", output_dir=str(tmp_path), mixed_precision=mp, steps=1,
-                   model={"lora": {"enabled": True, "r": 4, "alpha": 8}})
+        cfg = _cfg(
+            "garl",
+            output_dir=str(tmp_path),
+            mixed_precision=mp,
+            steps=1,
+            model={"lora": {"enabled": True, "r": 4, "alpha": 8}},
+        )
         model, tok = load_model_and_tokenizer(cfg.model, torch.device("cpu"), seed=0)
         model.train()
-        seen = []      # generation runs the full causal-LM forward in eval mode (scoring calls the decoder)
+        seen = []  # generation runs the full causal-LM forward in eval mode (scoring calls the decoder)
         h = model.get_base_model().register_forward_pre_hook(
-            lambda m, args: seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
-            if not m.training else None)
+            lambda m, args: (
+                seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+                if not m.training
+                else None
+            )
+        )
         try:
-            out = T.train_step(model, tok, T.encode_examples(tok, EXAMPLES[:2], cfg), cfg, T.StepState.create(model, cfg))
+            out = T.train_step(
+                model, tok, T.encode_examples(tok, EXAMPLES[:2], cfg), cfg, T.StepState.create(model, cfg)
+            )
         finally:
             h.remove()
         assert seen and math.isfinite(out.metrics["loss"])
         if mp == "bf16":
             assert set(seen) == {(True, torch.bfloat16)}
         else:
-            assert not any(enabled for enabled, _ in seen)       # "auto" on a CPU: no autocast
+            assert not any(enabled for enabled, _ in seen)  # "auto" on a CPU: no autocast
 
 
 def test_cold_curves_table_and_summary_rank_prompts_by_their_start():
     from tsallis_ref import experiments as X
-    rec = {"runs": [{"q": 0.0, "ids": ["a", "b", "c"], "log_wbar_before": [-30.0, -8.0, -18.0],
-                     "log_wbar_after": [-35.0, -1.0, -20.0]},
-                    {"q": 1.0, "ids": ["a", "b", "c"], "log_wbar_before": [-30.0, -8.0, -18.0],
-                     "log_wbar_after": [-5.0, -2.0, -4.0]}]}
+
+    rec = {
+        "runs": [
+            {
+                "q": 0.0,
+                "ids": ["a", "b", "c"],
+                "log_wbar_before": [-30.0, -8.0, -18.0],
+                "log_wbar_after": [-35.0, -1.0, -20.0],
+            },
+            {
+                "q": 1.0,
+                "ids": ["a", "b", "c"],
+                "log_wbar_before": [-30.0, -8.0, -18.0],
+                "log_wbar_after": [-5.0, -2.0, -4.0],
+            },
+        ]
+    }
     t = X.cold_curves_table(rec)
     assert t.loc[(t.q == 0.0) & (t.prompt == "a"), "start rank (0 = coldest)"].item() == 0
     assert t.loc[(t.q == 0.0) & (t.prompt == "b"), "start rank (0 = coldest)"].item() == 2
@@ -372,4 +482,4 @@ def test_resolve_generation_batch(lora_tiny):
     model, _ = lora_tiny
     assert Mo.resolve_generation_batch(model, 5, 12, 100) == 5
     assert Mo.resolve_generation_batch(model, 0, 12, 100) == 12
-    assert Mo.resolve_generation_batch(model, "auto", 12, 100) == 12      # a CPU model: all at once
+    assert Mo.resolve_generation_batch(model, "auto", 12, 100) == 12  # a CPU model: all at once

@@ -1,4 +1,5 @@
 """metrics_log.write_json: the JSON records of benchmarks and recorded runs."""
+
 import json
 
 from tsallis_ref.metrics_log import write_json

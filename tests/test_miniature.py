@@ -1,13 +1,27 @@
 """Tests of tsallis_ref.miniature on a small task (V=5, L=2, K=3: 75 rationales, exact P)."""
+
 import math
 
 import pytest
 import torch
 
 import tsallis_ref.miniature as mini
-from tsallis_ref.miniature import (MiniTask, MiniTrainConfig, TinyDecoder, estimate_log_success, exact_log_success,
-                                   make_start, method_loss, noisy_labels, pretrain, sample_mini_answers,
-                                   sample_mini_rationales, score_mini, strategy_prob, train_miniature)
+from tsallis_ref.miniature import (
+    MiniTask,
+    MiniTrainConfig,
+    TinyDecoder,
+    estimate_log_success,
+    exact_log_success,
+    make_start,
+    method_loss,
+    noisy_labels,
+    pretrain,
+    sample_mini_answers,
+    sample_mini_rationales,
+    score_mini,
+    strategy_prob,
+    train_miniature,
+)
 from tsallis_ref.theory import escape_time
 
 torch.set_num_threads(1)
@@ -37,7 +51,11 @@ def test_task_answers_follow_the_rationale():
         else:  # a wrong strategy followed coherently gets every answer digit wrong
             assert bool((ans != t.gold(x)).all())
     seq = t.sequences(x[:3], t.coherent_rationale(x[:3], torch.zeros(3, dtype=torch.long)), t.gold(x[:3]))
-    assert seq.shape == (3, t.seq_len) and bool((seq[:, 0] == t.BOS).all()) and bool((seq[:, t.prompt_len + t.L + 1] == t.EQ).all())
+    assert (
+        seq.shape == (3, t.seq_len)
+        and bool((seq[:, 0] == t.BOS).all())
+        and bool((seq[:, t.prompt_len + t.L + 1] == t.EQ).all())
+    )
 
 
 def test_task_rejects_colliding_strategies_and_bad_p0(pre):
@@ -98,7 +116,9 @@ def test_exact_success_is_a_distribution_over_answers(pre):
     assert torch.allclose(tot, torch.ones(3, dtype=torch.float64), atol=1e-4)
 
 
-@pytest.mark.parametrize("method,q", [("garl", 0.0), ("garl", 0.5), ("garl", 1.0), ("paft", 0.75), ("grpo", 0.0), ("rloo", 0.0)])
+@pytest.mark.parametrize(
+    "method,q", [("garl", 0.0), ("garl", 0.5), ("garl", 1.0), ("paft", 0.75), ("grpo", 0.0), ("rloo", 0.0)]
+)
 def test_one_step_increases_success_on_a_fixed_batch(pre, method, q):
     start = make_start(pre[0], 0.3)
     x = SMALL.all_inputs()[::3]
@@ -141,8 +161,15 @@ def test_run_is_deterministic_under_a_seed(pre):
 def test_miniature_names_are_distinct_from_the_main_stack():
     """The miniature's config, loop, samplers, scorer and run label carry their own names, and it keeps
     no escape-time formula of its own (``tsallis_ref.theory.escape_time`` is the one)."""
-    for old in ("TrainConfig", "train", "sample_rationales", "sample_answers", "score", "run_label",
-                "theory_escape_time"):
+    for old in (
+        "TrainConfig",
+        "train",
+        "sample_rationales",
+        "sample_answers",
+        "score",
+        "run_label",
+        "theory_escape_time",
+    ):
         assert not hasattr(mini, old), old
     assert set(mini.__all__) <= set(dir(mini))
     assert mini.mini_run_label("garl", 0.75) == "GARL q=0.75" and mini.mini_run_label("grpo", 0.0) == "GRPO"
@@ -152,13 +179,15 @@ def test_escape_time_matches_the_power_law_integral_the_miniature_used():
     """Eq. 15's ``int du/(u^(2-q)(1-u)^2)`` lies between the power-law integral ``int u^-(2-q) du`` and
     ``(1-delta)^-2`` times it, has slope -(1-q) on log-log axes for small p0, and its q=1 value exceeds
     ``log(delta/p0)`` by a constant that does not depend on p0."""
+
     def power(p0, q, delta=0.5):
         return math.log(delta / p0) if q == 1 else (p0 ** -(1 - q) - delta ** -(1 - q)) / (1 - q)
+
     for q in (0.0, 0.25, 0.5, 0.75, 1.0):
         for p0 in (1e-1, 1e-3, 1e-6):
             T, lo = escape_time(p0, q), power(p0, q)
             assert lo < T < 4 * lo, (q, p0, T, lo)
-    assert escape_time(1e-3, 0.0) == pytest.approx(1000 - 2, rel=0.02)   # the (1-u)^-2 factor adds O(log(1/p0))
+    assert escape_time(1e-3, 0.0) == pytest.approx(1000 - 2, rel=0.02)  # the (1-u)^-2 factor adds O(log(1/p0))
     a, b = escape_time(1e-6, 0.5), escape_time(1e-8, 0.5)
     assert math.log(b / a) / math.log(1e-8 / 1e-6) == pytest.approx(-0.5, abs=0.01)
     gaps = [escape_time(p, 1.0) - math.log(0.5 / p) for p in (1e-4, 1e-8, 1e-12)]
@@ -170,12 +199,16 @@ def test_gradient_probe_amplifies_the_push_on_the_correct_strategy(pre):
     amplification), with a far larger total gradient norm; the answer-noise override is applied;
     bad input is rejected."""
     from tsallis_ref.miniature import gradient_probe
+
     start = make_start(pre[0], 0.02)
     kw = dict(M=32, B=4, n_train=64, n_eval=8, answer_noise=0.01)
     g0 = gradient_probe(start, MiniTrainConfig(method="garl", q=0.0, **kw), n_batches=6)
     g1 = gradient_probe(start, MiniTrainConfig(method="garl", q=1.0, **kw), n_batches=6)
     for g in (g0, g1):
-        assert all(math.isfinite(v) for k, v in g.items() if k not in ("norms", "pushes")) and 0.0 <= g["frac_clipped"] <= 1.0
+        assert (
+            all(math.isfinite(v) for k, v in g.items() if k not in ("norms", "pushes"))
+            and 0.0 <= g["frac_clipped"] <= 1.0
+        )
         assert len(g["norms"]) == len(g["pushes"]) == 6 and max(g["norms"]) == g["norm_max"]
     assert g1["push_mean"] > 3 * abs(g0["push_mean"]), (g0, g1)
     assert g1["norm_median"] > 3 * g0["norm_median"], (g0, g1)
@@ -194,7 +227,7 @@ def test_sequence_answer_channel_has_no_partial_credit(pre):
     y = SMALL.gold(x)
     right = SMALL.coherent_rationale(x, torch.zeros(2, dtype=torch.long))
     near = right.clone()
-    near[:, 0] = SMALL.S0 + 1            # a wrong strategy token ...
+    near[:, 0] = SMALL.S0 + 1  # a wrong strategy token ...
     near[:, 2] = (y[:, 1] + 1) % SMALL.V  # ... and a wrong last state, but the first state digit matches y*
     far = SMALL.coherent_rationale(x, torch.ones(2, dtype=torch.long))  # a wrong strategy, every state digit wrong
     logw = {}
@@ -208,9 +241,9 @@ def test_sequence_answer_channel_has_no_partial_credit(pre):
         tot = torch.stack([exact_log_success(m, x, ans.expand(2, 2)).exp() for ans in answers]).sum(0)
         assert torch.allclose(tot, torch.ones(2, dtype=torch.float64), atol=1e-4), (ch, tot)
     floor = math.log(0.05) - SMALL.L * math.log(SMALL.V)
-    assert torch.allclose(logw["sequence", "near"], torch.full((2,), floor), atol=0.2)   # within 20% of the floor
+    assert torch.allclose(logw["sequence", "near"], torch.full((2,), floor), atol=0.2)  # within 20% of the floor
     assert torch.allclose(logw["sequence", "far"], torch.full((2,), floor), atol=0.2)
-    assert bool((logw["digit", "near"] > logw["digit", "far"] + 2.0).all())   # partial credit in the digit channel
+    assert bool((logw["digit", "near"] > logw["digit", "far"] + 2.0).all())  # partial credit in the digit channel
     assert bool((logw["sequence", "right"] > -0.5).all())
     with pytest.raises(ValueError, match="answer_channel"):
         TinyDecoder(SMALL, answer_channel="token")
@@ -235,7 +268,7 @@ def test_sequence_channel_sampling_and_training(pre):
     R = SMALL.coherent_rationale(x, torch.zeros(400, dtype=torch.long))
     A = sample_mini_answers(m, x, R, torch.Generator().manual_seed(0))
     frac = (A == SMALL.answer_from_rationale(R)).all(-1).float().mean().item()
-    assert 0.4 < frac < 0.65, frac   # 1 - eps + eps / V^L = 0.52
+    assert 0.4 < frac < 0.65, frac  # 1 - eps + eps / V^L = 0.52
     start = make_start(model, 0.3)
     xs = SMALL.all_inputs()[::3]
     ys = SMALL.gold(xs)
@@ -250,8 +283,20 @@ def test_sequence_channel_sampling_and_training(pre):
         loss.backward()
         opt.step()
         assert exact_log_success(mm, xs, ys).exp().mean().item() > before, method
-    cfg = dict(method="garl", q=1.0, steps=20, B=2, M=4, eval_every=1, n_train=16, n_eval=4, lr=0.05,
-               answer_channel="sequence", delta=0.01, stop_after_escape=3)
+    cfg = dict(
+        method="garl",
+        q=1.0,
+        steps=20,
+        B=2,
+        M=4,
+        eval_every=1,
+        n_train=16,
+        n_eval=4,
+        lr=0.05,
+        answer_channel="sequence",
+        delta=0.01,
+        stop_after_escape=3,
+    )
     h = train_miniature(start, MiniTrainConfig(**cfg))
     assert start.answer_channel == "digit"
     assert h["escape_step"] == 0 and len(h["loss"]) == 3 and h["eval_step"] == [0, 1, 2, 3]
@@ -261,6 +306,7 @@ def test_sequence_channel_sampling_and_training(pre):
 
 def test_run_outcome_classifies_escape_collapse_and_stall():
     from tsallis_ref.miniature import run_outcome
+
     steps = [0, 5, 10, 15]
     assert run_outcome({"eval_step": steps, "P": [1e-3, 0.1, 0.6, 0.7]}) == ("escaped", 10)
     assert run_outcome({"eval_step": steps, "P": [1e-3, 0.6, 0.3, 1e-5]}) == ("escaped, then collapsed", 5)

@@ -5,6 +5,7 @@ CPU that reports AVX512-BF16; the training pass after a generation would then ru
 autograd. :func:`tsallis_ref.models.disable_cpu_4bit_repacking` (called by ``load_model_and_tokenizer``) rules
 that out on every CPU.
 """
+
 import pytest
 import torch
 
@@ -14,13 +15,22 @@ from tsallis_ref.models import disable_cpu_4bit_repacking, load_model_and_tokeni
 bnb = pytest.importorskip("bitsandbytes")
 
 # SmolLM2-135M's layer shapes (hidden 576, 9 heads, 3 KV heads, MLP 1536), two layers only
-SMOLLM2_SHAPE = {"hidden_size": 576, "num_hidden_layers": 2, "num_attention_heads": 9, "num_key_value_heads": 3,
-                 "intermediate_size": 1536}
+SMOLLM2_SHAPE = {
+    "hidden_size": 576,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "intermediate_size": 1536,
+}
 
 
 def _load(**tiny):
-    mcfg = ModelConfig(name_or_path="tiny", load_in_4bit=True, lora=LoRAConfig(enabled=True, r=4, alpha=8),
-                       tiny=dict(SMOLLM2_SHAPE, **tiny))
+    mcfg = ModelConfig(
+        name_or_path="tiny",
+        load_in_4bit=True,
+        lora=LoRAConfig(enabled=True, r=4, alpha=8),
+        tiny=dict(SMOLLM2_SHAPE, **tiny),
+    )
     return load_model_and_tokenizer(mcfg, device="cpu", seed=0)
 
 
@@ -66,7 +76,7 @@ def test_the_guard_is_in_place_whatever_the_cpu(model_tok):
     layers = _linear4bit(model)
     assert layers, "the 4-bit model holds no Linear4bit"
     for m in layers:
-        if hasattr(m, "support_avx512bf16_for_cpu"):      # bitsandbytes versions with the CPU repacking
+        if hasattr(m, "support_avx512bf16_for_cpu"):  # bitsandbytes versions with the CPU repacking
             assert m.support_avx512bf16_for_cpu is False
         assert not getattr(m.weight.quant_state, "packing_format_for_cpu", False)
 
@@ -85,7 +95,7 @@ def test_a_repacked_layer_is_restored():
     shape0 = tuple(layer.weight.data.shape)
     layer.weight.data, state = F._convert_weight_packed_for_cpu(layer.weight.data, layer.weight.quant_state)
     assert state.packing_format_for_cpu and tuple(layer.weight.data.shape) != shape0
-    layer.support_avx512bf16_for_cpu = True                 # as bitsandbytes sets it on an AVX512-BF16 CPU
+    layer.support_avx512bf16_for_cpu = True  # as bitsandbytes sets it on an AVX512-BF16 CPU
     n = disable_cpu_4bit_repacking(model)
     assert n == len(_linear4bit(model))
     assert layer.support_avx512bf16_for_cpu is False
@@ -101,6 +111,7 @@ def test_a_repacked_layer_is_restored():
 
 def test_guard_on_a_model_without_4bit_layers_is_a_no_op():
     from tsallis_ref.models import tiny_model, tiny_tokenizer
+
     model = tiny_model(tiny_tokenizer())
     w = model.lm_head.weight.detach().clone()
     assert disable_cpu_4bit_repacking(model) == 0

@@ -1,5 +1,6 @@
 """The open questions measured: Adam on the sigmoid case, the exact bias law at large M, the label-noise
 computations at q = 0, and the miniature's exact-gradient dynamics (tsallis_ref.theory, tsallis_ref.miniature)."""
+
 import json
 import math
 import os
@@ -16,6 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # ------------------------------------------------------------------ optimisers on the sigmoid case
+
 
 def test_sgd_on_the_sigmoid_follows_the_flow():
     """Small-lr SGD steps times lr approach Eq. 15's flow time, for every q."""
@@ -38,8 +40,9 @@ def test_adam_stalls_once_the_gradient_is_below_eps():
     """Under Adam with eps, q=0 escapes from p0 where p0 >> eps and does not within the budget where
     p0 << eps (its gradient is ~p0); q=1's gradient is ~1 whatever p0, so it escapes from both."""
     eps = 1e-8
-    s = T.sigmoid_optimizer_escape([1e-5, 1e-12], [[0.0], [1.0]], optimizer="adam", lr=0.01, adam_eps=eps,
-                                   max_steps=20_000)
+    s = T.sigmoid_optimizer_escape(
+        [1e-5, 1e-12], [[0.0], [1.0]], optimizer="adam", lr=0.01, adam_eps=eps, max_steps=20_000
+    )
     assert np.isfinite(s[0, 0]) and np.isnan(s[0, 1])
     assert np.isfinite(s[1]).all()
 
@@ -54,6 +57,7 @@ def test_sigmoid_optimizer_escape_rejects_bad_input():
 
 
 # ------------------------------------------------------------------ the bias law, exactly
+
 
 @pytest.mark.parametrize("family", ["rare", "shift"])
 def test_binomial_bias_matches_pool_enumeration(family):
@@ -104,6 +108,7 @@ def test_garl_bias_binomial_rejects_bad_input():
 
 # ------------------------------------------------------------------ label noise at q = 0, computed
 
+
 def test_q0_noise_fitting_time_is_computed_from_the_rate():
     """At q = 0 the fitting time is inf because Eq. 16's rate is negative at the start; the input is still
     checked (c0 >= eta is an error at every q) and the q = 0 curve is the straight line down to 0."""
@@ -118,6 +123,7 @@ def test_q0_noise_fitting_time_is_computed_from_the_rate():
 
 
 # ------------------------------------------------------------------ the miniature's exact-gradient dynamics
+
 
 @pytest.fixture(scope="module")
 def dec():
@@ -134,14 +140,18 @@ def test_exact_objective_is_the_enumerated_marginal_likelihood(dec):
     start = mini.make_start(dec, 1e-3)
     J, P, c = mini.exact_objective(start, mini.exact_problem(dec.task, x), 1.0)
     lp = mini.exact_log_success(start, x, dec.task.gold(x))
-    assert float(J.detach()) == pytest.approx(float(-lp.mean()), rel=1e-6) and P == pytest.approx(float(lp.exp().mean()), rel=1e-6)
+    assert float(J.detach()) == pytest.approx(float(-lp.mean()), rel=1e-6) and P == pytest.approx(
+        float(lp.exp().mean()), rel=1e-6
+    )
     assert c is None
     # with per-draw label noise: (1-eps) l_q(P) + eps l_q(P(y~)), y~ the flipped label
     J2, _, c2 = mini.exact_objective(start, mini.exact_problem(dec.task, x, noise_eps=0.2), 0.5)
     y_noisy, _ = mini.noisy_labels(dec.task, x, 1.0, 0, "last")
     lc = mini.exact_log_success(start, x, y_noisy)
     want = 0.8 * (1 - lp.exp().sqrt()).mean() / 0.5 + 0.2 * (1 - lc.exp().sqrt()).mean() / 0.5
-    assert float(J2.detach()) == pytest.approx(float(want), rel=1e-6) and c2 == pytest.approx(float(lc.exp().mean()), rel=1e-6)
+    assert float(J2.detach()) == pytest.approx(float(want), rel=1e-6) and c2 == pytest.approx(
+        float(lc.exp().mean()), rel=1e-6
+    )
 
 
 def test_exact_flow_is_the_small_lr_limit_of_sgd(dec):
@@ -170,8 +180,13 @@ def test_exact_dynamics_reject_bad_input(dec):
 
 
 def test_record_readers_fit_what_they_are_given():
-    rec = {"runs": [{"seed": 0, "q": q, "p0": p, "T": p ** -(1 - q) if q < 1 else 2 * math.log(1 / p) + 1}
-                    for q in (0.0, 0.5, 1.0) for p in (1e-2, 1e-4, 1e-6)]}
+    rec = {
+        "runs": [
+            {"seed": 0, "q": q, "p0": p, "T": p ** -(1 - q) if q < 1 else 2 * math.log(1 / p) + 1}
+            for q in (0.0, 0.5, 1.0)
+            for p in (1e-2, 1e-4, 1e-6)
+        ]
+    }
     s = mini.escape_exponents(rec)
     assert s[0, 0.0] == pytest.approx(-1.0) and s[0, 0.5] == pytest.approx(-0.5)
     a, b, res = mini.log_law_fit(*mini.escape_times(rec, 0, 1.0))
@@ -186,6 +201,7 @@ def test_exact_run_takes_a_schedule(dec):
     """A constant schedule reproduces the fixed-q run (same P path, to 1e-9); the step schedule switches to
     its second q at the recorded escape; the floored weight runs (it is no q)."""
     from tsallis_ref import schedules as S
+
     x = _x(dec.task)
     start = mini.make_start(dec, 1e-2)
     kw = dict(optimizer="sgd", lr=0.1, steps=40, target="strategy", record_every=5)

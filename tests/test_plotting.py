@@ -1,4 +1,5 @@
 """The book's plotting style: colours per q without pale yellow, figures no wider than the text column."""
+
 import pytest
 
 mpl = pytest.importorskip("matplotlib")

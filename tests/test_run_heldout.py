@@ -1,6 +1,7 @@
 """scripts/run_heldout.py end to end in its --smoke mode (the tiny model from config, real HotpotQA samples from
 ../shared/data): the record holds the validation curve, the training curve, disjoint id sets and the test metrics
 of the final and the best checkpoint; a second invocation resumes from the checkpoint and records the same curve."""
+
 import importlib.util
 import json
 from pathlib import Path
@@ -33,8 +34,11 @@ def test_smoke_run_records_the_protocol_and_resumes(tmp_path):
     assert [p["step"] for p in saved["train_curve"]] == [1, 2] and "log_wbar_mean" in saved["train_curve"][0]
     ids = saved["ids"]
     assert len(ids["train"]) == 4 and len(ids["validation"]) == 2 and len(ids["test"]) == 2
-    assert not (set(ids["train"]) & set(ids["validation"]) or set(ids["train"]) & set(ids["test"])
-                or set(ids["validation"]) & set(ids["test"]))
+    assert not (
+        set(ids["train"]) & set(ids["validation"])
+        or set(ids["train"]) & set(ids["test"])
+        or set(ids["validation"]) & set(ids["test"])
+    )
     assert saved["test_final"]["test/n"] == 2 and saved["test_best"]["test/k"] == 2
     majs = [p["val/maj@k"] for p in saved["validation_curve"]]
     assert saved["best_step"] == saved["validation_curve"][majs.index(max(majs))]["step"]

@@ -1,4 +1,5 @@
 """tsallis_ref.schedules: the q schedules and the two-example test of a schedule."""
+
 import math
 
 import pytest
@@ -33,11 +34,20 @@ def test_constant_q_reproduces_the_theory():
 def test_step_at_escape_meets_the_goal_and_fixed_q_does_not():
     """Escape within 1.5x of q=1's steps and end contamination within 2x of q=0's: the SFT-then-RLVR step
     schedule and the adaptive one get there; no fixed q and no floored weight does."""
-    runs = {name: S.two_example_run(s) for name, s in
-            {"q0": S.constant(0.0), "q1": S.constant(1.0), "q075": S.constant(0.75), "step": S.step_at_escape(1.0, 0.0),
-             "adaptive": S.adaptive(0.1, 0.5), "floor": S.floored_weight(0.01)}.items()}
-    goal = lambda r: (r["escape_step"] <= 1.5 * runs["q1"]["escape_step"]
-                      and r["contamination"] <= 2 * runs["q0"]["contamination"])
+    runs = {
+        name: S.two_example_run(s)
+        for name, s in {
+            "q0": S.constant(0.0),
+            "q1": S.constant(1.0),
+            "q075": S.constant(0.75),
+            "step": S.step_at_escape(1.0, 0.0),
+            "adaptive": S.adaptive(0.1, 0.5),
+            "floor": S.floored_weight(0.01),
+        }.items()
+    }
+    goal = lambda r: (
+        r["escape_step"] <= 1.5 * runs["q1"]["escape_step"] and r["contamination"] <= 2 * runs["q0"]["contamination"]
+    )
     assert goal(runs["step"]) and goal(runs["adaptive"])
     assert not any(goal(runs[k]) for k in ("q0", "q1", "q075", "floor"))
 

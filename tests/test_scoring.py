@@ -1,4 +1,5 @@
 """Teacher-forced scoring: spans, micro-batching, the checkpointed lm head, forward-pass counting."""
+
 import math
 
 import pytest
@@ -43,8 +44,9 @@ def test_spans_match_naive_per_token_computation(tm, mb, ckpt):
     model, tok = tm
     p, z, a = _seqs(tok)
     with torch.no_grad():
-        sc = score_sequences(model, p, z, a, pad_id=tok.pad_token_id, micro_batch_size=mb, lm_head_checkpoint=ckpt,
-                             return_tokens=True)
+        sc = score_sequences(
+            model, p, z, a, pad_id=tok.pad_token_id, micro_batch_size=mb, lm_head_checkpoint=ckpt, return_tokens=True
+        )
     for i in range(len(p)):
         lz, ly = naive_span_logprobs(model, p[i], z[i], a[i])
         assert math.isclose(float(sc.logp_z[i]), lz, rel_tol=1e-5, abs_tol=1e-4)
@@ -72,15 +74,16 @@ def test_one_forward_call_per_micro_batch(tm):
     model, tok = tm
     p, z, a = _seqs(tok)
     seen = []
-    h = model.get_decoder().register_forward_pre_hook(lambda mod, args, kwargs: seen.append(kwargs["input_ids"].shape[0]),
-                                                      with_kwargs=True)
+    h = model.get_decoder().register_forward_pre_hook(
+        lambda mod, args, kwargs: seen.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
     try:
         with torch.no_grad():
             sc = score_sequences(model, p * 3, z * 3, a * 3, pad_id=tok.pad_token_id, micro_batch_size=5)
     finally:
         h.remove()
-    assert sc.forward_calls == 3 and sc.n_sequences == 12      # the counts the scorer reports ...
-    assert len(seen) == 3 and sum(seen) == 12                  # ... are the decoder's forward calls
+    assert sc.forward_calls == 3 and sc.n_sequences == 12  # the counts the scorer reports ...
+    assert len(seen) == 3 and sum(seen) == 12  # ... are the decoder's forward calls
 
 
 def test_gradient_checkpointing_gives_the_same_gradient():
@@ -91,7 +94,7 @@ def test_gradient_checkpointing_gives_the_same_gradient():
         model = tiny_model(tok, seed=4)
         model.train()
         if gc:
-            if hasattr(model, "activation_checkpointing_enable"):     # transformers >= 5.x
+            if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x
                 model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             else:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -1,5 +1,6 @@
 """tsallis_ref.testing: the small models and data for tests and benchmarks are reproducible from their seed and
 leave the global random state alone."""
+
 import random
 
 import pytest
@@ -33,4 +34,3 @@ def test_addition_examples():
     assert all(10 <= int(x) <= 99 for e in two for x in e["prompt"].removesuffix("=?").split("+"))
     with pytest.raises(ValueError, match="digits"):
         addition_examples(2, digits=0)
-

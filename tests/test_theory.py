@@ -1,4 +1,5 @@
 """Tests of tsallis_ref.theory (paper Secs. 3-6, Apps. B-D), independent of the book's notebooks."""
+
 import math
 
 import numpy as np
@@ -13,6 +14,7 @@ torch.set_num_threads(1)
 
 
 # ------------------------------------------------------------------ landscape (Thm 3.1, App. B)
+
 
 def test_escort_closed_form():
     alpha = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
@@ -84,6 +86,7 @@ def test_propriety_only_at_q1():
 
 # ------------------------------------------------------------------ dynamics (Sec. 5, App. C)
 
+
 @pytest.mark.parametrize("q", [0.0, 1.0])
 @pytest.mark.parametrize("p0", [1e-10, 1e-6, 1e-2, 0.3])
 def test_escape_time_closed_form(q, p0):
@@ -100,6 +103,7 @@ def test_escape_time_q1_tracks_log():
 def test_escape_time_quadrature_vs_integrand():
     # independent check: direct quadrature of Eq. 15 on a mid range
     from scipy import integrate
+
     for q in (0.25, 0.5, 0.75):
         ref, _ = integrate.quad(lambda u: 1 / (u ** (2 - q) * (1 - u) ** 2), 1e-3, 0.5, epsrel=1e-12, limit=500)
         assert T.escape_time(1e-3, q) == pytest.approx(ref, rel=1e-9)
@@ -116,7 +120,7 @@ def test_escape_time_slope_and_constant(q):
     # remainder bound of App. C.1 for q in (0, 1): at most 8 delta^q / q
     if q > 0:
         rem = Ts - (p0 ** -(1 - q) - 0.5 ** -(1 - q)) / (1 - q)
-        assert (rem >= 0).all() and (rem <= 8 * 0.5 ** q / q).all()
+        assert (rem >= 0).all() and (rem <= 8 * 0.5**q / q).all()
 
 
 def test_ordering_in_q():
@@ -165,6 +169,7 @@ def test_dynamics_bad_input():
 
 # ------------------------------------------------------------------ label noise (App. C.5)
 
+
 def test_noise_equilibrium_is_escort_and_root():
     eps = 0.1
     for q in (0.25, 0.5, 1.0):
@@ -212,7 +217,9 @@ def test_sft_then_rlvr_schedule():
     eps, p0, t_sw = 0.1, 1e-4, 20.0
     alpha, th0 = [1 - eps, eps, 0.0], np.log([p0, p0, 1 - 2 * p0])
     t = np.array([t_sw, 3000.0])
-    sched = T.simulate_label_flow(lambda s: 1.0 if s < t_sw else 0.0, alpha=alpha, theta0=th0, t_eval=t, breakpoints=[t_sw])
+    sched = T.simulate_label_flow(
+        lambda s: 1.0 if s < t_sw else 0.0, alpha=alpha, theta0=th0, t_eval=t, breakpoints=[t_sw]
+    )
     q1 = T.simulate_label_flow(lambda s: 1.0, alpha=alpha, theta0=th0, t_eval=t)
     q0 = T.simulate_label_flow(lambda s: 0.0, alpha=alpha, theta0=th0, t_eval=t)
     assert sched[0, 0] > 0.5 and q0[0, 0] < 1e-3  # escaped under q = 1, q = 0 still cold
@@ -222,6 +229,7 @@ def test_sft_then_rlvr_schedule():
 
 
 # ------------------------------------------------------------------ estimators (Sec. 6, App. D)
+
 
 def test_garl_bias_matches_leading_term():
     m = LatentCategoricalModel.random(3, seed=0)
@@ -281,6 +289,7 @@ def test_bias_exponent_in_P():
 
 # ------------------------------------------------------------------ geometry (Prop. 4.1)
 
+
 def test_gradients_parallel_and_scale():
     m = TinyAutoregressiveLatentModel.random(seed=0).calibrate(0, 2, 1e-3)
     g = T.gradient_geometry(m, 0, 2, [0.0, 0.25, 0.5, 0.75, 1.0])
@@ -292,10 +301,14 @@ def test_gradients_parallel_and_scale():
 
 def test_reweighting_demo():
     m = TinyAutoregressiveLatentModel.random(seed=0).calibrate(0, 0, 1e-3).calibrate(1, 1, 0.5)
-    d = T.reweighting_demo(m, [(0, 0), (1, 1)], [0.0, 0.5, 1.0],
-                           adam_grid={"lr": [1e-4], "betas": [(0.9, 0.999)], "eps": [1e-8, 1e-2], "steps": 3})
+    d = T.reweighting_demo(
+        m,
+        [(0, 0), (1, 1)],
+        [0.0, 0.5, 1.0],
+        adam_grid={"lr": [1e-4], "betas": [(0.9, 0.999)], "eps": [1e-8, 1e-2], "steps": 3},
+    )
     assert d["max_abs_autograd_err"] < 1e-10
-    assert np.allclose(d["q_weight_ratio"], [1.0, 500 ** 0.5, 500.0], rtol=1e-6)
+    assert np.allclose(d["q_weight_ratio"], [1.0, 500**0.5, 500.0], rtol=1e-6)
     assert d["cos_sgd"][0] == pytest.approx(1.0, abs=1e-12) and d["cos_sgd"][2] < 0.999
     assert d["adam_cos"].shape == (2, 3)
     assert d["adam_cos"][:, 2].max() < 0.99

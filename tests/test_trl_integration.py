@@ -6,6 +6,7 @@ logp_y[B, M] itself, calls the core estimator once over the whole generation bat
 backprops. The trainer instead sees the rows shuffled and split into gradient-accumulation
 micro-batches, as TRL does; the two gradients must agree.
 """
+
 from __future__ import annotations
 
 import copy
@@ -15,12 +16,18 @@ import torch
 
 pytest.importorskip("trl")
 
-from tsallis_ref.estimators import garl_loss, paft_loss  # noqa: E402
-from tsallis_ref.testing import trl_model, trl_tokenizer  # noqa: E402
 from trl_helpers import generation_batch_grads  # noqa: E402
+
+from tsallis_ref.estimators import garl_loss, paft_loss  # noqa: E402
 from tsallis_ref.integrations.trl import (  # noqa: E402
-    GARLConfig, GARLTrainer, PAFTConfig, PAFTTrainer, build_teacher_forced_tail, find_subsequence,
+    GARLConfig,
+    GARLTrainer,
+    PAFTConfig,
+    PAFTTrainer,
+    build_teacher_forced_tail,
+    find_subsequence,
 )
+from tsallis_ref.testing import trl_model, trl_tokenizer  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -29,7 +36,10 @@ MARKER = "\nAnswer:"
 
 def unique_dataset(n):
     from datasets import Dataset
-    rows = [{"prompt": f"{a}+{b}=?", "answer": str(a + b)} for a, b in [(1, 2), (3, 4), (5, 1), (2, 7), (8, 0), (6, 6)][:n]]
+
+    rows = [
+        {"prompt": f"{a}+{b}=?", "answer": str(a + b)} for a, b in [(1, 2), (3, 4), (5, 1), (2, 7), (8, 0), (6, 6)][:n]
+    ]
     return Dataset.from_list(rows)
 
 
@@ -39,15 +49,15 @@ def reference_logps(ref_model, tok, prompt_text, completion_ids, answer, marker=
     c = [int(t) for t in completion_ids]  # unpadded already (rows_of applies completion_mask)
     m = tok(marker, add_special_tokens=False)["input_ids"]
     # z: the completion cut before the marker if the model wrote it, else without its trailing EOS
-    cut = next((i for i in range(len(c) - len(m) + 1) if c[i:i + len(m)] == m), -1)
+    cut = next((i for i in range(len(c) - len(m) + 1) if c[i : i + len(m)] == m), -1)
     z = c[:cut] if cut >= 0 else (c[:-1] if c and c[-1] == tok.eos_token_id else c)
     y = tok(prefix + answer, add_special_tokens=False)["input_ids"]
     ids = torch.tensor([p + z + m + y])
     logits = ref_model(input_ids=ids).logits[0, :-1].to(torch.float64)
     lp = torch.log_softmax(logits, -1).gather(-1, ids[0, 1:, None])[:, 0]
     a = len(p) - 1  # position predicting the first rationale token
-    logp_z = lp[a:a + len(z) + len(m)].sum()  # the marker belongs to z (sampled or forced)
-    logp_y = lp[a + len(z) + len(m):].sum()
+    logp_z = lp[a : a + len(z) + len(m)].sum()  # the marker belongs to z (sampled or forced)
+    logp_y = lp[a + len(z) + len(m) :].sum()
     return logp_z, logp_y
 
 
@@ -92,9 +102,22 @@ def make_trainer(estimator, tmp_path, *, q=0.6, ga=2, bs=4, M=4, n_prompts=4, **
     model = trl_model(tok, dtype=torch.float64, seed=1)
     ref = copy.deepcopy(model)
     cfg_cls, tr_cls = (GARLConfig, GARLTrainer) if estimator == "garl" else (PAFTConfig, PAFTTrainer)
-    args = cfg_cls(output_dir=str(tmp_path), per_device_train_batch_size=bs, num_generations=M,
-                   gradient_accumulation_steps=ga, max_completion_length=6, report_to=[], use_cpu=True,
-                   gradient_checkpointing=False, bf16=False, q=q, answer_marker=MARKER, seed=3, save_strategy="no", **extra)
+    args = cfg_cls(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=bs,
+        num_generations=M,
+        gradient_accumulation_steps=ga,
+        max_completion_length=6,
+        report_to=[],
+        use_cpu=True,
+        gradient_checkpointing=False,
+        bf16=False,
+        q=q,
+        answer_marker=MARKER,
+        seed=3,
+        save_strategy="no",
+        **extra,
+    )
     ds = unique_dataset(n_prompts)
     trainer = tr_cls(model, args=args, train_dataset=ds, processing_class=tok)
     answers = {r["prompt"]: r["answer"] for r in ds}
@@ -110,16 +133,18 @@ def trainer_grads(trainer, ga):
 @pytest.mark.parametrize("estimator,q,baseline", [("garl", 0.6, "rloo"), ("garl", 1.0, "none"), ("paft", 0.3, "rloo")])
 def test_trl_gradient_equals_direct_reference(tmp_path, estimator, q, baseline):
     ga, M = 2, 4
-    trainer, ref, tok, answers = make_trainer(estimator, tmp_path / estimator, q=q, ga=ga, M=M,
-                                              **({"baseline": baseline} if estimator == "garl" else {}))
+    trainer, ref, tok, answers = make_trainer(
+        estimator, tmp_path / estimator, q=q, ga=ga, M=M, **({"baseline": baseline} if estimator == "garl" else {})
+    )
     g_tr, micro = trainer_grads(trainer, ga)
     rows = [r for inp in micro for r in rows_of(inp, tok)]
     assert len(rows) == 8 and len({r[0] for r in rows}) == 2
     g_ref, LY = reference_grads(ref, tok, rows, answers, M, q, estimator, baseline)
     # the stored group weights equal the reference teacher-forced logp_y
     ly_sorted = sorted(LY.detach().flatten().tolist())
-    st_sorted = sorted(torch.cat([inp["group_logp_y"][torch.arange(len(inp["slot"])), inp["slot"]]
-                                  for inp in micro]).tolist())
+    st_sorted = sorted(
+        torch.cat([inp["group_logp_y"][torch.arange(len(inp["slot"])), inp["slot"]] for inp in micro]).tolist()
+    )
     assert max(abs(a - b) for a, b in zip(ly_sorted, st_sorted)) < 1e-5  # TRL scores in float32
     gmax = max(g.abs().max().item() for g in g_ref.values())
     assert gmax > 1e-8, "reference gradient is zero: the test would be vacuous"
@@ -147,8 +172,9 @@ def test_build_teacher_forced_tail_cuts_at_marker_and_strips_eos():
 
 
 def test_config_rejects_features_without_meaning_for_garl(tmp_path):
-    common = dict(output_dir=str(tmp_path), report_to=[], use_cpu=True, per_device_train_batch_size=4,
-                  num_generations=4)
+    common = dict(
+        output_dir=str(tmp_path), report_to=[], use_cpu=True, per_device_train_batch_size=4, num_generations=4
+    )
     with pytest.raises(ValueError, match="beta"):
         GARLConfig(beta=0.04, **common)
     with pytest.raises(ValueError, match="num_iterations"):
@@ -163,12 +189,20 @@ def test_config_rejects_features_without_meaning_for_garl(tmp_path):
 
 def test_missing_answer_column_is_a_clear_error(tmp_path):
     from datasets import Dataset
+
     tok = trl_tokenizer()
-    args = GARLConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, per_device_train_batch_size=4,
-                      num_generations=4, max_completion_length=4)
+    args = GARLConfig(
+        output_dir=str(tmp_path),
+        report_to=[],
+        use_cpu=True,
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=4,
+    )
     with pytest.raises(ValueError, match="gold-answer column 'answer'"):
-        GARLTrainer(trl_model(tok), args=args, train_dataset=Dataset.from_list([{"prompt": "1+1=?"}] * 4),
-                    processing_class=tok)
+        GARLTrainer(
+            trl_model(tok), args=args, train_dataset=Dataset.from_list([{"prompt": "1+1=?"}] * 4), processing_class=tok
+        )
 
 
 def test_trainer_turns_off_cpu_4bit_repacking(tmp_path):
@@ -178,14 +212,24 @@ def test_trainer_turns_off_cpu_4bit_repacking(tmp_path):
     tok = trl_tokenizer()
     model = trl_model(tok, seed=1)
     mlp = model.model.layers[0].mlp
-    q4 = bnb.nn.Linear4bit(mlp.up_proj.in_features, mlp.up_proj.out_features, bias=False,
-                           compute_dtype=torch.float32, quant_type="nf4")
+    q4 = bnb.nn.Linear4bit(
+        mlp.up_proj.in_features, mlp.up_proj.out_features, bias=False, compute_dtype=torch.float32, quant_type="nf4"
+    )
     q4.weight = bnb.nn.Params4bit(mlp.up_proj.weight.data.clone(), requires_grad=False, quant_type="nf4", module=q4)
     mlp.up_proj = q4.to("cpu")
-    q4.support_avx512bf16_for_cpu = True                  # as bitsandbytes sets it on an AVX512-BF16 CPU
-    args = GARLConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=4,
-                      max_completion_length=6, report_to=[], use_cpu=True, gradient_checkpointing=False, bf16=False,
-                      answer_marker=MARKER, save_strategy="no")
+    q4.support_avx512bf16_for_cpu = True  # as bitsandbytes sets it on an AVX512-BF16 CPU
+    args = GARLConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=6,
+        report_to=[],
+        use_cpu=True,
+        gradient_checkpointing=False,
+        bf16=False,
+        answer_marker=MARKER,
+        save_strategy="no",
+    )
     trainer = GARLTrainer(model, args=args, train_dataset=unique_dataset(4), processing_class=tok)
     layers = [m for m in trainer.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert layers and all(m.support_avx512bf16_for_cpu is False for m in layers)

@@ -1,6 +1,7 @@
 """The TRL trainers log what they train on: the completions table's ``advantage`` column
 (``self._logs["advantages"]`` in TRL 1.16) holds GARL's / PAFT's coefficient of each rationale, not the GRPO
 advantage of the monitor rewards, and the extra column ``log_w`` holds log w_m."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,23 +9,38 @@ import torch
 
 pytest.importorskip("trl")
 
-from tsallis_ref.estimators import garl_coefficients, paft_coefficients  # noqa: E402
-from tsallis_ref.testing import trl_model as tiny_model, trl_tokenizer as tiny_tokenizer  # noqa: E402
-from tsallis_ref.integrations.trl import GARLConfig, GARLTrainer, PAFTConfig, PAFTTrainer  # noqa: E402
 from trl_helpers import generation_batch_grads  # noqa: E402
+
+from tsallis_ref.estimators import garl_coefficients, paft_coefficients  # noqa: E402
+from tsallis_ref.integrations.trl import GARLConfig, GARLTrainer, PAFTConfig, PAFTTrainer  # noqa: E402
+from tsallis_ref.testing import trl_model as tiny_model  # noqa: E402
+from tsallis_ref.testing import trl_tokenizer as tiny_tokenizer
 
 torch.set_num_threads(1)
 
 
 def _trainer(estimator, tmp_path, q, **extra):
     from datasets import Dataset
+
     tok = tiny_tokenizer()
     model = tiny_model(tok, dtype=torch.float64, seed=1)
     cfg_cls, tr_cls = (GARLConfig, GARLTrainer) if estimator == "garl" else (PAFTConfig, PAFTTrainer)
-    args = cfg_cls(output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=4,
-                   gradient_accumulation_steps=2, max_completion_length=6, report_to=[], use_cpu=True,
-                   gradient_checkpointing=False, bf16=False, q=q, answer_marker="\nAnswer:", seed=3,
-                   save_strategy="no", **extra)
+    args = cfg_cls(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        num_generations=4,
+        gradient_accumulation_steps=2,
+        max_completion_length=6,
+        report_to=[],
+        use_cpu=True,
+        gradient_checkpointing=False,
+        bf16=False,
+        q=q,
+        answer_marker="\nAnswer:",
+        seed=3,
+        save_strategy="no",
+        **extra,
+    )
     ds = Dataset.from_list([{"prompt": f"{a}+{b}=?", "answer": str(a + b)} for a, b in [(1, 2), (3, 4)]])
     return tr_cls(model, args=args, train_dataset=ds, processing_class=tok)
 
@@ -37,12 +53,12 @@ def test_logged_advantages_are_the_estimators_coefficients(tmp_path, estimator, 
     want, logw = [], []
     for inp in micro:
         for i in range(len(inp["slot"])):
-            g = inp["group_logp_y"][i:i + 1].double()
+            g = inp["group_logp_y"][i : i + 1].double()
             s = int(inp["slot"][i])
             if estimator == "garl":
                 c = garl_coefficients(g, q, baseline=baseline).coef_z
             else:
-                c = paft_coefficients(g, q, inp["paft_indices"][i:i + 1].cpu())
+                c = paft_coefficients(g, q, inp["paft_indices"][i : i + 1].cpu())
             want.append(float(c[0, s]))
             logw.append(float(g[0, s]))
     got = list(tr._logs["advantages"])

@@ -18,6 +18,7 @@ divides each prompt's loss by B; the TRL trainers scale each micro-batch's sum b
 ``GARLTrainer._compute_loss``), whatever the micro-batch sizes. Positions differ (TRL left-pads the prompts and
 passes no position ids; we right-pad), which is exact for Llama's rotary (relative) positions.
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,11 +28,12 @@ import torch
 
 pytest.importorskip("trl")
 
-from tsallis_ref.config import TrainConfig  # noqa: E402
-from tsallis_ref.testing import trl_model, trl_tokenizer  # noqa: E402
 from trl_helpers import generation_batch_grads  # noqa: E402
+
+from tsallis_ref.config import TrainConfig  # noqa: E402
 from tsallis_ref.integrations.trl import GARLConfig, GARLTrainer, PAFTConfig, PAFTTrainer  # noqa: E402
 from tsallis_ref.rollout import Rollouts, encode_answer, finish_rationale  # noqa: E402
+from tsallis_ref.testing import trl_model, trl_tokenizer  # noqa: E402
 from tsallis_ref.trainer import accumulate_gradients  # noqa: E402
 
 torch.set_num_threads(1)
@@ -43,14 +45,29 @@ PROBLEMS = [("1+2=?", "3"), ("13+4=?", "17"), ("5+61=?", "66"), ("2+7=?", "9")]
 
 def _trl_trainer(estimator, tmp_path, *, q, M, ga, bs, max_len, answer_eos, marker, **extra):
     from datasets import Dataset
+
     tok = trl_tokenizer()
     model = trl_model(tok, dtype=torch.float64, seed=2)
     ours = copy.deepcopy(model)
     cfg_cls, tr_cls = (GARLConfig, GARLTrainer) if estimator == "garl" else (PAFTConfig, PAFTTrainer)
-    args = cfg_cls(output_dir=str(tmp_path), per_device_train_batch_size=bs, num_generations=M,
-                   gradient_accumulation_steps=ga, max_completion_length=max_len, report_to=[], use_cpu=True,
-                   gradient_checkpointing=False, bf16=False, q=q, answer_marker=marker, answer_prefix=" ",
-                   answer_eos=answer_eos, seed=5, save_strategy="no", **extra)
+    args = cfg_cls(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=bs,
+        num_generations=M,
+        gradient_accumulation_steps=ga,
+        max_completion_length=max_len,
+        report_to=[],
+        use_cpu=True,
+        gradient_checkpointing=False,
+        bf16=False,
+        q=q,
+        answer_marker=marker,
+        answer_prefix=" ",
+        answer_eos=answer_eos,
+        seed=5,
+        save_strategy="no",
+        **extra,
+    )
     ds = Dataset.from_list([{"prompt": p, "answer": a} for p, a in PROBLEMS[: bs * ga // M]])
     trainer = tr_cls(model, args=args, train_dataset=ds, processing_class=tok)
     return trainer, ours, tok, {p: a for p, a in PROBLEMS}
@@ -90,10 +107,14 @@ def _our_inputs(micro, tok, M, marker):
 
 
 def _our_grads(model, tok, ro, answers_by_prompt, *, name, q, baseline="rloo", K=None, append_eos, idx, marker):
-    cfg = TrainConfig.from_dict({
-        "method": {"name": name, "q": q, "baseline": baseline, "K": K, "normalize": True},
-        "rollout": {"M": ro.M, "end_of_rationale": marker, "answer_prefix": " ", "append_eos": append_eos},
-        "optim": {"micro_batch_size": 3}, "data": {"path": "unused.jsonl"}})
+    cfg = TrainConfig.from_dict(
+        {
+            "method": {"name": name, "q": q, "baseline": baseline, "K": K, "normalize": True},
+            "rollout": {"M": ro.M, "end_of_rationale": marker, "answer_prefix": " ", "append_eos": append_eos},
+            "optim": {"micro_batch_size": 3},
+            "data": {"path": "unused.jsonl"},
+        }
+    )
     answers = []
     for b, p in enumerate(ro.prompt_ids):
         text = tok.decode(p, skip_special_tokens=False)
@@ -108,15 +129,22 @@ def _our_grads(model, tok, ro, answers_by_prompt, *, name, q, baseline="rloo", K
 # one-character marker ";" with a longer budget is: the batch then mixes rationales that end with a marker the
 # model wrote (followed by more text that must be dropped), rationales cut by an EOS before any marker, and
 # budget-exhausted ones.
-@pytest.mark.parametrize("estimator,q,baseline,answer_eos,marker,max_len", [
-    ("garl", 0.6, "rloo", False, MARKER, 10), ("garl", 1.0, "none", True, MARKER, 10),
-    ("paft", 0.3, "rloo", True, MARKER, 10), ("garl", 0.75, "rloo", True, ";", 40),
-    ("paft", 0.5, "rloo", False, ";", 40)])
+@pytest.mark.parametrize(
+    "estimator,q,baseline,answer_eos,marker,max_len",
+    [
+        ("garl", 0.6, "rloo", False, MARKER, 10),
+        ("garl", 1.0, "none", True, MARKER, 10),
+        ("paft", 0.3, "rloo", True, MARKER, 10),
+        ("garl", 0.75, "rloo", True, ";", 40),
+        ("paft", 0.5, "rloo", False, ";", 40),
+    ],
+)
 def test_trl_gradient_equals_our_trainers(tmp_path, estimator, q, baseline, answer_eos, marker, max_len):
-    M, ga, bs = 4, 2, 4                      # 2 prompts x 4 completions, split into 2 micro-batches of 4 rows
+    M, ga, bs = 4, 2, 4  # 2 prompts x 4 completions, split into 2 micro-batches of 4 rows
     extra = {"baseline": baseline} if estimator == "garl" else {}
-    trainer, ours, tok, gold = _trl_trainer(estimator, tmp_path, q=q, M=M, ga=ga, bs=bs, max_len=max_len,
-                                            answer_eos=answer_eos, marker=marker, **extra)
+    trainer, ours, tok, gold = _trl_trainer(
+        estimator, tmp_path, q=q, M=M, ga=ga, bs=bs, max_len=max_len, answer_eos=answer_eos, marker=marker, **extra
+    )
     g_trl, micro = _trl_step(trainer, ga)
     ro, idx, kinds = _our_inputs(micro, tok, M, marker)
     if marker == MARKER:
@@ -138,4 +166,3 @@ def test_trl_gradient_equals_our_trainers(tmp_path, estimator, q, baseline, answ
     g_q = _our_grads(ours, tok, ro, gold, q=q - 0.25, **kw)
     off = max((g_trl[n] - g_q[n]).abs().max().item() for n in g_ours)
     assert off > 1e-3 * gmax and off > 100 * worst, (off, worst, gmax)
-

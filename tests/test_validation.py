@@ -1,6 +1,7 @@
 """The paper's validation protocol in the trainer (Sec. 7.1, config ``eval``): the held-out curve of p@1 / p@k /
 maj@k at step 0 and every ``eval.every`` steps, the best checkpoint by maj@k, resume, disjoint ids, and a training
 run that is the same with validation on or off."""
+
 import json
 
 import pytest
@@ -8,26 +9,37 @@ import torch
 
 torch.set_num_threads(1)
 
-from tsallis_ref.config import ConfigError, TrainConfig
-from tsallis_ref.models import load_trainable_state_dict, tiny_model, tiny_tokenizer, trainable_state_dict
 from tsallis_ref import trainer as T
+from tsallis_ref.config import ConfigError, TrainConfig
+from tsallis_ref.models import tiny_model, tiny_tokenizer, trainable_state_dict
 
-TRAIN = [{"id": f"tr{i}", "prompt": f"Q: {a}+{b}=", "answer": str(a + b)}
-         for i, (a, b) in enumerate([(1, 2), (3, 4), (2, 2), (5, 1)])]
+TRAIN = [
+    {"id": f"tr{i}", "prompt": f"Q: {a}+{b}=", "answer": str(a + b)}
+    for i, (a, b) in enumerate([(1, 2), (3, 4), (2, 2), (5, 1)])
+]
 # the relaxed judge finds any alias in the answer: a random character model hits a vowel now and then, so the
 # validation metrics move with the weights
 VOWELS = ["a", "e", "i", "o", "u"]
-HELD = [{"id": f"dev{i}", "prompt": f"Q: {a}*{b}=", "answer": "e", "aliases": VOWELS}
-        for i, (a, b) in enumerate([(2, 3), (1, 4), (3, 3)])]
+HELD = [
+    {"id": f"dev{i}", "prompt": f"Q: {a}*{b}=", "answer": "e", "aliases": VOWELS}
+    for i, (a, b) in enumerate([(2, 3), (1, 4), (3, 3)])
+]
 
 
 def _cfg(tmp_path, name="garl", **kw):
-    d = {"method": {"name": name, "q": 0.75}, "model": {"name_or_path": "tiny"},
-         "rollout": {"M": 3, "rationale_budget": 6, "answer_budget": 6},
-         "optim": {"lr": 5e-2, "prompts_per_step": 1, "micro_batch_size": 3},
-         "data": {"path": "unused.jsonl"}, "steps": 4, "checkpoint_every": 0, "progress_bar": False,
-         "tensorboard": False, "output_dir": str(tmp_path),
-         "eval": {"every": 2, "k": 2, "batch_size": 8}}
+    d = {
+        "method": {"name": name, "q": 0.75},
+        "model": {"name_or_path": "tiny"},
+        "rollout": {"M": 3, "rationale_budget": 6, "answer_budget": 6},
+        "optim": {"lr": 5e-2, "prompts_per_step": 1, "micro_batch_size": 3},
+        "data": {"path": "unused.jsonl"},
+        "steps": 4,
+        "checkpoint_every": 0,
+        "progress_bar": False,
+        "tensorboard": False,
+        "output_dir": str(tmp_path),
+        "eval": {"every": 2, "k": 2, "batch_size": 8},
+    }
     for k, v in kw.items():
         d.setdefault(k, {}).update(v) if isinstance(v, dict) else d.__setitem__(k, v)
     return TrainConfig.from_dict(d)
@@ -40,8 +52,9 @@ def _model():
 
 def _run(cfg, resume=False, held=HELD, callback=None):
     model, tok = _model()
-    return T.train(cfg, resume=resume, examples=TRAIN, eval_examples=held, model=model, tokenizer=tok,
-                   callback=callback)
+    return T.train(
+        cfg, resume=resume, examples=TRAIN, eval_examples=held, model=model, tokenizer=tok, callback=callback
+    )
 
 
 def _equal(a: dict, b: dict) -> bool:
@@ -57,7 +70,7 @@ def test_curve_at_step_0_every_n_and_the_last_step_and_best_is_its_argmax(tmp_pa
         snaps[step] = {k: v.clone() for k, v in trainable_state_dict(model).items()}
         modes.append(model.training)
 
-    cfg = _cfg(tmp_path, steps=5, seed=1, optim={"lr": 1e-2})     # this run peaks in the middle, then declines
+    cfg = _cfg(tmp_path, steps=5, seed=1, optim={"lr": 1e-2})  # this run peaks in the middle, then declines
     res = T.train(cfg, examples=TRAIN, eval_examples=HELD, model=model, tokenizer=tok, callback=cb)
     curve = res["validation"]
     assert [p["step"] for p in curve] == [0, 2, 4, 5]
@@ -76,11 +89,12 @@ def test_curve_at_step_0_every_n_and_the_last_step_and_best_is_its_argmax(tmp_pa
     info = json.loads((tmp_path / "best" / "best.json").read_text())
     assert info["step"] == want and info["metrics"]["val/maj@k"] == max(majs)
     from tsallis_ref.checkpoint import load_checkpoint
+
     best_w = load_checkpoint(tmp_path / "best" / "trainable.pt")["model"]
     assert _equal(best_w, snaps[want])
     assert 0 < want < 5, f"the curve {majs} does not peak in the middle: the test would not check a middle step"
     assert not _equal(best_w, snaps[5]) and not _equal(best_w, snaps[0])
-    assert majs[-1] < max(majs)                   # the decline after the peak stays in the record
+    assert majs[-1] < max(majs)  # the decline after the peak stays in the record
     # training mode after every validation
     assert all(modes) and model.training
 
@@ -126,7 +140,7 @@ def test_overlapping_ids_are_refused(tmp_path):
     held = HELD + [{**TRAIN[1], "aliases": []}]
     with pytest.raises(ConfigError, match=r"eval.*'tr1'"):
         _run(_cfg(tmp_path), held=held)
-    assert not (tmp_path / "metrics.jsonl").exists()          # refused before anything is written
+    assert not (tmp_path / "metrics.jsonl").exists()  # refused before anything is written
     path = tmp_path / "dev.jsonl"
     path.write_text("".join(json.dumps(e) + "\n" for e in held))
     with pytest.raises(ConfigError, match=r"1 held-out example id\(s\) are also training ids \('tr1'\)"):
@@ -152,7 +166,7 @@ def test_validate_keeps_the_model_mode_and_the_random_state(tmp_path):
     assert model.training and torch.equal(torch.get_rng_state(), before)
     model.eval()
     b = T.validate(model, tok, HELD, cfg)
-    assert not model.training and a == b              # the same seed, the same weights: the same numbers
+    assert not model.training and a == b  # the same seed, the same weights: the same numbers
 
 
 def test_eval_config_errors_name_the_field(tmp_path):
@@ -165,6 +179,7 @@ def test_validation_prompts_are_the_training_prompts_token_for_token(tmp_path):
     """Validation samples after the very ids x the trainer trains on (rollout.encode_prompt): the cold prompt with
     the BOS token the tokenizer adds, or the chat template as training renders it."""
     from tsallis_ref.rollout import encode_prompt
+
     _, tok = _model()
     for chat in (False, True):
         cfg = _cfg(tmp_path, model={"chat_template": chat})

@@ -1,4 +1,5 @@
 """Test helper shared by the TRL-integration tests (test_trl_integration, test_trl_parity, test_accelerate_launch)."""
+
 from __future__ import annotations
 
 

@@ -24,7 +24,8 @@ against this table, and that ``tsallis_ref.data`` loads nothing of the trainer s
 ``evaluation`` samples from a model and scores with them; the trainer stack (``precision`` to ``trainer``) sits in
 between.
 """
-from .losses import amplification, attenuation, qlog, qloss
+
+from .config import ConfigError, TrainConfig, load_config
 from .estimators import (
     GARLCoefficients,
     garl_coefficients,
@@ -39,8 +40,7 @@ from .estimators import (
     rloo_loss,
     weight_stats,
 )
-
-from .config import ConfigError, TrainConfig, load_config
+from .losses import amplification, attenuation, qlog, qloss
 
 __version__ = "0.1.0"
 
@@ -52,9 +52,26 @@ def __getattr__(name):  # the trainer imports transformers: load it only when as
         return train
     raise AttributeError(f"module 'tsallis_ref' has no attribute {name!r}")
 
+
 __all__ = [
-    "qlog", "qloss", "amplification", "attenuation",
-    "garl_loss", "garl_coefficients", "GARLCoefficients", "paft_loss", "paft_resample", "paft_coefficients",
-    "grpo_loss", "group_advantages", "rloo_loss", "log_mean_weight", "loo_log_mean_weight", "weight_stats",
-    "TrainConfig", "load_config", "ConfigError", "train",
+    "qlog",
+    "qloss",
+    "amplification",
+    "attenuation",
+    "garl_loss",
+    "garl_coefficients",
+    "GARLCoefficients",
+    "paft_loss",
+    "paft_resample",
+    "paft_coefficients",
+    "grpo_loss",
+    "group_advantages",
+    "rloo_loss",
+    "log_mean_weight",
+    "loo_log_mean_weight",
+    "weight_stats",
+    "TrainConfig",
+    "load_config",
+    "ConfigError",
+    "train",
 ]

@@ -1,11 +1,12 @@
 """What a training run reads: its examples (from the config), their seeded and resumable order, and the
 encoded batch a step takes (:class:`Batch`)."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -29,6 +30,7 @@ def load_examples(cfg: TrainConfig) -> list[dict]:
     ``data.context_budget`` caps the context of benchmark prompts (supporting paragraphs kept first).
     """
     from .data import load_examples as data_load_examples
+
     d = cfg.data
     rows = None
     if d.path:
@@ -42,11 +44,17 @@ def load_examples(cfg: TrainConfig) -> list[dict]:
                 with open(p) as f:
                     rows = [json.loads(line) for line in f if line.strip()]
     if rows is None:
-        try:   # a benchmark file (data.path), or a benchmark name resolved under data.data_dir / a Hub id
-            rows = data_load_examples(d.path or d.dataset, split=d.split, data_dir=d.data_dir, regime=d.regime,
-                                      limit=d.limit, context_budget=d.context_budget,
-                                      dataset=d.dataset if d.path else None,
-                                      answer_format=AnswerFormat.from_config(cfg.rollout))
+        try:  # a benchmark file (data.path), or a benchmark name resolved under data.data_dir / a Hub id
+            rows = data_load_examples(
+                d.path or d.dataset,
+                split=d.split,
+                data_dir=d.data_dir,
+                regime=d.regime,
+                limit=d.limit,
+                context_budget=d.context_budget,
+                dataset=d.dataset if d.path else None,
+                answer_format=AnswerFormat.from_config(cfg.rollout),
+            )
         except ValueError as e:
             fieldname = "data.path" if d.path else "data.dataset / data.split / data.data_dir"
             raise ConfigError(f"config field `{fieldname}`: {e}") from e
@@ -102,18 +110,32 @@ class Batch:
     def __len__(self) -> int:
         return len(self.prompt_ids)
 
-    def select(self, idx: Sequence[int]) -> "Batch":
+    def select(self, idx: Sequence[int]) -> Batch:
         """The sub-batch of the examples at positions ``idx``."""
         al = self.aliases or [()] * len(self)
-        return Batch([self.ids[i] for i in idx], [self.prompt_ids[i] for i in idx],
-                     [self.target_ids[i] for i in idx], [self.answers[i] for i in idx], [al[i] for i in idx])
+        return Batch(
+            [self.ids[i] for i in idx],
+            [self.prompt_ids[i] for i in idx],
+            [self.target_ids[i] for i in idx],
+            [self.answers[i] for i in idx],
+            [al[i] for i in idx],
+        )
 
 
 def encode_examples(tokenizer, examples: Sequence[dict], cfg: TrainConfig) -> Batch:
     """Every example encoded once (x with the model's chat template if configured; the answer segment)."""
-    return Batch(ids=[ex["id"] for ex in examples],
-                 prompt_ids=[encode_prompt(tokenizer, ex["prompt"], chat_template=cfg.model.chat_template,
-                                           enable_thinking=cfg.model.enable_thinking) for ex in examples],
-                 target_ids=[encode_answer(tokenizer, ex["answer"], cfg.rollout) for ex in examples],
-                 answers=[ex["answer"] for ex in examples],
-                 aliases=[tuple(ex.get("aliases", ())) for ex in examples])
+    return Batch(
+        ids=[ex["id"] for ex in examples],
+        prompt_ids=[
+            encode_prompt(
+                tokenizer,
+                ex["prompt"],
+                chat_template=cfg.model.chat_template,
+                enable_thinking=cfg.model.enable_thinking,
+            )
+            for ex in examples
+        ],
+        target_ids=[encode_answer(tokenizer, ex["answer"], cfg.rollout) for ex in examples],
+        answers=[ex["answer"] for ex in examples],
+        aliases=[tuple(ex.get("aliases", ())) for ex in examples],
+    )

@@ -17,6 +17,7 @@ CUDA, PAFT's resampling generator), the step, the data order (epoch permutation 
   in :data:`RESUME_MAY_CHANGE` (the run's length, where it writes and logs, and memory knobs that leave the
   gradient unchanged).
 """
+
 from __future__ import annotations
 
 import os
@@ -32,9 +33,20 @@ import torch
 
 from .config import ConfigError
 
-__all__ = ["CKPT_NAME", "PREV_NAME", "RESUME_MAY_CHANGE", "CheckpointError", "rng_state", "set_rng_state",
-           "save_checkpoint", "load_checkpoint", "checkpoint_path", "previous_path", "config_differences",
-           "load_for_resume"]
+__all__ = [
+    "CKPT_NAME",
+    "PREV_NAME",
+    "RESUME_MAY_CHANGE",
+    "CheckpointError",
+    "rng_state",
+    "set_rng_state",
+    "save_checkpoint",
+    "load_checkpoint",
+    "checkpoint_path",
+    "previous_path",
+    "config_differences",
+    "load_for_resume",
+]
 
 CKPT_NAME = "checkpoint.pt"
 PREV_NAME = "checkpoint.prev.pt"
@@ -43,11 +55,23 @@ PREV_NAME = "checkpoint.prev.pt"
 #: where it writes and logs, the device and thread count, and memory knobs whose gradient is the same
 #: (micro-batches, logits chunks, two-pass scoring, shared-prefix encoding, generation batches). Every other field
 #: must be equal.
-RESUME_MAY_CHANGE = frozenset({
-    "steps", "output_dir", "checkpoint_every", "device", "num_threads", "tensorboard", "wandb", "progress_bar",
-    "optim.micro_batch_size", "optim.logits_chunk", "optim.two_pass_scoring", "optim.shared_prefix",
-    "rollout.generation_batch_size",
-})
+RESUME_MAY_CHANGE = frozenset(
+    {
+        "steps",
+        "output_dir",
+        "checkpoint_every",
+        "device",
+        "num_threads",
+        "tensorboard",
+        "wandb",
+        "progress_bar",
+        "optim.micro_batch_size",
+        "optim.logits_chunk",
+        "optim.two_pass_scoring",
+        "optim.shared_prefix",
+        "rollout.generation_batch_size",
+    }
+)
 
 
 class CheckpointError(RuntimeError):
@@ -67,8 +91,11 @@ def previous_path(path: str | Path) -> Path:
 def rng_state(generator: Optional[torch.Generator] = None) -> dict:
     """The RNG states as plain data (numpy's key array as a list of ints)."""
     kind, key, pos, has_gauss, cached = np.random.get_state()
-    st = {"python": random.getstate(), "numpy": (kind, key.tolist(), int(pos), int(has_gauss), float(cached)),
-          "torch": torch.get_rng_state()}
+    st = {
+        "python": random.getstate(),
+        "numpy": (kind, key.tolist(), int(pos), int(has_gauss), float(cached)),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         st["cuda"] = torch.cuda.get_rng_state_all()
     if generator is not None:
@@ -101,17 +128,20 @@ def _check_plain(obj, where: str = "state") -> None:
     if isinstance(obj, dict):
         for k, v in obj.items():
             if not isinstance(k, (str, int)):
-                raise CheckpointError(f"checkpoint entry `{where}` has a key of type {type(k).__name__}; "
-                                      "keys must be strings or ints")
+                raise CheckpointError(
+                    f"checkpoint entry `{where}` has a key of type {type(k).__name__}; keys must be strings or ints"
+                )
             _check_plain(v, f"{where}.{k}")
         return
     if isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
             _check_plain(v, f"{where}[{i}]")
         return
-    raise CheckpointError(f"checkpoint entry `{where}` is a {type(obj).__module__}.{type(obj).__name__}; a "
-                          "checkpoint holds tensors, numbers, strings, booleans, None and lists / dicts of them "
-                          "(convert it, e.g. a numpy array with .tolist())")
+    raise CheckpointError(
+        f"checkpoint entry `{where}` is a {type(obj).__module__}.{type(obj).__name__}; a "
+        "checkpoint holds tensors, numbers, strings, booleans, None and lists / dicts of them "
+        "(convert it, e.g. a numpy array with .tolist())"
+    )
 
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:
@@ -127,18 +157,18 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
         torch.save(state, f)
         f.flush()
         os.fsync(f.fileno())
-    if path.exists() and zipfile.is_zipfile(path):   # a truncated latest (no zip directory) never replaces prev
+    if path.exists() and zipfile.is_zipfile(path):  # a truncated latest (no zip directory) never replaces prev
         prev = previous_path(path)
         ptmp = prev.with_name(prev.name + ".tmp")
         if ptmp.exists():
             ptmp.unlink()
         try:
-            os.link(path, ptmp)                  # no copy: the same bytes under a second name
-        except OSError:                          # a file system without hard links
+            os.link(path, ptmp)  # no copy: the same bytes under a second name
+        except OSError:  # a file system without hard links
             shutil.copyfile(path, ptmp)
         os.replace(ptmp, prev)
     os.replace(tmp, path)
-    try:                                         # make the renames durable
+    try:  # make the renames durable
         fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -154,7 +184,7 @@ def _legacy_numpy_globals() -> list:
     in the weights-only unpickler so that such a checkpoint resumes."""
     try:
         import numpy._core.multiarray as multiarray
-    except ImportError:                          # numpy < 2
+    except ImportError:  # numpy < 2
         import numpy.core.multiarray as multiarray
     return [multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
@@ -163,7 +193,7 @@ def _read(path: Path) -> dict:
     try:
         with torch.serialization.safe_globals(_legacy_numpy_globals()):
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:                       # truncated zip, refused pickle, garbage: all unreadable
+    except Exception as e:  # truncated zip, refused pickle, garbage: all unreadable
         raise CheckpointError(f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"it holds a {type(state).__name__}, not a dict")
@@ -194,13 +224,18 @@ def load_checkpoint(path: str | Path) -> dict:
         except CheckpointError as e:
             reason += f", and so is the previous checkpoint {prev} ({e})"
         else:
-            warnings.warn(f"checkpoint {reason}; resuming from the previous checkpoint {prev} "
-                          f"(step {state.get('step', '?')})", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"checkpoint {reason}; resuming from the previous checkpoint {prev} (step {state.get('step', '?')})",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             return state
-    raise CheckpointError(f"checkpoint {reason}. Checkpoints hold plain data only and are read with "
-                          "torch.load(weights_only=True); a truncated or corrupt file, or one holding other "
-                          "objects, cannot be resumed. Fix: restore the file from a backup, or start the run again "
-                          "without --resume (or with another output_dir).")
+    raise CheckpointError(
+        f"checkpoint {reason}. Checkpoints hold plain data only and are read with "
+        "torch.load(weights_only=True); a truncated or corrupt file, or one holding other "
+        "objects, cannot be resumed. Fix: restore the file from a backup, or start the run again "
+        "without --resume (or with another output_dir)."
+    )
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -219,8 +254,11 @@ def config_differences(saved: dict, current: dict, may_change=RESUME_MAY_CHANGE)
     ``may_change``, as ``"optim.lr: 0.01 in the checkpoint, 0.02 now"``. A field the saved config lacks (written
     by an older version) is not compared."""
     a, b = _flatten(saved), _flatten(current)
-    return [f"{k}: {a[k]!r} in the checkpoint, {b.get(k)!r} now" for k in sorted(a)
-            if k in b and k not in may_change and a[k] != b[k]]
+    return [
+        f"{k}: {a[k]!r} in the checkpoint, {b.get(k)!r} now"
+        for k in sorted(a)
+        if k in b and k not in may_change and a[k] != b[k]
+    ]
 
 
 def load_for_resume(output_dir: str | Path, config: dict) -> dict:
@@ -233,8 +271,10 @@ def load_for_resume(output_dir: str | Path, config: dict) -> dict:
     if isinstance(saved, dict):
         diff = config_differences(saved, config)
         if diff:
-            raise ConfigError(f"--resume: the config differs from the one {path} was written with: "
-                              + "; ".join(diff) + ". Set these back to resume, or start a new run in another "
-                              "output_dir (fields that may change on resume: " + ", ".join(sorted(RESUME_MAY_CHANGE))
-                              + ")")
+            raise ConfigError(
+                f"--resume: the config differs from the one {path} was written with: "
+                + "; ".join(diff)
+                + ". Set these back to resume, or start a new run in another "
+                "output_dir (fields that may change on resume: " + ", ".join(sorted(RESUME_MAY_CHANGE)) + ")"
+            )
     return ck

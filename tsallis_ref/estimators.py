@@ -19,11 +19,13 @@ Shapes (B prompts, M sampled rationales per prompt):
 Notation follows the paper: ``wbar = mean_m w_m`` estimates ``P = p(y* | x)`` (Sec. 4.1) and
 ``wbar_loo[m] = mean_{j != m} w_j`` is the leave-one-out mean of Eq. 12.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal, Optional
+from typing import Literal, Optional
 
 import torch
 
@@ -52,16 +54,22 @@ def _check_pair(logp_z: torch.Tensor, logp_y: torch.Tensor, fn: str) -> tuple[in
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{fn}: {name} must be a torch.Tensor of shape [B, M]; got {type(t).__name__}")
         if t.dim() != 2:
-            raise ValueError(f"{fn}: {name} must have shape [B, M] (prompts x sampled rationales); "
-                             f"got shape {tuple(t.shape)}. Use x.unsqueeze(0) for a single prompt.")
+            raise ValueError(
+                f"{fn}: {name} must have shape [B, M] (prompts x sampled rationales); "
+                f"got shape {tuple(t.shape)}. Use x.unsqueeze(0) for a single prompt."
+            )
         if not t.is_floating_point():
             raise TypeError(f"{fn}: {name} must be a floating-point tensor of log-probabilities; got {t.dtype}")
         bad = torch.isnan(t) | (t == math.inf)
         if bool(bad.any()):
-            raise ValueError(f"{fn}: {name} holds {int(bad.sum())} NaN or +inf value(s); log-probabilities are "
-                             "finite or -inf (check the scoring pass, e.g. an fp16 overflow)")
+            raise ValueError(
+                f"{fn}: {name} holds {int(bad.sum())} NaN or +inf value(s); log-probabilities are "
+                "finite or -inf (check the scoring pass, e.g. an fp16 overflow)"
+            )
     if logp_z.shape != logp_y.shape:
-        raise ValueError(f"{fn}: logp_z {tuple(logp_z.shape)} and logp_y {tuple(logp_y.shape)} must have the same shape")
+        raise ValueError(
+            f"{fn}: logp_z {tuple(logp_z.shape)} and logp_y {tuple(logp_y.shape)} must have the same shape"
+        )
     B, M = logp_y.shape
     if M < 1:
         raise ValueError(f"{fn}: need at least one sampled rationale per prompt (M >= 1); got M = {M}")
@@ -104,8 +112,10 @@ def loo_log_mean_weight(logp_y: torch.Tensor) -> torch.Tensor:
     lw = logp_y.detach().to(_WDTYPE)
     M = lw.shape[-1]
     if M < 2:
-        raise ValueError(f"the leave-one-out (RLOO) baseline needs M >= 2 samples per prompt; got M = {M}. "
-                         "Sample more rationales, or use baseline='none'.")
+        raise ValueError(
+            f"the leave-one-out (RLOO) baseline needs M >= 2 samples per prompt; got M = {M}. "
+            "Sample more rationales, or use baseline='none'."
+        )
     eye = torch.eye(M, dtype=torch.bool, device=lw.device)
     mat = lw.unsqueeze(-2).expand(*lw.shape[:-1], M, M).masked_fill(eye, -math.inf)
     return torch.logsumexp(mat, dim=-1) - math.log(M - 1)
@@ -125,7 +135,7 @@ class GARLCoefficients:
     coef_y: torch.Tensor
     log_wbar: torch.Tensor
     scale: float
-    dead: Optional[torch.Tensor] = None     # [B] bool: every logp_y is -inf, so the prompt's coefficients are 0
+    dead: Optional[torch.Tensor] = None  # [B] bool: every logp_y is -inf, so the prompt's coefficients are 0
 
     @property
     def n_dead_prompts(self) -> int:
@@ -133,8 +143,9 @@ class GARLCoefficients:
         return 0 if self.dead is None else int(self.dead.sum())
 
 
-def garl_coefficients(logp_y: torch.Tensor, q: float, *, baseline: Literal["rloo", "none"] = "rloo",
-                      normalize: bool = True) -> GARLCoefficients:
+def garl_coefficients(
+    logp_y: torch.Tensor, q: float, *, baseline: Literal["rloo", "none"] = "rloo", normalize: bool = True
+) -> GARLCoefficients:
     """The effective rewards of GARL (Eq. 9 / Eq. 12, Algorithm 1), detached, float64.
 
     * ``a_m = w_m / wbar^q`` (the amplified Rao-Blackwellised reward), computed as
@@ -162,9 +173,15 @@ def garl_coefficients(logp_y: torch.Tensor, q: float, *, baseline: Literal["rloo
     return GARLCoefficients(coef_z=c * scale, coef_y=a * scale, log_wbar=log_wbar, scale=scale, dead=dead)
 
 
-def garl_loss(logp_z: torch.Tensor, logp_y: torch.Tensor, q: float, *,
-              baseline: Literal["rloo", "none"] = "rloo", normalize: bool = True,
-              reduction: Literal["mean", "sum", "none"] = "mean") -> torch.Tensor:
+def garl_loss(
+    logp_z: torch.Tensor,
+    logp_y: torch.Tensor,
+    q: float,
+    *,
+    baseline: Literal["rloo", "none"] = "rloo",
+    normalize: bool = True,
+    reduction: Literal["mean", "sum", "none"] = "mean",
+) -> torch.Tensor:
     """Surrogate loss whose gradient is the GARL estimator of ``grad l_q`` (Sec. 6.1).
 
     Per prompt, with ``w_m = exp(logp_y[m])`` and ``wbar = mean_m w_m``:
@@ -183,12 +200,13 @@ def garl_loss(logp_z: torch.Tensor, logp_y: torch.Tensor, q: float, *,
     """
     _check_pair(logp_z, logp_y, "garl_loss")
     co = garl_coefficients(logp_y, q, baseline=baseline, normalize=normalize)
-    per_sample = _times(co.coef_z, logp_z) + _times(co.coef_y, logp_y)     # float64 (module docstring)
+    per_sample = _times(co.coef_z, logp_z) + _times(co.coef_y, logp_y)  # float64 (module docstring)
     return _reduce(-per_sample.mean(dim=-1), reduction, "garl_loss")
 
 
-def paft_resample(logp_y: torch.Tensor, K: Optional[int] = None, *,
-                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def paft_resample(
+    logp_y: torch.Tensor, K: Optional[int] = None, *, generator: Optional[torch.Generator] = None
+) -> torch.Tensor:
     """Importance resampling (SIR) of PAFT (Sec. 6.2): ``K`` indices per prompt, with
     replacement, drawn in proportion to ``w_m``. Returns a ``[B, K]`` long tensor.
 
@@ -211,8 +229,7 @@ def paft_resample(logp_y: torch.Tensor, K: Optional[int] = None, *,
     return torch.multinomial(probs, K, replacement=True, generator=generator)
 
 
-def paft_coefficients(logp_y: torch.Tensor, q: float, indices: torch.Tensor, *,
-                      normalize: bool = True) -> torch.Tensor:
+def paft_coefficients(logp_y: torch.Tensor, q: float, indices: torch.Tensor, *, normalize: bool = True) -> torch.Tensor:
     """Per-sample SFT weights of PAFT, ``[B, M]``: ``(n_m / K) * wbar^(1-q) / M^q`` where
     ``n_m`` counts how often sample m was resampled (Eq. 14, Algorithm 2). Detached, float64; 0 for a prompt
     whose weights are all 0 (also at q = 1)."""
@@ -228,9 +245,17 @@ def paft_coefficients(logp_y: torch.Tensor, q: float, indices: torch.Tensor, *,
     return counts / K * (att * scale).unsqueeze(-1)
 
 
-def paft_loss(logp_z: torch.Tensor, logp_y: torch.Tensor, q: float, *, K: Optional[int] = None,
-              generator: Optional[torch.Generator] = None, indices: Optional[torch.Tensor] = None,
-              normalize: bool = True, reduction: Literal["mean", "sum", "none"] = "mean") -> torch.Tensor:
+def paft_loss(
+    logp_z: torch.Tensor,
+    logp_y: torch.Tensor,
+    q: float,
+    *,
+    K: Optional[int] = None,
+    generator: Optional[torch.Generator] = None,
+    indices: Optional[torch.Tensor] = None,
+    normalize: bool = True,
+    reduction: Literal["mean", "sum", "none"] = "mean",
+) -> torch.Tensor:
     """Surrogate loss whose gradient is the PAFT estimator (Eq. 14, Algorithm 2).
 
     Per prompt: resample ``r_1..r_K ~ Categorical(w / sum w)`` with replacement (or take the
@@ -249,7 +274,7 @@ def paft_loss(logp_z: torch.Tensor, logp_y: torch.Tensor, q: float, *, K: Option
     elif indices.dim() != 2 or indices.shape[0] != logp_y.shape[0]:
         raise ValueError(f"paft_loss: indices must have shape [B, K]; got {tuple(indices.shape)}")
     coef = paft_coefficients(logp_y, q, indices, normalize=normalize)
-    per_prompt = -(_times(coef, logp_z) + _times(coef, logp_y)).sum(dim=-1)     # float64 (module docstring)
+    per_prompt = -(_times(coef, logp_z) + _times(coef, logp_y)).sum(dim=-1)  # float64 (module docstring)
     return _reduce(per_prompt, reduction, "paft_loss")
 
 
@@ -268,7 +293,7 @@ def weight_stats(logp_y: torch.Tensor, q: float, *, normalize: bool = True) -> d
     M = lw.shape[-1]
     log_wbar = log_mean_weight(lw)
     dead = _dead(log_wbar)
-    ess = (torch.exp(2 * torch.logsumexp(lw, -1) - torch.logsumexp(2 * lw, -1)) / M)[~dead]   # live prompts
+    ess = (torch.exp(2 * torch.logsumexp(lw, -1) - torch.logsumexp(2 * lw, -1)) / M)[~dead]  # live prompts
     amp = torch.exp(-q * log_wbar)
     out = {
         "log_wbar_mean": log_wbar.mean().item(),
@@ -289,8 +314,10 @@ def weight_stats(logp_y: torch.Tensor, q: float, *, normalize: bool = True) -> d
 # Baselines with binary rewards of the model's own sampled answers.
 # --------------------------------------------------------------------------------------------
 
-def group_advantages(rewards: torch.Tensor, *, scale: Literal["group", "batch", "none"] = "group",
-                     eps: float = 1e-4) -> torch.Tensor:
+
+def group_advantages(
+    rewards: torch.Tensor, *, scale: Literal["group", "batch", "none"] = "group", eps: float = 1e-4
+) -> torch.Tensor:
     """GRPO's group-relative advantages ``(r - mean_group(r)) / (std + eps)``, ``[B, G]``.
 
     ``scale="group"`` divides by the per-group standard deviation (Shao et al. 2024, unbiased
@@ -311,14 +338,22 @@ def group_advantages(rewards: torch.Tensor, *, scale: Literal["group", "batch", 
     raise ValueError(f"scale must be 'group', 'batch' or 'none'; got {scale!r}")
 
 
-def grpo_loss(logp_tokens: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor, *,
-              old_logp_tokens: Optional[torch.Tensor] = None, ref_logp_tokens: Optional[torch.Tensor] = None,
-              clip_eps: float = 0.2, beta: float = 0.0,
-              scale_rewards: Literal["group", "batch", "none"] = "group",
-              loss_agg: Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"] = "seq-mean-token-mean",
-              max_completion_length: Optional[int] = None, n_prompts: Optional[int] = None,
-              n_tokens: Optional[float] = None, reward_std: Optional[float] = None,
-              ) -> torch.Tensor:
+def grpo_loss(
+    logp_tokens: torch.Tensor,
+    mask: torch.Tensor,
+    rewards: torch.Tensor,
+    *,
+    old_logp_tokens: Optional[torch.Tensor] = None,
+    ref_logp_tokens: Optional[torch.Tensor] = None,
+    clip_eps: float = 0.2,
+    beta: float = 0.0,
+    scale_rewards: Literal["group", "batch", "none"] = "group",
+    loss_agg: Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"] = "seq-mean-token-mean",
+    max_completion_length: Optional[int] = None,
+    n_prompts: Optional[int] = None,
+    n_tokens: Optional[float] = None,
+    reward_std: Optional[float] = None,
+) -> torch.Tensor:
     """GRPO (Shao et al. 2024) with every choice pinned, for binary (0/1) rewards.
 
     Shapes: ``logp_tokens``, ``mask`` ``[B, G, T]`` (per-token log-probs of the G sampled
@@ -343,13 +378,17 @@ def grpo_loss(logp_tokens: torch.Tensor, mask: torch.Tensor, rewards: torch.Tens
     are taken from the tensors given (the whole batch).
     """
     if logp_tokens.dim() != 3 or mask.shape != logp_tokens.shape:
-        raise ValueError(f"grpo_loss: logp_tokens and mask must both have shape [B, G, T]; "
-                         f"got {tuple(logp_tokens.shape)} and {tuple(mask.shape)}")
+        raise ValueError(
+            f"grpo_loss: logp_tokens and mask must both have shape [B, G, T]; "
+            f"got {tuple(logp_tokens.shape)} and {tuple(mask.shape)}"
+        )
     if rewards.shape != logp_tokens.shape[:2]:
-        raise ValueError(f"grpo_loss: rewards must have shape [B, G] = {tuple(logp_tokens.shape[:2])}; got {tuple(rewards.shape)}")
+        raise ValueError(
+            f"grpo_loss: rewards must have shape [B, G] = {tuple(logp_tokens.shape[:2])}; got {tuple(rewards.shape)}"
+        )
     if beta > 0 and ref_logp_tokens is None:
         raise ValueError("grpo_loss: beta > 0 needs ref_logp_tokens (log-probs under the reference model)")
-    if scale_rewards == "batch" and reward_std is not None:   # a slice: the whole batch's std
+    if scale_rewards == "batch" and reward_std is not None:  # a slice: the whole batch's std
         r = rewards.detach().to(torch.float32)
         adv = (r - r.mean(dim=-1, keepdim=True)) / (float(reward_std) + 1e-4)
     else:
@@ -372,14 +411,17 @@ def grpo_loss(logp_tokens: torch.Tensor, mask: torch.Tensor, rewards: torch.Tens
     if loss_agg == "seq-mean-token-sum-norm":
         L = logp_tokens.shape[-1] if max_completion_length is None else max_completion_length
         if int(mask.sum(-1).max()) > L:
-            raise ValueError(f"grpo_loss: a completion has {int(mask.sum(-1).max())} tokens, more than "
-                             f"max_completion_length = {L}; pass the generation's constant maximum length")
+            raise ValueError(
+                f"grpo_loss: a completion has {int(mask.sum(-1).max())} tokens, more than "
+                f"max_completion_length = {L}; pass the generation's constant maximum length"
+            )
         return per_tok.sum() / (n_seq * L)
     raise ValueError(f"grpo_loss: unknown loss_agg {loss_agg!r}")
 
 
-def rloo_loss(logp_seq: torch.Tensor, rewards: torch.Tensor, *,
-              reduction: Literal["mean", "sum", "none"] = "mean") -> torch.Tensor:
+def rloo_loss(
+    logp_seq: torch.Tensor, rewards: torch.Tensor, *, reduction: Literal["mean", "sum", "none"] = "mean"
+) -> torch.Tensor:
     """REINFORCE with the leave-one-out baseline (Kool et al. 2019) for verifier rewards.
 
     ``logp_seq[B, M]`` is the log-probability of each whole sampled completion (rationale and
@@ -387,8 +429,10 @@ def rloo_loss(logp_seq: torch.Tensor, rewards: torch.Tensor, *,
     ``-(1/M) sum_m (r_m - mean_{j != m} r_j) grad log p(completion_m | x)``.
     """
     if logp_seq.dim() != 2 or rewards.shape != logp_seq.shape:
-        raise ValueError(f"rloo_loss: logp_seq and rewards must both have shape [B, M]; "
-                         f"got {tuple(logp_seq.shape)} and {tuple(rewards.shape)}")
+        raise ValueError(
+            f"rloo_loss: logp_seq and rewards must both have shape [B, M]; "
+            f"got {tuple(logp_seq.shape)} and {tuple(rewards.shape)}"
+        )
     M = logp_seq.shape[-1]
     if M < 2:
         raise ValueError(f"rloo_loss needs M >= 2 samples per prompt; got M = {M}")
@@ -397,8 +441,9 @@ def rloo_loss(logp_seq: torch.Tensor, rewards: torch.Tensor, *,
     return _reduce(-(adv * logp_seq).mean(-1), reduction, "rloo_loss")
 
 
-def maxrl_loss(logp_seq: torch.Tensor, rewards: torch.Tensor, *,
-               reduction: Literal["mean", "sum", "none"] = "mean") -> torch.Tensor:
+def maxrl_loss(
+    logp_seq: torch.Tensor, rewards: torch.Tensor, *, reduction: Literal["mean", "sum", "none"] = "mean"
+) -> torch.Tensor:
     """MaxRL (Tajwar et al. 2026; paper-notes §6): REINFORCE on verifier rewards with the advantage
     ``(r_m - rbar) / rbar`` (zero for the whole group when ``rbar = 0``), ``rbar = mean_m r_m``.
 
@@ -409,8 +454,10 @@ def maxrl_loss(logp_seq: torch.Tensor, rewards: torch.Tensor, *,
     the successful completions' score minus the average of all. It is exactly zero when no sample succeeds.
     """
     if logp_seq.dim() != 2 or rewards.shape != logp_seq.shape:
-        raise ValueError(f"maxrl_loss: logp_seq and rewards must both have shape [B, M]; "
-                         f"got {tuple(logp_seq.shape)} and {tuple(rewards.shape)}")
+        raise ValueError(
+            f"maxrl_loss: logp_seq and rewards must both have shape [B, M]; "
+            f"got {tuple(logp_seq.shape)} and {tuple(rewards.shape)}"
+        )
     r = rewards.detach().to(_WDTYPE)
     rbar = r.mean(-1, keepdim=True)
     adv = torch.where(rbar > 0, r / rbar.clamp_min(torch.finfo(_WDTYPE).tiny) - 1.0, torch.zeros_like(r))
@@ -432,10 +479,12 @@ METRIC_NAMES: dict[str, str] = {
     "loss": "the surrogate's value (no meaning of its own)",
     "wbar_mean": "mean over prompts of wbar = mean_m w_m, the estimate of P (Sec. 4.1)",
     "wbar_std": "std over prompts of wbar",
-    "log_wbar_mean": "mean over prompts of log wbar", "log_wbar_min": "min over prompts of log wbar",
+    "log_wbar_mean": "mean over prompts of log wbar",
+    "log_wbar_min": "min over prompts of log wbar",
     "log_wbar_max": "max over prompts of log wbar",
     "log_w_std": "mean over prompts of the std of log w_m across the M samples",
-    "amp_mean": "mean amplification wbar^-q (Eq. 5 / Eq. 9)", "amp_max": "max amplification wbar^-q",
+    "amp_mean": "mean amplification wbar^-q (Eq. 5 / Eq. 9)",
+    "amp_max": "max amplification wbar^-q",
     "max_adv": "largest amplified RLOO advantage c_m / M^q (Fig. 3)",
     "ess_frac": "mean normalised effective sample size (sum w)^2 / (M sum w^2), in [1/M, 1]",
     "paft_unique_frac": "PAFT: distinct resampled rationales / M",
@@ -481,7 +530,7 @@ class BatchTotals:
 @dataclass
 class EstimatorOutput:
     loss: torch.Tensor
-    indices: Optional[torch.Tensor] = None   # PAFT's resampled indices [B, K]
+    indices: Optional[torch.Tensor] = None  # PAFT's resampled indices [B, K]
 
 
 #: the options an estimator may read; callers pass any subset (e.g. every field of ``config.MethodConfig``)
@@ -496,15 +545,16 @@ class EstimatorSpec:
     is called through ``__call__``."""
 
     name: str
-    fn: Callable[["EstimatorInputs", dict, "BatchTotals"], "EstimatorOutput"]
+    fn: Callable[[EstimatorInputs, dict, BatchTotals], EstimatorOutput]
     verifier: bool
     tokens: bool
     weights: bool
     options: tuple[str, ...]
     doc: str
 
-    def __call__(self, inputs: EstimatorInputs, options: Optional[dict] = None,
-                 totals: Optional[BatchTotals] = None) -> EstimatorOutput:
+    def __call__(
+        self, inputs: EstimatorInputs, options: Optional[dict] = None, totals: Optional[BatchTotals] = None
+    ) -> EstimatorOutput:
         """The method's surrogate on ``inputs``; ``options`` a dict (or an object with attributes, e.g.
         ``config.MethodConfig``) of :data:`ESTIMATOR_OPTIONS`; ``totals``: the whole batch's, when ``inputs``
         is a slice of it (the loss is then the slice's share of the batch loss)."""
@@ -533,8 +583,14 @@ def _share(per_prompt_sum: torch.Tensor, t: BatchTotals) -> torch.Tensor:
 
 
 def _garl(i: EstimatorInputs, o: dict, t: BatchTotals) -> EstimatorOutput:
-    loss = garl_loss(i.logp_z, i.logp_y, o.get("q", DEFAULT_Q), baseline=o.get("baseline", "rloo"),
-                     normalize=o.get("normalize", True), reduction="sum")
+    loss = garl_loss(
+        i.logp_z,
+        i.logp_y,
+        o.get("q", DEFAULT_Q),
+        baseline=o.get("baseline", "rloo"),
+        normalize=o.get("normalize", True),
+        reduction="sum",
+    )
     return EstimatorOutput(_share(loss, t))
 
 
@@ -543,8 +599,9 @@ def _paft(i: EstimatorInputs, o: dict, t: BatchTotals) -> EstimatorOutput:
     if idx is None:
         idx = paft_resample(i.logp_y, o.get("K") or i.logp_y.shape[-1], generator=i.generator)
     idx = idx.to(i.logp_y.device)
-    loss = paft_loss(i.logp_z, i.logp_y, o.get("q", DEFAULT_Q), indices=idx, normalize=o.get("normalize", True),
-                     reduction="sum")
+    loss = paft_loss(
+        i.logp_z, i.logp_y, o.get("q", DEFAULT_Q), indices=idx, normalize=o.get("normalize", True), reduction="sum"
+    )
     return EstimatorOutput(_share(loss, t), idx)
 
 
@@ -557,31 +614,82 @@ def _maxrl(i: EstimatorInputs, o: dict, t: BatchTotals) -> EstimatorOutput:
 
 
 def _grpo(i: EstimatorInputs, o: dict, t: BatchTotals) -> EstimatorOutput:
-    loss = grpo_loss(i.logp_tokens, i.mask, i.rewards, clip_eps=o.get("clip_eps", 0.2),
-                     scale_rewards=o.get("scale_rewards", "group"), loss_agg=o.get("loss_agg", "seq-mean-token-mean"),
-                     max_completion_length=t.max_completion_length, n_prompts=t.n_prompts, n_tokens=t.n_tokens,
-                     reward_std=t.reward_std)
+    loss = grpo_loss(
+        i.logp_tokens,
+        i.mask,
+        i.rewards,
+        clip_eps=o.get("clip_eps", 0.2),
+        scale_rewards=o.get("scale_rewards", "group"),
+        loss_agg=o.get("loss_agg", "seq-mean-token-mean"),
+        max_completion_length=t.max_completion_length,
+        n_prompts=t.n_prompts,
+        n_tokens=t.n_tokens,
+        reward_std=t.reward_std,
+    )
     return EstimatorOutput(loss)
 
 
 #: The estimator of each method name; every caller dispatches here, as ``ESTIMATORS[name](inputs, options, totals)``.
-ESTIMATORS: dict[str, EstimatorSpec] = {s.name: s for s in [
-    EstimatorSpec("garl", _garl, verifier=False, tokens=False, weights=True, options=("q", "baseline", "normalize"),
-                  doc="GARL (Sec. 6.1, Eq. 9 / Eq. 12, Algorithm 1): garl_loss"),
-    EstimatorSpec("paft", _paft, verifier=False, tokens=False, weights=True, options=("q", "K", "normalize"),
-                  doc="PAFT (Sec. 6.2, Eq. 14, Algorithm 2): paft_resample + paft_loss"),
-    EstimatorSpec("grpo", _grpo, verifier=True, tokens=True, weights=False,
-                  options=("clip_eps", "scale_rewards", "loss_agg"), doc="GRPO (Shao et al. 2024): grpo_loss"),
-    EstimatorSpec("rloo", _rloo, verifier=True, tokens=False, weights=False, options=(),
-                  doc="REINFORCE with leave-one-out baseline (Kool et al. 2019): rloo_loss"),
-    EstimatorSpec("maxrl", _maxrl, verifier=True, tokens=False, weights=False, options=(),
-                  doc="MaxRL (Tajwar et al. 2026), advantage (r_m - rbar) / rbar: maxrl_loss"),
-]}
+ESTIMATORS: dict[str, EstimatorSpec] = {
+    s.name: s
+    for s in [
+        EstimatorSpec(
+            "garl",
+            _garl,
+            verifier=False,
+            tokens=False,
+            weights=True,
+            options=("q", "baseline", "normalize"),
+            doc="GARL (Sec. 6.1, Eq. 9 / Eq. 12, Algorithm 1): garl_loss",
+        ),
+        EstimatorSpec(
+            "paft",
+            _paft,
+            verifier=False,
+            tokens=False,
+            weights=True,
+            options=("q", "K", "normalize"),
+            doc="PAFT (Sec. 6.2, Eq. 14, Algorithm 2): paft_resample + paft_loss",
+        ),
+        EstimatorSpec(
+            "grpo",
+            _grpo,
+            verifier=True,
+            tokens=True,
+            weights=False,
+            options=("clip_eps", "scale_rewards", "loss_agg"),
+            doc="GRPO (Shao et al. 2024): grpo_loss",
+        ),
+        EstimatorSpec(
+            "rloo",
+            _rloo,
+            verifier=True,
+            tokens=False,
+            weights=False,
+            options=(),
+            doc="REINFORCE with leave-one-out baseline (Kool et al. 2019): rloo_loss",
+        ),
+        EstimatorSpec(
+            "maxrl",
+            _maxrl,
+            verifier=True,
+            tokens=False,
+            weights=False,
+            options=(),
+            doc="MaxRL (Tajwar et al. 2026), advantage (r_m - rbar) / rbar: maxrl_loss",
+        ),
+    ]
+}
 
 
-def estimator_metrics(spec: EstimatorSpec, logp_z: torch.Tensor, logp_y: torch.Tensor,
-                      rewards: Optional[torch.Tensor] = None, indices: Optional[torch.Tensor] = None,
-                      options=None) -> dict:
+def estimator_metrics(
+    spec: EstimatorSpec,
+    logp_z: torch.Tensor,
+    logp_y: torch.Tensor,
+    rewards: Optional[torch.Tensor] = None,
+    indices: Optional[torch.Tensor] = None,
+    options=None,
+) -> dict:
     """The diagnostics of :data:`METRIC_NAMES` that a step of ``spec`` produces from its detached
     ``[B, M]`` scores (``loss``, ``forced_frac`` and ``rationale_len`` are the caller's)."""
     o = _options(options, spec.name)
@@ -591,8 +699,22 @@ def estimator_metrics(spec: EstimatorSpec, logp_z: torch.Tensor, logp_y: torch.T
         ws = weight_stats(logp_y, q, normalize=normalize)
         wbar = torch.exp(log_mean_weight(logp_y))
         M = logp_y.shape[-1]
-        met.update({k: ws[k] for k in ("wbar_mean", "log_wbar_mean", "log_wbar_min", "log_wbar_max", "amp_mean",
-                                       "amp_max", "ess_frac", "max_adv") if k in ws})
+        met.update(
+            {
+                k: ws[k]
+                for k in (
+                    "wbar_mean",
+                    "log_wbar_mean",
+                    "log_wbar_min",
+                    "log_wbar_max",
+                    "amp_mean",
+                    "amp_max",
+                    "ess_frac",
+                    "max_adv",
+                )
+                if k in ws
+            }
+        )
         met["wbar_std"] = float(wbar.std()) if wbar.numel() > 1 else 0.0
         met["log_w_std"] = float(logp_y.detach().double().std(dim=-1).mean()) if M > 1 else 0.0
         # prompts with no finite weight: no gradient from them (the -inf guard of garl_loss / paft_loss)
@@ -601,11 +723,22 @@ def estimator_metrics(spec: EstimatorSpec, logp_z: torch.Tensor, logp_y: torch.T
             met["paft_unique_frac"] = float(sum(len(set(r.tolist())) for r in indices)) / (len(indices) * M)
     if rewards is not None:
         met["reward_mean"] = float(rewards.float().mean())
-        met["zero_var_frac"] = (float((rewards.float().std(dim=-1) == 0).float().mean())
-                                if rewards.shape[-1] > 1 else 1.0)
+        met["zero_var_frac"] = (
+            float((rewards.float().std(dim=-1) == 0).float().mean()) if rewards.shape[-1] > 1 else 1.0
+        )
     met["logp_z_mean"] = float(logp_z.detach().float().mean())
     return met
 
 
-__all__ += ["maxrl_loss", "DEFAULT_Q", "METRIC_NAMES", "EstimatorInputs", "BatchTotals", "EstimatorOutput",
-            "EstimatorSpec", "ESTIMATORS", "ESTIMATOR_OPTIONS", "estimator_metrics"]
+__all__ += [
+    "maxrl_loss",
+    "DEFAULT_Q",
+    "METRIC_NAMES",
+    "EstimatorInputs",
+    "BatchTotals",
+    "EstimatorOutput",
+    "EstimatorSpec",
+    "ESTIMATORS",
+    "ESTIMATOR_OPTIONS",
+    "estimator_metrics",
+]

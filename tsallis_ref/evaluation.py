@@ -8,14 +8,25 @@ means over samples, i.e. the expected single-sample EM/F1) and FinQA execution a
 
 Use :func:`score_samples` directly when the generations come from elsewhere (vLLM, a saved file).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from .data.metrics import aggregate, maj_at_k, pass_at_k
-from .data.verify import (extract_answer, finqa_numeric_match, hotpot_f1, max_over_aliases, musique_f1, normalize_answer,
-                     parse_number, relaxed_match, reward_exact_match, squad_em, squad_f1)
+from .data.verify import (
+    extract_answer,
+    finqa_numeric_match,
+    hotpot_f1,
+    max_over_aliases,
+    musique_f1,
+    normalize_answer,
+    parse_number,
+    relaxed_match,
+    reward_exact_match,
+    squad_em,
+)
 
 __all__ = ["EvalResult", "score_samples", "generate_samples", "evaluate", "byte_tokenizer", "JUDGES"]
 
@@ -42,9 +53,17 @@ def _judge(name: str, answer: str, aliases: Sequence[str]) -> Callable[[str], bo
 JUDGES = ("relaxed", "exact", "finqa_exec")
 
 
-def score_samples(generations: Sequence[str], answer: str, aliases: Sequence[str] = (), *, k: int | None = None,
-                  dataset: str | None = None, judge: str = "relaxed", extract: bool = True,
-                  answer_format=None) -> dict:
+def score_samples(
+    generations: Sequence[str],
+    answer: str,
+    aliases: Sequence[str] = (),
+    *,
+    k: int | None = None,
+    dataset: str | None = None,
+    judge: str = "relaxed",
+    extract: bool = True,
+    answer_format=None,
+) -> dict:
     """Score n sampled generations of one prompt.
 
     Returns ``{preds, correct, n, c, p@1, p@k, maj@k, reward_em}`` and, by ``dataset``: ``em, f1`` (hotpotqa,
@@ -65,6 +84,7 @@ def score_samples(generations: Sequence[str], answer: str, aliases: Sequence[str
     aliases = list(aliases or [])
     if answer_format is not None:
         from .data.answer_format import AnswerFormat
+
         read = AnswerFormat.from_config(answer_format).extract
     else:
         read = extract_answer
@@ -73,9 +93,16 @@ def score_samples(generations: Sequence[str], answer: str, aliases: Sequence[str
     correct = [bool(is_ok(p)) for p in preds]
     c = sum(correct)
     key = _finqa_key if judge == "finqa_exec" else normalize_answer
-    out = {"preds": preds, "correct": correct, "n": n, "c": c, "p@1": pass_at_k(n, c, 1),
-           f"p@{k}": pass_at_k(n, c, k), f"maj@{k}": maj_at_k(preds, is_ok, k, key=key),
-           "reward_em": sum(reward_exact_match(p, answer, aliases) for p in preds) / n}
+    out = {
+        "preds": preds,
+        "correct": correct,
+        "n": n,
+        "c": c,
+        "p@1": pass_at_k(n, c, 1),
+        f"p@{k}": pass_at_k(n, c, k),
+        f"maj@{k}": maj_at_k(preds, is_ok, k, key=key),
+        "reward_em": sum(reward_exact_match(p, answer, aliases) for p in preds) / n,
+    }
     if dataset == "hotpotqa":
         out["em"] = sum(squad_em(p, answer) for p in preds) / n
         out["f1"] = sum(hotpot_f1(p, answer) for p in preds) / n
@@ -93,15 +120,29 @@ def _prompt_text(tokenizer, prompt: str, use_chat_template: bool | None) -> str:
         use_chat_template = bool(getattr(tokenizer, "chat_template", None))
     if not use_chat_template:
         return prompt
-    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                         add_generation_prompt=True)
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+    )
 
 
-def generate_samples(model, tokenizer, prompts: Sequence[str], k: int = 16, *, batch_size: int = 16,
-                     max_new_tokens: int = 256, temperature: float = 1.0, top_p: float = 1.0,
-                     seed: int | None = 0, use_chat_template: bool | None = None, progress: bool = True,
-                     generate_kwargs: dict | None = None, think_budget: int | None = None,
-                     end_marker: str = "</think>", forced_suffix: str = "\n</think>\n\n") -> list[list[str]]:
+def generate_samples(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    k: int = 16,
+    *,
+    batch_size: int = 16,
+    max_new_tokens: int = 256,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int | None = 0,
+    use_chat_template: bool | None = None,
+    progress: bool = True,
+    generate_kwargs: dict | None = None,
+    think_budget: int | None = None,
+    end_marker: str = "</think>",
+    forced_suffix: str = "\n</think>\n\n",
+) -> list[list[str]]:
     """k sampled continuations per prompt (decoded new tokens, special tokens kept except pad/eos).
 
     The n_prompts * k sequences are generated ``batch_size`` at a time (left padding), with a tqdm bar.
@@ -135,7 +176,9 @@ def generate_samples(model, tokenizer, prompts: Sequence[str], k: int = 16, *, b
     # the rationale stops at the marker's own tokens (cheap, no decoding per step; rollout.StopOnTokenSuffix);
     # a marker written with other tokens is still cut below, only the tokens sampled after it are wasted
     from transformers import StoppingCriteriaList
+
     from .rollout import StopOnTokenSuffix, finish_rationale, left_pad
+
     marker_ids = list(tokenizer(end_marker, add_special_tokens=False).input_ids)
     forced_ids = list(tokenizer(forced_suffix, add_special_tokens=False).input_ids)
     eos_ids = [eos_id] if eos_id is not None else []
@@ -158,29 +201,38 @@ def generate_samples(model, tokenizer, prompts: Sequence[str], k: int = 16, *, b
         extra = {}
         if stop_at_marker and marker_ids:
             extra["stopping_criteria"] = StoppingCriteriaList([StopOnTokenSuffix([marker_ids], L)])
-        gen = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), **gk, max_new_tokens=n_new,
-                             **extra)
+        gen = model.generate(
+            input_ids=ids.to(device), attention_mask=att.to(device), **gk, max_new_tokens=n_new, **extra
+        )
         return [row.tolist() for row in gen[:, L:]]
 
     def run(batch_texts: list[str], n_new: int) -> list[tuple[str, bool]]:
         enc = tokenizer(batch_texts, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = {kk: v.to(device) for kk, v in enc.items()}
         gen = model.generate(**enc, **gk, max_new_tokens=n_new)
-        return [(text(row), eos_id is not None and eos_id in row.tolist()) for row in gen[:, enc["input_ids"].shape[1]:]]
+        return [
+            (text(row), eos_id is not None and eos_id in row.tolist()) for row in gen[:, enc["input_ids"].shape[1] :]
+        ]
 
     try:
         with torch.inference_mode():
-            for s in tqdm(range(0, len(jobs), batch_size), desc=f"sampling k={k}", disable=not progress,
-                          total=(len(jobs) + batch_size - 1) // batch_size):
-                chunk = jobs[s:s + batch_size]
+            for s in tqdm(
+                range(0, len(jobs), batch_size),
+                desc=f"sampling k={k}",
+                disable=not progress,
+                total=(len(jobs) + batch_size - 1) // batch_size,
+            ):
+                chunk = jobs[s : s + batch_size]
                 if think_budget is None:
                     for (i, _), (txt, _) in zip(chunk, run([t for _, t in chunk], max_new_tokens)):
                         out[i].append(txt)
                     continue
                 xs = [list(tokenizer(t, add_special_tokens=False).input_ids) for _, t in chunk]
                 # budget forcing: the trainer's rule on token ids (rollout.finish_rationale)
-                zs = [finish_rationale(tokenizer, ids, end_marker, forced_ids, eos_ids)[0]
-                      for ids in run_ids(xs, think_budget, stop_at_marker=True)]
+                zs = [
+                    finish_rationale(tokenizer, ids, end_marker, forced_ids, eos_ids)[0]
+                    for ids in run_ids(xs, think_budget, stop_at_marker=True)
+                ]
                 answers = run_ids([x + z for x, z in zip(xs, zs)], max_new_tokens)
                 for (i, _), z, a in zip(chunk, zs, answers):
                     out[i].append(text(z) + text(a))
@@ -198,11 +250,26 @@ class EvalResult:
     config: dict = field(default_factory=dict)
 
 
-def evaluate(model, tokenizer, examples: Sequence[dict], k: int = 16, *, dataset: str | None = None,
-             judge: str = "relaxed", batch_size: int = 16, max_new_tokens: int = 256, temperature: float = 1.0,
-             top_p: float = 1.0, seed: int | None = 0, use_chat_template: bool | None = None,
-             progress: bool = True, keep_generations: bool = False, generate_kwargs: dict | None = None,
-             think_budget: int | None = None, answer_format=None) -> EvalResult:
+def evaluate(
+    model,
+    tokenizer,
+    examples: Sequence[dict],
+    k: int = 16,
+    *,
+    dataset: str | None = None,
+    judge: str = "relaxed",
+    batch_size: int = 16,
+    max_new_tokens: int = 256,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int | None = 0,
+    use_chat_template: bool | None = None,
+    progress: bool = True,
+    keep_generations: bool = False,
+    generate_kwargs: dict | None = None,
+    think_budget: int | None = None,
+    answer_format=None,
+) -> EvalResult:
     """Sample k answers per example and score them (paper §7.1: k = 16, relaxed substring judge).
 
     ``examples`` are :func:`~tsallis_ref.data.prompts.to_training_examples` dicts ``{id, prompt, answer,
@@ -222,24 +289,46 @@ def evaluate(model, tokenizer, examples: Sequence[dict], k: int = 16, *, dataset
     marker = {}
     if answer_format is not None:
         from .data.answer_format import AnswerFormat
+
         answer_format = AnswerFormat.from_config(answer_format)
         marker = dict(end_marker=answer_format.label, forced_suffix=answer_format.forced_suffix)
-    gens = generate_samples(model, tokenizer, [e["prompt"] for e in examples], k, batch_size=batch_size,
-                            max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                            use_chat_template=use_chat_template, progress=progress,
-                            generate_kwargs=generate_kwargs, think_budget=think_budget, **marker)
+    gens = generate_samples(
+        model,
+        tokenizer,
+        [e["prompt"] for e in examples],
+        k,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        use_chat_template=use_chat_template,
+        progress=progress,
+        generate_kwargs=generate_kwargs,
+        think_budget=think_budget,
+        **marker,
+    )
     per = []
     for ex, g in zip(examples, gens):
-        s = score_samples(g, ex["answer"], ex["aliases"], k=k, dataset=dataset, judge=judge,
-                          answer_format=answer_format)
+        s = score_samples(
+            g, ex["answer"], ex["aliases"], k=k, dataset=dataset, judge=judge, answer_format=answer_format
+        )
         s["id"] = ex["id"]
         if keep_generations:
             s["generations"] = g
         per.append(s)
     keys = ["p@1", f"p@{k}", f"maj@{k}", "reward_em", "em", "f1", "exec_acc"]
-    cfg = dict(k=k, dataset=dataset, judge=judge, batch_size=batch_size, max_new_tokens=max_new_tokens,
-               think_budget=think_budget,
-               temperature=temperature, top_p=top_p, seed=seed)
+    cfg = dict(
+        k=k,
+        dataset=dataset,
+        judge=judge,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        think_budget=think_budget,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+    )
     return EvalResult(per, aggregate(per, keys), cfg)
 
 
@@ -259,4 +348,3 @@ def byte_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
-

@@ -4,6 +4,7 @@ Everything here works on floats and on torch tensors, and is written in log spac
 ``qloss`` takes ``log P`` rather than ``P`` because the success probability of a whole
 sequence underflows long before its logarithm does (cold start means log P of -300 or less).
 """
+
 from __future__ import annotations
 
 import math
@@ -27,11 +28,13 @@ def check_q(q: TensorLike, name: str = "q") -> None:
     if isinstance(q, bool) or not isinstance(q, (int, float)):
         raise TypeError(f"{name} must be a float in [0, 1] or a tensor; got {type(q).__name__}")
     if not (0.0 <= float(q) <= 1.0):
-        raise ValueError(f"{name} must lie in [0, 1] (the J_Q continuum); got {q!r}. "
-                         "q = 0 is RLVR (exploitation), q = 1 is the log-marginal likelihood.")
+        raise ValueError(
+            f"{name} must lie in [0, 1] (the J_Q continuum); got {q!r}. "
+            "q = 0 is RLVR (exploitation), q = 1 is the log-marginal likelihood."
+        )
 
 
-_SERIES = [(k + 1) / math.factorial(k + 2) for k in range(20)]   # d/da expm1(a x)/a = x^2 sum_k c_k (a x)^k
+_SERIES = [(k + 1) / math.factorial(k + 2) for k in range(20)]  # d/da expm1(a x)/a = x^2 sum_k c_k (a x)^k
 
 
 def _dfda(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -45,7 +48,7 @@ def _dfda(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     for c in reversed(_SERIES):
         series = series * ys + c
     e = torch.exp(y)
-    ye = torch.where(e == 0, torch.zeros_like(y), y * e)            # y e^y -> 0 as y -> -inf
+    ye = torch.where(e == 0, torch.zeros_like(y), y * e)  # y e^y -> 0 as y -> -inf
     safe = torch.where(small, torch.ones_like(a), a)
     return torch.where(small, x * x * series, (ye - torch.expm1(y)) / (safe * safe))
 
@@ -105,8 +108,11 @@ class _QLogU(torch.autograd.Function):
 def _as_pair(a: TensorLike, x: TensorLike) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(x, torch.Tensor):
         x_t = x
-        a_t = a.to(device=x.device, dtype=x.dtype) if isinstance(a, torch.Tensor) else \
-            torch.tensor(float(a), dtype=x.dtype, device=x.device)
+        a_t = (
+            a.to(device=x.device, dtype=x.dtype)
+            if isinstance(a, torch.Tensor)
+            else torch.tensor(float(a), dtype=x.dtype, device=x.device)
+        )
     else:
         a_t = a
         x_t = torch.tensor(float(x), dtype=a.dtype if a.is_floating_point() else None, device=a.device)

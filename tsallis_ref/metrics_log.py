@@ -1,6 +1,7 @@
 """The metrics sink of a training run: one JSONL line per step, and TensorBoard / W&B when requested and
 installed. The names of the logged diagnostics are listed in :data:`tsallis_ref.estimators.METRIC_NAMES`.
 :func:`write_json` writes the JSON record of a benchmark or a recorded run (``benchmarks/``, ``scripts/``)."""
+
 from __future__ import annotations
 
 import json
@@ -27,19 +28,21 @@ class MetricsLogger:
                     try:
                         if json.loads(line)["step"] <= resume_step:
                             keep.append(line)
-                    except (json.JSONDecodeError, KeyError):   # a line cut short by the kill
+                    except (json.JSONDecodeError, KeyError):  # a line cut short by the kill
                         continue
             self.path.write_text("".join(l + "\n" for l in keep))
         self.tb = self.wb = None
         if cfg.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
+
                 self.tb = SummaryWriter(str(output_dir / "tb"))
             except Exception:
                 self.tb = None
         if cfg.wandb:
             try:
                 import wandb  # type: ignore
+
                 self.wb = wandb.init(project="tsallis-ref", config=cfg.to_dict(), resume="allow")
             except Exception:
                 self.wb = None

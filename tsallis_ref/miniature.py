@@ -45,6 +45,7 @@ channel puts one floor ``eps V^-L`` under every wrong rationale, see ``TinyDecod
 run at its own learning rate from a grid, ``stop_after_escape`` ends a run some steps after P
 reaches ``delta``, and ``run_outcome`` classifies a run as escaped, collapsed or stalled.
 """
+
 from __future__ import annotations
 
 import copy
@@ -64,14 +65,44 @@ from .losses import check_q, qloss
 from .schedules import Schedule
 
 __all__ = [
-    "MiniTask", "TinyDecoder", "MiniTrainConfig", "pretrain", "make_start", "exact_log_success",
-    "estimate_log_success", "enumerated_sequences", "log_success_enumerated", "strategy_prob",
-    "sample_mini_rationales", "sample_mini_answers", "score_mini",
-    "method_loss", "noisy_labels", "train_miniature", "escape_step", "run_outcome", "METHODS",
-    "run_grid", "mini_run_label", "gradient_probe", "machine_info", "decoder_to_json", "decoder_from_json",
-    "ANSWER_CHANNELS", "apply_answer_channel", "exact_problem", "exact_objective", "exact_gradient_run",
-    "exact_gradient_flow", "EXACT_TARGETS", "escape_times", "escape_exponents", "log_law_fit", "optim_escape_steps",
-    "noise_share", "noise_fitting_times",
+    "MiniTask",
+    "TinyDecoder",
+    "MiniTrainConfig",
+    "pretrain",
+    "make_start",
+    "exact_log_success",
+    "estimate_log_success",
+    "enumerated_sequences",
+    "log_success_enumerated",
+    "strategy_prob",
+    "sample_mini_rationales",
+    "sample_mini_answers",
+    "score_mini",
+    "method_loss",
+    "noisy_labels",
+    "train_miniature",
+    "escape_step",
+    "run_outcome",
+    "METHODS",
+    "run_grid",
+    "mini_run_label",
+    "gradient_probe",
+    "machine_info",
+    "decoder_to_json",
+    "decoder_from_json",
+    "ANSWER_CHANNELS",
+    "apply_answer_channel",
+    "exact_problem",
+    "exact_objective",
+    "exact_gradient_run",
+    "exact_gradient_flow",
+    "EXACT_TARGETS",
+    "escape_times",
+    "escape_exponents",
+    "log_law_fit",
+    "optim_escape_steps",
+    "noise_share",
+    "noise_fitting_times",
 ]
 
 METHODS = ("grpo", "rloo", "garl", "paft")
@@ -81,6 +112,7 @@ ANSWER_CHANNELS = ("digit", "sequence")
 # ----------------------------------------------------------------------------------------------
 # The task
 # ----------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class MiniTask:
@@ -99,8 +131,10 @@ class MiniTask:
             raise ValueError(f"MiniTask needs V >= 2, L >= 1, K >= 2; got V={self.V}, L={self.L}, K={self.K}")
         bad = [j for j in range(1, self.K) if any((k * j) % self.V == 0 for k in range(1, self.L + 1))]
         if bad:
-            raise ValueError(f"MiniTask: strategies {bad} get an answer digit right with a wrong rationale "
-                             f"(k*j = 0 mod V for some step k <= L); take V prime > L, or smaller K and L")
+            raise ValueError(
+                f"MiniTask: strategies {bad} get an answer digit right with a wrong rationale "
+                f"(k*j = 0 mod V for some step k <= L); take V prime > L, or smaller K and L"
+            )
 
     # token ids and lengths
     @property
@@ -147,8 +181,8 @@ class MiniTask:
 
     def all_inputs(self) -> torch.Tensor:
         """Every input, ``[V^L, L]``, lexicographic (small tasks only)."""
-        if self.V ** self.L > 100_000:
-            raise ValueError(f"MiniTask.all_inputs: V^L = {self.V ** self.L} inputs is too many to list")
+        if self.V**self.L > 100_000:
+            raise ValueError(f"MiniTask.all_inputs: V^L = {self.V**self.L} inputs is too many to list")
         return torch.tensor(list(itertools.product(range(self.V), repeat=self.L)), dtype=torch.long)
 
     def states(self, x: torch.Tensor, strategy: torch.Tensor) -> torch.Tensor:
@@ -170,8 +204,9 @@ class MiniTask:
     def sequences(self, x: torch.Tensor, rationale: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``[BOS, x, SEP, s, z, EQ, y]``, ``[N, seq_len]``."""
         N = x.shape[0]
-        return torch.cat([self.prompts(x), rationale, torch.full((N, 1), self.EQ),
-                          y.reshape(N, self.answer_len)], dim=1)
+        return torch.cat(
+            [self.prompts(x), rationale, torch.full((N, 1), self.EQ), y.reshape(N, self.answer_len)], dim=1
+        )
 
     def coherent_rationale(self, x: torch.Tensor, strategy: torch.Tensor) -> torch.Tensor:
         """``[s, z_1..z_L]`` followed correctly under strategy index ``strategy``."""
@@ -189,7 +224,7 @@ class MiniTask:
         m[:, : self.V] = True
         s_row = self.prompt_len - 1
         m[s_row] = False
-        m[s_row, self.V: self.V + self.K] = True
+        m[s_row, self.V : self.V + self.K] = True
         eq_row = self.prompt_len + self.rationale_len - 1
         m[eq_row] = False
         m[eq_row, self.EQ] = True
@@ -207,6 +242,7 @@ class MiniTask:
 # ----------------------------------------------------------------------------------------------
 # The tiny causal transformer
 # ----------------------------------------------------------------------------------------------
+
 
 class _Block(nn.Module):
     def __init__(self, d: int, n_head: int):
@@ -247,8 +283,15 @@ class TinyDecoder(nn.Module):
     at the answer slots and the channel is applied to the answer's summed log-probability by
     ``answer_log_prob`` (every caller in this module goes through it)."""
 
-    def __init__(self, task: MiniTask, d: int = 32, n_layer: int = 2, n_head: int = 4, answer_noise: float = 0.05,
-                 answer_channel: str = "digit"):
+    def __init__(
+        self,
+        task: MiniTask,
+        d: int = 32,
+        n_layer: int = 2,
+        n_head: int = 4,
+        answer_noise: float = 0.05,
+        answer_channel: str = "digit",
+    ):
         super().__init__()
         if not 0.0 <= answer_noise < 1.0:
             raise ValueError(f"TinyDecoder: answer_noise must lie in [0, 1); got {answer_noise}")
@@ -299,8 +342,18 @@ class TinyDecoder(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def pretrain(task: MiniTask = MiniTask(), *, d: int = 32, n_layer: int = 2, n_head: int = 4,
-             answer_noise: float = 0.05, steps: int = 600, batch: int = 256, lr: float = 3e-3, seed: int = 0) -> tuple[TinyDecoder, list[float]]:
+def pretrain(
+    task: MiniTask = MiniTask(),
+    *,
+    d: int = 32,
+    n_layer: int = 2,
+    n_head: int = 4,
+    answer_noise: float = 0.05,
+    steps: int = 600,
+    batch: int = 256,
+    lr: float = 3e-3,
+    seed: int = 0,
+) -> tuple[TinyDecoder, list[float]]:
     """Pre-train a ``TinyDecoder`` on coherent sequences, inputs uniform, strategy uniform.
 
     Adam, cross-entropy on the strategy, the states and the answer (a cosine learning-rate
@@ -339,7 +392,7 @@ def next_log_probs(model: TinyDecoder, seq: torch.Tensor) -> torch.Tensor:
 def strategy_log_probs(model: TinyDecoder, x: torch.Tensor) -> torch.Tensor:
     """``log p(s = S_j | x)``, ``[N, K]``."""
     task = model.task
-    return next_log_probs(model, task.prompts(x))[:, task.S0: task.S0 + task.K]
+    return next_log_probs(model, task.prompts(x))[:, task.S0 : task.S0 + task.K]
 
 
 @torch.no_grad()
@@ -378,7 +431,9 @@ def enumerated_sequences(task: MiniTask, x: torch.Tensor, y: torch.Tensor) -> to
     Z = task.all_rationales()
     nz, N = Z.shape[0], x.shape[0]
     if x.shape != y.shape or x.ndim != 2 or x.shape[1] != task.L:
-        raise ValueError(f"enumerated_sequences: x and y must both be [N, L={task.L}]; got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"enumerated_sequences: x and y must both be [N, L={task.L}]; got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
     if nz * N > 200_000:
         raise ValueError(f"exact_log_success: {nz} rationales x {N} inputs is too many; use estimate_log_success")
     return task.sequences(x.repeat_interleave(nz, 0), Z.repeat(N, 1), y.repeat_interleave(nz, 0))
@@ -388,14 +443,15 @@ def log_success_enumerated(model: TinyDecoder, seqs: torch.Tensor, N: int) -> to
     """``log P = log sum_z p(z|x) p(y|x,z)`` per input, ``[N]`` (float64), from the sequences of
     ``enumerated_sequences``; keeps the autograd graph (the exact gradient of the marginal likelihood)."""
     task = model.task
-    lp = model.token_logp(seqs)[:, task.prompt_len - 1:].to(torch.float64)
-    total = lp[:, : -task.answer_len].sum(-1) + model.answer_log_prob(lp[:, -task.answer_len:])
+    lp = model.token_logp(seqs)[:, task.prompt_len - 1 :].to(torch.float64)
+    total = lp[:, : -task.answer_len].sum(-1) + model.answer_log_prob(lp[:, -task.answer_len :])
     return torch.logsumexp(total.view(N, -1), dim=-1)
 
 
 @torch.no_grad()
-def estimate_log_success(model: TinyDecoder, x: torch.Tensor, y: torch.Tensor, *, n: int = 4,
-                         generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def estimate_log_success(
+    model: TinyDecoder, x: torch.Tensor, y: torch.Tensor, *, n: int = 4, generator: Optional[torch.Generator] = None
+) -> torch.Tensor:
     """Stratified estimate of ``log P`` per input, ``[N]`` (float64).
 
     ``P = sum_j p(S_j|x) E_{z ~ p(.|x,S_j)} p(y|x,S_j,z)``: the strategy sum is exact, each
@@ -410,14 +466,15 @@ def estimate_log_success(model: TinyDecoder, x: torch.Tensor, y: torch.Tensor, *
     for _ in range(task.L):
         nxt = torch.multinomial(next_log_probs(model, seq).exp(), 1, generator=g)
         seq = torch.cat([seq, nxt], dim=1)
-    lp = model.token_logp(task.sequences(X, seq[:, task.prompt_len:], y.repeat_interleave(K * n, 0)))
-    lp_y = model.answer_log_prob(lp[:, -task.answer_len:].to(torch.float64)).view(N, K, n)
+    lp = model.token_logp(task.sequences(X, seq[:, task.prompt_len :], y.repeat_interleave(K * n, 0)))
+    lp_y = model.answer_log_prob(lp[:, -task.answer_len :].to(torch.float64)).view(N, K, n)
     return torch.logsumexp(ls + torch.logsumexp(lp_y, -1) - math.log(n), dim=-1)
 
 
 # ----------------------------------------------------------------------------------------------
 # Rollouts and the one scoring pass
 # ----------------------------------------------------------------------------------------------
+
 
 @torch.no_grad()
 def sample_mini_rationales(model: TinyDecoder, x: torch.Tensor, M: int, generator: torch.Generator) -> torch.Tensor:
@@ -427,11 +484,13 @@ def sample_mini_rationales(model: TinyDecoder, x: torch.Tensor, M: int, generato
     for _ in range(task.rationale_len):
         nxt = torch.multinomial(next_log_probs(model, seq).exp(), 1, generator=generator)
         seq = torch.cat([seq, nxt], dim=1)
-    return seq[:, task.prompt_len:]
+    return seq[:, task.prompt_len :]
 
 
 @torch.no_grad()
-def sample_mini_answers(model: TinyDecoder, x: torch.Tensor, rationale: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def sample_mini_answers(
+    model: TinyDecoder, x: torch.Tensor, rationale: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
     """The model's own answer after each rationale (EQ forced), sampled, ``[N, L]`` (with the
     ``"sequence"`` answer channel, each answer is replaced by a uniform random one with probability eps)."""
     task = model.task
@@ -439,25 +498,28 @@ def sample_mini_answers(model: TinyDecoder, x: torch.Tensor, rationale: torch.Te
     for _ in range(task.answer_len):
         nxt = torch.multinomial(next_log_probs(model, seq).exp(), 1, generator=generator)
         seq = torch.cat([seq, nxt], dim=1)
-    ans = seq[:, -task.answer_len:]
+    ans = seq[:, -task.answer_len :]
     if model.answer_channel == "sequence" and model.answer_noise > 0:
         typo = torch.rand(ans.shape[0], generator=generator) < model.answer_noise
         ans = torch.where(typo.view(-1, 1), torch.randint(task.V, ans.shape, generator=generator), ans)
     return ans
 
 
-def score_mini(model: TinyDecoder, x: torch.Tensor, rationale: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def score_mini(
+    model: TinyDecoder, x: torch.Tensor, rationale: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """ONE teacher-forced pass over ``[x, z, EQ, y]``: per-token ``log p`` of the rationale
     ``[N, L+1]`` and of the answer ``[N, L]``, both carrying the autograd graph."""
     task = model.task
     lp = model.token_logp(task.sequences(x, rationale, y))
     a = task.prompt_len - 1
-    return lp[:, a: a + task.rationale_len], lp[:, -task.answer_len:]
+    return lp[:, a : a + task.rationale_len], lp[:, -task.answer_len :]
 
 
 # ----------------------------------------------------------------------------------------------
 # Post-training
 # ----------------------------------------------------------------------------------------------
+
 
 @dataclass
 class MiniTrainConfig:
@@ -466,22 +528,26 @@ class MiniTrainConfig:
     method: str = "garl"
     q: float = DEFAULT_Q
     steps: int = 150
-    B: int = 4                  # prompts per step
-    M: int = 16                 # rationales per prompt (the paper uses 32)
-    K: Optional[int] = None     # PAFT resamples (None: K = M, as in the paper)
+    B: int = 4  # prompts per step
+    M: int = 16  # rationales per prompt (the paper uses 32)
+    K: Optional[int] = None  # PAFT resamples (None: K = M, as in the paper)
     lr: float = 0.05
-    optimizer: str = "sgd"      # "sgd" (the gradient flow of Thm 5.2) or "adam"
-    normalize: bool = False     # the 1/M^q of Algorithms 1-2 (a q-dependent learning rate; off: one lr for all q)
-    pathwise: bool = True       # GARL/PAFT: keep the gradient through log p(y*|x,z) (False: the pathwise-zeroed ablation)
-    grad_clip: float = 1.0      # max total gradient norm (math.inf: no clipping)
-    n_train: int = 256          # the post-training set: this many random inputs
-    n_eval: int = 64            # P is measured on the first n_eval of them
+    optimizer: str = "sgd"  # "sgd" (the gradient flow of Thm 5.2) or "adam"
+    normalize: bool = False  # the 1/M^q of Algorithms 1-2 (a q-dependent learning rate; off: one lr for all q)
+    pathwise: bool = True  # GARL/PAFT: keep the gradient through log p(y*|x,z) (False: the pathwise-zeroed ablation)
+    grad_clip: float = 1.0  # max total gradient norm (math.inf: no clipping)
+    n_train: int = 256  # the post-training set: this many random inputs
+    n_eval: int = 64  # P is measured on the first n_eval of them
     eval_every: int = 5
-    delta: float = 0.5          # escape threshold on P
-    noise_frac: float = 0.0     # fraction of the training inputs whose gold answer is flipped
-    flip: str = "last"          # noisy labels: "last" (last answer digit moved) or "all" (every digit moved: a wholly wrong label)
+    delta: float = 0.5  # escape threshold on P
+    noise_frac: float = 0.0  # fraction of the training inputs whose gold answer is flipped
+    flip: str = (
+        "last"  # noisy labels: "last" (last answer digit moved) or "all" (every digit moved: a wholly wrong label)
+    )
     answer_noise: Optional[float] = None  # post-training typo probability of the answer channel (None: the start's)
-    answer_channel: Optional[str] = None  # "digit" or "sequence" (no partial credit; see TinyDecoder); None: the start's
+    answer_channel: Optional[str] = (
+        None  # "digit" or "sequence" (no partial credit; see TinyDecoder); None: the start's
+    )
     stop_after_escape: Optional[int] = None  # stop this many steps after P first reaches delta (None: run all steps)
     seed: int = 0
 
@@ -505,16 +571,22 @@ class MiniTrainConfig:
         if self.answer_noise is not None and not 0.0 <= self.answer_noise < 1.0:
             raise ValueError(f"MiniTrainConfig.answer_noise must be None or lie in [0, 1); got {self.answer_noise}")
         if self.answer_channel is not None and self.answer_channel not in ANSWER_CHANNELS:
-            raise ValueError(f"MiniTrainConfig.answer_channel must be None or one of {ANSWER_CHANNELS}; got {self.answer_channel!r}")
+            raise ValueError(
+                f"MiniTrainConfig.answer_channel must be None or one of {ANSWER_CHANNELS}; got {self.answer_channel!r}"
+            )
         if not (isinstance(self.grad_clip, (int, float)) and self.grad_clip > 0):
             raise ValueError(f"MiniTrainConfig.grad_clip must be > 0 (math.inf: no clipping); got {self.grad_clip!r}")
         if not 0.0 < self.delta < 1.0:
             raise ValueError(f"MiniTrainConfig.delta (the escape threshold on P) must lie in (0, 1); got {self.delta}")
-        if self.stop_after_escape is not None and (isinstance(self.stop_after_escape, bool) or self.stop_after_escape < 0):
-            raise ValueError(f"MiniTrainConfig.stop_after_escape must be None or an int >= 0; got {self.stop_after_escape!r}")
+        if self.stop_after_escape is not None and (
+            isinstance(self.stop_after_escape, bool) or self.stop_after_escape < 0
+        ):
+            raise ValueError(
+                f"MiniTrainConfig.stop_after_escape must be None or an int >= 0; got {self.stop_after_escape!r}"
+            )
 
 
-def apply_answer_channel(model: "TinyDecoder", cfg: MiniTrainConfig) -> "TinyDecoder":
+def apply_answer_channel(model: TinyDecoder, cfg: MiniTrainConfig) -> TinyDecoder:
     """Set ``cfg``'s answer-channel overrides (``answer_noise``, ``answer_channel``) on ``model`` (in
     place; pass a copy) and return it."""
     if cfg.answer_noise is not None:  # a sharper (or noisier) answer channel: the floor under wrong rationales
@@ -524,7 +596,9 @@ def apply_answer_channel(model: "TinyDecoder", cfg: MiniTrainConfig) -> "TinyDec
     return model
 
 
-def noisy_labels(task: MiniTask, x: torch.Tensor, frac: float, seed: int, flip: str = "last") -> tuple[torch.Tensor, torch.Tensor]:
+def noisy_labels(
+    task: MiniTask, x: torch.Tensor, frac: float, seed: int, flip: str = "last"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Labels for the inputs ``x`` with a fraction ``frac`` of them flipped: the last answer digit
     (``flip="last"``) or every answer digit (``flip="all"``, a wholly wrong label) moved by
     ``task.flip_offset()``, an answer no strategy reaches coherently (a strategy j moves digit k
@@ -538,12 +612,15 @@ def noisy_labels(task: MiniTask, x: torch.Tensor, frac: float, seed: int, flip: 
     if flip not in ("last", "all"):
         raise ValueError(f"noisy_labels: flip must be 'last' or 'all'; got {flip!r}")
     cols = slice(task.L - 1, task.L) if flip == "last" else slice(0, task.L)
-    y_noisy[:, cols] = torch.where(flipped.view(-1, 1), torch.remainder(y[:, cols] + task.flip_offset(), task.V), y[:, cols])
+    y_noisy[:, cols] = torch.where(
+        flipped.view(-1, 1), torch.remainder(y[:, cols] + task.flip_offset(), task.V), y[:, cols]
+    )
     return y_noisy, flipped
 
 
-def method_loss(model: TinyDecoder, cfg: MiniTrainConfig, x: torch.Tensor, y: torch.Tensor,
-                g: torch.Generator) -> tuple[torch.Tensor, dict]:
+def method_loss(
+    model: TinyDecoder, cfg: MiniTrainConfig, x: torch.Tensor, y: torch.Tensor, g: torch.Generator
+) -> tuple[torch.Tensor, dict]:
     """Sample M rationales per prompt, score them in ONE pass, return the method's surrogate loss.
 
     GARL/PAFT: ``logp_z[B, M] = log p(z_m|x)`` and ``logp_y[B, M] = log p(y*|x, z_m)`` (the gold
@@ -564,8 +641,12 @@ def method_loss(model: TinyDecoder, cfg: MiniTrainConfig, x: torch.Tensor, y: to
     yhat = sample_mini_answers(model, X, Z, g)
     rewards = (yhat == y.repeat_interleave(M, 0)).all(-1).to(torch.float32).view(B, M)
     lp_z, lp_y = score_mini(model, X, Z, yhat)
-    if model.answer_channel == "sequence":  # the channel's correction on the last answer token: the token sum is log p(yhat|x,z)
-        lp_y = torch.cat([lp_y[:, :-1], (lp_y[:, -1] + model.answer_log_prob(lp_y) - lp_y.sum(-1)).unsqueeze(-1)], dim=-1)
+    if (
+        model.answer_channel == "sequence"
+    ):  # the channel's correction on the last answer token: the token sum is log p(yhat|x,z)
+        lp_y = torch.cat(
+            [lp_y[:, :-1], (lp_y[:, -1] + model.answer_log_prob(lp_y) - lp_y.sum(-1)).unsqueeze(-1)], dim=-1
+        )
     lp_tok = torch.cat([lp_z, lp_y], dim=-1).view(B, M, -1)  # the completion's tokens (EQ is forced)
     logp_z, logp_y = lp_z.sum(-1).view(B, M), lp_y.sum(-1).view(B, M)
     out = spec(EstimatorInputs(logp_z, logp_y, rewards=rewards, logp_tokens=lp_tok, mask=torch.ones_like(lp_tok)), opts)
@@ -590,8 +671,11 @@ def train_miniature(start: TinyDecoder, cfg: MiniTrainConfig, *, keep_model: boo
     labels, flipped = noisy_labels(task, xs, cfg.noise_frac, cfg.seed, cfg.flip)
     clean = task.gold(xs)
     ev = torch.arange(cfg.n_eval)
-    opt = (torch.optim.SGD(model.parameters(), lr=cfg.lr) if cfg.optimizer == "sgd"
-           else torch.optim.Adam(model.parameters(), lr=cfg.lr))
+    opt = (
+        torch.optim.SGD(model.parameters(), lr=cfg.lr)
+        if cfg.optimizer == "sgd"
+        else torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    )
     hist = {"eval_step": [], "P": [], "p_s0": [], "loss": [], "grad_norm": [], "stat": []}
     if cfg.noise_frac > 0:
         hist.update({"P_clean": [], "contamination": []})
@@ -657,12 +741,20 @@ def gradient_probe(start: TinyDecoder, cfg: MiniTrainConfig, *, n_batches: int =
         model.zero_grad()
         loss, _ = method_loss(model, cfg, xs[idx], labels[idx], g)
         loss.backward()
-        norms.append(math.sqrt(sum(float((p.grad.double() ** 2).sum()) for p in model.parameters() if p.grad is not None)))
+        norms.append(
+            math.sqrt(sum(float((p.grad.double() ** 2).sum()) for p in model.parameters() if p.grad is not None))
+        )
         push.append(-float(model.head.bias.grad[task.S0]))
     norms_sorted = sorted(norms)
-    return {"push_mean": sum(push) / n_batches, "push_max": max(push), "norm_median": norms_sorted[n_batches // 2],
-            "norm_max": max(norms), "frac_clipped": sum(n > cfg.grad_clip for n in norms) / n_batches,
-            "norms": norms, "pushes": push}
+    return {
+        "push_mean": sum(push) / n_batches,
+        "push_max": max(push),
+        "norm_median": norms_sorted[n_batches // 2],
+        "norm_max": max(norms),
+        "frac_clipped": sum(n > cfg.grad_clip for n in norms) / n_batches,
+        "norms": norms,
+        "pushes": push,
+    }
 
 
 def escape_step(hist: dict, delta: float = 0.5, key: str = "P") -> Optional[int]:
@@ -693,6 +785,7 @@ def run_outcome(hist: dict, delta: float = 0.5, key: str = "P") -> tuple[str, Op
 # Grids of runs and their record (used by the book chapter and scripts/run_miniature.py)
 # ----------------------------------------------------------------------------------------------
 
+
 def mini_run_label(method: str, q: float) -> str:
     """``"GRPO"``, ``"RLOO"``, ``"GARL q=0.75"``, ``"PAFT q=1"``."""
     return method.upper() if method in ("grpo", "rloo") else f"{method.upper()} q={q:g}"
@@ -706,21 +799,35 @@ def run_grid(pretrained: TinyDecoder, p0s, runs, *, seeds=(0,), verbose: bool = 
     for p0 in p0s:
         start = make_start(pretrained, p0)
         base = MiniTrainConfig(**cfg)
-        xs = pretrained.task.random_inputs(base.n_train, torch.Generator().manual_seed(20_000 + base.seed))[: base.n_eval]
+        xs = pretrained.task.random_inputs(base.n_train, torch.Generator().manual_seed(20_000 + base.seed))[
+            : base.n_eval
+        ]
         out["p0_measured"].append(estimate_log_success(start, xs, pretrained.task.gold(xs)).exp().mean().item())
         for method, q in runs:
             for seed in seeds:
                 h = train_miniature(start, MiniTrainConfig(**{**cfg, "method": method, "q": q, "seed": seed}))
-                rec = {"p0_target": p0, "method": method, "q": q, "label": mini_run_label(method, q), "seed": seed,
-                       "eval_step": h["eval_step"], "P": h["P"], "p_s0": h["p_s0"],
-                       "escape_step": h["escape_step"], "seconds": round(h["seconds"], 2)}
+                rec = {
+                    "p0_target": p0,
+                    "method": method,
+                    "q": q,
+                    "label": mini_run_label(method, q),
+                    "seed": seed,
+                    "eval_step": h["eval_step"],
+                    "P": h["P"],
+                    "p_s0": h["p_s0"],
+                    "escape_step": h["escape_step"],
+                    "seconds": round(h["seconds"], 2),
+                }
                 for k in ("P_clean", "contamination"):
                     if k in h:
                         rec[k] = h[k]
                 out["runs"].append(rec)
                 if verbose:
-                    print(f"p0={p0:g} {rec['label']:>12} seed={seed}: P {h['P'][0]:.2e} -> {h['P'][-1]:.2e}, "
-                          f"escape step {h['escape_step']}, {h['seconds']:.1f} s", flush=True)
+                    print(
+                        f"p0={p0:g} {rec['label']:>12} seed={seed}: P {h['P'][0]:.2e} -> {h['P'][-1]:.2e}, "
+                        f"escape step {h['escape_step']}, {h['seconds']:.1f} s",
+                        flush=True,
+                    )
     return out
 
 
@@ -728,24 +835,42 @@ def machine_info() -> dict:
     """Where a recorded run was produced."""
     import datetime
     import platform
-    return {"date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads()}
+
+    return {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def decoder_to_json(model: TinyDecoder, **meta) -> dict:
     """A JSON-ready record of a ``TinyDecoder``: its task, its shape and its weights (float32 values)."""
     blk = model.blocks[0]
-    return {"task": {"V": model.task.V, "L": model.task.L, "K": model.task.K},
-            "d": model.tok.weight.shape[1], "n_layer": len(model.blocks), "n_head": blk.n_head,
-            "answer_noise": model.answer_noise, "answer_channel": model.answer_channel, "meta": meta,
-            "state": {k: v.flatten().tolist() for k, v in model.state_dict().items()}}
+    return {
+        "task": {"V": model.task.V, "L": model.task.L, "K": model.task.K},
+        "d": model.tok.weight.shape[1],
+        "n_layer": len(model.blocks),
+        "n_head": blk.n_head,
+        "answer_noise": model.answer_noise,
+        "answer_channel": model.answer_channel,
+        "meta": meta,
+        "state": {k: v.flatten().tolist() for k, v in model.state_dict().items()},
+    }
 
 
 def decoder_from_json(rec: dict) -> TinyDecoder:
     """Rebuild a ``TinyDecoder`` written by ``decoder_to_json`` (eval mode)."""
-    model = TinyDecoder(MiniTask(**rec["task"]), d=rec["d"], n_layer=rec["n_layer"], n_head=rec["n_head"],
-                        answer_noise=rec["answer_noise"], answer_channel=rec.get("answer_channel", "digit"))
+    model = TinyDecoder(
+        MiniTask(**rec["task"]),
+        d=rec["d"],
+        n_layer=rec["n_layer"],
+        n_head=rec["n_head"],
+        answer_noise=rec["answer_noise"],
+        answer_channel=rec.get("answer_channel", "digit"),
+    )
     sd = model.state_dict()
     model.load_state_dict({k: torch.tensor(rec["state"][k], dtype=v.dtype).view_as(v) for k, v in sd.items()})
     return model.eval()
@@ -785,8 +910,9 @@ def exact_problem(task: MiniTask, x: torch.Tensor, *, noise_eps: float = 0.0, ta
     return out
 
 
-def exact_objective(model: TinyDecoder, problem: dict, q, *, t: int = 0,
-                    escaped: bool = False) -> tuple[torch.Tensor, float, Optional[float]]:
+def exact_objective(
+    model: TinyDecoder, problem: dict, q, *, t: int = 0, escaped: bool = False
+) -> tuple[torch.Tensor, float, Optional[float]]:
     """``(J, mean P(y*|x), mean P(y~|x) or None)`` of ``exact_problem``'s objective at ``model`` (J keeps
     the graph; l_q is Eq. 3, computed from log P). ``q`` may be a ``tsallis_ref.schedules.Schedule``: then
     each term is the surrogate ``-sg(a(P)) P`` whose gradient is the schedule's amplified RL gradient
@@ -804,6 +930,7 @@ def exact_objective(model: TinyDecoder, problem: dict, q, *, t: int = 0,
             a = torch.as_tensor(q.amplification(l.detach().exp().numpy(), t, P, escaped), dtype=l.dtype)
             return -(a * l.exp()).mean()
         return qloss(l, q).mean()
+
     J = term(lp)
     c = None
     if problem["noisy"] is not None:
@@ -813,10 +940,21 @@ def exact_objective(model: TinyDecoder, problem: dict, q, *, t: int = 0,
     return J, P, c
 
 
-def exact_gradient_run(start: TinyDecoder, x: torch.Tensor, q: float, *, optimizer: str = "sgd", lr: float = 1.0,
-                       adam_eps: float = 1e-8, betas: tuple[float, float] = (0.9, 0.999), steps: int = 1000,
-                       delta: Optional[float] = 0.5, noise_eps: float = 0.0, target: str = "marginal",
-                       record_every: int = 10) -> dict:
+def exact_gradient_run(
+    start: TinyDecoder,
+    x: torch.Tensor,
+    q: float,
+    *,
+    optimizer: str = "sgd",
+    lr: float = 1.0,
+    adam_eps: float = 1e-8,
+    betas: tuple[float, float] = (0.9, 0.999),
+    steps: int = 1000,
+    delta: Optional[float] = 0.5,
+    noise_eps: float = 0.0,
+    target: str = "marginal",
+    record_every: int = 10,
+) -> dict:
     """Full-batch ``optimizer`` steps on the exact gradient of ``exact_problem``'s objective (no sampling,
     float64; ``noise_eps`` > 0: Prop. C.2's per-draw label noise), from a copy of ``start``, until mean P
     reaches ``delta`` (None: never stop early) or ``steps`` steps. ``optimizer``: ``"sgd"`` or ``"adam"``
@@ -831,12 +969,17 @@ def exact_gradient_run(start: TinyDecoder, x: torch.Tensor, q: float, *, optimiz
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"exact_gradient_run: optimizer must be 'sgd' or 'adam'; got {optimizer!r}")
     if steps < 1 or record_every < 1 or not lr > 0 or not adam_eps >= 0:
-        raise ValueError(f"exact_gradient_run: need steps >= 1, record_every >= 1, lr > 0, adam_eps >= 0; "
-                         f"got {steps}, {record_every}, {lr}, {adam_eps}")
+        raise ValueError(
+            f"exact_gradient_run: need steps >= 1, record_every >= 1, lr > 0, adam_eps >= 0; "
+            f"got {steps}, {record_every}, {lr}, {adam_eps}"
+        )
     model = copy.deepcopy(start).double().train()
     problem = exact_problem(model.task, x, noise_eps=noise_eps, target=target)
-    opt = (torch.optim.SGD(model.parameters(), lr=lr) if optimizer == "sgd"
-           else torch.optim.Adam(model.parameters(), lr=lr, betas=betas, eps=adam_eps))
+    opt = (
+        torch.optim.SGD(model.parameters(), lr=lr)
+        if optimizer == "sgd"
+        else torch.optim.Adam(model.parameters(), lr=lr, betas=betas, eps=adam_eps)
+    )
     out = {"step": [], "P": [], "escape_step": None, "grad_s0": None}
     if noise_eps > 0:
         out["contamination"] = []
@@ -870,9 +1013,19 @@ def exact_gradient_run(start: TinyDecoder, x: torch.Tensor, q: float, *, optimiz
     return out
 
 
-def exact_gradient_flow(start: TinyDecoder, x: torch.Tensor, q: float, *, delta: Optional[float] = 0.5,
-                        noise_eps: float = 0.0, target: str = "marginal", t_max: float = 1e12, t_eval=None,
-                        rtol: float = 1e-6, atol: float = 1e-9) -> dict:
+def exact_gradient_flow(
+    start: TinyDecoder,
+    x: torch.Tensor,
+    q: float,
+    *,
+    delta: Optional[float] = 0.5,
+    noise_eps: float = 0.0,
+    target: str = "marginal",
+    t_max: float = 1e12,
+    t_eval=None,
+    rtol: float = 1e-6,
+    atol: float = 1e-9,
+) -> dict:
     """The gradient flow ``theta' = -grad J`` of ``exact_problem``'s objective (the small-learning-rate limit
     of full-batch SGD: ``steps ~ t / lr``), integrated by RK45 in log time ``tau = log(1+t)`` as
     ``tsallis_ref.theory.simulate_gradient_flow`` does, in float64, from a copy of ``start``.
@@ -904,19 +1057,33 @@ def exact_gradient_flow(start: TinyDecoder, x: torch.Tensor, q: float, *, delta:
 
     events = None
     if delta is not None:
+
         def hit(tau, y):
             return measure(y)[0] - delta
+
         hit.terminal, hit.direction = True, 1
         events = hit
     y0 = vec(params).detach().numpy().copy()
     if measure(y0)[0] >= (delta if delta is not None else math.inf):
         raise ValueError(f"exact_gradient_flow: the start already has mean P >= delta = {delta}")
     taus = None if t_eval is None else np.log1p(np.asarray(t_eval, dtype=float))
-    sol = integrate.solve_ivp(lambda tau, y: -math.exp(tau) * grad(y), (0.0, math.log1p(t_max)), y0, method="RK45",
-                              events=events, rtol=rtol, atol=atol, t_eval=taus)
+    sol = integrate.solve_ivp(
+        lambda tau, y: -math.exp(tau) * grad(y),
+        (0.0, math.log1p(t_max)),
+        y0,
+        method="RK45",
+        events=events,
+        rtol=rtol,
+        atol=atol,
+        t_eval=taus,
+    )
     Ps, cs = zip(*[measure(y) for y in sol.y.T]) if sol.y.shape[1] else ((), ())
-    out = {"T": math.expm1(sol.t_events[0][0]) if events is not None and len(sol.t_events[0]) else math.inf,
-           "t": np.expm1(sol.t).tolist(), "P": list(Ps), "nfev": int(sol.nfev)}
+    out = {
+        "T": math.expm1(sol.t_events[0][0]) if events is not None and len(sol.t_events[0]) else math.inf,
+        "t": np.expm1(sol.t).tolist(),
+        "P": list(Ps),
+        "nfev": int(sol.nfev),
+    }
     if noise_eps > 0:
         out["contamination"] = list(cs)
     with torch.no_grad():
@@ -928,6 +1095,7 @@ def exact_gradient_flow(start: TinyDecoder, x: torch.Tensor, q: float, *, delta:
 # ----------------------------------------------------------------------------------------------
 # Reading the exact-dynamics records (scripts/run_exact_dynamics.py; the book's open-questions page)
 # ----------------------------------------------------------------------------------------------
+
 
 def escape_times(record: dict, seed: int, q: float) -> tuple[np.ndarray, np.ndarray]:
     """``(p0, T)`` of a flow record's runs for one start model and one q, p0 decreasing (measured p0)."""

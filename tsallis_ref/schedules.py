@@ -20,18 +20,19 @@ floored weight, which is not a q).
 escape time, Thm 5.2) and one whose label is wrong with probability eps at each draw (its contamination,
 Prop. C.2), trained together, one q in force per step.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
 from .losses import check_q
 
-__all__ = ["Schedule", "constant", "step_at_escape", "linear_anneal", "floored_weight", "adaptive",
-           "two_example_run"]
+__all__ = ["Schedule", "constant", "step_at_escape", "linear_anneal", "floored_weight", "adaptive", "two_example_run"]
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,10 @@ def linear_anneal(q_start: float, q_end: float, t_end: int) -> Schedule:
     check_q(q_end)
     if t_end < 1:
         raise ValueError(f"linear_anneal: t_end must be >= 1; got {t_end}")
-    return Schedule(f"q {q_start:g} -> {q_end:g} over {t_end} steps",
-                    lambda t, P, e: q_start + (q_end - q_start) * min(t, t_end) / t_end)
+    return Schedule(
+        f"q {q_start:g} -> {q_end:g} over {t_end} steps",
+        lambda t, P, e: q_start + (q_end - q_start) * min(t, t_end) / t_end,
+    )
 
 
 def floored_weight(floor: float) -> Schedule:
@@ -86,11 +89,20 @@ def adaptive(p_lo: float, p_hi: float, q_hi: float = 1.0, q_lo: float = 0.0) -> 
     def q_of(t, P, e):
         s = min(1.0, max(0.0, (math.log(max(P, 1e-300)) - a) / (b - a)))
         return q_hi + (q_lo - q_hi) * s
+
     return Schedule(f"adaptive q({p_lo:g}..{p_hi:g})", q_of)
 
 
-def two_example_run(schedule: Schedule, *, p0: float = 1e-3, c0: float = 1e-2, eps: float = 0.1,
-                    lr: float = 0.05, steps: int = 40_000, delta: float = 0.5) -> dict:
+def two_example_run(
+    schedule: Schedule,
+    *,
+    p0: float = 1e-3,
+    c0: float = 1e-2,
+    eps: float = 0.1,
+    lr: float = 0.05,
+    steps: int = 40_000,
+    delta: float = 0.5,
+) -> dict:
     """Gradient steps on two one-parameter examples under one schedule (exact, no sampling).
 
     * the cold example: ``P = sigmoid(theta)`` from ``p0``; its step is ``lr * a(P) * P (1 - P)``;
@@ -103,8 +115,10 @@ def two_example_run(schedule: Schedule, *, p0: float = 1e-3, c0: float = 1e-2, e
     end and at the escape step, and the q path (every 100 steps).
     """
     if not (0.0 < p0 < delta < 1.0 and 0.0 < c0 < 0.5 and 0.0 < eps < 0.5 and lr > 0 and steps >= 1):
-        raise ValueError(f"two_example_run: need 0 < p0 < delta < 1, 0 < c0 < 1/2, 0 < eps < 1/2, lr > 0, "
-                         f"steps >= 1; got p0={p0}, delta={delta}, c0={c0}, eps={eps}, lr={lr}, steps={steps}")
+        raise ValueError(
+            f"two_example_run: need 0 < p0 < delta < 1, 0 < c0 < 1/2, 0 < eps < 1/2, lr > 0, "
+            f"steps >= 1; got p0={p0}, delta={delta}, c0={c0}, eps={eps}, lr={lr}, steps={steps}"
+        )
     th = math.log(p0) - math.log1p(-p0)
     ph = math.log1p(-c0) - math.log(c0)  # the clean label's logit against the wrong one
     escaped, esc_step, c_at_escape, qs = False, None, None, []
@@ -120,5 +134,10 @@ def two_example_run(schedule: Schedule, *, p0: float = 1e-3, c0: float = 1e-2, e
         th += lr * a(P) * P * (1.0 - P)
         ph += lr * p * c * ((1.0 - eps) * a(p) - eps * a(c))
     c = 1.0 / (1.0 + math.exp(ph))
-    return {"schedule": schedule.name, "escape_step": esc_step, "contamination": c,
-            "contamination_at_escape": c_at_escape, "q_path": qs}
+    return {
+        "schedule": schedule.name,
+        "escape_step": esc_step,
+        "contamination": c,
+        "contamination_at_escape": c_at_escape,
+        "q_path": qs,
+    }

@@ -17,10 +17,12 @@ rebuilt during backward. This is what makes it affordable to keep the graphs of 
 alive until the weights (which need all M ``logp_y``) are known. Where even those graphs do not fit, the
 trainer's two-pass mode (``optim.two_pass_scoring``) keeps one micro-batch's graph at a time.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +31,9 @@ from torch.utils.checkpoint import checkpoint
 __all__ = ["LOGITS_CHUNK", "pack", "token_logprobs", "ScoredBatch", "score_sequences", "naive_span_logprobs"]
 
 
-def pack(prompt: Sequence[Sequence[int]], rationale: Sequence[Sequence[int]], answer: Sequence[Sequence[int]],
-         pad_id: int):
+def pack(
+    prompt: Sequence[Sequence[int]], rationale: Sequence[Sequence[int]], answer: Sequence[Sequence[int]], pad_id: int
+):
     """Right-pad ``[x, z, a]`` sequences into ``input_ids, attention_mask [n, T]`` and span masks
     ``z_mask, a_mask [n, T-1]`` over the *targets* (position t of the mask scores token t+1)."""
     lens = [len(p) + len(z) + len(a) for p, z, a in zip(prompt, rationale, answer)]
@@ -43,10 +46,10 @@ def pack(prompt: Sequence[Sequence[int]], rationale: Sequence[Sequence[int]], an
         if len(p) == 0:
             raise ValueError("scoring needs a non-empty prompt (x) for every sequence")
         seq = list(p) + list(z) + list(a)
-        ids[i, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-        att[i, :len(seq)] = 1
-        zm[i, len(p) - 1:len(p) + len(z) - 1] = True
-        am[i, len(p) + len(z) - 1:len(seq) - 1] = True
+        ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        att[i, : len(seq)] = 1
+        zm[i, len(p) - 1 : len(p) + len(z) - 1] = True
+        am[i, len(p) + len(z) - 1 : len(seq) - 1] = True
     return ids, att, zm, am
 
 
@@ -59,9 +62,15 @@ def _lm_head_logprobs(lm_head, hidden: torch.Tensor, targets: torch.Tensor) -> t
 LOGITS_CHUNK = 1024
 
 
-def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
-                   lm_head_checkpoint: bool = True, positions: Optional[torch.Tensor] = None,
-                   logits_chunk: int = LOGITS_CHUNK) -> torch.Tensor:
+def token_logprobs(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    lm_head_checkpoint: bool = True,
+    positions: Optional[torch.Tensor] = None,
+    logits_chunk: int = LOGITS_CHUNK,
+) -> torch.Tensor:
     """``log p(token_{t+1} | tokens_{<=t})`` for t = 0..T-2, shape ``[n, T-1]``, float32, with the graph.
 
     With ``lm_head_checkpoint`` the decoder runs normally and the lm head + log-softmax are evaluated only
@@ -74,7 +83,9 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     targets = input_ids[:, 1:]
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if lm_head_checkpoint and hasattr(base, "get_decoder") and base.get_output_embeddings() is not None:
-        hidden = base.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        hidden = base.get_decoder()(
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+        ).last_hidden_state
         n, T1 = targets.shape
         if positions is None:
             positions = attention_mask[:, 1:].bool()
@@ -84,9 +95,12 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
         head = base.get_output_embeddings()
         vals = []
         for c in range(0, h.shape[0], logits_chunk):
-            hc, tc = h[c:c + logits_chunk], tg[c:c + logits_chunk]
-            vals.append(checkpoint(_lm_head_logprobs, head, hc, tc, use_reentrant=False) if torch.is_grad_enabled()
-                        else _lm_head_logprobs(head, hc, tc))
+            hc, tc = h[c : c + logits_chunk], tg[c : c + logits_chunk]
+            vals.append(
+                checkpoint(_lm_head_logprobs, head, hc, tc, use_reentrant=False)
+                if torch.is_grad_enabled()
+                else _lm_head_logprobs(head, hc, tc)
+            )
         v = torch.cat(vals) if vals else h.new_zeros(0, dtype=torch.float32)
         return v.new_zeros(n * T1).index_copy(0, flat, v).view(n, T1)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1].float()
@@ -116,9 +130,19 @@ class ScoredBatch:
     prompt_tokens: int = 0
 
 
-def score_sequences(model, prompt, rationale, answer, *, pad_id: int, micro_batch_size: int,
-                    return_tokens: bool = False, lm_head_checkpoint: bool = True,
-                    autocast_dtype: Optional[torch.dtype] = None, logits_chunk: int = LOGITS_CHUNK) -> ScoredBatch:
+def score_sequences(
+    model,
+    prompt,
+    rationale,
+    answer,
+    *,
+    pad_id: int,
+    micro_batch_size: int,
+    return_tokens: bool = False,
+    lm_head_checkpoint: bool = True,
+    autocast_dtype: Optional[torch.dtype] = None,
+    logits_chunk: int = LOGITS_CHUNK,
+) -> ScoredBatch:
     """Score ``n`` sequences ``[x_i, z_i, a_i]`` in micro-batches of ``micro_batch_size`` (one forward call
     each) and concatenate. Graphs of every micro-batch stay alive until the caller's backward.
 

@@ -46,10 +46,12 @@ decoding steps as usual. The sampled tokens use the same random stream; the logi
 prefill only by float rounding (a different matmul split), so the samples are identical except where a rounding
 difference flips a sampled token (same distribution).
 """
+
 from __future__ import annotations
 
 import contextlib
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -57,8 +59,16 @@ from torch.utils.checkpoint import checkpoint
 
 from .scoring import LOGITS_CHUNK, ScoredBatch, score_sequences
 
-__all__ = ["score", "shared_scoring_supported", "encode_prompts", "score_shared", "prefill_shared_cache",
-           "gradient_checkpointing_active", "dropout_active", "full_attention_only"]
+__all__ = [
+    "score",
+    "shared_scoring_supported",
+    "encode_prompts",
+    "score_shared",
+    "prefill_shared_cache",
+    "gradient_checkpointing_active",
+    "dropout_active",
+    "full_attention_only",
+]
 
 _ATTN_OK = ("sdpa", "eager")
 
@@ -123,9 +133,12 @@ def _head_logprobs(lm_head, hidden: torch.Tensor, targets: torch.Tensor) -> torc
 def _chunked_head(head, h: torch.Tensor, tg: torch.Tensor, logits_chunk: int) -> torch.Tensor:
     vals = []
     for c in range(0, h.shape[0], logits_chunk):
-        hc, tc = h[c:c + logits_chunk], tg[c:c + logits_chunk]
-        vals.append(checkpoint(_head_logprobs, head, hc, tc, use_reentrant=False) if torch.is_grad_enabled()
-                    else _head_logprobs(head, hc, tc))
+        hc, tc = h[c : c + logits_chunk], tg[c : c + logits_chunk]
+        vals.append(
+            checkpoint(_head_logprobs, head, hc, tc, use_reentrant=False)
+            if torch.is_grad_enabled()
+            else _head_logprobs(head, hc, tc)
+        )
     return torch.cat(vals) if vals else h.new_zeros(0, dtype=torch.float32)
 
 
@@ -145,14 +158,14 @@ def encode_prompts(model, prompts: Sequence[Sequence[int]], pad_id: int):
     ids = torch.full((U, P), pad_id, dtype=torch.long)
     att = torch.zeros((U, P), dtype=torch.long)
     for u, p in enumerate(prompts):
-        ids[u, :len(p)] = torch.tensor(list(p), dtype=torch.long)
-        att[u, :len(p)] = 1
+        ids[u, : len(p)] = torch.tensor(list(p), dtype=torch.long)
+        att[u, : len(p)] = 1
     ids, att = ids.to(device), att.to(device)
     cache = DynamicCache()
     out = base.get_decoder()(input_ids=ids, attention_mask=att, cache=cache, use_cache=True)
     hidden = out.last_hidden_state
     layers = [(lay.keys, lay.values) for lay in cache.layers]
-    kv = [[(k[u:u + 1, :, :lens[u]], v[u:u + 1, :, :lens[u]]) for k, v in layers] for u in range(U)]
+    kv = [[(k[u : u + 1, :, : lens[u]], v[u : u + 1, :, : lens[u]]) for k, v in layers] for u in range(U)]
     last = [hidden[u, lens[u] - 1] for u in range(U)]
     return kv, last
 
@@ -184,18 +197,27 @@ def _attention_mask(base, prompt_lens: torch.Tensor, cont_lens: torch.Tensor, Pm
     (padded continuation keys hidden). Bool for sdpa, additive (0 / dtype min) for eager."""
     dev = prompt_lens.device
     kp = torch.arange(Pmax, device=dev)
-    pre = (kp[None, :] < prompt_lens[:, None])[:, None, :].expand(-1, C, -1)          # [n, C, Pmax]
+    pre = (kp[None, :] < prompt_lens[:, None])[:, None, :].expand(-1, C, -1)  # [n, C, Pmax]
     t = torch.arange(C, device=dev)
-    causal = (t[None, :] <= t[:, None])[None] & (t[None, None, :] < cont_lens[:, None, None])   # [n, C, C]
+    causal = (t[None, :] <= t[:, None])[None] & (t[None, None, :] < cont_lens[:, None, None])  # [n, C, C]
     allow = torch.cat([pre, causal], dim=-1)[:, None]
     if base.config._attn_implementation == "sdpa":
         return allow
     return torch.zeros(allow.shape, dtype=dtype, device=dev).masked_fill(~allow, torch.finfo(dtype).min)
 
 
-def score_shared(model, prompt, rationale, answer, *, pad_id: int, micro_batch_size: int,
-                 return_tokens: bool = False, autocast_dtype: Optional[torch.dtype] = None,
-                 logits_chunk: int = LOGITS_CHUNK) -> ScoredBatch:
+def score_shared(
+    model,
+    prompt,
+    rationale,
+    answer,
+    *,
+    pad_id: int,
+    micro_batch_size: int,
+    return_tokens: bool = False,
+    autocast_dtype: Optional[torch.dtype] = None,
+    logits_chunk: int = LOGITS_CHUNK,
+) -> ScoredBatch:
     """:func:`tsallis_ref.scoring.score_sequences` with each distinct prompt encoded once (module docstring).
 
     Same arguments and return type (``lm_head_checkpoint`` is implied). ``n_tokens`` counts the tokens
@@ -205,8 +227,9 @@ def score_shared(model, prompt, rationale, answer, *, pad_id: int, micro_batch_s
         raise ValueError(f"logits_chunk must be >= 1 token; got {logits_chunk}")
     n = len(rationale)
     if not (len(prompt) == len(answer) == n):
-        raise ValueError(f"prompt, rationale and answer must have one entry per sequence; got "
-                         f"{len(prompt)}, {n}, {len(answer)}")
+        raise ValueError(
+            f"prompt, rationale and answer must have one entry per sequence; got {len(prompt)}, {n}, {len(answer)}"
+        )
     if micro_batch_size < 1:
         raise ValueError(f"micro_batch_size must be >= 1; got {micro_batch_size}")
     device = next(model.parameters()).device
@@ -214,8 +237,11 @@ def score_shared(model, prompt, rationale, answer, *, pad_id: int, micro_batch_s
     for p in prompt:
         row_prompt.append(keys.setdefault(tuple(p), len(keys)))
     distinct = [list(k) for k in keys]
-    ctx = (torch.autocast(device_type=device.type, dtype=autocast_dtype) if autocast_dtype is not None
-           else contextlib.nullcontext())
+    ctx = (
+        torch.autocast(device_type=device.type, dtype=autocast_dtype)
+        if autocast_dtype is not None
+        else contextlib.nullcontext()
+    )
     base = _base(model)
     head = base.get_output_embeddings()
     decoder = base.get_decoder()
@@ -235,18 +261,19 @@ def score_shared(model, prompt, rationale, answer, *, pad_id: int, micro_batch_s
             calls += 1
             tg = torch.full((len(rows), max(C, 1)), pad_id, dtype=torch.long)
             for j, c in enumerate(conts):
-                tg[j, :len(c)] = torch.tensor(c, dtype=torch.long)
+                tg[j, : len(c)] = torch.tensor(c, dtype=torch.long)
             tg = tg.to(device)
-            h0 = torch.stack([last[u] for u in rp])[:, None]                           # [n, 1, H]
-            if C > 1:   # feed c[:-1]: the last completion token predicts nothing
+            h0 = torch.stack([last[u] for u in rp])[:, None]  # [n, 1, H]
+            if C > 1:  # feed c[:-1]: the last completion token predicts nothing
                 Pl = torch.tensor([len(distinct[u]) for u in rp], device=device)
                 cache, Pmax = _prefix_cache(kv, rp)
                 Cin = C - 1
                 mask = _attention_mask(base, Pl, (cl - 1).clamp(min=0), Pmax, Cin, mask_dtype)
                 pos = Pl[:, None] + torch.arange(Cin, device=device)[None]
-                out = decoder(input_ids=tg[:, :Cin], attention_mask=mask, position_ids=pos, cache=cache,
-                              use_cache=True).last_hidden_state
-                hid = torch.cat([h0, out], dim=1)                                       # [n, C, H]
+                out = decoder(
+                    input_ids=tg[:, :Cin], attention_mask=mask, position_ids=pos, cache=cache, use_cache=True
+                ).last_hidden_state
+                hid = torch.cat([h0, out], dim=1)  # [n, C, H]
             else:
                 hid = h0
             Cc = hid.shape[1]
@@ -268,25 +295,67 @@ def score_shared(model, prompt, rationale, answer, *, pad_id: int, micro_batch_s
         Tc = max(lp.shape[1] for lp, _ in toks)
         out_t = torch.cat([F.pad(lp, (0, Tc - lp.shape[1])) for lp, _ in toks])
         out_m = torch.cat([F.pad(m, (0, Tc - m.shape[1])) for _, m in toks])
-    return ScoredBatch(torch.cat(lz), torch.cat(ly), out_t, out_m, ntok, forward_calls=calls, n_sequences=n,
-                       prompt_forwards=1, prompt_sequences=len(distinct), prompt_tokens=prompt_tokens)
+    return ScoredBatch(
+        torch.cat(lz),
+        torch.cat(ly),
+        out_t,
+        out_m,
+        ntok,
+        forward_calls=calls,
+        n_sequences=n,
+        prompt_forwards=1,
+        prompt_sequences=len(distinct),
+        prompt_tokens=prompt_tokens,
+    )
 
 
-def score(model, prompt, rationale, answer, *, pad_id: int, micro_batch_size: int, return_tokens: bool = False,
-          lm_head_checkpoint: bool = True, autocast_dtype: Optional[torch.dtype] = None,
-          logits_chunk: int = LOGITS_CHUNK, shared_prefix: bool = True) -> ScoredBatch:
+def score(
+    model,
+    prompt,
+    rationale,
+    answer,
+    *,
+    pad_id: int,
+    micro_batch_size: int,
+    return_tokens: bool = False,
+    lm_head_checkpoint: bool = True,
+    autocast_dtype: Optional[torch.dtype] = None,
+    logits_chunk: int = LOGITS_CHUNK,
+    shared_prefix: bool = True,
+) -> ScoredBatch:
     """Score ``n`` sequences ``[x_i, z_i, a_i]`` (``logp_z`` of Eq. 4, ``logp_y`` of Eq. 7): with
     ``shared_prefix``, where a prompt repeats and :func:`shared_scoring_supported` holds, each distinct prompt is
     encoded once (:func:`score_shared`: same values and gradients, ``prompt_forwards == 1``); otherwise
     :func:`tsallis_ref.scoring.score_sequences` (one forward per micro-batch of whole sequences,
     ``prompt_forwards == 0``). Arguments as :func:`~tsallis_ref.scoring.score_sequences`."""
-    if (shared_prefix and len(set(map(tuple, prompt))) < len(prompt)
-            and shared_scoring_supported(model, lm_head_checkpoint)[0]):
-        return score_shared(model, prompt, rationale, answer, pad_id=pad_id, micro_batch_size=micro_batch_size,
-                            return_tokens=return_tokens, autocast_dtype=autocast_dtype, logits_chunk=logits_chunk)
-    return score_sequences(model, prompt, rationale, answer, pad_id=pad_id, micro_batch_size=micro_batch_size,
-                           return_tokens=return_tokens, lm_head_checkpoint=lm_head_checkpoint,
-                           autocast_dtype=autocast_dtype, logits_chunk=logits_chunk)
+    if (
+        shared_prefix
+        and len(set(map(tuple, prompt))) < len(prompt)
+        and shared_scoring_supported(model, lm_head_checkpoint)[0]
+    ):
+        return score_shared(
+            model,
+            prompt,
+            rationale,
+            answer,
+            pad_id=pad_id,
+            micro_batch_size=micro_batch_size,
+            return_tokens=return_tokens,
+            autocast_dtype=autocast_dtype,
+            logits_chunk=logits_chunk,
+        )
+    return score_sequences(
+        model,
+        prompt,
+        rationale,
+        answer,
+        pad_id=pad_id,
+        micro_batch_size=micro_batch_size,
+        return_tokens=return_tokens,
+        lm_head_checkpoint=lm_head_checkpoint,
+        autocast_dtype=autocast_dtype,
+        logits_chunk=logits_chunk,
+    )
 
 
 @torch.no_grad()
@@ -305,10 +374,9 @@ def prefill_shared_cache(model, input_ids: torch.Tensor, attention_mask: torch.T
     if uniq.shape[0] == n:
         return None
     first = torch.stack([(inverse == u).nonzero()[0, 0] for u in range(uniq.shape[0])])
-    ids, att = input_ids[first, :L - 1], attention_mask[first]
-    pos = (att.long().cumsum(-1) - 1).masked_fill(att == 0, 0)[:, :L - 1]
+    ids, att = input_ids[first, : L - 1], attention_mask[first]
+    pos = (att.long().cumsum(-1) - 1).masked_fill(att == 0, 0)[:, : L - 1]
     cache = DynamicCache()
-    base.get_decoder()(input_ids=ids, attention_mask=att[:, :L - 1], position_ids=pos, cache=cache,
-                               use_cache=True)
+    base.get_decoder()(input_ids=ids, attention_mask=att[:, : L - 1], position_ids=pos, cache=cache, use_cache=True)
     data = [(lay.keys.index_select(0, inverse), lay.values.index_select(0, inverse)) for lay in cache.layers]
     return DynamicCache(ddp_cache_data=data)

@@ -20,11 +20,13 @@ The estimators are never re-derived here: their expectations and variances are c
 differentiating :func:`tsallis_ref.estimators.garl_loss` / :func:`~tsallis_ref.estimators.paft_loss`
 on enumerated pools of :class:`tsallis_ref.toy.LatentCategoricalModel`.
 """
+
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -37,22 +39,55 @@ from .toy import LatentCategoricalModel, TinyAutoregressiveLatentModel, composit
 
 __all__ = [
     # landscape
-    "escort", "escort_objective", "minimise_escort_objective", "dispersion_penalty", "propriety_gap",
+    "escort",
+    "escort_objective",
+    "minimise_escort_objective",
+    "dispersion_penalty",
+    "propriety_gap",
     # dynamics
-    "escape_time", "sigmoid_flow_time", "escape_time_closed_form", "escape_time_asymptote",
-    "FlowResult", "simulate_gradient_flow", "simulate_sigmoid_flow", "mlp_flow_problem", "score_norm_sq",
-    "near_optimum_time", "asymptotic_departure", "fit_loglog_slope",
+    "escape_time",
+    "sigmoid_flow_time",
+    "escape_time_closed_form",
+    "escape_time_asymptote",
+    "FlowResult",
+    "simulate_gradient_flow",
+    "simulate_sigmoid_flow",
+    "mlp_flow_problem",
+    "score_norm_sq",
+    "near_optimum_time",
+    "asymptotic_departure",
+    "fit_loglog_slope",
     # label noise and schedules
-    "contamination_rate", "noise_equilibrium", "noise_equilibrium_asymptote", "noise_fitting_time",
-    "noise_fitting_asymptote", "simulate_contamination", "label_flow_grad", "simulate_label_flow",
+    "contamination_rate",
+    "noise_equilibrium",
+    "noise_equilibrium_asymptote",
+    "noise_fitting_time",
+    "noise_fitting_asymptote",
+    "simulate_contamination",
+    "label_flow_grad",
+    "simulate_label_flow",
     # estimators
-    "garl_surrogate", "garl_exact_mean", "garl_exact_bias", "exact_pool_moments", "rloo_variance_ratio", "paft_exact_variance",
-    "paft_sampled_grads", "max_amplified_advantage", "rare_rationale_model", "bias_vs_P",
-    "garl_bias_binomial", "two_rationale_model", "bias_law", "rare_bias_law",
+    "garl_surrogate",
+    "garl_exact_mean",
+    "garl_exact_bias",
+    "exact_pool_moments",
+    "rloo_variance_ratio",
+    "paft_exact_variance",
+    "paft_sampled_grads",
+    "max_amplified_advantage",
+    "rare_rationale_model",
+    "bias_vs_P",
+    "garl_bias_binomial",
+    "two_rationale_model",
+    "bias_law",
+    "rare_bias_law",
     # optimisers beyond the flow
-    "sigmoid_optimizer_escape", "adam_stall_threshold",
+    "sigmoid_optimizer_escape",
+    "adam_stall_threshold",
     # geometry
-    "gradient_geometry", "reweighting_demo", "example_weights",
+    "gradient_geometry",
+    "reweighting_demo",
+    "example_weights",
 ]
 
 _DT = torch.float64
@@ -72,13 +107,15 @@ def _check_prob(p: float, name: str, *, open_right: bool = True) -> float:
 # Loss landscape (Sec. 3, App. B)
 # =============================================================================================
 
+
 def _as_alpha(alpha, name: str = "alpha") -> torch.Tensor:
     a = torch.as_tensor(alpha, dtype=_DT).detach().clone()
     if a.dim() != 1 or a.numel() < 1:
         raise ValueError(f"{name} must be a 1-D vector of label frequencies; got shape {tuple(a.shape)}")
     if not bool(torch.isfinite(a).all()) or bool((a < 0).any()) or float(a.sum()) <= 0:
-        raise ValueError(f"{name} must be finite, nonnegative and not all zero (empirical label frequencies); "
-                         f"got {a.tolist()}")
+        raise ValueError(
+            f"{name} must be finite, nonnegative and not all zero (empirical label frequencies); got {a.tolist()}"
+        )
     return a / a.sum()
 
 
@@ -121,8 +158,15 @@ def escort_objective(log_theta: torch.Tensor, alpha, q: float) -> torch.Tensor:
     return (a[keep] * qloss(log_theta[keep], q)).sum()
 
 
-def minimise_escort_objective(alpha, q: float, *, steps: int = 4000, lr: float = 2.0,
-                              init_logits: Optional[torch.Tensor] = None, tol: float = 1e-13) -> dict:
+def minimise_escort_objective(
+    alpha,
+    q: float,
+    *,
+    steps: int = 4000,
+    lr: float = 2.0,
+    init_logits: Optional[torch.Tensor] = None,
+    tol: float = 1e-13,
+) -> dict:
     """Plain gradient descent on softmax logits for ``sum_j alpha_j (-log_q theta_j)`` (Thm 3.1).
 
     Starts from uniform logits (or ``init_logits``) and stops when the gradient norm drops below
@@ -133,7 +177,7 @@ def minimise_escort_objective(alpha, q: float, *, steps: int = 4000, lr: float =
     a = _as_alpha(alpha)
     if steps < 1 or lr <= 0:
         raise ValueError(f"need steps >= 1 and lr > 0; got steps={steps}, lr={lr}")
-    logits = (torch.zeros_like(a) if init_logits is None else torch.as_tensor(init_logits, dtype=_DT).clone())
+    logits = torch.zeros_like(a) if init_logits is None else torch.as_tensor(init_logits, dtype=_DT).clone()
     logits.requires_grad_()
     history = []
     gnorm = float("inf")
@@ -167,8 +211,12 @@ def dispersion_penalty(P, q: float, weights=None) -> dict:
     Pbar = (w * P).sum()
     var = (w * (P - Pbar) ** 2).sum()
     exact = (w * qloss(torch.log(P), q)).sum() - qloss(torch.log(Pbar), q)
-    return {"exact": exact.item(), "second_order": (q / 2 * Pbar ** (-q - 1) * var).item(),
-            "Pbar": Pbar.item(), "var": var.item()}
+    return {
+        "exact": exact.item(),
+        "second_order": (q / 2 * Pbar ** (-q - 1) * var).item(),
+        "Pbar": Pbar.item(),
+        "var": var.item(),
+    }
 
 
 def propriety_gap(alpha, q: float) -> float:
@@ -191,6 +239,7 @@ def propriety_gap(alpha, q: float) -> float:
 # =============================================================================================
 # Commitment dynamics (Sec. 5, App. C)
 # =============================================================================================
+
 
 def _lower_part(la: float, lb: float, q: float) -> float:
     """int_{e^la}^{e^lb} du / (u^(2-q) (1-u)^2) for e^lb <= 1/2, in log space.
@@ -250,7 +299,9 @@ def escape_time(p0, q: float, delta: float = 0.5):
     check_q(q)
     delta = _check_prob(delta, "delta")
     if np.ndim(p0) > 0:
-        return np.array([escape_time(float(p), q, delta) for p in np.asarray(p0, dtype=float).flat]).reshape(np.shape(p0))
+        return np.array([escape_time(float(p), q, delta) for p in np.asarray(p0, dtype=float).flat]).reshape(
+            np.shape(p0)
+        )
     p0 = _check_prob(p0, "p0")
     if p0 >= delta:
         raise ValueError(f"the escape time needs p0 < delta; got p0={p0}, delta={delta}")
@@ -306,12 +357,21 @@ def _flow_grad(log_P: Callable[[torch.Tensor], torch.Tensor], q: float):
         th = torch.tensor(theta_np, dtype=_DT, requires_grad=True)
         (g,) = torch.autograd.grad(qloss(log_P(th), q), th)
         return g.numpy()
+
     return grad
 
 
-def simulate_gradient_flow(log_P: Callable[[torch.Tensor], torch.Tensor], theta0, q: float, *,
-                           delta: float = 0.5, t_max: float = 1e16, rtol: float = 1e-10,
-                           atol: float = 1e-12, method: str = "LSODA") -> FlowResult:
+def simulate_gradient_flow(
+    log_P: Callable[[torch.Tensor], torch.Tensor],
+    theta0,
+    q: float,
+    *,
+    delta: float = 0.5,
+    t_max: float = 1e16,
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
+    method: str = "LSODA",
+) -> FlowResult:
     """Integrate the gradient flow ``theta' = -grad l_q(theta)`` (Sec. 5) until ``P >= delta``.
 
     ``log_P(theta)`` maps a float64 parameter vector to ``log P_theta`` (differentiable).
@@ -326,8 +386,10 @@ def simulate_gradient_flow(log_P: Callable[[torch.Tensor], torch.Tensor], theta0
     with torch.no_grad():
         lp0 = float(log_P(torch.tensor(th0, dtype=_DT)))
     if not math.isfinite(lp0) or lp0 >= log_delta:
-        raise ValueError(f"simulate_gradient_flow needs 0 < P(theta0) < delta; got log P(theta0) = {lp0} "
-                         f"and delta = {delta}. Start colder or raise delta.")
+        raise ValueError(
+            f"simulate_gradient_flow needs 0 < P(theta0) < delta; got log P(theta0) = {lp0} "
+            f"and delta = {delta}. Start colder or raise delta."
+        )
 
     def rhs(tau, y):
         return -math.exp(tau) * grad(y)
@@ -335,6 +397,7 @@ def simulate_gradient_flow(log_P: Callable[[torch.Tensor], torch.Tensor], theta0
     def hit(tau, y):
         with torch.no_grad():
             return float(log_P(torch.tensor(y, dtype=_DT))) - log_delta
+
     hit.terminal = True
     hit.direction = 1
 
@@ -384,8 +447,9 @@ def score_norm_sq(log_P: Callable[[torch.Tensor], torch.Tensor], theta) -> float
     return float(g.pow(2).sum())
 
 
-def asymptotic_departure(q: float, *, rtol: float = 0.05, delta: float = 0.5,
-                         p0_grid: Optional[np.ndarray] = None) -> float:
+def asymptotic_departure(
+    q: float, *, rtol: float = 0.05, delta: float = 0.5, p0_grid: Optional[np.ndarray] = None
+) -> float:
     """Where the escape time bends away from its asymptote ``p0^-(1-q)/(1-q)`` (App. C.1).
 
     Returns the largest ``p0`` of the grid (default ``logspace(-12, log10(delta) - 0.01, 400)``)
@@ -417,6 +481,7 @@ def near_optimum_time(eps0: float, eps1: float, q: float) -> float:
 # =============================================================================================
 # Label noise (App. C.5, Prop. C.2) and the SFT-then-RLVR schedule
 # =============================================================================================
+
 
 def _check_eps(eps: float) -> float:
     eps = float(eps)
@@ -529,9 +594,11 @@ def simulate_contamination(q: float, eps: float, c0: float, t_eval, *, param: st
 
         def at_zero(tau, y):
             return y[0]
+
         at_zero.terminal, at_zero.direction = True, -1
-        sol = integrate.solve_ivp(rhs_c, (0.0, taus[-1]), [c0], method="LSODA", t_eval=taus, events=at_zero,
-                                  rtol=1e-10, atol=1e-14)
+        sol = integrate.solve_ivp(
+            rhs_c, (0.0, taus[-1]), [c0], method="LSODA", t_eval=taus, events=at_zero, rtol=1e-10, atol=1e-14
+        )
         out = np.zeros_like(t_eval)
         n = len(sol.t)  # the t_eval points reached before c hit 0 (none if it hit 0 before the first)
         if n:
@@ -542,8 +609,7 @@ def simulate_contamination(q: float, eps: float, c0: float, t_eval, *, param: st
         c = math.exp(y[0])
         return [math.exp(tau) * contamination_rate(c, q, eps, param=param) / c]
 
-    sol = integrate.solve_ivp(rhs, (0.0, taus[-1]), [math.log(c0)], method="LSODA", t_eval=taus,
-                              rtol=1e-10, atol=1e-12)
+    sol = integrate.solve_ivp(rhs, (0.0, taus[-1]), [math.log(c0)], method="LSODA", t_eval=taus, rtol=1e-10, atol=1e-12)
     out = np.zeros_like(t_eval)
     out[: sol.y.shape[1]] = np.exp(sol.y[0])
     return out
@@ -558,8 +624,9 @@ def label_flow_grad(theta: np.ndarray, q: float, alpha: np.ndarray) -> np.ndarra
     return -a + p * a.sum()
 
 
-def simulate_label_flow(q_of_t: Callable[[float], float], *, alpha, theta0, t_eval,
-                        breakpoints: Sequence[float] = ()) -> np.ndarray:
+def simulate_label_flow(
+    q_of_t: Callable[[float], float], *, alpha, theta0, t_eval, breakpoints: Sequence[float] = ()
+) -> np.ndarray:
     """Gradient flow of the categorical J_Q ``sum_j alpha_j l_q(p_j)``, ``p = softmax(theta)``,
     with a time-dependent commitment ``q(t)`` (e.g. SFT-then-RLVR: q = 1 then q = 0).
 
@@ -578,8 +645,15 @@ def simulate_label_flow(q_of_t: Callable[[float], float], *, alpha, theta0, t_ev
     for lo, hi in zip(edges[:-1], edges[1:]):
         q = float(q_of_t(0.5 * (lo + hi)))
         check_q(q)
-        sol = integrate.solve_ivp(lambda t, y: -label_flow_grad(y, q, a), (lo, hi), th, method="LSODA",
-                                  dense_output=True, rtol=1e-9, atol=1e-11)
+        sol = integrate.solve_ivp(
+            lambda t, y: -label_flow_grad(y, q, a),
+            (lo, hi),
+            th,
+            method="LSODA",
+            dense_output=True,
+            rtol=1e-9,
+            atol=1e-11,
+        )
         sel = (t_eval >= lo) & (t_eval <= hi)
         if sel.any():
             ys = sol.sol(t_eval[sel]).T
@@ -591,6 +665,7 @@ def simulate_label_flow(q_of_t: Callable[[float], float], *, alpha, theta0, t_ev
 # =============================================================================================
 # Estimators (Sec. 6, App. D)
 # =============================================================================================
+
 
 def garl_surrogate(q: float, baseline: str = "none", normalize: bool = False):
     """Per-pool GARL surrogate ``(logp_z, logp_y) -> [N]`` for the exact-expectation helpers."""
@@ -649,8 +724,12 @@ def rloo_variance_ratio(model: LatentCategoricalModel, q: float, M: int) -> dict
     """
     mp = exact_pool_moments(model, garl_surrogate(q, "none"), M)
     mr = exact_pool_moments(model, garl_surrogate(q, "rloo"), M)
-    return {"mean_gap": float((mp["mean"] - mr["mean"]).abs().max()), "var_plugin": mp["total_var"],
-            "var_rloo": mr["total_var"], "ratio": mr["total_var"] / mp["total_var"]}
+    return {
+        "mean_gap": float((mp["mean"] - mr["mean"]).abs().max()),
+        "var_plugin": mp["total_var"],
+        "var_rloo": mr["total_var"],
+        "ratio": mr["total_var"] / mp["total_var"],
+    }
 
 
 def paft_exact_variance(model: LatentCategoricalModel, q: float, M: int, K: int) -> dict:
@@ -678,11 +757,14 @@ def paft_exact_variance(model: LatentCategoricalModel, q: float, M: int, K: int)
     return {"var_garl": var_garl, "expected_conditional_var": ecv, "var_paft": var_garl + ecv, "mean_garl": mean}
 
 
-def paft_sampled_grads(model: LatentCategoricalModel, q: float, M: int, K: int, B: int, *, seed: int = 0) -> torch.Tensor:
+def paft_sampled_grads(
+    model: LatentCategoricalModel, q: float, M: int, K: int, B: int, *, seed: int = 0
+) -> torch.Tensor:
     """``B`` independent PAFT gradients (pool and resampling both random), ``[B, 2Z]``, no 1/M^q factor."""
     g = torch.Generator().manual_seed(seed)
     return model.per_pool_grads(
-        lambda lz, ly: paft_loss(lz, ly, q, K=K, generator=g, normalize=False, reduction="none"), B, M, generator=g)
+        lambda lz, ly: paft_loss(lz, ly, q, K=K, generator=g, normalize=False, reduction="none"), B, M, generator=g
+    )
 
 
 def max_amplified_advantage(logp_y: torch.Tensor, q: float) -> float:
@@ -736,6 +818,7 @@ def bias_vs_P(q: float, M: int, Ps: Sequence[float], *, regime: str = "rare", Z:
 # Gradient geometry (Sec. 4, Prop. 4.1)
 # =============================================================================================
 
+
 def gradient_geometry(model: TinyAutoregressiveLatentModel, x: int, y: int, qs: Sequence[float]) -> dict:
     """Prop. 4.1 (Eq. 5) on an enumerable model, both factorisations.
 
@@ -753,8 +836,15 @@ def gradient_geometry(model: TinyAutoregressiveLatentModel, x: int, y: int, qs: 
         ratio.append(float(gq.norm() / g0.norm()))
         ratio1.append(float(gq.norm() / g1.norm()))
     qs = np.asarray(qs, dtype=float)
-    return {"q": qs, "P": P, "cos": np.array(cos), "norm_ratio": np.array(ratio), "P_pow_minus_q": P ** (-qs),
-            "norm_ratio_l1": np.array(ratio1), "P_pow_one_minus_q": P ** (1 - qs)}
+    return {
+        "q": qs,
+        "P": P,
+        "cos": np.array(cos),
+        "norm_ratio": np.array(ratio),
+        "P_pow_minus_q": P ** (-qs),
+        "norm_ratio_l1": np.array(ratio1),
+        "P_pow_one_minus_q": P ** (1 - qs),
+    }
 
 
 def example_weights(direction: torch.Tensor, per_example: Sequence[torch.Tensor]) -> dict:
@@ -766,8 +856,9 @@ def example_weights(direction: torch.Tensor, per_example: Sequence[torch.Tensor]
     return {"weights": a, "residual_frac": float(resid.pow(2).sum() / direction.pow(2).sum())}
 
 
-def _adam_displacement(model: TinyAutoregressiveLatentModel, examples, *, lr: float, betas, eps: float,
-                       steps: int) -> torch.Tensor:
+def _adam_displacement(
+    model: TinyAutoregressiveLatentModel, examples, *, lr: float, betas, eps: float, steps: int
+) -> torch.Tensor:
     params = [p.detach().clone().requires_grad_() for p in model.params()]
     clone = TinyAutoregressiveLatentModel(*params)
     start = torch.cat([p.detach().flatten() for p in params])
@@ -780,8 +871,13 @@ def _adam_displacement(model: TinyAutoregressiveLatentModel, examples, *, lr: fl
     return torch.cat([p.detach().flatten() for p in params]) - start
 
 
-def reweighting_demo(model: TinyAutoregressiveLatentModel, examples: Sequence[tuple[int, int]], qs: Sequence[float], *,
-                     adam_grid: Optional[dict] = None) -> dict:
+def reweighting_demo(
+    model: TinyAutoregressiveLatentModel,
+    examples: Sequence[tuple[int, int]],
+    qs: Sequence[float],
+    *,
+    adam_grid: Optional[dict] = None,
+) -> dict:
     """Why no global learning rate and no Adam setting reproduces the per-example weights ``P^-q`` (Sec. 4).
 
     For two examples with RL gradients ``g_i = grad l_0`` the J_Q update is ``G_q = sum_i P_i^-q g_i``
@@ -822,23 +918,45 @@ def reweighting_demo(model: TinyAutoregressiveLatentModel, examples: Sequence[tu
             for eps in grid["eps"]:
                 d = -_adam_displacement(model, examples, lr=lr, betas=betas, eps=eps, steps=grid["steps"])
                 ew = example_weights(d, g0)
-                adam.append({"lr": lr, "betas": betas, "eps": eps,
-                             "weight_ratio": float(ew["weights"][0] / ew["weights"][1]),
-                             "residual_frac": ew["residual_frac"]})
+                adam.append(
+                    {
+                        "lr": lr,
+                        "betas": betas,
+                        "eps": eps,
+                        "weight_ratio": float(ew["weights"][0] / ew["weights"][1]),
+                        "residual_frac": ew["residual_frac"],
+                    }
+                )
                 adam_cos.append([float(F.cosine_similarity(d, Gq, 0)) for Gq in Gqs])
-    return {"q": np.array(qs), "P": Ps, "target_weight_ratio": (Ps[0] / Ps[1]) ** (-np.array(qs)),
-            "q_weight_ratio": np.array(wr), "cos_sgd": np.array(cs), "max_abs_autograd_err": err,
-            "adam": adam, "adam_cos": np.array(adam_cos),
-            "adam_weight_ratio": np.array([r["weight_ratio"] for r in adam])}
+    return {
+        "q": np.array(qs),
+        "P": Ps,
+        "target_weight_ratio": (Ps[0] / Ps[1]) ** (-np.array(qs)),
+        "q_weight_ratio": np.array(wr),
+        "cos_sgd": np.array(cs),
+        "max_abs_autograd_err": err,
+        "adam": adam,
+        "adam_cos": np.array(adam_cos),
+        "adam_weight_ratio": np.array([r["weight_ratio"] for r in adam]),
+    }
 
 
 # =============================================================================================
 # Beyond the paper's gradient flow: discrete optimisers on the sigmoid case (Sec. 5, App. C.1)
 # =============================================================================================
 
-def sigmoid_optimizer_escape(p0, q, *, optimizer: str = "sgd", lr: float = 1.0, adam_eps: float = 1e-8,
-                             betas: tuple[float, float] = (0.9, 0.999), delta: float = 0.5,
-                             max_steps: int = 100_000) -> np.ndarray:
+
+def sigmoid_optimizer_escape(
+    p0,
+    q,
+    *,
+    optimizer: str = "sgd",
+    lr: float = 1.0,
+    adam_eps: float = 1e-8,
+    betas: tuple[float, float] = (0.9, 0.999),
+    delta: float = 0.5,
+    max_steps: int = 100_000,
+) -> np.ndarray:
     """Steps for a discrete optimiser on ``l_q(sigmoid(theta))`` (the exact one-example case of App. C.1)
     to take P from ``p0`` to ``delta``; ``nan`` where it does not within ``max_steps``.
 
@@ -872,7 +990,7 @@ def sigmoid_optimizer_escape(p0, q, *, optimizer: str = "sgd", lr: float = 1.0, 
         else:
             m = b1 * m + (1 - b1) * g
             v = b2 * v + (1 - b2) * g * g
-            step = lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + adam_eps)
+            step = lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + adam_eps)
         theta = np.where(live, theta - step, theta)
         done = live & (theta >= stop)
         steps[done] = t
@@ -885,6 +1003,7 @@ def sigmoid_optimizer_escape(p0, q, *, optimizer: str = "sgd", lr: float = 1.0, 
 # =============================================================================================
 # The bias law of plug-in GARL, exactly, at any M (two-rationale models; Thm 6.1, App. D)
 # =============================================================================================
+
 
 def garl_bias_binomial(model: LatentCategoricalModel, q: float, M: int) -> dict:
     """Exact bias ``E[GARL] - grad l_q`` of plug-in GARL (Eq. 9, no 1/M^q) for a TWO-rationale model, at any M.
@@ -908,6 +1027,7 @@ def garl_bias_binomial(model: LatentCategoricalModel, q: float, M: int) -> dict:
     Fz = torch.stack([model.flat_grad(model.log_prior()[k] + model.log_w()[k]) for k in range(2)]).numpy()
     n = np.arange(M + 1, dtype=float)
     from scipy.special import gammaln
+
     log_pmf = gammaln(M + 1) - gammaln(n + 1) - gammaln(M - n + 1) + n * lrho[0] + (M - n) * lrho[1]
     with np.errstate(divide="ignore"):
         log_wbar = np.logaddexp(np.log(n) + lw[0], np.log(M - n) + lw[1]) - math.log(M)
@@ -935,8 +1055,9 @@ def two_rationale_model(P: float, family: str, *, seed: int = 0, w_bad: float = 
     raise ValueError(f"family must be 'rare' or 'shift'; got {family!r}")
 
 
-def bias_law(qs: Sequence[float], Ms: Sequence[int], Ps: Sequence[float], family: str, *, seed: int = 0,
-             w_bad: float = 1e-4) -> dict:
+def bias_law(
+    qs: Sequence[float], Ms: Sequence[int], Ps: Sequence[float], family: str, *, seed: int = 0, w_bad: float = 1e-4
+) -> dict:
     """Relative bias ``||E[GARL] - grad l_q|| / ||grad l_q||`` of plug-in GARL on a grid, exactly
     (:func:`garl_bias_binomial`): ``rel[q, M, P]`` (an array), with the grid and the measured P."""
     rel = np.zeros((len(qs), len(Ms), len(Ps)))

@@ -11,12 +11,14 @@ Everything is small enough that ``P``, the exact gradient of ``l_q`` and the *ex
 of any estimator over pools of M samples (by enumerating the multinomial counts) are computable.
 The tests of the estimators and the book's theory chapters use it.
 """
+
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +53,7 @@ class LatentCategoricalModel:
     phi: torch.Tensor
 
     @classmethod
-    def random(cls, Z: int = 4, *, seed: int = 0, target_P: Optional[float] = None) -> "LatentCategoricalModel":
+    def random(cls, Z: int = 4, *, seed: int = 0, target_P: Optional[float] = None) -> LatentCategoricalModel:
         """A random model; with ``target_P`` the answer logits are shifted so that P equals it."""
         g = torch.Generator().manual_seed(seed)
         theta = torch.randn(Z, generator=g, dtype=torch.float64)
@@ -91,7 +93,9 @@ class LatentCategoricalModel:
         gs = torch.autograd.grad(loss, self.params(), allow_unused=True)
         return torch.cat([torch.zeros_like(p) if g is None else g for p, g in zip(self.params(), gs)])
 
-    def sample(self, B: int, M: int, generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample(
+        self, B: int, M: int, generator: Optional[torch.Generator] = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """B independent pools of M rationales from the prior: ``(z[B, M], logp_z[B, M], logp_y[B, M])``."""
         with torch.no_grad():
             probs = torch.softmax(self.theta, 0)
@@ -103,7 +107,9 @@ class LatentCategoricalModel:
         z = torch.stack([torch.repeat_interleave(torch.arange(self.Z), c) for c in counts])
         return z, self.log_prior()[z], self.log_w()[z]
 
-    def exact_expectation(self, surrogate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], M: int) -> torch.Tensor:
+    def exact_expectation(
+        self, surrogate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], M: int
+    ) -> torch.Tensor:
         """``E[grad surrogate]`` over pools of M i.i.d. prior samples, exactly, by enumerating counts.
 
         ``surrogate(logp_z, logp_y)`` must return the per-pool surrogates ``[N]`` (reduction="none").
@@ -115,8 +121,13 @@ class LatentCategoricalModel:
         per_pool = surrogate(lz, ly)
         return self.flat_grad((log_pmf.exp() * per_pool).sum())
 
-    def per_pool_grads(self, surrogate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], B: int, M: int,
-                       generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def per_pool_grads(
+        self,
+        surrogate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        B: int,
+        M: int,
+        generator: Optional[torch.Generator] = None,
+    ) -> torch.Tensor:
         """Gradients of ``surrogate`` for B independent pools, ``[B, 2Z]`` (for variances)."""
         theta = self.theta.detach().expand(B, -1).clone().requires_grad_()
         phi = self.phi.detach().expand(B, -1).clone().requires_grad_()
@@ -143,10 +154,16 @@ class LatentCategoricalModel:
             g.append(-w[z] * self.flat_grad(self.log_prior()[z] + self.log_w()[z]))
         g = torch.stack(g)  # [Z, 2Z]
         Eg = (prior.unsqueeze(1) * g).sum(0)
-        var_w = (prior * w ** 2).sum() - P ** 2
+        var_w = (prior * w**2).sum() - P**2
         cov_gw = (prior.unsqueeze(1) * g * w.unsqueeze(1)).sum(0) - Eg * P
-        return {"P": P, "var_w": var_w, "cov_gw": cov_gw, "grad_l1": self.exact_grad(1.0),
-                "grad_lq": self.exact_grad(q), "grad_l0": Eg}
+        return {
+            "P": P,
+            "var_w": var_w,
+            "cov_gw": cov_gw,
+            "grad_l1": self.exact_grad(1.0),
+            "grad_lq": self.exact_grad(q),
+            "grad_l0": Eg,
+        }
 
     def garl_bias_leading_term(self, q: float, M: int) -> torch.Tensor:
         """App. D's leading bias term of plug-in GARL (without the 1/M^q normalisation):
@@ -154,7 +171,6 @@ class LatentCategoricalModel:
         mo = self.moments(q)
         P = mo["P"]
         return q / (M * P ** (q + 1)) * ((q + 1) / 2 * mo["grad_l1"] * mo["var_w"] - mo["cov_gw"])
-
 
 
 @dataclass
@@ -179,13 +195,14 @@ class TinyAutoregressiveLatentModel:
     F: torch.Tensor
 
     @classmethod
-    def random(cls, *, X: int = 2, V: int = 3, L: int = 3, Y: int = 4, seed: int = 0,
-               scale: float = 1.0) -> "TinyAutoregressiveLatentModel":
+    def random(
+        cls, *, X: int = 2, V: int = 3, L: int = 3, Y: int = 4, seed: int = 0, scale: float = 1.0
+    ) -> TinyAutoregressiveLatentModel:
         for name, v in (("X", X), ("V", V), ("L", L), ("Y", Y)):
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"TinyAutoregressiveLatentModel.random: {name} must be a positive int; got {v!r}")
-        if V ** L > 100_000:
-            raise ValueError(f"V^L = {V ** L} rationales is too many to enumerate; use a smaller V or L")
+        if V**L > 100_000:
+            raise ValueError(f"V^L = {V**L} rationales is too many to enumerate; use a smaller V or L")
         g = torch.Generator().manual_seed(seed)
 
         def r(*shape):
@@ -247,7 +264,7 @@ class TinyAutoregressiveLatentModel:
         """Exact gradient of ``l_q = -log_q P(y | x)`` over all parameters, flattened."""
         return self.flat_grad(qloss(self.log_P(x, y), q))
 
-    def calibrate(self, x: int, y: int, target_P: float, iters: int = 200) -> "TinyAutoregressiveLatentModel":
+    def calibrate(self, x: int, y: int, target_P: float, iters: int = 200) -> TinyAutoregressiveLatentModel:
         """Shift the answer bias ``C[x, y]`` (in place) so that ``p(y | x) = target_P``; returns self.
 
         ``P`` is increasing in ``C[x, y]`` for every rationale, so bisection finds the shift.

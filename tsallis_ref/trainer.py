@@ -19,15 +19,17 @@ One step (:func:`train_step`), top to bottom:
 validation protocol (Sec. 7.1, config ``eval``): p@1 / p@k / maj@k on held-out questions at step 0 and every
 ``eval.every`` steps (:func:`validate`), the checkpoint with the best validation maj@k kept in ``best/``.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional
 
 import torch
 
@@ -36,17 +38,44 @@ from .batches import Batch, DataOrder, encode_examples, load_examples
 from .checkpoint import checkpoint_path, load_for_resume, rng_state, save_checkpoint, set_rng_state
 from .config import ConfigError, TrainConfig, validate_examples
 from .data.answer_format import AnswerFormat
-from .data.verify import normalize_answer, reward_exact_match as exact_match
+from .data.verify import normalize_answer
+from .data.verify import reward_exact_match as exact_match
 from .metrics_log import MetricsLogger
 from .models import load_model_and_tokenizer, load_trainable_state_dict, trainable_state_dict
-from .precision import (autocast_context, peak_memory_mb, precision_for, reset_peak_memory, resolve_device, rng_get,
-                        rng_set, sync)
+from .precision import (
+    autocast_context,
+    peak_memory_mb,
+    precision_for,
+    reset_peak_memory,
+    resolve_device,
+    rng_get,
+    rng_set,
+    sync,
+)
 from .rollout import Rollouts, sample_answers, sample_rationales
 from .shared_prefix import score
 
-__all__ = ["train", "train_step", "StepState", "StepOutput", "Gradients", "accumulate_gradients", "step_metrics",
-           "load_examples", "normalize_answer", "exact_match", "precision_for", "autocast_context", "DataOrder",
-           "MetricsLogger", "Batch", "encode_examples", "validate", "load_eval_examples", "BEST_DIR"]
+__all__ = [
+    "train",
+    "train_step",
+    "StepState",
+    "StepOutput",
+    "Gradients",
+    "accumulate_gradients",
+    "step_metrics",
+    "load_examples",
+    "normalize_answer",
+    "exact_match",
+    "precision_for",
+    "autocast_context",
+    "DataOrder",
+    "MetricsLogger",
+    "Batch",
+    "encode_examples",
+    "validate",
+    "load_eval_examples",
+    "BEST_DIR",
+]
 
 Clock = Callable[[], float]
 
@@ -79,14 +108,25 @@ def batch_totals(ro: Rollouts, answers: Sequence[Sequence[int]], rewards: Option
     B = len(ro.prompt_ids)
     n_tok = sum(len(z) + len(a) for z, a in zip(ro.rationale_ids, answers))
     std = float(rewards.float().std()) if rewards is not None and rewards.numel() > 1 else None
-    return E.BatchTotals(n_prompts=B, n_tokens=n_tok, reward_std=std,
-                         max_completion_length=ro.max_completion_length or None)
+    return E.BatchTotals(
+        n_prompts=B, n_tokens=n_tok, reward_std=std, max_completion_length=ro.max_completion_length or None
+    )
 
 
-def accumulate_gradients(model, cfg: TrainConfig, pad_id: int, ro: Rollouts, answers: list[list[int]],
-                         rewards: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None, *,
-                         autocast_dtype: Optional[torch.dtype] = None, paft_indices: Optional[torch.Tensor] = None,
-                         scaler=None, clock: Clock = time.perf_counter) -> Gradients:
+def accumulate_gradients(
+    model,
+    cfg: TrainConfig,
+    pad_id: int,
+    ro: Rollouts,
+    answers: list[list[int]],
+    rewards: Optional[torch.Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+    *,
+    autocast_dtype: Optional[torch.dtype] = None,
+    paft_indices: Optional[torch.Tensor] = None,
+    scaler=None,
+    clock: Clock = time.perf_counter,
+) -> Gradients:
     """Score every sequence and accumulate ``grad`` of the method's surrogate on the whole batch.
 
     ``answers[i]`` is the answer segment of sequence i (``prefix + y* + EOS`` for GARL/PAFT, the sampled
@@ -119,9 +159,18 @@ def accumulate_gradients(model, cfg: TrainConfig, pad_id: int, ro: Rollouts, ans
         (scaler.scale(t) if scaler is not None else t).backward()
 
     def score_part(sl: slice, prompt_ids):
-        sc = score(model, [prompt_ids] * (sl.stop - sl.start), ro.rationale_ids[sl], answers[sl], pad_id=pad_id,
-                   micro_batch_size=mbs, return_tokens=spec.tokens, autocast_dtype=autocast_dtype,
-                   logits_chunk=chunk, shared_prefix=cfg.optim.shared_prefix)
+        sc = score(
+            model,
+            [prompt_ids] * (sl.stop - sl.start),
+            ro.rationale_ids[sl],
+            answers[sl],
+            pad_id=pad_id,
+            micro_batch_size=mbs,
+            return_tokens=spec.tokens,
+            autocast_dtype=autocast_dtype,
+            logits_chunk=chunk,
+            shared_prefix=cfg.optim.shared_prefix,
+        )
         out.forward_calls += sc.forward_calls
         out.scored_sequences += sc.n_sequences
         out.prompt_forwards += sc.prompt_forwards
@@ -129,9 +178,15 @@ def accumulate_gradients(model, cfg: TrainConfig, pad_id: int, ro: Rollouts, ans
         return sc
 
     def estimate(b: int, logp_z, logp_y, logp_tokens=None, mask=None) -> E.EstimatorOutput:
-        inputs = E.EstimatorInputs(logp_z, logp_y, rewards=None if rewards is None else rewards[b:b + 1],
-                                   logp_tokens=logp_tokens, mask=mask, generator=generator,
-                                   indices=None if paft_indices is None else paft_indices[b:b + 1])
+        inputs = E.EstimatorInputs(
+            logp_z,
+            logp_y,
+            rewards=None if rewards is None else rewards[b : b + 1],
+            logp_tokens=logp_tokens,
+            mask=mask,
+            generator=generator,
+            indices=None if paft_indices is None else paft_indices[b : b + 1],
+        )
         return spec(inputs, m, totals)
 
     for b in range(len(ro.prompt_ids)):
@@ -160,8 +215,10 @@ def accumulate_gradients(model, cfg: TrainConfig, pad_id: int, ro: Rollouts, ans
             if spec.tokens:
                 Tc = max(p.logp_tokens.shape[1] for p in parts)
                 pad = lambda t: torch.nn.functional.pad(t, (0, Tc - t.shape[1]))
-                tokens = (leaf(torch.cat([pad(p.logp_tokens) for p in parts])).unsqueeze(0),
-                          torch.cat([pad(p.mask.to(torch.uint8)) for p in parts]).bool().unsqueeze(0))
+                tokens = (
+                    leaf(torch.cat([pad(p.logp_tokens) for p in parts])).unsqueeze(0),
+                    torch.cat([pad(p.mask.to(torch.uint8)) for p in parts]).bool().unsqueeze(0),
+                )
             est = estimate(b, logp_z, logp_y, *tokens)
             leaves = [logp_z, logp_y] + ([tokens[0]] if spec.tokens else [])
             coefs = torch.autograd.grad(est.loss, leaves, allow_unused=True)
@@ -177,7 +234,7 @@ def accumulate_gradients(model, cfg: TrainConfig, pad_id: int, ro: Rollouts, ans
                 sc = score_part(slice(s, e), ro.prompt_ids[b])
                 sur = (sc.logp_z * coefs[0][0, r]).sum() + (sc.logp_y * coefs[1][0, r]).sum()
                 if spec.tokens:
-                    sur = sur + (sc.logp_tokens * coefs[2][0, r, :sc.logp_tokens.shape[1]] * sc.mask).sum()
+                    sur = sur + (sc.logp_tokens * coefs[2][0, r, : sc.logp_tokens.shape[1]] * sc.mask).sum()
                 t_fwd2 += clock() - ta
                 backward(sur)
             rng_set(end_state, device)
@@ -198,8 +255,7 @@ def accumulate_gradients(model, cfg: TrainConfig, pad_id: int, ro: Rollouts, ans
 def step_metrics(cfg: TrainConfig, g: Gradients, ro: Rollouts, rewards: Optional[torch.Tensor]) -> dict:
     """The per-step diagnostics of :data:`tsallis_ref.estimators.METRIC_NAMES` explained on the algorithm pages."""
     met = {"loss": g.loss}
-    met.update(E.estimator_metrics(E.ESTIMATORS[cfg.method.name], g.logp_z, g.logp_y, rewards, g.indices,
-                                   cfg.method))
+    met.update(E.estimator_metrics(E.ESTIMATORS[cfg.method.name], g.logp_z, g.logp_y, rewards, g.indices, cfg.method))
     met["forced_frac"] = sum(ro.forced) / len(ro.forced)
     met["rationale_len"] = sum(len(z) for z in ro.rationale_ids) / len(ro.rationale_ids)
     return met
@@ -220,17 +276,23 @@ class StepState:
     params: list = field(default_factory=list)
 
     @classmethod
-    def create(cls, model, cfg: TrainConfig, optimizer: Optional[torch.optim.Optimizer] = None) -> "StepState":
+    def create(cls, model, cfg: TrainConfig, optimizer: Optional[torch.optim.Optimizer] = None) -> StepState:
         """AdamW on the trainable parameters (``cfg.optim``) unless ``optimizer`` is given; the precision
         policy of ``precision.precision_for``; the generator seeded by ``cfg.seed``."""
         device = next(model.parameters()).device
         params = [p for p in model.parameters() if p.requires_grad]
         if optimizer is None:
-            optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
-                                          weight_decay=cfg.optim.weight_decay)
+            optimizer = torch.optim.AdamW(
+                params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay
+            )
         autocast, scale_loss = precision_for(cfg, device, params)
-        return cls(optimizer=optimizer, scaler=torch.amp.GradScaler(device.type, enabled=scale_loss),
-                   generator=torch.Generator().manual_seed(cfg.seed + 7919), autocast=autocast, params=params)
+        return cls(
+            optimizer=optimizer,
+            scaler=torch.amp.GradScaler(device.type, enabled=scale_loss),
+            generator=torch.Generator().manual_seed(cfg.seed + 7919),
+            autocast=autocast,
+            params=params,
+        )
 
 
 @dataclass
@@ -254,12 +316,15 @@ def verifier_rewards(ro: Rollouts, batch: Batch, cfg: TrainConfig) -> torch.Tens
     answer or an alias."""
     fmt = AnswerFormat.from_config(cfg.rollout)
     al = batch.aliases or [()] * len(batch)
-    return torch.tensor([fmt.reward(a, batch.answers[ro.prompt_of(i)], al[ro.prompt_of(i)])
-                         for i, a in enumerate(ro.answer_text)], dtype=torch.float32).view(len(batch), ro.M)
+    return torch.tensor(
+        [fmt.reward(a, batch.answers[ro.prompt_of(i)], al[ro.prompt_of(i)]) for i, a in enumerate(ro.answer_text)],
+        dtype=torch.float32,
+    ).view(len(batch), ro.M)
 
 
-def train_step(model, tokenizer, batch: Batch, cfg: TrainConfig, state: StepState, *,
-               clock: Clock = time.perf_counter) -> StepOutput:
+def train_step(
+    model, tokenizer, batch: Batch, cfg: TrainConfig, state: StepState, *, clock: Clock = time.perf_counter
+) -> StepOutput:
     """One optimiser step on ``batch``: rollouts, gradients, clip, step. ``clock`` times its phases (e.g.
     ``time.process_time`` on a busy shared CPU); the device is synchronised before each reading."""
     spec = E.ESTIMATORS[cfg.method.name]
@@ -282,9 +347,18 @@ def train_step(model, tokenizer, batch: Batch, cfg: TrainConfig, state: StepStat
 
     # 2. one scoring pass per sequence (two with optim.two_pass_scoring) + backward, prompt by prompt
     state.optimizer.zero_grad(set_to_none=True)
-    g = accumulate_gradients(model, cfg, tokenizer.pad_token_id, ro, answers, rewards, state.generator,
-                             autocast_dtype=state.autocast, scaler=state.scaler if state.scaler.is_enabled() else None,
-                             clock=clock)
+    g = accumulate_gradients(
+        model,
+        cfg,
+        tokenizer.pad_token_id,
+        ro,
+        answers,
+        rewards,
+        state.generator,
+        autocast_dtype=state.autocast,
+        scaler=state.scaler if state.scaler.is_enabled() else None,
+        clock=clock,
+    )
 
     # 3. clip, step (fp16: unscale first; the scaler skips a step whose gradient overflowed)
     sync(device)
@@ -298,20 +372,42 @@ def train_step(model, tokenizer, batch: Batch, cfg: TrainConfig, state: StepStat
     t_end = clock()
     mem_train = peak_memory_mb(device)
 
-    timings = {"generate": t_gen, "score": g.t_score, "backward": g.t_backward, "optimizer": t_end - t1,
-               "step": t_end - t0}
+    timings = {
+        "generate": t_gen,
+        "score": g.t_score,
+        "backward": g.t_backward,
+        "optimizer": t_end - t1,
+        "step": t_end - t0,
+    }
     met = step_metrics(cfg, g, ro, rewards)
-    met.update({"grad_norm": float(gn), "t_generate": t_gen, "t_score": g.t_score, "t_backward": g.t_backward,
-                "t_step": timings["step"], "generated_tokens": ro.n_generated, "scored_tokens": g.scored_tokens,
-                "tokens_per_s": (ro.n_generated + g.scored_tokens) / max(timings["step"], 1e-12),
-                "forward_passes": g.forward_calls, "prompt_forwards": g.prompt_forwards,
-                "prefill_forwards": ro.prefill_forwards, "scored_sequences": g.scored_sequences,
-                "generate_calls": ro.generate_calls,
-                "peak_mem_mb": max(v for d in (mem_gen, mem_train) for k, v in d.items() if k != "peak_reserved_mb")})
+    met.update(
+        {
+            "grad_norm": float(gn),
+            "t_generate": t_gen,
+            "t_score": g.t_score,
+            "t_backward": g.t_backward,
+            "t_step": timings["step"],
+            "generated_tokens": ro.n_generated,
+            "scored_tokens": g.scored_tokens,
+            "tokens_per_s": (ro.n_generated + g.scored_tokens) / max(timings["step"], 1e-12),
+            "forward_passes": g.forward_calls,
+            "prompt_forwards": g.prompt_forwards,
+            "prefill_forwards": ro.prefill_forwards,
+            "scored_sequences": g.scored_sequences,
+            "generate_calls": ro.generate_calls,
+            "peak_mem_mb": max(v for d in (mem_gen, mem_train) for k, v in d.items() if k != "peak_reserved_mb"),
+        }
+    )
     if state.scaler.is_enabled():
         met["loss_scale"] = float(state.scaler.get_scale())
-    return StepOutput(metrics=met, rollouts=ro, rewards=rewards, gradients=g, timings=timings,
-                      memory={"generate": mem_gen, "train": mem_train})
+    return StepOutput(
+        metrics=met,
+        rollouts=ro,
+        rewards=rewards,
+        gradients=g,
+        timings=timings,
+        memory={"generate": mem_gen, "train": mem_train},
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -328,24 +424,32 @@ def _as_config(config) -> TrainConfig:
 # ---------------------------------------------------------------------------------------------------------
 # Validation (paper Sec. 7.1): held-out p@1, p@k, maj@k during training; the best checkpoint by maj@k
 # ---------------------------------------------------------------------------------------------------------
-BEST_DIR = "best"          #: ``output_dir/best/``: ``trainable.pt`` (the weights) and ``best.json`` (step, metrics)
+BEST_DIR = "best"  #: ``output_dir/best/``: ``trainable.pt`` (the weights) and ``best.json`` (step, metrics)
 VAL_KEYS = ("p@1", "p@k", "maj@k")
 
 
-def load_eval_examples(cfg: TrainConfig, train_ids: Sequence[str], examples: Optional[Sequence[dict]] = None
-                       ) -> list[dict]:
+def load_eval_examples(
+    cfg: TrainConfig, train_ids: Sequence[str], examples: Optional[Sequence[dict]] = None
+) -> list[dict]:
     """The held-out examples of ``cfg.eval`` (or ``examples``), the first ``eval.n`` of them, checked to share no
     id with the training set: an overlap raises :class:`~tsallis_ref.config.ConfigError` naming the ids."""
     ev = cfg.eval
     if examples is None:
         if ev.path is None and (ev.dataset or cfg.data.dataset) is None:
-            raise ConfigError("config field `eval.path`: validation is on (eval.every > 0) but there is no "
-                              "held-out set: give a JSONL of held-out {id, prompt, answer} examples (eval.path) "
-                              "or a benchmark (eval.dataset, or data.dataset, with eval.split)")
+            raise ConfigError(
+                "config field `eval.path`: validation is on (eval.every > 0) but there is no "
+                "held-out set: give a JSONL of held-out {id, prompt, answer} examples (eval.path) "
+                "or a benchmark (eval.dataset, or data.dataset, with eval.split)"
+            )
         # a file (eval.path) is read as the training files are (a JSONL of examples, or a benchmark file whose
         # format is detected); eval.dataset then only names the benchmark metrics (EM / F1, execution accuracy)
-        data = dataclasses.replace(cfg.data, path=ev.path, dataset=None if ev.path else ev.dataset or cfg.data.dataset,
-                                   split=ev.split, limit=ev.n)
+        data = dataclasses.replace(
+            cfg.data,
+            path=ev.path,
+            dataset=None if ev.path else ev.dataset or cfg.data.dataset,
+            split=ev.split,
+            limit=ev.n,
+        )
         try:
             examples = load_examples(dataclasses.replace(cfg, data=data))
         except ConfigError as e:
@@ -356,10 +460,14 @@ def load_eval_examples(cfg: TrainConfig, train_ids: Sequence[str], examples: Opt
         examples = list(examples)[: ev.n]
     overlap = sorted(set(train_ids) & {ex["id"] for ex in examples})
     if overlap:
-        shown = ", ".join(repr(i) for i in overlap[:10]) + (f" and {len(overlap) - 10} more" if len(overlap) > 10 else "")
-        raise ConfigError(f"config field `eval`: {len(overlap)} held-out example id(s) are also training ids "
-                          f"({shown}); validation must use questions the model is not trained on: pick another "
-                          "eval.split / eval.path, or drop these ids from one of the two sets")
+        shown = ", ".join(repr(i) for i in overlap[:10]) + (
+            f" and {len(overlap) - 10} more" if len(overlap) > 10 else ""
+        )
+        raise ConfigError(
+            f"config field `eval`: {len(overlap)} held-out example id(s) are also training ids "
+            f"({shown}); validation must use questions the model is not trained on: pick another "
+            "eval.split / eval.path, or drop these ids from one of the two sets"
+        )
     return [{"aliases": [], **ex} for ex in examples]
 
 
@@ -369,8 +477,9 @@ def _eval_prompt(tokenizer, prompt: str, cfg: TrainConfig) -> str:
     BOS token the tokenizer adds."""
     if cfg.model.chat_template:
         kw = {} if cfg.model.enable_thinking is None else {"enable_thinking": cfg.model.enable_thinking}
-        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True, **kw)
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True, **kw
+        )
     with_special = tokenizer(prompt, add_special_tokens=True).input_ids
     without = tokenizer(prompt, add_special_tokens=False).input_ids
     bos = tokenizer.bos_token
@@ -388,20 +497,42 @@ def validate(model, tokenizer, examples: Sequence[dict], cfg: TrainConfig, *, pr
     of training (python, numpy, torch CPU / CUDA) are saved before and restored after, so a run trains the same
     weights with validation on or off; the model is back in its training mode afterwards."""
     from .evaluation import evaluate
+
     ev, r = cfg.eval, cfg.rollout
-    dataset = (ev.dataset or cfg.data.dataset) if (ev.dataset or cfg.data.dataset) in ("finqa", "hotpotqa", "musique") else None
+    dataset = (
+        (ev.dataset or cfg.data.dataset)
+        if (ev.dataset or cfg.data.dataset) in ("finqa", "hotpotqa", "musique")
+        else None
+    )
     exs = [{**ex, "prompt": _eval_prompt(tokenizer, ex["prompt"], cfg)} for ex in examples]
     saved = rng_state()
     try:
-        res = evaluate(model, tokenizer, exs, ev.k, dataset=dataset, judge=ev.judge, batch_size=ev.batch_size,
-                       max_new_tokens=ev.max_new_tokens or r.answer_budget, temperature=r.sampling.temperature,
-                       top_p=r.sampling.top_p, seed=ev.seed, use_chat_template=False, progress=progress,
-                       think_budget=r.rationale_budget, answer_format=r)
+        res = evaluate(
+            model,
+            tokenizer,
+            exs,
+            ev.k,
+            dataset=dataset,
+            judge=ev.judge,
+            batch_size=ev.batch_size,
+            max_new_tokens=ev.max_new_tokens or r.answer_budget,
+            temperature=r.sampling.temperature,
+            top_p=r.sampling.top_p,
+            seed=ev.seed,
+            use_chat_template=False,
+            progress=progress,
+            think_budget=r.rationale_budget,
+            answer_format=r,
+        )
     finally:
         set_rng_state(saved)
     agg, k = res.aggregate, ev.k
-    out = {"val/p@1": agg["p@1"], "val/p@k": agg[f"p@{k}"], "val/maj@k": agg[f"maj@{k}"],
-           "val/reward_em": agg["reward_em"]}
+    out = {
+        "val/p@1": agg["p@1"],
+        "val/p@k": agg[f"p@{k}"],
+        "val/maj@k": agg[f"maj@{k}"],
+        "val/reward_em": agg["reward_em"],
+    }
     out.update({f"val/{m}": agg[m] for m in ("em", "f1", "exec_acc") if m in agg})
     out.update({"val/n": len(exs), "val/k": k})
     return out
@@ -420,15 +551,23 @@ def _save_best(out_dir: Path, model, best: dict) -> None:
     """``best/trainable.pt`` (the trainable weights, an atomic checkpoint) then ``best/best.json`` (step and
     validation metrics, written atomically after the weights, so it never names weights that are not there)."""
     d = out_dir / BEST_DIR
-    save_checkpoint(d / "trainable.pt", {"step": best["step"], "model": trainable_state_dict(model),
-                                         "metrics": best["metrics"]})
+    save_checkpoint(
+        d / "trainable.pt", {"step": best["step"], "model": trainable_state_dict(model), "metrics": best["metrics"]}
+    )
     _write_json_atomic(d / "best.json", {**best, "criterion": "val/maj@k", "weights": "trainable.pt"})
 
 
-def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = None,
-          eval_examples: Optional[Sequence[dict]] = None,
-          callback: Optional[Callable[[int, dict], None]] = None, model=None, tokenizer=None,
-          clock: Clock = time.perf_counter) -> dict:
+def train(
+    config,
+    *,
+    resume: bool = False,
+    examples: Optional[Sequence[dict]] = None,
+    eval_examples: Optional[Sequence[dict]] = None,
+    callback: Optional[Callable[[int, dict], None]] = None,
+    model=None,
+    tokenizer=None,
+    clock: Clock = time.perf_counter,
+) -> dict:
     """Train as ``config`` (a TrainConfig, a dict or a YAML path) says; ``examples`` overrides the data config,
     ``eval_examples`` the held-out set of ``config.eval``.
 
@@ -449,26 +588,28 @@ def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = 
     cfg = _as_config(config)
     if (model is None) != (tokenizer is None):
         raise ValueError("train: pass both `model` and `tokenizer`, or neither (then config.model is loaded)")
-    data = validate_examples(examples) if examples is not None else load_examples(cfg)   # errors before compute
+    data = validate_examples(examples) if examples is not None else load_examples(cfg)  # errors before compute
     ev = cfg.eval
-    held_out = (load_eval_examples(cfg, [ex["id"] for ex in data], eval_examples) if ev.every > 0 else None)
+    held_out = load_eval_examples(cfg, [ex["id"] for ex in data], eval_examples) if ev.every > 0 else None
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     out_dir = Path(cfg.output_dir)
-    ck = load_for_resume(out_dir, cfg.to_dict()) if resume else None   # config checked before anything is written
+    ck = load_for_resume(out_dir, cfg.to_dict()) if resume else None  # config checked before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg.to_yaml(out_dir / "config.yaml")
 
     # seeds: python / numpy / torch; PAFT's resampling has its own generator (StepState, saved in checkpoints)
     import random
+
     import numpy as np
+
     random.seed(cfg.seed), np.random.seed(cfg.seed), torch.manual_seed(cfg.seed)
     if model is None:
         model, tokenizer = load_model_and_tokenizer(cfg.model, resolve_device(cfg.device), seed=cfg.seed)
     model.train()
     state = StepState.create(model, cfg)
     order = DataOrder(len(data), cfg.seed, cfg.data.shuffle)
-    encoded = encode_examples(tokenizer, data, cfg)      # x* and the teacher-forced answer segment, once
+    encoded = encode_examples(tokenizer, data, cfg)  # x* and the teacher-forced answer segment, once
 
     start = 0
     curve: list[dict] = []
@@ -487,6 +628,7 @@ def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = 
     bar = None
     if cfg.progress_bar:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=cfg.steps, initial=start, desc=f"{cfg.method.name}", dynamic_ncols=True)
 
     def run_validation(step: int) -> dict:
@@ -498,7 +640,7 @@ def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = 
         if best is None or val["val/maj@k"] > best["metrics"]["val/maj@k"]:
             best = {"step": step, "metrics": val}
             _save_best(out_dir, model, best)
-        return {**val, "best_step": best["step"], "val/t_s": t_val}   # the time is logged, not in the curve
+        return {**val, "best_step": best["step"], "val/t_s": t_val}  # the time is logged, not in the curve
 
     history = []
     if held_out is not None and start == 0:
@@ -518,18 +660,36 @@ def train(config, *, resume: bool = False, examples: Optional[Sequence[dict]] = 
         if bar is not None:
             bar.update(1)
             post = {"loss": f"{met['loss']:.3g}", "gn": f"{met['grad_norm']:.2g}"}
-            post.update({"wbar": f"{met['wbar_mean']:.2e}"} if "wbar_mean" in met else {"r": f"{met['reward_mean']:.2f}"})
+            post.update(
+                {"wbar": f"{met['wbar_mean']:.2e}"} if "wbar_mean" in met else {"r": f"{met['reward_mean']:.2f}"}
+            )
             if "val/maj@k" in met:
                 post["val_maj"] = f"{met['val/maj@k']:.1f}"
             bar.set_postfix(post)
         if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.steps:
-            save_checkpoint(checkpoint_path(out_dir), {
-                "step": step, "model": trainable_state_dict(model), "optimizer": state.optimizer.state_dict(),
-                "rng": rng_state(state.generator), "data": order.state_dict(), "config": cfg.to_dict(),
-                "scaler": state.scaler.state_dict() if state.scaler.is_enabled() else None,
-                "validation": curve, "best": best})
+            save_checkpoint(
+                checkpoint_path(out_dir),
+                {
+                    "step": step,
+                    "model": trainable_state_dict(model),
+                    "optimizer": state.optimizer.state_dict(),
+                    "rng": rng_state(state.generator),
+                    "data": order.state_dict(),
+                    "config": cfg.to_dict(),
+                    "scaler": state.scaler.state_dict() if state.scaler.is_enabled() else None,
+                    "validation": curve,
+                    "best": best,
+                },
+            )
     if bar is not None:
         bar.close()
     logger.close()
-    return {"model": model, "tokenizer": tokenizer, "metrics": history, "step": cfg.steps, "validation": curve,
-            "best": best, "best_step": None if best is None else best["step"]}
+    return {
+        "model": model,
+        "tokenizer": tokenizer,
+        "metrics": history,
+        "step": cfg.steps,
+        "validation": curve,
+        "best": best,
+        "best_step": None if best is None else best["step"],
+    }

@@ -10,6 +10,7 @@
 * ``p@16``, ``maj@16``: docutils reads these as e-mail addresses; links to ``mailto:`` addresses without a
   domain are turned back into text.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,18 +49,31 @@ def _default_text(f: dataclasses.Field) -> str:
 
 def _cell(text: str) -> str:
     text = " ".join(str(text).split())
-    return text.replace("|", "\\|") if text else "\u2014"   # an em dash: "-" alone would start a list
+    return text.replace("|", "\\|") if text else "\u2014"  # an em dash: "-" alone would start a list
 
 
 def field_table(cls) -> list[str]:
     """RST lines: a list-table of ``cls``'s dataclass fields with type, default and ``metadata['help']``."""
-    lines = ["", ".. list-table:: Fields", "   :header-rows: 1", "   :widths: 18 16 16 50", "",
-             "   * - field", "     - type", "     - default", "     - meaning"]
+    lines = [
+        "",
+        ".. list-table:: Fields",
+        "   :header-rows: 1",
+        "   :widths: 18 16 16 50",
+        "",
+        "   * - field",
+        "     - type",
+        "     - default",
+        "     - meaning",
+    ]
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
-        lines += [f"   * - ``{f.name}``", f"     - ``{_cell(_type_text(f))}``",
-                  f"     - ``{_cell(_default_text(f))}``", f"     - {_cell(f.metadata.get('help', ''))}"]
+        lines += [
+            f"   * - ``{f.name}``",
+            f"     - ``{_cell(_type_text(f))}``",
+            f"     - ``{_cell(_default_text(f))}``",
+            f"     - {_cell(f.metadata.get('help', ''))}",
+        ]
     return lines + [""]
 
 

@@ -8,6 +8,7 @@ agree with ``_config.yml``).
 
 The badge image is served from the book's own ``_static`` folder, so a page still loads nothing from outside.
 """
+
 from __future__ import annotations
 
 import re
@@ -26,9 +27,11 @@ def colab_url(repository_url: str, branch: str, path_to_book: str, docname: str)
         return None
     m = _GITHUB.match(repository_url.strip())
     if m is None:
-        raise ConfigError(f"_config.yml repository.url: {repository_url!r} is not a GitHub repository address "
-                          "(https://github.com/<org>/<repo>); Colab opens notebooks from GitHub only. "
-                          "Set it to the repository's address, or leave it empty for no Colab badge.")
+        raise ConfigError(
+            f"_config.yml repository.url: {repository_url!r} is not a GitHub repository address "
+            "(https://github.com/<org>/<repo>); Colab opens notebooks from GitHub only. "
+            "Set it to the repository's address, or leave it empty for no Colab badge."
+        )
     prefix = path_to_book.strip("/")
     path = f"{prefix}/{docname}.ipynb" if prefix else f"{docname}.ipynb"
     return f"{COLAB}/{m['org']}/{m['repo']}/blob/{branch or 'main'}/{path}"
@@ -42,17 +45,20 @@ def _badge(app: Sphinx, pagename: str, templatename: str, context: dict, doctree
     if doctree is None or context.get("page_source_suffix") != ".ipynb" or "body" not in context:
         return
     opts = app.config.html_theme_options or {}
-    url = colab_url(opts.get("repository_url", ""), opts.get("repository_branch", "main"),
-                    opts.get("path_to_docs", ""), pagename)
+    url = colab_url(
+        opts.get("repository_url", ""), opts.get("repository_branch", "main"), opts.get("path_to_docs", ""), pagename
+    )
     if url is None:
         return
     img = context["pathto"]("_static/open-in-colab.svg", 1)
-    badge = (f'<p class="colab-badge"><a class="reference external" href="{url}">'
-             f'<img alt="Open in Colab" src="{img}"/></a></p>\n')
+    badge = (
+        f'<p class="colab-badge"><a class="reference external" href="{url}">'
+        f'<img alt="Open in Colab" src="{img}"/></a></p>\n'
+    )
     # after the page's first heading, so the title stays on top
     body = context["body"]
     cut = body.find("</h1>")
-    context["body"] = body[:cut + 5] + badge + body[cut + 5:] if cut >= 0 else badge + body
+    context["body"] = body[: cut + 5] + badge + body[cut + 5 :] if cut >= 0 else badge + body
 
 
 def setup(app: Sphinx) -> dict:

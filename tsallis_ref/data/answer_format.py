@@ -34,11 +34,12 @@ it 1.
 >>> fmt.extract("Let me think.\\n</think>\\n\\n42")
 '42'
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from .verify import extract_answer, reward_exact_match
 
@@ -60,14 +61,18 @@ class AnswerFormat:
 
     def __post_init__(self):
         if not isinstance(self.end_of_rationale, str) or not self.end_of_rationale.strip():
-            raise ValueError(f"answer format: `rollout.end_of_rationale` must be a non-empty marker such as "
-                             f"'</think>' or '\\nAnswer:'; got {self.end_of_rationale!r}")
+            raise ValueError(
+                f"answer format: `rollout.end_of_rationale` must be a non-empty marker such as "
+                f"'</think>' or '\\nAnswer:'; got {self.end_of_rationale!r}"
+            )
         if not isinstance(self.answer_prefix, str):
-            raise ValueError(f"answer format: `rollout.answer_prefix` must be a string (e.g. '\\n\\n' after "
-                             f"</think>, ' ' after 'Answer:'); got {self.answer_prefix!r}")
+            raise ValueError(
+                f"answer format: `rollout.answer_prefix` must be a string (e.g. '\\n\\n' after "
+                f"</think>, ' ' after 'Answer:'); got {self.answer_prefix!r}"
+            )
 
     @classmethod
-    def from_config(cls, rollout) -> "AnswerFormat":
+    def from_config(cls, rollout) -> AnswerFormat:
         """The format of a rollout configuration (``RolloutConfig``, a dict, or anything with the two fields)."""
         if isinstance(rollout, AnswerFormat):
             return rollout
@@ -88,13 +93,19 @@ class AnswerFormat:
     def instruction(self) -> str:
         """The sentence a warm prompt ends its task description with: it asks for exactly this layout."""
         if self.thinking:
-            return ("Think step by step. When you have finished thinking, write only the final answer: no "
-                    "\"Answer:\" label, no explanation.")
+            return (
+                "Think step by step. When you have finished thinking, write only the final answer: no "
+                '"Answer:" label, no explanation.'
+            )
         if "\n" in self.answer_prefix:
-            return (f"Think step by step. Then write \"{self.label}\" on a line of its own and the final answer "
-                    f"on the next line.")
-        return (f"Think step by step. Then give the final answer on the last line in the form "
-                f"\"{self.label}{self.answer_prefix}<answer>\".")
+            return (
+                f'Think step by step. Then write "{self.label}" on a line of its own and the final answer '
+                f"on the next line."
+            )
+        return (
+            f"Think step by step. Then give the final answer on the last line in the form "
+            f'"{self.label}{self.answer_prefix}<answer>".'
+        )
 
     def target(self, answer: str) -> str:
         """The text teacher-forced after the rationale (marker included in z): ``answer_prefix + y*``."""
@@ -121,11 +132,11 @@ class AnswerFormat:
             raise TypeError(f"answer text must be a str, got {type(answer_text).__name__}")
         t = answer_text
         if self.answer_prefix and t.startswith(self.answer_prefix):
-            t = t[len(self.answer_prefix):]
+            t = t[len(self.answer_prefix) :]
         t = t.strip()
         m = _LABEL.match(t)
         if m:
-            t = t[m.end():]
+            t = t[m.end() :]
         b = _BOXED.search(t)
         if b:
             t = b.group(1)

@@ -14,16 +14,24 @@ A program is parsed into a tree first (a tiny recursive-descent parser), then ev
 (unknown op, bad argument, forward ``#n`` reference, division by zero, unknown table row) raises
 :class:`FinQAProgramError` with the step and the reason. :func:`try_execute` returns ``(value, error)``.
 """
+
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Union
 
 __all__ = [
-    "FinQAProgramError", "parse_program", "execute_program", "try_execute", "str_to_num",
-    "table_from_context", "BINARY_OPS", "TABLE_OPS",
+    "FinQAProgramError",
+    "parse_program",
+    "execute_program",
+    "try_execute",
+    "str_to_num",
+    "table_from_context",
+    "BINARY_OPS",
+    "TABLE_OPS",
 ]
 
 Value = Union[float, str]
@@ -49,7 +57,7 @@ def str_to_num(text: str) -> float | None:
     """
     t = text.replace(",", "").replace("$", "").strip()
     if t.startswith("const_"):
-        c = t[len("const_"):]
+        c = t[len("const_") :]
         c = "-1" if c == "m1" else c
         try:
             return float(c)
@@ -94,8 +102,13 @@ def _thousands_comma(s: str, i: int) -> bool:
     Here a comma is part of a number when a digit precedes it and exactly three digits follow it (then no digit),
     so ``add(1,2)`` still reads as two arguments.
     """
-    return (i > 0 and s[i - 1].isdigit() and s[i + 1:i + 4].isdigit() and len(s[i + 1:i + 4]) == 3
-            and not s[i + 4:i + 5].isdigit())
+    return (
+        i > 0
+        and s[i - 1].isdigit()
+        and s[i + 1 : i + 4].isdigit()
+        and len(s[i + 1 : i + 4]) == 3
+        and not s[i + 4 : i + 5].isdigit()
+    )
 
 
 def parse_program(program: str) -> list[Call]:
@@ -122,7 +135,7 @@ def parse_program(program: str) -> list[Call]:
             raise FinQAProgramError(f"expected 'op(' at character {i} of {_show(program)}")
         stack: list[tuple[str, list]] = [(m.group(0).lower(), [])]
         i = start = j + 1
-        after_call = False            # the current argument is a nested call that has just closed
+        after_call = False  # the current argument is a nested call that has just closed
         call = None
         while call is None:
             if i >= n:
@@ -133,8 +146,9 @@ def parse_program(program: str) -> list[Call]:
                 arg = s[start:i].strip()
                 if after_call:
                     if arg:
-                        raise FinQAProgramError(f"expected ',' or ')' after a nested call at character "
-                                                f"{start} of {_show(program)}")
+                        raise FinQAProgramError(
+                            f"expected ',' or ')' after a nested call at character {start} of {_show(program)}"
+                        )
                 elif ch == "," or arg or args:
                     args.append(arg)
                 after_call = False
@@ -152,8 +166,9 @@ def parse_program(program: str) -> list[Call]:
                 if after_call or not _IDENT.fullmatch(name):
                     raise FinQAProgramError(f"unexpected '(' at character {i} of {_show(program)}")
                 if len(stack) >= MAX_DEPTH:
-                    raise FinQAProgramError(f"program nested too deeply to parse (more than {MAX_DEPTH} "
-                                            f"levels): {_show(program, 60)}")
+                    raise FinQAProgramError(
+                        f"program nested too deeply to parse (more than {MAX_DEPTH} levels): {_show(program, 60)}"
+                    )
                 stack.append((name.lower(), []))
                 i = start = i + 1
             else:
@@ -260,8 +275,13 @@ def execute_program(program: str, table: Sequence[Sequence[str]] | None = None, 
         if op == "divide" and b == 0:
             raise FinQAProgramError(f"step {step}: division by zero")
         try:
-            r = {"add": lambda: a + b, "subtract": lambda: a - b, "multiply": lambda: a * b,
-                 "divide": lambda: a / b, "exp": lambda: a ** b}[op]()
+            r = {
+                "add": lambda: a + b,
+                "subtract": lambda: a - b,
+                "multiply": lambda: a * b,
+                "divide": lambda: a / b,
+                "exp": lambda: a**b,
+            }[op]()
         except (OverflowError, ZeroDivisionError) as e:
             raise FinQAProgramError(f"step {step}: {op}({a}, {b}) failed: {e}") from None
         return _finite(r, step, f"{op}({a}, {b})")

@@ -34,6 +34,7 @@ raises mid-way. Boolean fields (MuSiQue ``answerable``, ``is_supporting``) are r
 "true"/"false" or 0/1, anything else is malformed. A malformed *file* (a directory or missing path, not UTF-8 text,
 unreadable Parquet, bad JSON, wrong top-level type, a required field missing from every record) raises :class:`DataFormatError` naming the file, the record and the field.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,13 +42,24 @@ import logging
 import math
 import numbers
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 __all__ = [
-    "DataFormatError", "LoadReport", "Problem", "features", "DATASETS", "load_benchmark",
-    "read_records", "detect_dataset", "linearise_paragraphs", "convert_record", "record_metadata", "records_to_dataset",
+    "DataFormatError",
+    "LoadReport",
+    "Problem",
+    "features",
+    "DATASETS",
+    "load_benchmark",
+    "read_records",
+    "detect_dataset",
+    "linearise_paragraphs",
+    "convert_record",
+    "record_metadata",
+    "records_to_dataset",
     "default_data_dir",
 ]
 
@@ -60,17 +72,19 @@ def features():
     """The uniform schema as ``datasets.Features``."""
     import datasets
 
-    return datasets.Features({
-        "id": datasets.Value("string"),
-        "dataset": datasets.Value("string"),
-        "question": datasets.Value("string"),
-        "context": datasets.Value("string"),
-        "paragraphs": [{"title": datasets.Value("string"), "text": datasets.Value("string")}],
-        "supporting": [datasets.Value("int32")],
-        "answer": datasets.Value("string"),
-        "aliases": [datasets.Value("string")],
-        "metadata": datasets.Value("string"),
-    })
+    return datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "dataset": datasets.Value("string"),
+            "question": datasets.Value("string"),
+            "context": datasets.Value("string"),
+            "paragraphs": [{"title": datasets.Value("string"), "text": datasets.Value("string")}],
+            "supporting": [datasets.Value("int32")],
+            "answer": datasets.Value("string"),
+            "aliases": [datasets.Value("string")],
+            "metadata": datasets.Value("string"),
+        }
+    )
 
 
 class DataFormatError(ValueError):
@@ -102,8 +116,10 @@ class LoadReport:
     problems: list[Problem] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"{self.dataset} from {self.source}: read {self.n_read}, loaded {self.n_loaded}, "
-                f"malformed {self.n_malformed}, unanswerable {self.n_unanswerable}")
+        return (
+            f"{self.dataset} from {self.source}: read {self.n_read}, loaded {self.n_loaded}, "
+            f"malformed {self.n_malformed}, unanswerable {self.n_unanswerable}"
+        )
 
     def __str__(self) -> str:
         lines = [self.summary()] + [f"  - {p}" for p in self.problems[:20]]
@@ -112,9 +128,15 @@ class LoadReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"dataset": self.dataset, "source": self.source, "n_read": self.n_read,
-                "n_loaded": self.n_loaded, "n_malformed": self.n_malformed,
-                "n_unanswerable": self.n_unanswerable, "problems": [vars(p) for p in self.problems]}
+        return {
+            "dataset": self.dataset,
+            "source": self.source,
+            "n_read": self.n_read,
+            "n_loaded": self.n_loaded,
+            "n_malformed": self.n_malformed,
+            "n_unanswerable": self.n_unanswerable,
+            "problems": [vars(p) for p in self.problems],
+        }
 
 
 class _Skip(Exception):
@@ -135,13 +157,16 @@ def _read_parquet(p: Path) -> list[Any]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise DataFormatError(f"{p}: a Parquet file needs the pyarrow package (pip install pyarrow), which is "
-                              "not installed; or convert the file to JSON lines") from None
+        raise DataFormatError(
+            f"{p}: a Parquet file needs the pyarrow package (pip install pyarrow), which is "
+            "not installed; or convert the file to JSON lines"
+        ) from None
     try:
         return pq.read_table(p).to_pylist()
     except Exception as e:  # a truncated or foreign file: pyarrow's own error, with the file named
-        raise DataFormatError(f"{p}: not a readable Parquet file ({type(e).__name__}: {e}); pass "
-                              f"{_FORMATS_HINT}") from None
+        raise DataFormatError(
+            f"{p}: not a readable Parquet file ({type(e).__name__}: {e}); pass {_FORMATS_HINT}"
+        ) from None
 
 
 def read_records(path: str | os.PathLike) -> list[Any]:
@@ -154,8 +179,10 @@ def read_records(path: str | os.PathLike) -> list[Any]:
     p = Path(path)
     if p.is_dir():
         inside = sorted(str(c.name) for c in p.iterdir() if c.suffix in JSON_SUFFIXES + PARQUET_SUFFIXES)[:5]
-        raise DataFormatError(f"{p}: is a directory, not a file; pass one file in it"
-                              + (f" (e.g. {', '.join(inside)})" if inside else f" ({_FORMATS_HINT})"))
+        raise DataFormatError(
+            f"{p}: is a directory, not a file; pass one file in it"
+            + (f" (e.g. {', '.join(inside)})" if inside else f" ({_FORMATS_HINT})")
+        )
     if not p.is_file():
         raise DataFormatError(f"{p}: no such file (pass {_FORMATS_HINT}, a datasets.Dataset or a hub name)")
     raw = p.read_bytes()
@@ -164,16 +191,16 @@ def read_records(path: str | os.PathLike) -> list[Any]:
     try:
         text = raw.decode("utf-8-sig")  # a UTF-8 byte order mark (Windows exports) is not part of the JSON
     except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
+        line = raw[: e.start].count(b"\n") + 1
         raise DataFormatError(
             f"{p}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}, line {line}); JSON must be "
-            f"UTF-8: re-encode the file (e.g. `iconv -f latin1 -t utf-8`), or pass {_FORMATS_HINT}") from None
+            f"UTF-8: re-encode the file (e.g. `iconv -f latin1 -t utf-8`), or pass {_FORMATS_HINT}"
+        ) from None
     stripped = text.lstrip()
     if not stripped:
         raise DataFormatError(f"{p}: the file is empty")
     if stripped[0] not in "[{":
-        raise DataFormatError(f"{p}: does not start like JSON (first character {stripped[0]!r}); pass "
-                              f"{_FORMATS_HINT}")
+        raise DataFormatError(f"{p}: does not start like JSON (first character {stripped[0]!r}); pass {_FORMATS_HINT}")
     if stripped[0] == "[":
         try:
             data = json.loads(text)
@@ -188,7 +215,8 @@ def read_records(path: str | os.PathLike) -> list[Any]:
         if isinstance(data, dict):
             raise DataFormatError(
                 f"{p}: top level is a JSON object with keys {sorted(data)[:8]}; expected a list of records "
-                "(a JSON list) or one record per line (JSONL)")
+                "(a JSON list) or one record per line (JSONL)"
+            )
     out = []
     for i, line in enumerate(text.splitlines()):
         if not line.strip():
@@ -196,8 +224,9 @@ def read_records(path: str | os.PathLike) -> list[Any]:
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError as e:
-            raise DataFormatError(f"{p}: invalid JSON on line {i + 1} (record {len(out)}), column {e.colno}: "
-                                  f"{e.msg}") from None
+            raise DataFormatError(
+                f"{p}: invalid JSON on line {i + 1} (record {len(out)}), column {e.colno}: {e.msg}"
+            ) from None
     return out
 
 
@@ -310,8 +339,15 @@ def _finqa_gold(exe, annotated, exe_field: str, ans_field: str) -> tuple[str, li
     ann = "" if annotated is None else str(annotated).strip()
     if exe is not None and str(exe).strip():
         answer = _render_exe(exe)
-        same = ann and ann != answer and (finqa_numeric_match(ann, answer, percent_scale=False)
-                                          if answer not in ("yes", "no") else ann.lower() == answer)
+        same = (
+            ann
+            and ann != answer
+            and (
+                finqa_numeric_match(ann, answer, percent_scale=False)
+                if answer not in ("yes", "no")
+                else ann.lower() == answer
+            )
+        )
         return answer, [ann] if same else []
     if ann:
         return ann, []
@@ -379,13 +415,20 @@ def _convert_finqa(rec: dict) -> dict:
         paragraphs, text_pos, table_pos = _finqa_paragraphs(pre, post, table)
         gold_inds = qa.get("gold_inds") or {}
         if not isinstance(gold_inds, dict):
-            raise _Skip("qa.gold_inds", f"expected a dict {{'text_i' | 'table_i': sentence}}, got "
-                                        f"{type(gold_inds).__name__}")
+            raise _Skip(
+                "qa.gold_inds", f"expected a dict {{'text_i' | 'table_i': sentence}}, got {type(gold_inds).__name__}"
+            )
         sup = _gold_inds_support(gold_inds, text_pos, table_pos)
         context = linearise_paragraphs(paragraphs, "finqa")
-        meta = {"format": "finqa_original", "program": program, "gold_value": exe,
-                "annotated_answer": qa.get("answer"), "table": table, "filename": rec.get("filename"),
-                "gold_inds": gold_inds}
+        meta = {
+            "format": "finqa_original",
+            "program": program,
+            "gold_value": exe,
+            "annotated_answer": qa.get("answer"),
+            "table": table,
+            "filename": rec.get("filename"),
+            "gold_inds": gold_inds,
+        }
     elif isinstance(rec.get("context"), str) or not any(k in rec for k in ("pre_text", "post_text", "table")):
         # processed
         rid = _req(rec, "id")
@@ -419,19 +462,28 @@ def _convert_finqa(rec: dict) -> dict:
             paragraphs.append({"title": "table", "text": "\n".join(cur_table)})
         ev = rec.get("evidence_indices") or {}
         if not isinstance(ev, dict):
-            raise _Skip("evidence_indices", f"expected a dict {{'text_i' | 'table_i': sentence}}, got "
-                                            f"{type(ev).__name__}")
+            raise _Skip(
+                "evidence_indices", f"expected a dict {{'text_i' | 'table_i': sentence}}, got {type(ev).__name__}"
+            )
         ev_texts = {_ws(v) for k, v in ev.items() if str(k).startswith("text")}
         sup = {i for i, p in enumerate(paragraphs) if p["title"] == "" and _ws(p["text"]) in ev_texts}
         if any(str(k).startswith("table") for k in ev):
             sup |= {i for i, p in enumerate(paragraphs) if p["title"] == "table"}
         context = linearise_paragraphs(paragraphs, "finqa")
         gv = rec.get("gold_value")
-        aliases = [a for a in dict.fromkeys([released, str(rec.get("target_answer") or "").strip()])
-                   if a and a != answer]
-        meta = {"format": "finqa_processed", "program": program, "gold_value": gv, "released_answer": released,
-                "formula_value": rec.get("formula_value"), "target_answer": rec.get("target_answer"),
-                "scale_relation": rec.get("scale_relation"), "evidence_indices": ev}
+        aliases = [
+            a for a in dict.fromkeys([released, str(rec.get("target_answer") or "").strip()]) if a and a != answer
+        ]
+        meta = {
+            "format": "finqa_processed",
+            "program": program,
+            "gold_value": gv,
+            "released_answer": released,
+            "formula_value": rec.get("formula_value"),
+            "target_answer": rec.get("target_answer"),
+            "scale_relation": rec.get("scale_relation"),
+            "evidence_indices": ev,
+        }
     else:  # the Hub's flat copies: ibm-research/finqa, dreamerdeo/finqa
         rid = _req(rec, "id")
         question = _req(rec, "question")
@@ -452,11 +504,25 @@ def _convert_finqa(rec: dict) -> dict:
         else:
             raise _Skip("gold_inds", f"expected a list of evidence sentences, got {type(gold).__name__}")
         context = linearise_paragraphs(paragraphs, "finqa")
-        meta = {"format": "finqa_hub", "program": program, "gold_value": exe, "annotated_answer": rec.get(ans_field),
-                "table": table, "gold_inds": gold}
-    return {"id": str(rid), "dataset": "finqa", "question": question, "context": context,
-            "paragraphs": paragraphs, "supporting": sorted(sup), "answer": answer, "aliases": aliases,
-            "metadata": meta}
+        meta = {
+            "format": "finqa_hub",
+            "program": program,
+            "gold_value": exe,
+            "annotated_answer": rec.get(ans_field),
+            "table": table,
+            "gold_inds": gold,
+        }
+    return {
+        "id": str(rid),
+        "dataset": "finqa",
+        "question": question,
+        "context": context,
+        "paragraphs": paragraphs,
+        "supporting": sorted(sup),
+        "answer": answer,
+        "aliases": aliases,
+        "metadata": meta,
+    }
 
 
 # --------------------------------------------------------------------------------------------- HotpotQA
@@ -484,12 +550,13 @@ def _convert_hotpotqa(rec: dict) -> dict:
     paragraphs = [{"title": str(t), "text": "".join(str(s) for s in ss).strip()} for t, ss in pairs]
     sf = rec.get("supporting_facts")
     if sf is None:
-        facts = []                       # the test split has none
+        facts = []  # the test split has none
     elif isinstance(sf, dict):
         titles, sids = sf.get("title"), sf.get("sent_id")
         if not isinstance(titles, list) or not isinstance(sids, list) or len(titles) != len(sids):
-            raise _Skip("supporting_facts", "columnar supporting facts need lists 'title' and 'sent_id' of "
-                                            "equal length")
+            raise _Skip(
+                "supporting_facts", "columnar supporting facts need lists 'title' and 'sent_id' of equal length"
+            )
         facts = list(zip(titles, sids))
     elif isinstance(sf, list):
         facts = []
@@ -498,8 +565,10 @@ def _convert_hotpotqa(rec: dict) -> dict:
                 raise _Skip(f"supporting_facts[{j}]", f"expected a [title, sentence index] pair, got {f!r}")
             facts.append((f[0], f[1]))
     else:
-        raise _Skip("supporting_facts", f"expected a list of [title, sentence index] pairs or a "
-                                        f"{{title, sent_id}} dict, got {type(sf).__name__}")
+        raise _Skip(
+            "supporting_facts",
+            f"expected a list of [title, sentence index] pairs or a {{title, sent_id}} dict, got {type(sf).__name__}",
+        )
     for j, (title, sid) in enumerate(facts):
         if not isinstance(title, str):
             raise _Skip(f"supporting_facts[{j}]", f"title {title!r} is not a string")
@@ -512,11 +581,23 @@ def _convert_hotpotqa(rec: dict) -> dict:
         raise _Skip("answer", "no gold answer (test split?)", unanswerable=True)
     if not isinstance(ans, str):
         raise _Skip("answer", f"expected str, got {type(ans).__name__}")
-    meta = {"format": "hotpotqa_columnar" if isinstance(ctx, dict) else "hotpotqa_original",
-            "type": rec.get("type"), "level": rec.get("level"),
-            "supporting_facts": [[str(t), int(s)] for t, s in facts]}
-    return {"id": str(rid), "dataset": "hotpotqa", "question": question, "context": _linearise(paragraphs),
-            "paragraphs": paragraphs, "supporting": sup, "answer": ans.strip(), "aliases": [], "metadata": meta}
+    meta = {
+        "format": "hotpotqa_columnar" if isinstance(ctx, dict) else "hotpotqa_original",
+        "type": rec.get("type"),
+        "level": rec.get("level"),
+        "supporting_facts": [[str(t), int(s)] for t, s in facts],
+    }
+    return {
+        "id": str(rid),
+        "dataset": "hotpotqa",
+        "question": question,
+        "context": _linearise(paragraphs),
+        "paragraphs": paragraphs,
+        "supporting": sup,
+        "answer": ans.strip(),
+        "aliases": [],
+        "metadata": meta,
+    }
 
 
 # --------------------------------------------------------------------------------------------- MuSiQue
@@ -538,16 +619,28 @@ def _convert_musique(rec: dict, keep_unanswerable: bool = False) -> dict:
         idx = p.get("idx", j)
         if isinstance(idx, bool) or not isinstance(idx, numbers.Integral):
             raise _Skip(f"paragraphs[{j}].idx", f"expected an int, got {idx!r}")
-        _bool(p.get("is_supporting"), f"paragraphs[{j}].is_supporting", default=False)   # malformed if not a boolean
+        _bool(p.get("is_supporting"), f"paragraphs[{j}].is_supporting", default=False)  # malformed if not a boolean
         items.append((idx, p))
     items.sort(key=lambda t: t[0])
     paragraphs = [{"title": str(p.get("title", "")), "text": p["paragraph_text"].strip()} for _, p in items]
     sup = [i for i, (_, p) in enumerate(items) if _bool(p.get("is_supporting"), "is_supporting", default=False)]
-    meta = {"format": "musique", "answerable": not unanswerable,
-            "hops": str(rid).split("__")[0], "question_decomposition": rec.get("question_decomposition")}
-    return {"id": str(rid), "dataset": "musique", "question": question, "context": _linearise(paragraphs),
-            "paragraphs": paragraphs, "supporting": sup, "answer": ans.strip(),
-            "aliases": [a for a in aliases if a.strip()], "metadata": meta}
+    meta = {
+        "format": "musique",
+        "answerable": not unanswerable,
+        "hops": str(rid).split("__")[0],
+        "question_decomposition": rec.get("question_decomposition"),
+    }
+    return {
+        "id": str(rid),
+        "dataset": "musique",
+        "question": question,
+        "context": _linearise(paragraphs),
+        "paragraphs": paragraphs,
+        "supporting": sup,
+        "answer": ans.strip(),
+        "aliases": [a for a in aliases if a.strip()],
+        "metadata": meta,
+    }
 
 
 _CONVERTERS = {"finqa": _convert_finqa, "hotpotqa": _convert_hotpotqa, "musique": _convert_musique}
@@ -575,8 +668,14 @@ def _check_dataset(dataset: str) -> str:
     return d
 
 
-def records_to_dataset(records: Iterable[Any], dataset: str | None = None, *, source: str = "<records>",
-                       strict: bool = False, keep_unanswerable: bool = False):
+def records_to_dataset(
+    records: Iterable[Any],
+    dataset: str | None = None,
+    *,
+    source: str = "<records>",
+    strict: bool = False,
+    keep_unanswerable: bool = False,
+):
     """Convert raw records into the uniform ``datasets.Dataset``; returns ``(dataset, LoadReport)``.
 
     ``strict=True`` raises :class:`DataFormatError` at the first record that would not be loaded, instead of
@@ -592,9 +691,11 @@ def records_to_dataset(records: Iterable[Any], dataset: str | None = None, *, so
     if dataset is None:
         kinds = {detect_dataset(r) for r in records[:50]} - {None}
         if len(kinds) != 1:
-            raise DataFormatError(f"{source}: cannot tell the benchmark from the record keys "
-                                  f"(record 0 keys: {sorted(records[0])[:10] if isinstance(records[0], dict) else type(records[0]).__name__}); "
-                                  f"pass dataset= one of {DATASETS}")
+            raise DataFormatError(
+                f"{source}: cannot tell the benchmark from the record keys "
+                f"(record 0 keys: {sorted(records[0])[:10] if isinstance(records[0], dict) else type(records[0]).__name__}); "
+                f"pass dataset= one of {DATASETS}"
+            )
         dataset = kinds.pop()
     dataset = _check_dataset(dataset)
     # a required field missing from every record means the wrong file or format, not bad records
@@ -605,13 +706,17 @@ def records_to_dataset(records: Iterable[Any], dataset: str | None = None, *, so
         if dataset == "finqa" and key == "id":
             continue
         if all(key not in r for r in dicts):
-            raise DataFormatError(f"{source}: record 0 (and every other) has no field {key!r}; "
-                                  f"is this a {dataset} file? record 0 keys: {sorted(dicts[0])[:12]}")
+            raise DataFormatError(
+                f"{source}: record 0 (and every other) has no field {key!r}; "
+                f"is this a {dataset} file? record 0 keys: {sorted(dicts[0])[:12]}"
+            )
     if dataset == "hotpotqa" and all(("_id" not in r and "id" not in r) for r in dicts):
         raise DataFormatError(f"{source}: record 0 (and every other) has no field '_id' or 'id'")
     if dataset == "finqa" and all(("qa" not in r and "question" not in r) for r in dicts):
-        raise DataFormatError(f"{source}: record 0 (and every other) has neither 'qa' (original FinQA) nor "
-                              f"'question' (processed FinQA); record 0 keys: {sorted(dicts[0])[:12]}")
+        raise DataFormatError(
+            f"{source}: record 0 (and every other) has neither 'qa' (original FinQA) nor "
+            f"'question' (processed FinQA); record 0 keys: {sorted(dicts[0])[:12]}"
+        )
     report = LoadReport(dataset=dataset, source=source)
     rows = []
     conv = _CONVERTERS[dataset]
@@ -647,8 +752,11 @@ def records_to_dataset(records: Iterable[Any], dataset: str | None = None, *, so
         log.warning("%s", report.summary())
     else:
         log.info("%s", report.summary())
-    ds = datasets.Dataset.from_list(rows, features=features()) if rows else \
-        datasets.Dataset.from_dict({k: [] for k in features()}, features=features())
+    ds = (
+        datasets.Dataset.from_list(rows, features=features())
+        if rows
+        else datasets.Dataset.from_dict({k: [] for k in features()}, features=features())
+    )
     return ds, report
 
 
@@ -659,13 +767,24 @@ def _is_local_path(source) -> bool:
         return True
     if not isinstance(source, str):
         return False
-    return (Path(source).exists() or source.lower().endswith(JSON_SUFFIXES + PARQUET_SUFFIXES)
-            or source.startswith(("/", "./", "../", "~")))
+    return (
+        Path(source).exists()
+        or source.lower().endswith(JSON_SUFFIXES + PARQUET_SUFFIXES)
+        or source.startswith(("/", "./", "../", "~"))
+    )
 
 
-def load_benchmark(source, dataset: str | None = None, *, split: str = "train", name: str | None = None,
-                   limit: int | None = None, strict: bool = False, keep_unanswerable: bool = False,
-                   **load_dataset_kwargs):
+def load_benchmark(
+    source,
+    dataset: str | None = None,
+    *,
+    split: str = "train",
+    name: str | None = None,
+    limit: int | None = None,
+    strict: bool = False,
+    keep_unanswerable: bool = False,
+    **load_dataset_kwargs,
+):
     """Load FinQA / HotpotQA / MuSiQue into the uniform schema; returns ``(datasets.Dataset, LoadReport)``.
 
     ``source`` is a local ``.json``/``.jsonl``/``.parquet`` path (:func:`read_records`), a ``datasets.Dataset`` (e.g. the Hub copy loaded
@@ -692,16 +811,22 @@ def load_benchmark(source, dataset: str | None = None, *, split: str = "train", 
         try:
             hub = datasets.load_dataset(source, name, split=split, **load_dataset_kwargs)
         except Exception as e:  # network / not found: say what to do instead
-            raise DataFormatError(f"{source}: not a local file and datasets.load_dataset({source!r}, {name!r}, "
-                                  f"split={split!r}) failed ({type(e).__name__}: {e}); pass a local path "
-                                  f"such as ../shared/data/...") from e
+            raise DataFormatError(
+                f"{source}: not a local file and datasets.load_dataset({source!r}, {name!r}, "
+                f"split={split!r}) failed ({type(e).__name__}: {e}); pass a local path "
+                f"such as ../shared/data/..."
+            ) from e
         records, src = hub, f"hub:{source}/{name or ''}[{split}]"
     else:
-        raise TypeError(f"source must be a path, a datasets.Dataset, a list of dicts or a hub name, "
-                        f"got {type(source).__name__}")
+        raise TypeError(
+            f"source must be a path, a datasets.Dataset, a list of dicts or a hub name, got {type(source).__name__}"
+        )
     if limit is not None:
-        records = records.select(range(min(limit, len(records)))) if isinstance(records, datasets.Dataset) \
+        records = (
+            records.select(range(min(limit, len(records))))
+            if isinstance(records, datasets.Dataset)
             else records[:limit]
+        )
     return records_to_dataset(records, dataset, source=src, strict=strict, keep_unanswerable=keep_unanswerable)
 
 

@@ -9,9 +9,10 @@
   the k samples** (sample order is the generation order, so the rule is deterministic and reproducible).
   The elected answer (its first raw occurrence) is then judged by the same correctness rule as the samples.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from .verify import normalize_answer
 
@@ -55,8 +56,12 @@ def majority_vote(answers: Sequence[str], key: Callable[[str], str] = normalize_
     return answers[first[best]]
 
 
-def maj_at_k(answers: Sequence[str], is_correct: Callable[[str], bool], k: int | None = None,
-             key: Callable[[str], str] = normalize_answer) -> float:
+def maj_at_k(
+    answers: Sequence[str],
+    is_correct: Callable[[str], bool],
+    k: int | None = None,
+    key: Callable[[str], str] = normalize_answer,
+) -> float:
     """1.0 when the majority answer over the first k samples is correct (0.0 when nothing was extracted)."""
     k = len(answers) if k is None else k
     if not 1 <= k <= len(answers):

@@ -16,37 +16,54 @@ Context truncation (:func:`truncate_paragraphs`) keeps the supporting paragraphs
 adds the others in their original order while they fit, and writes the kept ones in their original order.
 Token counts come from a tokenizer when given, otherwise from a whitespace split.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from .answer_format import DEFAULT_ANSWER_FORMAT, AnswerFormat
 from .loaders import linearise_paragraphs
 
 __all__ = [
-    "WARM_TEMPLATES", "COLD_TEMPLATE", "warm_template", "ANSWER_FORMATS", "make_counter", "truncate_paragraphs",
-    "build_prompt", "to_training_examples",
+    "WARM_TEMPLATES",
+    "COLD_TEMPLATE",
+    "warm_template",
+    "ANSWER_FORMATS",
+    "make_counter",
+    "truncate_paragraphs",
+    "build_prompt",
+    "to_training_examples",
 ]
 
 #: answer-format instructions of the warm prompts (the gold answers are written in these formats)
 ANSWER_FORMATS = {
-    "finqa": ("Write only the number: no units, no currency sign, no thousands separators. Write a percentage "
-              "as a decimal fraction (0.2345 for 23.45%) and round to at most five decimal places. "
-              "For a yes/no question write yes or no."),
-    "hotpotqa": ("Write only the short answer: the entity, date, number or phrase that answers the question, "
-                 "or yes or no."),
+    "finqa": (
+        "Write only the number: no units, no currency sign, no thousands separators. Write a percentage "
+        "as a decimal fraction (0.2345 for 23.45%) and round to at most five decimal places. "
+        "For a yes/no question write yes or no."
+    ),
+    "hotpotqa": (
+        "Write only the short answer: the entity, date, number or phrase that answers the question, or yes or no."
+    ),
     "musique": "Write only the short answer: the entity, date, number or phrase that answers the question.",
 }
 
 _TASKS = {
-    "finqa": ("You are a financial analyst. Below is an excerpt of a company's financial report (text and a "
-              "table with cells separated by \" | \") and a question that needs a numerical computation over it."),
-    "hotpotqa": ("Answer a multi-hop question using the Wikipedia paragraphs below. The answer needs facts from "
-                 "more than one paragraph; some paragraphs are distractors."),
-    "musique": ("Answer a multi-hop question using the Wikipedia paragraphs below. The question is a chain of "
-                "2 to 4 single-hop questions, each answered by one paragraph; most paragraphs are distractors."),
+    "finqa": (
+        "You are a financial analyst. Below is an excerpt of a company's financial report (text and a "
+        'table with cells separated by " | ") and a question that needs a numerical computation over it.'
+    ),
+    "hotpotqa": (
+        "Answer a multi-hop question using the Wikipedia paragraphs below. The answer needs facts from "
+        "more than one paragraph; some paragraphs are distractors."
+    ),
+    "musique": (
+        "Answer a multi-hop question using the Wikipedia paragraphs below. The question is a chain of "
+        "2 to 4 single-hop questions, each answered by one paragraph; most paragraphs are distractors."
+    ),
 }
+
 
 def warm_template(dataset: str, answer_format: AnswerFormat | None = None) -> str:
     """The warm-start template of ``dataset`` for ``answer_format`` (fields context and question): the task
@@ -55,8 +72,10 @@ def warm_template(dataset: str, answer_format: AnswerFormat | None = None) -> st
     if dataset not in _TASKS:
         raise ValueError(f"unknown dataset {dataset!r}: one of {sorted(_TASKS)}")
     fmt = DEFAULT_ANSWER_FORMAT if answer_format is None else AnswerFormat.from_config(answer_format)
-    return (f"{_TASKS[dataset]}\n\n{{context}}\n\nQuestion: {{question}}\n\n"
-            f"{fmt.instruction().replace('{', '{{').replace('}', '}}')} {ANSWER_FORMATS[dataset]}")
+    return (
+        f"{_TASKS[dataset]}\n\n{{context}}\n\nQuestion: {{question}}\n\n"
+        f"{fmt.instruction().replace('{', '{{').replace('}', '}}')} {ANSWER_FORMATS[dataset]}"
+    )
 
 
 #: Warm-start templates for the default answer format (a last line ``Answer: <answer>``), exactly as used by a
@@ -71,6 +90,7 @@ COLD_TEMPLATE = "{context}\n\n{question}"
 def make_counter(tokenizer=None) -> tuple[Callable[[str], int], Callable[[str, int], str]]:
     """``(count, cut)``: token count of a text and its first n tokens, from ``tokenizer`` or white space."""
     if tokenizer is None:
+
         def count(t: str) -> int:
             return len(t.split())
 
@@ -79,20 +99,23 @@ def make_counter(tokenizer=None) -> tuple[Callable[[str], int], Callable[[str, i
             words = list(re.finditer(r"\S+", t))
             if n <= 0 or not words:
                 return ""
-            return t[words[0].start():words[min(n, len(words)) - 1].end()]
+            return t[words[0].start() : words[min(n, len(words)) - 1].end()]
+
         return count, cut
 
     def count(t: str) -> int:
         return len(tokenizer(t, add_special_tokens=False)["input_ids"])
 
     def cut(t: str, n: int) -> str:
-        ids = tokenizer(t, add_special_tokens=False)["input_ids"][:max(n, 0)]
+        ids = tokenizer(t, add_special_tokens=False)["input_ids"][: max(n, 0)]
         return tokenizer.decode(ids)
+
     return count, cut
 
 
-def truncate_paragraphs(paragraphs: Sequence[dict], supporting: Sequence[int], budget: int | None,
-                        dataset: str, tokenizer=None) -> tuple[str, dict]:
+def truncate_paragraphs(
+    paragraphs: Sequence[dict], supporting: Sequence[int], budget: int | None, dataset: str, tokenizer=None
+) -> tuple[str, dict]:
     """Linearised context of at most ``budget`` tokens that keeps the supporting paragraphs.
 
     Order of preference: supporting paragraphs (in order), then the others in their original order, each
@@ -150,8 +173,14 @@ def truncate_paragraphs(paragraphs: Sequence[dict], supporting: Sequence[int], b
     return text, {"kept": sorted(kept), "cut": cut_idx, "n_tokens": count(text), "truncated": True}
 
 
-def build_prompt(row: dict, mode: str = "warm", *, context_budget: int | None = None, tokenizer=None,
-                 answer_format: AnswerFormat | None = None) -> tuple[str, dict]:
+def build_prompt(
+    row: dict,
+    mode: str = "warm",
+    *,
+    context_budget: int | None = None,
+    tokenizer=None,
+    answer_format: AnswerFormat | None = None,
+) -> tuple[str, dict]:
     """The prompt for one uniform record (``mode`` "warm" or "cold"); returns ``(prompt, truncation_info)``.
 
     A warm prompt asks for ``answer_format`` (:class:`~tsallis_ref.data.answer_format.AnswerFormat`, or a rollout
@@ -167,8 +196,15 @@ def build_prompt(row: dict, mode: str = "warm", *, context_budget: int | None = 
     return tpl.format(context=ctx, question=row["question"].strip()), info
 
 
-def to_training_examples(ds, mode: str = "warm", *, context_budget: int | None = None, tokenizer=None,
-                         limit: int | None = None, answer_format: AnswerFormat | None = None) -> list[dict]:
+def to_training_examples(
+    ds,
+    mode: str = "warm",
+    *,
+    context_budget: int | None = None,
+    tokenizer=None,
+    limit: int | None = None,
+    answer_format: AnswerFormat | None = None,
+) -> list[dict]:
     """The trainer contract: ``[{id, prompt, answer, aliases}]`` from a uniform ``datasets.Dataset`` (or rows).
 
     ``answer`` is the gold output y*; ``aliases`` the other accepted strings (MuSiQue aliases, FinQA's other
@@ -180,7 +216,8 @@ def to_training_examples(ds, mode: str = "warm", *, context_budget: int | None =
     for j, row in enumerate(ds):
         if limit is not None and j >= limit:
             break
-        prompt, _ = build_prompt(row, mode, context_budget=context_budget, tokenizer=tokenizer,
-                                 answer_format=answer_format)
+        prompt, _ = build_prompt(
+            row, mode, context_budget=context_budget, tokenizer=tokenizer, answer_format=answer_format
+        )
         out.append({"id": row["id"], "prompt": prompt, "answer": row["answer"], "aliases": list(row["aliases"] or [])})
     return out

@@ -23,18 +23,30 @@ Normalisation for the reward and the relaxed match is :func:`normalize_answer`: 
 numbers keep their sign, decimal point and percent sign (SQuAD's would turn "-0.05" into "005"), and thousands
 separators are dropped ("1,234" -> "1234").
 """
+
 from __future__ import annotations
 
 import math
 import re
 import string
 from collections import Counter
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 __all__ = [
-    "extract_answer", "squad_normalize", "normalize_answer", "exact_match", "reward_exact_match",
-    "relaxed_match", "squad_em", "squad_f1", "musique_f1", "hotpot_f1", "max_over_aliases", "parse_number",
-    "finqa_numeric_match", "END_OF_RATIONALE_MARKERS",
+    "extract_answer",
+    "squad_normalize",
+    "normalize_answer",
+    "exact_match",
+    "reward_exact_match",
+    "relaxed_match",
+    "squad_em",
+    "squad_f1",
+    "musique_f1",
+    "hotpot_f1",
+    "max_over_aliases",
+    "parse_number",
+    "finqa_numeric_match",
+    "END_OF_RATIONALE_MARKERS",
 ]
 
 #: markers after which the final answer starts, tried in this order (last occurrence wins)
@@ -59,11 +71,11 @@ def extract_answer(generation: str, markers: Sequence[str] = END_OF_RATIONALE_MA
     low = text.lower()
     j = low.rfind("answer:")
     if j >= 0:
-        text = text[j + len("answer:"):]
+        text = text[j + len("answer:") :]
     else:
         ms = list(_ANSWER_IS.finditer(text))
         if ms:
-            text = text[ms[-1].end():]
+            text = text[ms[-1].end() :]
     m = re.search(r"\\boxed\{([^{}]*)\}", text)
     if m:
         text = m.group(1)
@@ -173,8 +185,10 @@ def max_over_aliases(fn, pred: str, gold: str, aliases: Iterable[str] | None = N
     return max((fn(pred, g) for g in gs), default=0.0)
 
 
-_NUM = re.compile(r"(?<![\w.])[-−]?\$?\s?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?\s?%?"
-                  r"|(?<![\w.])[-−]?\.\d+(?:[eE][-+]?\d+)?\s?%?")
+_NUM = re.compile(
+    r"(?<![\w.])[-−]?\$?\s?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?\s?%?"
+    r"|(?<![\w.])[-−]?\.\d+(?:[eE][-+]?\d+)?\s?%?"
+)
 
 
 _N = r"\d[\d,]*(?:\.\d+)?"
@@ -220,8 +234,9 @@ def _sig_digits(v: float, dec: int) -> int:
     return len(digits)
 
 
-def finqa_numeric_match(pred: str, gold, *, rel_tol: float = 0.0, abs_tol: float = 5e-6,
-                        percent_scale: bool = True, min_sig_digits: int = 2) -> bool:
+def finqa_numeric_match(
+    pred: str, gold, *, rel_tol: float = 0.0, abs_tol: float = 5e-6, percent_scale: bool = True, min_sig_digits: int = 2
+) -> bool:
     """FinQA execution accuracy for one answer.
 
     ``gold`` is a number (``exe_ans``) or a string ("17%", "0.17043", "yes"). A yes/no gold is compared

@@ -13,12 +13,13 @@ It needs the ``book`` extra (pandas for its tables; matplotlib for :mod:`tsallis
 
 Every public name is also available here (``from tsallis_ref import experiments as X; X.run_method(...)``).
 """
-from .runs import *  # noqa: F401,F403
-from .runs import __all__ as _runs_all
+
+from . import miniature_records  # noqa: F401  (used as X.miniature_records.<name>)
 from .paper import *  # noqa: F401,F403
 from .paper import __all__ as _paper_all
 from .records import *  # noqa: F401,F403
 from .records import __all__ as _records_all
-from . import miniature_records  # noqa: F401  (used as X.miniature_records.<name>)
+from .runs import *  # noqa: F401,F403
+from .runs import __all__ as _runs_all
 
 __all__ = [*_runs_all, *_paper_all, *_records_all, "miniature_records"]

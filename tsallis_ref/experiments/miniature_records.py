@@ -11,6 +11,7 @@ outcome is ``tsallis_ref.miniature.run_outcome`` (escaped; escaped, then collaps
 * :func:`fit_escape_constant`: the one free constant of Theorem 5.2's ``T_q(p0)`` (Eq. 15) that matches a set of
   measured escape steps, fitted in log space.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,10 @@ def load_records(paths: Iterable[str | os.PathLike]) -> list[dict]:
     recs = []
     for path in paths:
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"record {os.fspath(path)!r} not found: run the command in the chapter's "
-                                    "'recorded by' line, or point the parameter at an existing record")
+            raise FileNotFoundError(
+                f"record {os.fspath(path)!r} not found: run the command in the chapter's "
+                "'recorded by' line, or point the parameter at an existing record"
+            )
         with open(path) as f:
             recs.append(json.load(f))
     return recs
@@ -41,8 +44,10 @@ def load_records(paths: Iterable[str | os.PathLike]) -> list[dict]:
 def provenance(rec: dict, name: str = "") -> str:
     """One line: the record's command, date, processor, torch version and threads."""
     m = rec.get("machine", {})
-    return (f"{name + ': ' if name else ''}{rec.get('produced_by', '?')}\n  date {m.get('date_utc', '?')}, "
-            f"{m.get('processor', '?')}, torch {m.get('torch', '?')}, {m.get('torch_threads', '?')} thread")
+    return (
+        f"{name + ': ' if name else ''}{rec.get('produced_by', '?')}\n  date {m.get('date_utc', '?')}, "
+        f"{m.get('processor', '?')}, torch {m.get('torch', '?')}, {m.get('torch_threads', '?')} thread"
+    )
 
 
 def outcomes(runs: Sequence[dict], delta: float) -> dict[tuple, tuple[str, int | None]]:
@@ -88,6 +93,8 @@ def fit_escape_constant(points: Sequence[tuple[float, float]], q: float, delta: 
     logs = []
     for p0, step in points:
         if not (0.0 < p0 < delta) or step <= 0:
-            raise ValueError(f"fit_escape_constant: need 0 < p0 < delta={delta} and a positive step; got ({p0}, {step})")
+            raise ValueError(
+                f"fit_escape_constant: need 0 < p0 < delta={delta} and a positive step; got ({p0}, {step})"
+            )
         logs.append(math.log(step / escape_time(p0, q, delta)))
     return math.exp(sum(logs) / len(logs))

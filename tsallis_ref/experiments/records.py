@@ -1,10 +1,11 @@
 """Readers of the records that other scripts write (book layer; needs pandas): GPU step costs and the SmolLM2
 cold-start curves. Figures are only ever read from records, never estimated.
 """
+
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["T4_MEMORY_MIB", "gpu_step_table", "cold_curves_table", "cold_curves_summary"]
 
@@ -25,6 +26,7 @@ def gpu_step_table(paths: Sequence[str | os.PathLike]):
     import json
 
     import pandas as pd
+
     rows = []
     for p in paths:
         with open(p) as f:
@@ -33,19 +35,29 @@ def gpu_step_table(paths: Sequence[str | os.PathLike]):
         for r in rec.get("rows", []):
             resv = max(r.get("generate_peak_reserved_mb", float("nan")), r.get("train_peak_reserved_mb", float("nan")))
             fp16 = r.get("autocast") == "torch.float16"
-            row = {"hardware": rec.get("hardware"), "date": rec.get("date"), "M": r["M"],
-                   "rationale budget": r["rationale_budget"], "prompt tokens": args.get("prompt_tokens"),
-                   "scoring": "two passes" if args.get("two_pass") else "one pass",
-                   "autocast": r.get("autocast"), "step s": r.get("step_s", float("nan")),
-                   "generate s": r.get("generate_s", float("nan")),
-                   "generated tok/s": r.get("generated_tok_per_s", float("nan")),
-                   "scored tok/s": r.get("scored_tok_per_s", float("nan")),
-                   # GPU: peak allocated; CPU (smoke runs): the process's peak resident memory
-                   "rollout peak alloc MiB": r.get("generate_peak_allocated_mb", r.get("generate_peak_rss_mb", float("nan"))),
-                   "train peak alloc MiB": r.get("train_peak_allocated_mb", r.get("train_peak_rss_mb", float("nan"))),
-                   "peak reserved MiB": resv, "OOM": "oom" in r,
-                   "fits 16 GB T4": (bool(resv <= T4_MEMORY_MIB) and "oom" not in r) if fp16 else None,
-                   "command": rec.get("command"), "file": os.path.basename(str(p))}
+            row = {
+                "hardware": rec.get("hardware"),
+                "date": rec.get("date"),
+                "M": r["M"],
+                "rationale budget": r["rationale_budget"],
+                "prompt tokens": args.get("prompt_tokens"),
+                "scoring": "two passes" if args.get("two_pass") else "one pass",
+                "autocast": r.get("autocast"),
+                "step s": r.get("step_s", float("nan")),
+                "generate s": r.get("generate_s", float("nan")),
+                "generated tok/s": r.get("generated_tok_per_s", float("nan")),
+                "scored tok/s": r.get("scored_tok_per_s", float("nan")),
+                # GPU: peak allocated; CPU (smoke runs): the process's peak resident memory
+                "rollout peak alloc MiB": r.get(
+                    "generate_peak_allocated_mb", r.get("generate_peak_rss_mb", float("nan"))
+                ),
+                "train peak alloc MiB": r.get("train_peak_allocated_mb", r.get("train_peak_rss_mb", float("nan"))),
+                "peak reserved MiB": resv,
+                "OOM": "oom" in r,
+                "fits 16 GB T4": (bool(resv <= T4_MEMORY_MIB) and "oom" not in r) if fp16 else None,
+                "command": rec.get("command"),
+                "file": os.path.basename(str(p)),
+            }
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -58,14 +70,23 @@ def cold_curves_table(record: dict, names: dict | None = None):
     prompt's rank by its starting value (0 = the coldest), from a ``scripts/run_smollm2_cold_curves.py`` record.
     ``names`` maps a prompt's id to what the table shows for it (e.g. its question); ids not in it show as is."""
     import pandas as pd
+
     names = names or {}
     rows = []
     for run in record["runs"]:
         before, after = run["log_wbar_before"], run["log_wbar_after"]
         order = sorted(range(len(before)), key=lambda i: before[i])
         for i, pid in enumerate(run["ids"]):
-            rows.append({"q": run["q"], "prompt": names.get(pid, pid), "start rank (0 = coldest)": order.index(i),
-                         "log wbar before": before[i], "log wbar after": after[i], "rise": after[i] - before[i]})
+            rows.append(
+                {
+                    "q": run["q"],
+                    "prompt": names.get(pid, pid),
+                    "start rank (0 = coldest)": order.index(i),
+                    "log wbar before": before[i],
+                    "log wbar after": after[i],
+                    "rise": after[i] - before[i],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -77,14 +98,23 @@ def cold_curves_summary(record: dict):
     negative: the coldest gain most)."""
     import numpy as np
     import pandas as pd
+
     t = cold_curves_table(record)
     out = []
     for q, g in t.groupby("q", sort=True):
         cold = g.loc[g["start rank (0 = coldest)"].idxmin()]
         warm = g.loc[g["start rank (0 = coldest)"].idxmax()]
         corr = float(np.corrcoef(g["log wbar before"], g["rise"])[0, 1]) if len(g) > 2 else float("nan")
-        out.append({"q": q, "mean rise": g["rise"].mean(), "rise of the coldest": cold["rise"],
-                    "rise of the warmest": warm["rise"], "min log wbar after": g["log wbar after"].min(),
-                    "prompts learnt (log wbar > -1)": int((g["log wbar after"] > -1.0).sum()),
-                    "prompts that fell": int((g["rise"] < 0).sum()), "corr(start, rise)": corr})
+        out.append(
+            {
+                "q": q,
+                "mean rise": g["rise"].mean(),
+                "rise of the coldest": cold["rise"],
+                "rise of the warmest": warm["rise"],
+                "min log wbar after": g["log wbar after"].min(),
+                "prompts learnt (log wbar > -1)": int((g["log wbar after"] > -1.0).sum()),
+                "prompts that fell": int((g["rise"] < 0).sum()),
+                "corr(start, rise)": corr,
+            }
+        )
     return pd.DataFrame(out).set_index("q")

@@ -90,6 +90,7 @@ of Eq. 12 with the RLOO baseline, ``a_m / M^q`` of Eq. 9 without; :func:`~tsalli
 PAFT's SFT weight ``(n_m / K) wbar^(1-q) / M^q`` (Eq. 14; :func:`~tsallis_ref.estimators.paft_coefficients`). An extra
 column ``log_w`` holds ``log w_m = logp_y[m]``, the log-likelihood of the gold answer after the rationale.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -102,15 +103,31 @@ import torch
 try:
     from trl import GRPOConfig, GRPOTrainer
 except ImportError as e:  # pragma: no cover - exercised only without trl
-    raise ImportError("tsallis_ref.integrations.trl needs TRL: pip install 'tsallis-ref[trl]' (tested with trl==1.16.0)") from e
+    raise ImportError(
+        "tsallis_ref.integrations.trl needs TRL: pip install 'tsallis-ref[trl]' (tested with trl==1.16.0)"
+    ) from e
 
-from ..estimators import (DEFAULT_Q, ESTIMATORS, EstimatorInputs, estimator_metrics, garl_coefficients,
-                          paft_coefficients, paft_resample)
+from ..estimators import (
+    DEFAULT_Q,
+    ESTIMATORS,
+    EstimatorInputs,
+    estimator_metrics,
+    garl_coefficients,
+    paft_coefficients,
+    paft_resample,
+)
 from ..losses import check_q
 from ..rollout import find_subsequence, finish_rationale
 
-__all__ = ["GARLConfig", "PAFTConfig", "GARLTrainer", "PAFTTrainer", "TESTED_TRL_VERSION",
-           "build_teacher_forced_tail", "find_subsequence"]
+__all__ = [
+    "GARLConfig",
+    "PAFTConfig",
+    "GARLTrainer",
+    "PAFTTrainer",
+    "TESTED_TRL_VERSION",
+    "build_teacher_forced_tail",
+    "find_subsequence",
+]
 
 TESTED_TRL_VERSION = "1.16.0"
 
@@ -118,6 +135,7 @@ TESTED_TRL_VERSION = "1.16.0"
 # ----------------------------------------------------------------------------------------------
 # Configs
 # ----------------------------------------------------------------------------------------------
+
 
 @dataclass
 class GARLConfig(GRPOConfig):
@@ -152,27 +170,37 @@ class GARLConfig(GRPOConfig):
         if self.beta != 0.0:
             raise ValueError(f"beta = {self.beta}: GARL/PAFT have no KL term to a reference model. Set beta=0.0.")
         if self.num_iterations != 1:
-            raise ValueError(f"num_iterations = {self.num_iterations}: GARL/PAFT are on-policy estimators with no "
-                             "importance ratio or clipping. Set num_iterations=1.")
+            raise ValueError(
+                f"num_iterations = {self.num_iterations}: GARL/PAFT are on-policy estimators with no "
+                "importance ratio or clipping. Set num_iterations=1."
+            )
         if self.gradient_accumulation_steps % self.steps_per_generation != 0:
-            raise ValueError(f"gradient_accumulation_steps ({self.gradient_accumulation_steps}) must be a multiple of "
-                             f"steps_per_generation ({self.steps_per_generation}) so that every rollout is used by the "
-                             "policy that generated it. Leave steps_per_generation unset (it then equals "
-                             "gradient_accumulation_steps).")
+            raise ValueError(
+                f"gradient_accumulation_steps ({self.gradient_accumulation_steps}) must be a multiple of "
+                f"steps_per_generation ({self.steps_per_generation}) so that every rollout is used by the "
+                "policy that generated it. Leave steps_per_generation unset (it then equals "
+                "gradient_accumulation_steps)."
+            )
         if self.vllm_importance_sampling_correction:
             raise ValueError("vllm_importance_sampling_correction=True is not supported by GARL/PAFT; set it to False.")
         if self.mask_truncated_completions:
-            raise ValueError("mask_truncated_completions=True is not supported: a truncated rationale is still a "
-                             "sample of z. Set it to False.")
+            raise ValueError(
+                "mask_truncated_completions=True is not supported: a truncated rationale is still a "
+                "sample of z. Set it to False."
+            )
         if self.top_entropy_quantile < 1.0 or self.entropy_coef != 0.0 or self.use_adaptive_entropy:
-            raise ValueError("entropy masking / entropy bonuses are not part of GARL/PAFT; set top_entropy_quantile=1.0, "
-                             "entropy_coef=0.0, use_adaptive_entropy=False.")
+            raise ValueError(
+                "entropy masking / entropy bonuses are not part of GARL/PAFT; set top_entropy_quantile=1.0, "
+                "entropy_coef=0.0, use_adaptive_entropy=False."
+            )
         if not self.answer_marker:
             raise ValueError("answer_marker must be a non-empty string such as '\\nAnswer:' or '</think>'.")
         if self.temperature != 1.0:
-            warnings.warn(f"temperature = {self.temperature}: rationales are sampled from, and scored under, the "
-                          "tempered model, so GARL/PAFT then target l_q of the tempered model (the paper uses 1.0).",
-                          stacklevel=3)
+            warnings.warn(
+                f"temperature = {self.temperature}: rationales are sampled from, and scored under, the "
+                "tempered model, so GARL/PAFT then target l_q of the tempered model (the paper uses 1.0).",
+                stacklevel=3,
+            )
 
     def __post_init__(self):
         super().__post_init__()
@@ -195,9 +223,18 @@ class PAFTConfig(GARLConfig):
 # Sequence construction (pure functions, tested directly)
 # ----------------------------------------------------------------------------------------------
 
-def build_teacher_forced_tail(completion_ids: torch.Tensor, completion_mask: torch.Tensor,
-                              answer_ids: list[list[int]], marker_ids: list[int], eos_ids: list[int],
-                              pad_id: int, *, tokenizer=None, marker: Optional[str] = None) -> dict[str, torch.Tensor]:
+
+def build_teacher_forced_tail(
+    completion_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+    answer_ids: list[list[int]],
+    marker_ids: list[int],
+    eos_ids: list[int],
+    pad_id: int,
+    *,
+    tokenizer=None,
+    marker: Optional[str] = None,
+) -> dict[str, torch.Tensor]:
     """Right-padded tails ``[z, y]`` for each row, with masks of the z and y positions; z ends with the marker
     (written or forced), cut by the budget-forcing rule of our trainer, :func:`tsallis_ref.rollout.finish_rationale`
     (with ``tokenizer`` and the ``marker`` text, the marker is found in the decoded text; without, as ``marker_ids``).
@@ -228,8 +265,8 @@ def build_teacher_forced_tail(completion_ids: torch.Tensor, completion_mask: tor
         L = len(seq)
         tail[i, :L] = torch.tensor(seq, dtype=torch.long)
         tmask[i, :L] = 1
-        zmask[i, :len(z)] = True   # the marker belongs to z (see the module docstring)
-        ymask[i, len(z):L] = True
+        zmask[i, : len(z)] = True  # the marker belongs to z (see the module docstring)
+        ymask[i, len(z) : L] = True
     dev = completion_ids.device
     return {"tail_ids": tail.to(dev), "tail_mask": tmask.to(dev), "z_mask": zmask.to(dev), "y_mask": ymask.to(dev)}
 
@@ -242,6 +279,7 @@ def _no_reward(completions, **kwargs):
 # ----------------------------------------------------------------------------------------------
 # Trainers
 # ----------------------------------------------------------------------------------------------
+
 
 class GARLTrainer(GRPOTrainer):
     """GARL (Sec. 6.1, Algorithm 1) on TRL's GRPO machinery. See the module docstring.
@@ -257,19 +295,28 @@ class GARLTrainer(GRPOTrainer):
 
     def __init__(self, model, reward_funcs=None, args: Optional[GARLConfig] = None, train_dataset=None, **kwargs):
         if args is None:
-            raise ValueError(f"{type(self).__name__} needs args={'PAFTConfig' if self._estimator == 'paft' else 'GARLConfig'}(...)")
+            raise ValueError(
+                f"{type(self).__name__} needs args={'PAFTConfig' if self._estimator == 'paft' else 'GARLConfig'}(...)"
+            )
         want = PAFTConfig if self._estimator == "paft" else GARLConfig
         if not isinstance(args, want):
             raise TypeError(f"{type(self).__name__}: args must be a {want.__name__}; got {type(args).__name__}")
-        if train_dataset is not None and hasattr(train_dataset, "column_names") and train_dataset.column_names is not None:
+        if (
+            train_dataset is not None
+            and hasattr(train_dataset, "column_names")
+            and train_dataset.column_names is not None
+        ):
             if args.answer_column not in train_dataset.column_names:
-                raise ValueError(f"the train dataset has no gold-answer column {args.answer_column!r} (columns: "
-                                 f"{train_dataset.column_names}); add one or set answer_column=...")
+                raise ValueError(
+                    f"the train dataset has no gold-answer column {args.answer_column!r} (columns: "
+                    f"{train_dataset.column_names}); add one or set answer_column=..."
+                )
         if reward_funcs is None or (isinstance(reward_funcs, list) and not reward_funcs):
             reward_funcs = [_no_reward]
         super().__init__(model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
         # 4-bit layers: generation (eval, no grad) must not repack them into bitsandbytes' CPU inference layout
         from ..models import disable_cpu_4bit_repacking
+
         disable_cpu_4bit_repacking(self.model)
         tok = self._tokenizer
         self._marker_ids = tok(args.answer_marker, add_special_tokens=False)["input_ids"]
@@ -295,7 +342,8 @@ class GARLTrainer(GRPOTrainer):
         input_ids = torch.cat([prompt_ids, tail_ids], dim=1)
         attention_mask = torch.cat([prompt_mask, tail_mask], dim=1)
         per_token, _, _ = self._get_per_token_logps_and_entropies(
-            model, input_ids, attention_mask, tail_ids.size(1), batch_size=batch_size)
+            model, input_ids, attention_mask, tail_ids.size(1), batch_size=batch_size
+        )
         logp_z = (per_token * z_mask.to(per_token.dtype)).sum(-1)
         logp_y = (per_token * y_mask.to(per_token.dtype)).sum(-1)
         return logp_z, logp_y
@@ -309,15 +357,29 @@ class GARLTrainer(GRPOTrainer):
         if col not in inputs[0]:
             raise ValueError(f"the batch has no gold-answer column {col!r}; columns: {list(inputs[0])}")
         eos_ids = list(self.eos_token_ids)
-        tail = build_teacher_forced_tail(out["completion_ids"], out["completion_mask"],
-                                         self._answer_ids([x[col] for x in inputs]), self._marker_ids, eos_ids,
-                                         self._tokenizer.pad_token_id, tokenizer=self._tokenizer,
-                                         marker=self.args.answer_marker)
+        tail = build_teacher_forced_tail(
+            out["completion_ids"],
+            out["completion_mask"],
+            self._answer_ids([x[col] for x in inputs]),
+            self._marker_ids,
+            eos_ids,
+            self._tokenizer.pad_token_id,
+            tokenizer=self._tokenizer,
+            marker=self.args.answer_marker,
+        )
         out.update(tail)
         batch_size = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
         with torch.no_grad():
-            logp_z, logp_y = self._sequence_logps(self.model, out["prompt_ids"], out["prompt_mask"], tail["tail_ids"],
-                                                  tail["tail_mask"], tail["z_mask"], tail["y_mask"], batch_size)
+            logp_z, logp_y = self._sequence_logps(
+                self.model,
+                out["prompt_ids"],
+                out["prompt_mask"],
+                tail["tail_ids"],
+                tail["tail_mask"],
+                tail["z_mask"],
+                tail["y_mask"],
+                batch_size,
+            )
         # Groups of M rows are contiguous in the *global* (gathered) order, as TRL's advantages assume.
         all_logp_y = self.accelerator.gather(logp_y.float().contiguous())
         all_logp_z = self.accelerator.gather(logp_z.float().contiguous())
@@ -332,8 +394,13 @@ class GARLTrainer(GRPOTrainer):
         self._add_estimator_inputs(out, groups_y, rows // M, mode)
         # diagnostics (paper Fig. 3 and Sec. 4.1), identical on every rank, under the names of
         # estimators.METRIC_NAMES with the method as prefix ("garl/wbar_mean", "paft/unique_frac")
-        stats = estimator_metrics(ESTIMATORS[self._estimator], all_logp_z.view(-1, M), groups_y,
-                                  indices=out.get("_group_indices"), options=self.args)
+        stats = estimator_metrics(
+            ESTIMATORS[self._estimator],
+            all_logp_z.view(-1, M),
+            groups_y,
+            indices=out.get("_group_indices"),
+            options=self.args,
+        )
         stats["rationale_len"] = self.accelerator.gather(tail["z_mask"].sum(-1).float()).mean().item()
         stats["logp_y_mean"] = all_logp_y.mean().item()
         pre = self._estimator
@@ -347,8 +414,9 @@ class GARLTrainer(GRPOTrainer):
 
     def _coefficients(self, groups_y: torch.Tensor, indices: Optional[torch.Tensor]) -> torch.Tensor:
         """``[G, M]`` coefficient of each ``log p(z_m|x)`` in the surrogate (GARL: Eq. 12 / Eq. 9)."""
-        return garl_coefficients(groups_y, self.args.q, baseline=self.args.baseline,
-                                 normalize=self.args.normalize).coef_z
+        return garl_coefficients(
+            groups_y, self.args.q, baseline=self.args.baseline, normalize=self.args.normalize
+        ).coef_z
 
     def _log_coefficients(self, groups_y: torch.Tensor, indices: Optional[torch.Tensor]) -> None:
         """Replace the GRPO advantages TRL just logged for this generation batch (``self._logs["advantages"]``,
@@ -357,7 +425,7 @@ class GARLTrainer(GRPOTrainer):
         coef = self._coefficients(groups_y, indices).flatten().tolist()
         adv = self._logs["advantages"]
         n = len(coef)
-        if len(adv) < n:         # TRL did not log this batch's advantages: nothing to replace
+        if len(adv) < n:  # TRL did not log this batch's advantages: nothing to replace
             return
         for _ in range(n):
             adv.pop()
@@ -389,8 +457,15 @@ class GARLTrainer(GRPOTrainer):
         return out.loss * LZ.shape[0]
 
     def _compute_loss(self, model, inputs):
-        logp_z, logp_y = self._sequence_logps(model, inputs["prompt_ids"], inputs["prompt_mask"], inputs["tail_ids"],
-                                              inputs["tail_mask"], inputs["z_mask"], inputs["y_mask"])
+        logp_z, logp_y = self._sequence_logps(
+            model,
+            inputs["prompt_ids"],
+            inputs["prompt_mask"],
+            inputs["tail_ids"],
+            inputs["tail_mask"],
+            inputs["z_mask"],
+            inputs["y_mask"],
+        )
         LZ, LY, M = self._regroup(logp_z, logp_y, inputs)
         n = logp_z.shape[0]
         mode = "train" if self.model.training else "eval"
@@ -399,7 +474,8 @@ class GARLTrainer(GRPOTrainer):
         # batch, after DDP averages over P processes and accumulation sums S micro-batches, needs M/(S*n).
         loss = self._estimator_loss(LZ, LY, inputs) * (M / (S * n))
         self._metrics[mode][f"{self._estimator}/surrogate"].append(
-            self.accelerator.gather(loss.detach().reshape(1) * S).mean().item())
+            self.accelerator.gather(loss.detach().reshape(1) * S).mean().item()
+        )
         return loss
 
 
@@ -420,13 +496,13 @@ class PAFTTrainer(GARLTrainer):
         M = groups_y.shape[1]
         K = self.args.K or M
         h = hashlib.sha256(f"paft:{self.args.seed}:{self._n_generations_done}:{mode}".encode()).digest()
-        gen = torch.Generator(device="cpu").manual_seed(int.from_bytes(h[:8], "little") % (2 ** 63))
+        gen = torch.Generator(device="cpu").manual_seed(int.from_bytes(h[:8], "little") % (2**63))
         idx = paft_resample(groups_y.detach().double().cpu(), K, generator=gen)  # [G, K]
         out["paft_indices"] = idx.to(groups_y.device)[group_of_row]  # [n, K]
-        out["_group_indices"] = idx                                  # for the diagnostics (paft/unique_frac)
+        out["_group_indices"] = idx  # for the diagnostics (paft/unique_frac)
 
     def _coefficients(self, groups_y: torch.Tensor, indices: Optional[torch.Tensor]) -> torch.Tensor:
         """``[G, M]`` PAFT's SFT weight of each rationale, ``(n_m / K) wbar^(1-q) / M^q`` (Eq. 14)."""
-        return paft_coefficients(groups_y.detach().double().cpu(), self.args.q, indices.cpu(),
-                                 normalize=self.args.normalize)
-
+        return paft_coefficients(
+            groups_y.detach().double().cpu(), self.args.q, indices.cpu(), normalize=self.args.normalize
+        )
