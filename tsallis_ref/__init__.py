@@ -18,7 +18,7 @@ against this table, and that ``tsallis_ref.data`` loads nothing of the trainer s
     layer 5: rollout, testing
     layer 6: batches, evaluation
     layer 7: trainer
-    layer 8: experiments, integrations, __main__
+    layer 8: experiments, plotting, integrations, __main__
 
 ``data`` holds the benchmarks' loaders, prompts, verifiers and metrics (pure functions of text and records);
 ``evaluation`` samples from a model and scores with them; the trainer stack (``precision`` to ``trainer``) sits in
