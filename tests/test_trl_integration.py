@@ -233,3 +233,24 @@ def test_trainer_turns_off_cpu_4bit_repacking(tmp_path):
     trainer = GARLTrainer(model, args=args, train_dataset=unique_dataset(4), processing_class=tok)
     layers = [m for m in trainer.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert layers and all(m.support_avx512bf16_for_cpu is False for m in layers)
+
+
+def test_teacher_forced_target_follows_the_answer_format(tmp_path):
+    """The adapter's target is :meth:`AnswerFormat.target` of its marker and prefix, tokenised as our trainer's
+    ``encode_answer`` tokenises it (the one rule from prompt to reward); a blank marker is refused by name."""
+    from tsallis_ref.config import RolloutConfig
+    from tsallis_ref.data import AnswerFormat
+    from tsallis_ref.rollout import encode_answer
+
+    trainer, _, tok, _ = make_trainer("garl", tmp_path, answer_prefix="\n\n")
+    fmt = trainer.args.answer_format
+    assert fmt == AnswerFormat(MARKER, "\n\n")
+    rcfg = RolloutConfig(end_of_rationale=MARKER, answer_prefix="\n\n", append_eos=False)
+    assert trainer._answer_ids(["42", "Jr."]) == [encode_answer(tok, a, rcfg) for a in ("42", "Jr.")]
+    common = dict(
+        output_dir=str(tmp_path), report_to=[], use_cpu=True, per_device_train_batch_size=4, num_generations=4
+    )
+    with pytest.raises(ValueError, match="answer_marker must be a non-empty"):
+        GARLConfig(answer_marker="\n", **common)
+    with pytest.raises(ValueError, match="answer_prefix must be a string"):
+        GARLConfig(answer_prefix=None, **common)
