@@ -21,3 +21,29 @@ def generation_batch_grads(trainer, ga: int):
     for inp in micro:
         trainer.compute_loss(model, inp).backward()
     return micro, model
+
+
+#: the answer marker of the TRL tests' tiny problems
+MARKER = "\nAnswer:"
+
+
+def cpu_trainer_args(estimator: str, output_dir, **fields):
+    """``(args, trainer_class)`` for a TRL test run on the CPU: a :class:`GARLConfig` (``estimator="garl"``) or
+    :class:`PAFTConfig` (``"paft"``) in float32/64 without gradient checkpointing, reports or checkpoints, 4
+    prompts x M = 4 completions of at most 6 tokens per device batch, marker :data:`MARKER`; ``fields`` override."""
+    from tsallis_ref.integrations.trl import GARLConfig, GARLTrainer, PAFTConfig, PAFTTrainer
+
+    cfg_cls, tr_cls = (GARLConfig, GARLTrainer) if estimator == "garl" else (PAFTConfig, PAFTTrainer)
+    base = dict(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=6,
+        report_to=[],
+        use_cpu=True,
+        gradient_checkpointing=False,
+        bf16=False,
+        answer_marker=MARKER,
+        save_strategy="no",
+    )
+    return cfg_cls(**{**base, **fields}), tr_cls
