@@ -45,9 +45,9 @@ def run_rank(estimator: str, out: Path) -> None:  # executed inside `accelerate 
     args, tr_cls = cpu_trainer_args(
         estimator,
         out / f"run_{estimator}",
-        per_device_train_batch_size=3,
-        num_generations=M,
-        gradient_accumulation_steps=ga,
+        bs=3,
+        M=M,
+        ga=ga,
         max_steps=2,
         logging_steps=1,
         learning_rate=1e-3,

@@ -98,16 +98,7 @@ def make_trainer(estimator, tmp_path, *, q=0.6, ga=2, bs=4, M=4, n_prompts=4, **
     tok = trl_tokenizer()
     model = trl_model(tok, dtype=torch.float64, seed=1)
     ref = copy.deepcopy(model)
-    args, tr_cls = cpu_trainer_args(
-        estimator,
-        tmp_path,
-        per_device_train_batch_size=bs,
-        num_generations=M,
-        gradient_accumulation_steps=ga,
-        q=q,
-        seed=3,
-        **extra,
-    )
+    args, tr_cls = cpu_trainer_args(estimator, tmp_path, bs=bs, M=M, ga=ga, q=q, seed=3, **extra)
     ds = unique_dataset(n_prompts)
     trainer = tr_cls(model, args=args, train_dataset=ds, processing_class=tok)
     answers = {r["prompt"]: r["answer"] for r in ds}

@@ -23,7 +23,7 @@ def _trainer(estimator, tmp_path, q, **extra):
 
     tok = tiny_tokenizer()
     model = tiny_model(tok, dtype=torch.float64, seed=1)
-    args, tr_cls = cpu_trainer_args(estimator, tmp_path, gradient_accumulation_steps=2, q=q, seed=3, **extra)
+    args, tr_cls = cpu_trainer_args(estimator, tmp_path, ga=2, q=q, seed=3, **extra)
     ds = Dataset.from_list([{"prompt": f"{a}+{b}=?", "answer": str(a + b)} for a, b in [(1, 2), (3, 4)]])
     return tr_cls(model, args=args, train_dataset=ds, processing_class=tok)
 

@@ -50,9 +50,9 @@ def _trl_trainer(estimator, tmp_path, *, q, M, ga, bs, max_len, answer_eos, mark
     args, tr_cls = cpu_trainer_args(
         estimator,
         tmp_path,
-        per_device_train_batch_size=bs,
-        num_generations=M,
-        gradient_accumulation_steps=ga,
+        bs=bs,
+        M=M,
+        ga=ga,
         max_completion_length=max_len,
         q=q,
         answer_marker=marker,

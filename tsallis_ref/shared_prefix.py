@@ -288,52 +288,21 @@ def score_shared(
 
 
 def score(
-    model,
-    prompt,
-    rationale,
-    answer,
-    *,
-    pad_id: int,
-    micro_batch_size: int,
-    return_tokens: bool = False,
-    lm_head_checkpoint: bool = True,
-    autocast_dtype: Optional[torch.dtype] = None,
-    logits_chunk: int = LOGITS_CHUNK,
-    shared_prefix: bool = True,
+    model, prompt, rationale, answer, *, shared_prefix: bool = True, lm_head_checkpoint: bool = True, **options
 ) -> ScoredBatch:
     """Score ``n`` sequences ``[x_i, z_i, a_i]`` (``logp_z`` of Eq. 4, ``logp_y`` of Eq. 7): with
     ``shared_prefix``, where a prompt repeats and :func:`shared_scoring_supported` holds, each distinct prompt is
     encoded once (:func:`score_shared`: same values and gradients, ``prompt_forwards == 1``); otherwise
     :func:`tsallis_ref.scoring.score_sequences` (one forward per micro-batch of whole sequences,
-    ``prompt_forwards == 0``). Arguments as :func:`~tsallis_ref.scoring.score_sequences`."""
+    ``prompt_forwards == 0``). The keyword ``options`` (``pad_id``, ``micro_batch_size``, ``return_tokens``,
+    ``autocast_dtype``, ``logits_chunk``) are those of :func:`~tsallis_ref.scoring.score_sequences`."""
     if (
         shared_prefix
         and len(set(map(tuple, prompt))) < len(prompt)
         and shared_scoring_supported(model, lm_head_checkpoint)[0]
     ):
-        return score_shared(
-            model,
-            prompt,
-            rationale,
-            answer,
-            pad_id=pad_id,
-            micro_batch_size=micro_batch_size,
-            return_tokens=return_tokens,
-            autocast_dtype=autocast_dtype,
-            logits_chunk=logits_chunk,
-        )
-    return score_sequences(
-        model,
-        prompt,
-        rationale,
-        answer,
-        pad_id=pad_id,
-        micro_batch_size=micro_batch_size,
-        return_tokens=return_tokens,
-        lm_head_checkpoint=lm_head_checkpoint,
-        autocast_dtype=autocast_dtype,
-        logits_chunk=logits_chunk,
-    )
+        return score_shared(model, prompt, rationale, answer, **options)
+    return score_sequences(model, prompt, rationale, answer, lm_head_checkpoint=lm_head_checkpoint, **options)
 
 
 @torch.no_grad()
