@@ -94,13 +94,13 @@ def _clock(device):
     return time.process_time()
 
 
-def build(shape: str, a, device):
-    s = SHAPES[shape]
-    cfg = TrainConfig.from_dict(
+def lora_config(shape: str, device, load_in_4bit: bool = False) -> TrainConfig:
+    """The benchmark's model configuration of ``shape``: LoRA r = 8 on its weights (float or 4-bit NF4)."""
+    return TrainConfig.from_dict(
         {
             "model": {
-                "name_or_path": s["model"],
-                "load_in_4bit": False,
+                "name_or_path": SHAPES[shape]["model"],
+                "load_in_4bit": load_in_4bit,
                 "dtype": "auto",
                 "chat_template": False,
                 "lora": {"enabled": True, "r": 8, "alpha": 16},
@@ -109,6 +109,11 @@ def build(shape: str, a, device):
             "device": str(device),
         }
     )
+
+
+def build(shape: str, a, device):
+    s = SHAPES[shape]
+    cfg = lora_config(shape, device)
     model, tok = load_model_and_tokenizer(cfg.model, device, seed=0)
     with torch.no_grad():  # a non-zero adapter (as after some training)
         for n, p in model.named_parameters():
@@ -319,31 +324,13 @@ def paper_arithmetic(tok, M=32):
 def cpu_path(a, device):
     """Issue 13 item 3: the SmolLM2 step (shared prefix) with float32 vs 4-bit NF4 weights (+ LoRA) and 1 vs 2
     threads. Wall and CPU seconds (both: on a shared machine neither alone is clean)."""
-    import bitsandbytes as bnb
-
     out = []
     for four in (False, True):
-        s = SHAPES["smollm2"]
-        cfg = TrainConfig.from_dict(
-            {
-                "model": {
-                    "name_or_path": s["model"],
-                    "load_in_4bit": four,
-                    "dtype": "auto",
-                    "chat_template": False,
-                    "lora": {"enabled": True, "r": 8, "alpha": 16},
-                },
-                "data": {"path": "unused"},
-                "device": "cpu",
-            }
-        )
+        cfg = lora_config("smollm2", "cpu", load_in_4bit=four)
         b = build("smollm2", a, device)
         if four:
-            model, _ = load_model_and_tokenizer(cfg.model, device, seed=0)
-            for mod in model.modules():  # bitsandbytes' AVX512-BF16 CPU repacking: off (it breaks 4-bit layers)
-                if isinstance(mod, bnb.nn.Linear4bit):
-                    mod.support_avx512bf16_for_cpu = False
-            b.model = model
+            # load_model_and_tokenizer turns bitsandbytes' AVX512-BF16 CPU repacking off (it breaks 4-bit layers)
+            b.model, _ = load_model_and_tokenizer(cfg.model, device, seed=0)
         for threads in (1, 2):
             torch.set_num_threads(threads)
             w0, c0 = time.perf_counter(), time.process_time()

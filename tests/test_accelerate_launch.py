@@ -33,34 +33,26 @@ def run_rank(estimator: str, out: Path) -> None:  # executed inside `accelerate 
     torch.set_num_threads(1)
     sys.path.insert(0, str(ROOT / "tests"))
     from accelerate.utils import gather_object
-    from test_trl_integration import MARKER, reference_grads, rows_of, unique_dataset
-    from trl_helpers import generation_batch_grads
+    from test_trl_integration import reference_grads, rows_of, unique_dataset
+    from trl_helpers import cpu_trainer_args, generation_batch_grads
 
-    from tsallis_ref.integrations.trl import GARLConfig, GARLTrainer, PAFTConfig, PAFTTrainer
     from tsallis_ref.testing import trl_model, trl_tokenizer
 
-    cfg_cls, tr_cls = (GARLConfig, GARLTrainer) if estimator == "garl" else (PAFTConfig, PAFTTrainer)
     tok = trl_tokenizer()
     model = trl_model(tok, dtype=torch.float64, seed=1)
     ref = copy.deepcopy(model)
     ga, M, q = 2, 4, 0.5
-    args = cfg_cls(
-        output_dir=str(out / f"run_{estimator}"),
-        per_device_train_batch_size=3,
-        num_generations=M,
-        gradient_accumulation_steps=ga,
-        max_completion_length=6,
+    args, tr_cls = cpu_trainer_args(
+        estimator,
+        out / f"run_{estimator}",
+        bs=3,
+        M=M,
+        ga=ga,
         max_steps=2,
         logging_steps=1,
         learning_rate=1e-3,
-        report_to=[],
-        use_cpu=True,
-        bf16=False,
-        gradient_checkpointing=False,
         q=q,
-        answer_marker=MARKER,
         seed=5,
-        save_strategy="no",
         dataloader_num_workers=0,
     )
     ds = unique_dataset(6)

@@ -7,6 +7,7 @@ transformers = pytest.importorskip("transformers")
 
 from tsallis_ref.data import aggregate
 from tsallis_ref.evaluation import byte_tokenizer, evaluate, generate_samples, score_samples
+from tsallis_ref.models import tiny_model
 
 torch.set_num_threads(1)
 
@@ -14,20 +15,8 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def tiny():
     tok = byte_tokenizer()
-    cfg = transformers.LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    torch.manual_seed(0)
-    return transformers.LlamaForCausalLM(cfg), tok
+    model = tiny_model(tok, seed=0, num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=False)
+    return model, tok
 
 
 EXAMPLES = [

@@ -191,30 +191,20 @@ def test_lora_adapter_stays_float32_over_half_precision_weights():
 
 def test_fp16_training_scales_the_loss_and_resumes_the_scaler(tmp_path):
     torch.manual_seed(0)
-    cfg = _cfg(
-        "garl",
+    fp16_lora = dict(
         output_dir=str(tmp_path),
         mixed_precision="fp16",
-        steps=2,
         checkpoint_every=1,
         model={"lora": {"enabled": True, "r": 4, "alpha": 8}},
     )
-    res = T.train(cfg, examples=EXAMPLES)
+    res = T.train(_cfg("garl", steps=2, **fp16_lora), examples=EXAMPLES)
     h = res["metrics"]
     assert all("loss_scale" in r and r["loss_scale"] > 1 for r in h)
     assert all(math.isfinite(r["loss"]) for r in h)
     assert any(float(p.abs().max()) > 0 for n, p in res["model"].named_parameters() if "lora_B" in n)
     ck = load_checkpoint(checkpoint_path(tmp_path))
     assert ck["scaler"] and ck["scaler"]["scale"] == h[-1]["loss_scale"]
-    cfg3 = _cfg(
-        "garl",
-        output_dir=str(tmp_path),
-        mixed_precision="fp16",
-        steps=3,
-        checkpoint_every=1,
-        model={"lora": {"enabled": True, "r": 4, "alpha": 8}},
-    )
-    h3 = T.train(cfg3, examples=EXAMPLES, resume=True)["metrics"]
+    h3 = T.train(_cfg("garl", steps=3, **fp16_lora), examples=EXAMPLES, resume=True)["metrics"]
     assert len(h3) == 1 and h3[0]["step"] == 3 and h3[0]["loss_scale"] > 1
 
 

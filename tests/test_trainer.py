@@ -447,6 +447,21 @@ def test_benchmark_file_through_the_data_module():
         TrainConfig.from_dict({"data": {"dataset": "musique", "context_budget": 0}}).validate()
 
 
+def test_trainer_jsonl_that_is_not_utf8_is_named_with_the_fix(tmp_path):
+    """A ``data.path`` JSONL of trainer examples in latin-1 is refused as the data loaders refuse it: a
+    ConfigError naming the field, the file and the re-encoding, not a bare UnicodeDecodeError."""
+    f = tmp_path / "ex.jsonl"
+    f.write_bytes('{"id": "a", "prompt": "caf\u00e9?", "answer": "1"}\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"data\.path.*ex\.jsonl.*not UTF-8.*iconv"):
+        T.load_examples(TrainConfig.from_dict({"data": {"path": str(f)}}))
+    f.write_text('{"id": "a", "prompt": "p", "answer": "1"}\n{"id": "b", "prompt": \n')
+    with pytest.raises(ConfigError, match=r"data\.path.*ex\.jsonl.*invalid JSON on line 2"):
+        T.load_examples(TrainConfig.from_dict({"data": {"path": str(f)}}))
+    f.write_text('{"id": "a", "prompt": "caf\u00e9?", "answer": "1"}\n\n{"id": "b", "prompt": "p", "answer": "2"}\n')
+    ex = T.load_examples(TrainConfig.from_dict({"data": {"path": str(f)}}))
+    assert [e["id"] for e in ex] == ["a", "b"] and ex[0]["prompt"] == "caf\u00e9?"
+
+
 # ------------------------------------------------------------------------------------------ arch: models
 def test_qwen3_architecture_has_the_published_size():
     """arch:qwen3-0.6b is Qwen3-0.6B's shape: 0.60B parameters, 0.44B without the (tied) embedding, as the

@@ -16,22 +16,19 @@ import torch
 
 pytest.importorskip("trl")
 
-from trl_helpers import generation_batch_grads  # noqa: E402
+from trl_helpers import MARKER, cpu_trainer_args, generation_batch_grads  # noqa: E402
 
 from tsallis_ref.estimators import garl_loss, paft_loss  # noqa: E402
 from tsallis_ref.integrations.trl import (  # noqa: E402
     GARLConfig,
     GARLTrainer,
     PAFTConfig,
-    PAFTTrainer,
     build_teacher_forced_tail,
     find_subsequence,
 )
 from tsallis_ref.testing import trl_model, trl_tokenizer  # noqa: E402
 
 torch.set_num_threads(1)
-
-MARKER = "\nAnswer:"
 
 
 def unique_dataset(n):
@@ -101,23 +98,7 @@ def make_trainer(estimator, tmp_path, *, q=0.6, ga=2, bs=4, M=4, n_prompts=4, **
     tok = trl_tokenizer()
     model = trl_model(tok, dtype=torch.float64, seed=1)
     ref = copy.deepcopy(model)
-    cfg_cls, tr_cls = (GARLConfig, GARLTrainer) if estimator == "garl" else (PAFTConfig, PAFTTrainer)
-    args = cfg_cls(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=bs,
-        num_generations=M,
-        gradient_accumulation_steps=ga,
-        max_completion_length=6,
-        report_to=[],
-        use_cpu=True,
-        gradient_checkpointing=False,
-        bf16=False,
-        q=q,
-        answer_marker=MARKER,
-        seed=3,
-        save_strategy="no",
-        **extra,
-    )
+    args, tr_cls = cpu_trainer_args(estimator, tmp_path, bs=bs, M=M, ga=ga, q=q, seed=3, **extra)
     ds = unique_dataset(n_prompts)
     trainer = tr_cls(model, args=args, train_dataset=ds, processing_class=tok)
     answers = {r["prompt"]: r["answer"] for r in ds}
@@ -218,18 +199,28 @@ def test_trainer_turns_off_cpu_4bit_repacking(tmp_path):
     q4.weight = bnb.nn.Params4bit(mlp.up_proj.weight.data.clone(), requires_grad=False, quant_type="nf4", module=q4)
     mlp.up_proj = q4.to("cpu")
     q4.support_avx512bf16_for_cpu = True  # as bitsandbytes sets it on an AVX512-BF16 CPU
-    args = GARLConfig(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=4,
-        num_generations=4,
-        max_completion_length=6,
-        report_to=[],
-        use_cpu=True,
-        gradient_checkpointing=False,
-        bf16=False,
-        answer_marker=MARKER,
-        save_strategy="no",
-    )
+    args, _ = cpu_trainer_args("garl", tmp_path)
     trainer = GARLTrainer(model, args=args, train_dataset=unique_dataset(4), processing_class=tok)
     layers = [m for m in trainer.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert layers and all(m.support_avx512bf16_for_cpu is False for m in layers)
+
+
+def test_teacher_forced_target_follows_the_answer_format(tmp_path):
+    """The adapter's target is :meth:`AnswerFormat.target` of its marker and prefix, tokenised as our trainer's
+    ``encode_answer`` tokenises it (the one rule from prompt to reward); a blank marker is refused by name."""
+    from tsallis_ref.config import RolloutConfig
+    from tsallis_ref.data import AnswerFormat
+    from tsallis_ref.rollout import encode_answer
+
+    trainer, _, tok, _ = make_trainer("garl", tmp_path, answer_prefix="\n\n")
+    fmt = trainer.args.answer_format
+    assert fmt == AnswerFormat(MARKER, "\n\n")
+    rcfg = RolloutConfig(end_of_rationale=MARKER, answer_prefix="\n\n", append_eos=False)
+    assert trainer._answer_ids(["42", "Jr."]) == [encode_answer(tok, a, rcfg) for a in ("42", "Jr.")]
+    common = dict(
+        output_dir=str(tmp_path), report_to=[], use_cpu=True, per_device_train_batch_size=4, num_generations=4
+    )
+    with pytest.raises(ValueError, match="answer_marker must be a non-empty"):
+        GARLConfig(answer_marker="\n", **common)
+    with pytest.raises(ValueError, match="answer_prefix must be a string"):
+        GARLConfig(answer_prefix=None, **common)

@@ -9,10 +9,9 @@ import torch
 
 pytest.importorskip("trl")
 
-from trl_helpers import generation_batch_grads  # noqa: E402
+from trl_helpers import cpu_trainer_args, generation_batch_grads  # noqa: E402
 
 from tsallis_ref.estimators import garl_coefficients, paft_coefficients  # noqa: E402
-from tsallis_ref.integrations.trl import GARLConfig, GARLTrainer, PAFTConfig, PAFTTrainer  # noqa: E402
 from tsallis_ref.testing import trl_model as tiny_model  # noqa: E402
 from tsallis_ref.testing import trl_tokenizer as tiny_tokenizer
 
@@ -24,23 +23,7 @@ def _trainer(estimator, tmp_path, q, **extra):
 
     tok = tiny_tokenizer()
     model = tiny_model(tok, dtype=torch.float64, seed=1)
-    cfg_cls, tr_cls = (GARLConfig, GARLTrainer) if estimator == "garl" else (PAFTConfig, PAFTTrainer)
-    args = cfg_cls(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=4,
-        num_generations=4,
-        gradient_accumulation_steps=2,
-        max_completion_length=6,
-        report_to=[],
-        use_cpu=True,
-        gradient_checkpointing=False,
-        bf16=False,
-        q=q,
-        answer_marker="\nAnswer:",
-        seed=3,
-        save_strategy="no",
-        **extra,
-    )
+    args, tr_cls = cpu_trainer_args(estimator, tmp_path, ga=2, q=q, seed=3, **extra)
     ds = Dataset.from_list([{"prompt": f"{a}+{b}=?", "answer": str(a + b)} for a, b in [(1, 2), (3, 4)]])
     return tr_cls(model, args=args, train_dataset=ds, processing_class=tok)
 

@@ -28,17 +28,15 @@ import torch
 
 pytest.importorskip("trl")
 
-from trl_helpers import generation_batch_grads  # noqa: E402
+from trl_helpers import MARKER, cpu_trainer_args, generation_batch_grads  # noqa: E402
 
 from tsallis_ref.config import TrainConfig  # noqa: E402
-from tsallis_ref.integrations.trl import GARLConfig, GARLTrainer, PAFTConfig, PAFTTrainer  # noqa: E402
 from tsallis_ref.rollout import Rollouts, encode_answer, finish_rationale  # noqa: E402
 from tsallis_ref.testing import trl_model, trl_tokenizer  # noqa: E402
 from tsallis_ref.trainer import accumulate_gradients  # noqa: E402
 
 torch.set_num_threads(1)
 
-MARKER = "\nAnswer:"
 # prompts of different lengths, so TRL left-pads them (and we right-pad): positions differ, the maths must not
 PROBLEMS = [("1+2=?", "3"), ("13+4=?", "17"), ("5+61=?", "66"), ("2+7=?", "9")]
 
@@ -49,23 +47,18 @@ def _trl_trainer(estimator, tmp_path, *, q, M, ga, bs, max_len, answer_eos, mark
     tok = trl_tokenizer()
     model = trl_model(tok, dtype=torch.float64, seed=2)
     ours = copy.deepcopy(model)
-    cfg_cls, tr_cls = (GARLConfig, GARLTrainer) if estimator == "garl" else (PAFTConfig, PAFTTrainer)
-    args = cfg_cls(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=bs,
-        num_generations=M,
-        gradient_accumulation_steps=ga,
+    args, tr_cls = cpu_trainer_args(
+        estimator,
+        tmp_path,
+        bs=bs,
+        M=M,
+        ga=ga,
         max_completion_length=max_len,
-        report_to=[],
-        use_cpu=True,
-        gradient_checkpointing=False,
-        bf16=False,
         q=q,
         answer_marker=marker,
         answer_prefix=" ",
         answer_eos=answer_eos,
         seed=5,
-        save_strategy="no",
         **extra,
     )
     ds = Dataset.from_list([{"prompt": p, "answer": a} for p, a in PROBLEMS[: bs * ga // M]])

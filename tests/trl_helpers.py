@@ -21,3 +21,32 @@ def generation_batch_grads(trainer, ga: int):
     for inp in micro:
         trainer.compute_loss(model, inp).backward()
     return micro, model
+
+
+#: the answer marker of the TRL tests' tiny problems
+MARKER = "\nAnswer:"
+
+
+def cpu_trainer_args(estimator: str, output_dir, *, bs: int = 4, M: int = 4, ga: int | None = None, **fields):
+    """``(args, trainer_class)`` for a TRL test run on the CPU: a :class:`GARLConfig` (``estimator="garl"``) or
+    :class:`PAFTConfig` (``"paft"``) in float32/64 without gradient checkpointing, reports or checkpoints, ``bs``
+    rows per device batch, ``M`` completions per prompt (``num_generations``) of at most 6 tokens, ``ga``
+    gradient-accumulation steps (TRL's default when None), marker :data:`MARKER`; ``fields`` override."""
+    from tsallis_ref.integrations.trl import GARLConfig, GARLTrainer, PAFTConfig, PAFTTrainer
+
+    cfg_cls, tr_cls = (GARLConfig, GARLTrainer) if estimator == "garl" else (PAFTConfig, PAFTTrainer)
+    base = dict(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=bs,
+        num_generations=M,
+        max_completion_length=6,
+        report_to=[],
+        use_cpu=True,
+        gradient_checkpointing=False,
+        bf16=False,
+        answer_marker=MARKER,
+        save_strategy="no",
+    )
+    if ga is not None:
+        base["gradient_accumulation_steps"] = ga
+    return cfg_cls(**{**base, **fields}), tr_cls

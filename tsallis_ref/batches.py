@@ -3,7 +3,6 @@ encoded batch a step takes (:class:`Batch`)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 
 from .config import ConfigError, TrainConfig, validate_examples
 from .data.answer_format import AnswerFormat
+from .data.loaders import DataFormatError, read_records
 from .rollout import encode_answer, encode_prompt
 
 __all__ = ["load_examples", "DataOrder", "Batch", "encode_examples"]
@@ -38,11 +38,13 @@ def load_examples(cfg: TrainConfig) -> list[dict]:
         if not p.exists():
             raise ConfigError(f"config field `data.path`: file {str(p)!r} does not exist")
         if d.dataset is None and p.suffix == ".jsonl":
-            with open(p) as f:
-                first = next((json.loads(line) for line in f if line.strip()), None)
+            try:  # the data loaders' reader: a file that is not UTF-8 or not JSON is named with the fix
+                records = read_records(p)
+            except DataFormatError as e:
+                raise ConfigError(f"config field `data.path`: {e}") from None
+            first = records[0] if records else None
             if isinstance(first, dict) and {"id", "prompt", "answer"} <= set(first):
-                with open(p) as f:
-                    rows = [json.loads(line) for line in f if line.strip()]
+                rows = records
     if rows is None:
         try:  # a benchmark file (data.path), or a benchmark name resolved under data.data_dir / a Hub id
             rows = data_load_examples(

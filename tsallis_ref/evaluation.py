@@ -14,39 +14,28 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from .data import verify
 from .data.metrics import aggregate, maj_at_k, pass_at_k
-from .data.verify import (
-    extract_answer,
-    finqa_numeric_match,
-    hotpot_f1,
-    max_over_aliases,
-    musique_f1,
-    normalize_answer,
-    parse_number,
-    relaxed_match,
-    reward_exact_match,
-    squad_em,
-)
 
 __all__ = ["EvalResult", "score_samples", "generate_samples", "evaluate", "byte_tokenizer", "JUDGES"]
 
 
 def _finqa_key(a: str) -> str:
     """Vote key for FinQA: the number rounded to 5 significant decimals (so 0.1 and 0.10 vote together)."""
-    p = parse_number(a)
+    p = verify.parse_number(a)
     if p is None:
-        return normalize_answer(a)
+        return verify.normalize_answer(a)
     v = p[0] / 100.0 if p[1] else p[0]
     return repr(round(v, 5))
 
 
 def _judge(name: str, answer: str, aliases: Sequence[str]) -> Callable[[str], bool]:
     if name == "relaxed":
-        return lambda p: relaxed_match(p, answer, aliases)
+        return lambda p: verify.relaxed_match(p, answer, aliases)
     if name == "exact":
-        return lambda p: reward_exact_match(p, answer, aliases) > 0
+        return lambda p: verify.reward_exact_match(p, answer, aliases) > 0
     if name == "finqa_exec":
-        return lambda p: finqa_numeric_match(p, answer) or any(finqa_numeric_match(p, a) for a in aliases)
+        return lambda p: verify.finqa_numeric_match(p, answer) or any(verify.finqa_numeric_match(p, a) for a in aliases)
     raise ValueError(f"judge must be one of {JUDGES}, got {name!r}")
 
 
@@ -87,12 +76,12 @@ def score_samples(
 
         read = AnswerFormat.from_config(answer_format).extract
     else:
-        read = extract_answer
+        read = verify.extract_answer
     preds = [read(g) if extract else g for g in generations]
     is_ok = _judge(judge, answer, aliases)
     correct = [bool(is_ok(p)) for p in preds]
     c = sum(correct)
-    key = _finqa_key if judge == "finqa_exec" else normalize_answer
+    key = _finqa_key if judge == "finqa_exec" else verify.normalize_answer
     out = {
         "preds": preds,
         "correct": correct,
@@ -101,14 +90,14 @@ def score_samples(
         "p@1": pass_at_k(n, c, 1),
         f"p@{k}": pass_at_k(n, c, k),
         f"maj@{k}": maj_at_k(preds, is_ok, k, key=key),
-        "reward_em": sum(reward_exact_match(p, answer, aliases) for p in preds) / n,
+        "reward_em": sum(verify.reward_exact_match(p, answer, aliases) for p in preds) / n,
     }
     if dataset == "hotpotqa":
-        out["em"] = sum(squad_em(p, answer) for p in preds) / n
-        out["f1"] = sum(hotpot_f1(p, answer) for p in preds) / n
+        out["em"] = sum(verify.squad_em(p, answer) for p in preds) / n
+        out["f1"] = sum(verify.hotpot_f1(p, answer) for p in preds) / n
     elif dataset == "musique":
-        out["em"] = sum(max_over_aliases(squad_em, p, answer, aliases) for p in preds) / n
-        out["f1"] = sum(max_over_aliases(musique_f1, p, answer, aliases) for p in preds) / n
+        out["em"] = sum(verify.max_over_aliases(verify.squad_em, p, answer, aliases) for p in preds) / n
+        out["f1"] = sum(verify.max_over_aliases(verify.musique_f1, p, answer, aliases) for p in preds) / n
     elif dataset == "finqa":
         fj = _judge("finqa_exec", answer, aliases)
         out["exec_acc"] = sum(fj(p) for p in preds) / n

@@ -106,32 +106,10 @@ def left_pad(contexts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tens
     return ids, att
 
 
-def generate(
-    model,
-    tokenizer,
-    contexts: Sequence[Sequence[int]],
-    *,
-    max_new_tokens: int,
-    sampling,
-    stop_strings: Optional[list[str]] = None,
-    stop_token_ids: Optional[list[list[int]]] = None,
-    batch_size: int | str = 0,
-    min_new_tokens: int = 0,
-    shared_prefix: bool = True,
-) -> list[tuple[list[int], bool]]:
-    """Sample continuations of each context: :func:`generate_counted` without its prefill count."""
-    return generate_counted(
-        model,
-        tokenizer,
-        contexts,
-        max_new_tokens=max_new_tokens,
-        sampling=sampling,
-        stop_strings=stop_strings,
-        stop_token_ids=stop_token_ids,
-        batch_size=batch_size,
-        min_new_tokens=min_new_tokens,
-        shared_prefix=shared_prefix,
-    )[0]
+def generate(model, tokenizer, contexts: Sequence[Sequence[int]], **options) -> list[tuple[list[int], bool]]:
+    """Sample continuations of each context: :func:`generate_counted` (same keyword options) without its
+    prefill count."""
+    return generate_counted(model, tokenizer, contexts, **options)[0]
 
 
 @torch.no_grad()

@@ -28,7 +28,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["LOGITS_CHUNK", "pack", "token_logprobs", "ScoredBatch", "score_sequences", "naive_span_logprobs"]
+__all__ = [
+    "LOGITS_CHUNK",
+    "pack",
+    "token_logprobs",
+    "head_logprobs_at",
+    "ScoredBatch",
+    "score_sequences",
+    "naive_span_logprobs",
+]
 
 
 def pack(
@@ -62,6 +70,28 @@ def _lm_head_logprobs(lm_head, hidden: torch.Tensor, targets: torch.Tensor) -> t
 LOGITS_CHUNK = 1024
 
 
+def head_logprobs_at(
+    lm_head, hidden: torch.Tensor, targets: torch.Tensor, positions: torch.Tensor, logits_chunk: int
+) -> torch.Tensor:
+    """``log p(targets[i, t] | hidden[i, t])`` (float32, ``[n, T]``) where ``positions[n, T]`` is true, 0 elsewhere:
+    the lm head and log-softmax run on the selected hidden states only, ``logits_chunk`` of them at a time, each
+    chunk checkpointed under grad (its logits are recomputed in the backward instead of kept)."""
+    n, T = targets.shape
+    flat = positions.reshape(-1).nonzero().squeeze(-1)
+    h = hidden.reshape(n * T, -1).index_select(0, flat)
+    tg = targets.reshape(-1).index_select(0, flat)
+    vals = []
+    for c in range(0, h.shape[0], logits_chunk):
+        hc, tc = h[c : c + logits_chunk], tg[c : c + logits_chunk]
+        vals.append(
+            checkpoint(_lm_head_logprobs, lm_head, hc, tc, use_reentrant=False)
+            if torch.is_grad_enabled()
+            else _lm_head_logprobs(lm_head, hc, tc)
+        )
+    v = torch.cat(vals) if vals else h.new_zeros(0, dtype=torch.float32)
+    return v.new_zeros(n * T).index_copy(0, flat, v).view(n, T)
+
+
 def token_logprobs(
     model,
     input_ids: torch.Tensor,
@@ -86,23 +116,9 @@ def token_logprobs(
         hidden = base.get_decoder()(
             input_ids=input_ids, attention_mask=attention_mask, use_cache=False
         ).last_hidden_state
-        n, T1 = targets.shape
         if positions is None:
             positions = attention_mask[:, 1:].bool()
-        flat = positions.reshape(-1).nonzero().squeeze(-1)
-        h = hidden[:, :-1].reshape(n * T1, -1).index_select(0, flat)
-        tg = targets.reshape(-1).index_select(0, flat)
-        head = base.get_output_embeddings()
-        vals = []
-        for c in range(0, h.shape[0], logits_chunk):
-            hc, tc = h[c : c + logits_chunk], tg[c : c + logits_chunk]
-            vals.append(
-                checkpoint(_lm_head_logprobs, head, hc, tc, use_reentrant=False)
-                if torch.is_grad_enabled()
-                else _lm_head_logprobs(head, hc, tc)
-            )
-        v = torch.cat(vals) if vals else h.new_zeros(0, dtype=torch.float32)
-        return v.new_zeros(n * T1).index_copy(0, flat, v).view(n, T1)
+        return head_logprobs_at(base.get_output_embeddings(), hidden[:, :-1], targets, positions, logits_chunk)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1].float()
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 

@@ -55,9 +55,8 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
-from .scoring import LOGITS_CHUNK, ScoredBatch, score_sequences
+from .scoring import LOGITS_CHUNK, ScoredBatch, head_logprobs_at, score_sequences
 
 __all__ = [
     "score",
@@ -123,23 +122,6 @@ def dropout_active(model) -> bool:
     if float(getattr(base.config, "attention_dropout", 0.0) or 0.0) > 0:
         return True
     return any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in base.modules())
-
-
-def _head_logprobs(lm_head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    logits = lm_head(hidden).float()
-    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-
-
-def _chunked_head(head, h: torch.Tensor, tg: torch.Tensor, logits_chunk: int) -> torch.Tensor:
-    vals = []
-    for c in range(0, h.shape[0], logits_chunk):
-        hc, tc = h[c : c + logits_chunk], tg[c : c + logits_chunk]
-        vals.append(
-            checkpoint(_head_logprobs, head, hc, tc, use_reentrant=False)
-            if torch.is_grad_enabled()
-            else _head_logprobs(head, hc, tc)
-        )
-    return torch.cat(vals) if vals else h.new_zeros(0, dtype=torch.float32)
 
 
 def encode_prompts(model, prompts: Sequence[Sequence[int]], pad_id: int):
@@ -279,11 +261,7 @@ def score_shared(
             Cc = hid.shape[1]
             tpos = torch.arange(Cc, device=device)[None]
             valid = tpos < cl[:, None]
-            flat = valid.reshape(-1).nonzero().squeeze(-1)
-            h = hid.reshape(len(rows) * Cc, -1).index_select(0, flat)
-            t = tg[:, :Cc].reshape(-1).index_select(0, flat)
-            v = _chunked_head(head, h, t, logits_chunk)
-            lp = v.new_zeros(len(rows) * Cc).index_copy(0, flat, v).view(len(rows), Cc)
+            lp = head_logprobs_at(head, hid, tg[:, :Cc], valid, logits_chunk)
             zm = tpos < zl[:, None]
             am = valid & ~zm
             lz.append((lp * zm).sum(-1))
@@ -310,52 +288,21 @@ def score_shared(
 
 
 def score(
-    model,
-    prompt,
-    rationale,
-    answer,
-    *,
-    pad_id: int,
-    micro_batch_size: int,
-    return_tokens: bool = False,
-    lm_head_checkpoint: bool = True,
-    autocast_dtype: Optional[torch.dtype] = None,
-    logits_chunk: int = LOGITS_CHUNK,
-    shared_prefix: bool = True,
+    model, prompt, rationale, answer, *, shared_prefix: bool = True, lm_head_checkpoint: bool = True, **options
 ) -> ScoredBatch:
     """Score ``n`` sequences ``[x_i, z_i, a_i]`` (``logp_z`` of Eq. 4, ``logp_y`` of Eq. 7): with
     ``shared_prefix``, where a prompt repeats and :func:`shared_scoring_supported` holds, each distinct prompt is
     encoded once (:func:`score_shared`: same values and gradients, ``prompt_forwards == 1``); otherwise
     :func:`tsallis_ref.scoring.score_sequences` (one forward per micro-batch of whole sequences,
-    ``prompt_forwards == 0``). Arguments as :func:`~tsallis_ref.scoring.score_sequences`."""
+    ``prompt_forwards == 0``). The keyword ``options`` (``pad_id``, ``micro_batch_size``, ``return_tokens``,
+    ``autocast_dtype``, ``logits_chunk``) are those of :func:`~tsallis_ref.scoring.score_sequences`."""
     if (
         shared_prefix
         and len(set(map(tuple, prompt))) < len(prompt)
         and shared_scoring_supported(model, lm_head_checkpoint)[0]
     ):
-        return score_shared(
-            model,
-            prompt,
-            rationale,
-            answer,
-            pad_id=pad_id,
-            micro_batch_size=micro_batch_size,
-            return_tokens=return_tokens,
-            autocast_dtype=autocast_dtype,
-            logits_chunk=logits_chunk,
-        )
-    return score_sequences(
-        model,
-        prompt,
-        rationale,
-        answer,
-        pad_id=pad_id,
-        micro_batch_size=micro_batch_size,
-        return_tokens=return_tokens,
-        lm_head_checkpoint=lm_head_checkpoint,
-        autocast_dtype=autocast_dtype,
-        logits_chunk=logits_chunk,
-    )
+        return score_shared(model, prompt, rationale, answer, **options)
+    return score_sequences(model, prompt, rationale, answer, lm_head_checkpoint=lm_head_checkpoint, **options)
 
 
 @torch.no_grad()

@@ -85,26 +85,29 @@ def _ours(r: Optional[dict], key: str) -> float:
     return agg[f"{key}@{k}"]
 
 
+def _paper_vs_ours(label: str, paper: tuple, r: Optional[dict]) -> dict:
+    """One row of Tables 1-2: the paper's (p@1, p@16, m@16) in % beside ours (NaN where ``r`` did not run)."""
+    return {
+        "method": label,
+        "paper p@1": paper[0],
+        "paper p@16": paper[1],
+        "paper m@16": paper[2],
+        "ours p@1": _ours(r, "p@1"),
+        "ours p@k": _ours(r, "p"),
+        "ours m@k": _ours(r, "maj"),
+        "ran": r is not None,
+    }
+
+
 def table1(rows: Sequence[dict], dataset: str = "finqa"):
     """Table 1 layout: cold-start methods x (p@1, p@16, m@16); the paper's numbers are FinQA's, ours are on
     ``dataset`` (rows we did not run show NaN and ``ran=False``)."""
     import pandas as pd
 
-    out = []
-    for (method, q), paper in PAPER_TABLE1.items():
-        r = _find(rows, dataset, method, q, "cold")
-        out.append(
-            {
-                "method": _name(method, q),
-                "paper p@1": paper[0],
-                "paper p@16": paper[1],
-                "paper m@16": paper[2],
-                "ours p@1": _ours(r, "p@1"),
-                "ours p@k": _ours(r, "p"),
-                "ours m@k": _ours(r, "maj"),
-                "ran": r is not None,
-            }
-        )
+    out = [
+        _paper_vs_ours(_name(method, q), paper, _find(rows, dataset, method, q, "cold"))
+        for (method, q), paper in PAPER_TABLE1.items()
+    ]
     return pd.DataFrame(out).set_index("method")
 
 
@@ -112,21 +115,10 @@ def table2(rows: Sequence[dict], dataset: str):
     """Table 2 layout: warm-start GRPO vs cold-start GARL q = 0.75, 1 on ``dataset``."""
     import pandas as pd
 
-    out = []
-    for (method, q, regime), paper in PAPER_TABLE2[dataset].items():
-        r = _find(rows, dataset, method, q, regime)
-        out.append(
-            {
-                "method": f"{_name(method, q)} ({regime})",
-                "paper p@1": paper[0],
-                "paper p@16": paper[1],
-                "paper m@16": paper[2],
-                "ours p@1": _ours(r, "p@1"),
-                "ours p@k": _ours(r, "p"),
-                "ours m@k": _ours(r, "maj"),
-                "ran": r is not None,
-            }
-        )
+    out = [
+        _paper_vs_ours(f"{_name(method, q)} ({regime})", paper, _find(rows, dataset, method, q, regime))
+        for (method, q, regime), paper in PAPER_TABLE2[dataset].items()
+    ]
     return pd.DataFrame(out).set_index("method")
 
 

@@ -107,6 +107,7 @@ except ImportError as e:  # pragma: no cover - exercised only without trl
         "tsallis_ref.integrations.trl needs TRL: pip install 'tsallis-ref[trl]' (tested with trl==1.16.0)"
     ) from e
 
+from ..data.answer_format import AnswerFormat
 from ..estimators import (
     DEFAULT_Q,
     ESTIMATORS,
@@ -193,8 +194,10 @@ class GARLConfig(GRPOConfig):
                 "entropy masking / entropy bonuses are not part of GARL/PAFT; set top_entropy_quantile=1.0, "
                 "entropy_coef=0.0, use_adaptive_entropy=False."
             )
-        if not self.answer_marker:
+        if not isinstance(self.answer_marker, str) or not self.answer_marker.strip():
             raise ValueError("answer_marker must be a non-empty string such as '\\nAnswer:' or '</think>'.")
+        if not isinstance(self.answer_prefix, str):
+            raise ValueError(f"answer_prefix must be a string (e.g. ' ' after 'Answer:'); got {self.answer_prefix!r}")
         if self.temperature != 1.0:
             warnings.warn(
                 f"temperature = {self.temperature}: rationales are sampled from, and scored under, the "
@@ -205,6 +208,12 @@ class GARLConfig(GRPOConfig):
     def __post_init__(self):
         super().__post_init__()
         self._check_garl()
+
+    @property
+    def answer_format(self) -> AnswerFormat:
+        """The run's answer format (:class:`tsallis_ref.data.AnswerFormat`, the rule our trainer, its prompts,
+        rewards and evaluation follow): ``answer_marker`` ends the rationale, ``answer_prefix + y*`` is the target."""
+        return AnswerFormat(self.answer_marker, self.answer_prefix)
 
 
 @dataclass
@@ -319,7 +328,7 @@ class GARLTrainer(GRPOTrainer):
 
         disable_cpu_4bit_repacking(self.model)
         tok = self._tokenizer
-        self._marker_ids = tok(args.answer_marker, add_special_tokens=False)["input_ids"]
+        self._marker_ids = tok(args.answer_format.end_of_rationale, add_special_tokens=False)["input_ids"]
         if not self._marker_ids:
             raise ValueError(f"answer_marker {args.answer_marker!r} tokenizes to no tokens")
         self._n_generations_done = 0
@@ -327,11 +336,12 @@ class GARLTrainer(GRPOTrainer):
     # -- teacher forcing -----------------------------------------------------------------------
     def _answer_ids(self, answers: list) -> list[list[int]]:
         tok = self._tokenizer
+        fmt = self.args.answer_format
         out = []
         for a in answers:
             if a is None:
                 raise ValueError(f"a row has no gold answer in column {self.args.answer_column!r}")
-            ids = tok(self.args.answer_prefix + str(a), add_special_tokens=False)["input_ids"]
+            ids = tok(fmt.target(str(a)), add_special_tokens=False)["input_ids"]
             if self.args.answer_eos:
                 ids = ids + [self.eos_token_ids[0]]
             out.append(ids)
@@ -365,7 +375,7 @@ class GARLTrainer(GRPOTrainer):
             eos_ids,
             self._tokenizer.pad_token_id,
             tokenizer=self._tokenizer,
-            marker=self.args.answer_marker,
+            marker=self.args.answer_format.end_of_rationale,
         )
         out.update(tail)
         batch_size = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
