@@ -116,3 +116,14 @@ def test_guard_on_a_model_without_4bit_layers_is_a_no_op():
     w = model.lm_head.weight.detach().clone()
     assert disable_cpu_4bit_repacking(model) == 0
     assert torch.equal(model.lm_head.weight, w)
+
+
+def test_loading_4bit_logs_no_notice_about_the_unused_cpu_kernel():
+    """On a CPU that reports AVX512-BF16, importing bitsandbytes logs that an optional Hub kernel for the CPU
+    inference layout is missing; the library turns that layout off, so its 4-bit path imports quietly."""
+    import subprocess
+    import sys
+
+    code = "import torch\nfrom tsallis_ref.models import _bnb_config\n_bnb_config(torch.float32)\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "gemm_4bit_forward" not in out.stderr + out.stdout

@@ -262,8 +262,25 @@ def disable_cpu_4bit_repacking(model) -> int:
     return n
 
 
+def _import_bitsandbytes() -> None:
+    """Import bitsandbytes without its CPU backend's notice about an optional kernel fetched from the Hub (logged
+    at import on CPUs that report AVX512-BF16). That kernel serves the CPU inference layout, which
+    :func:`disable_cpu_4bit_repacking` turns off for every model the library loads, so the notice does not apply."""
+    import logging
+
+    log = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        import bitsandbytes  # noqa: F401
+    finally:
+        log.setLevel(level)
+
+
 def _bnb_config(dtype: torch.dtype):
     from transformers import BitsAndBytesConfig
+
+    _import_bitsandbytes()
 
     return BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
