@@ -124,6 +124,11 @@ def test_loading_4bit_logs_no_notice_about_the_unused_cpu_kernel():
     import subprocess
     import sys
 
-    code = "import torch\nfrom tsallis_ref.models import _bnb_config\n_bnb_config(torch.float32)\n"
+    code = (
+        "from tsallis_ref.config import LoRAConfig, ModelConfig\n"
+        "from tsallis_ref.models import load_model_and_tokenizer\n"
+        "cfg = ModelConfig(name_or_path='tiny', load_in_4bit=True, lora=LoRAConfig(enabled=True, r=4, alpha=8))\n"
+        "load_model_and_tokenizer(cfg, device='cpu', seed=0)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "gemm_4bit_forward" not in out.stderr + out.stdout
