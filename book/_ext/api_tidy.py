@@ -2,7 +2,8 @@
 
 * A dataclass of the package is shown without its generated signature (defaults ``<factory>``, string
   annotations such as ``'int'``).
-* A configuration dataclass (``tsallis_ref.config.*Config``) is shown as a table of its fields: name, type,
+* A configuration dataclass (``tsallis_ref.config.*Config``) whose docstring does not already list its fields
+  (``tsallis_ref.config`` appends a "YAML fields:" list to its own) is shown with a table of its fields: name, type,
   default and meaning. The meaning is the field's ``metadata["help"]`` (the convention of TRL and
   ``transformers.HfArgumentParser``, also read by ``python -m tsallis_ref train --help``); a field without one
   shows "-". The class signature, whose defaults read ``<factory>`` and whose annotations are strings, is
@@ -82,7 +83,9 @@ def _docstring(app, what, name, obj, options, lines) -> None:
         # a dataclass without a docstring gets its signature as __doc__ ("X(a: 'int' = 0, ...)"): drop it
         if lines and lines[0].startswith(obj.__name__ + "("):
             del lines[:]
-    if what == "class" and _is_config(obj):
+    # tsallis_ref.config documents its own classes' fields ("YAML fields:", one line each with type, default and
+    # meaning); a second, four-column table of the same fields would only overflow the text column
+    if what == "class" and _is_config(obj) and not any(line.strip() == "YAML fields:" for line in lines):
         lines.extend(field_table(obj))
 
 
