@@ -10,12 +10,15 @@
   left out.
 * ``p@16``, ``maj@16``: docutils reads these as e-mail addresses; links to ``mailto:`` addresses without a
   domain are turned back into text.
+* ``static/reader.css``: long identifiers (a module path in a page title, an API signature) wrap on a narrow
+  screen instead of making the whole page scroll sideways.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
 
 from docutils import nodes
 from sphinx.application import Sphinx
@@ -116,7 +119,15 @@ def _unlink_mailto(app: Sphinx, doctree: nodes.document) -> None:
             ref.replace_self(nodes.Text(ref.astext()))
 
 
+def _add_css(app: Sphinx) -> None:
+    static = str(Path(__file__).parent / "static")
+    if static not in app.config.html_static_path:
+        app.config.html_static_path.append(static)
+    app.add_css_file("reader.css")
+
+
 def setup(app: Sphinx) -> dict:
+    app.connect("builder-inited", _add_css)
     app.connect("autodoc-process-docstring", _docstring)
     app.connect("autodoc-process-signature", _signature)
     app.connect("doctree-read", _unlink_mailto)
