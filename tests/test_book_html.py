@@ -406,3 +406,21 @@ def test_phone_probe_sees_a_wide_page(built_book, server, tmp_path):
     page = _layout_probe(built_book, CHAPTER, '<div style="width:900px">a wide element</div>')
     wide = _pages_wider_than_a_phone(server, built_book, [CHAPTER, page], tmp_path)
     assert [w.split(":")[0] for w in wide] == [page], wide
+
+
+def _split_streams(html: str) -> int:
+    """How many code cells show their printed output in more than one box (one box per print)."""
+    n = 0
+    for chunk in html.split('class="cell_output')[1:]:
+        chunk = chunk.split('class="cell docutils')[0]
+        n += chunk.count('class="output stream') > 1
+    return n
+
+
+def test_printed_output_in_one_box(built_book):
+    """A cell that prints several times shows one output box (myst-nb's nb_merge_streams)."""
+    split = {page: n for page in _pages(built_book) if (n := _split_streams((built_book / page).read_text()))}
+    assert not split, f"cells whose prints are split over several boxes, per page: {split}"
+    # the probe sees a split output
+    box = '<div class="output stream highlight-myst-ansi notranslate"><pre>x</pre></div>'
+    assert _split_streams(f'<div class="cell docutils"><div class="cell_output docutils">{box}{box}</div></div>') == 1
