@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -22,7 +23,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import tsallis_ref as tr  # noqa: E402
-from tsallis_ref.plotting import q_colors  # noqa: E402
+from tsallis_ref.plotting import BOOK_WIDTH, q_colors, use_book_style  # noqa: E402
 from tsallis_ref.toy import LatentCategoricalModel  # noqa: E402
 
 Q_VALUES = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -32,8 +33,10 @@ TARGET_PS = [0.3, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
 def main(out: Path) -> None:
     torch.set_num_threads(1)
     colors = list(q_colors(Q_VALUES).values())  # the book's q colours (viridis without its pale yellow end)
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    plt.rcParams["axes.titlesize"] = 10
+    # the book's fonts at its column width (6.5 in at 100 dpi), so the legends stay legible on the page
+    use_book_style()
+    plt.rcParams.update({"axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9})
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(BOOK_WIDTH, 3.1))
 
     log_p = torch.linspace(math.log(1e-6), 0.0, 300, dtype=torch.float64)
     for q, c in zip(Q_VALUES, colors):
@@ -43,9 +46,10 @@ def main(out: Path) -> None:
         yscale="log",
         xlabel="success probability P",
         ylabel=r"$\ell_q=-\log_q P$",
-        title=r"$J_Q$ family: $q=0$ is RL, $q=1$ is likelihood",
+        title=r"$J_Q$: $q=0$ is RL, $q=1$ likelihood",
     )
-    a1.legend(fontsize=8)
+    a1.xaxis.set_major_locator(matplotlib.ticker.LogLocator(numticks=4))
+    a1.legend(fontsize=9)
 
     models = [LatentCategoricalModel.random(6, seed=0, target_P=p) for p in TARGET_PS]
     Ps = np.array([float(m.log_P().detach().exp()) for m in models])
@@ -56,14 +60,14 @@ def main(out: Path) -> None:
     a2.set(
         xscale="log",
         yscale="log",
-        xlabel="success probability P (toy latent model)",
+        xlabel="success probability P (toy model)",
         ylabel=r"$\|\nabla\ell_q\|\,/\,\|\nabla\ell_0\|$",
-        title=r"gradient identity: autograd (dots) vs $P^{-q}$",
+        title=r"autograd (dots) vs $P^{-q}$ (lines)",
     )
-    a2.legend(fontsize=8)
-    fig.tight_layout()
+    a2.xaxis.set_major_locator(matplotlib.ticker.LogLocator(numticks=4))
+    # the same q colours as the left panel, whose legend names them
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80)
+    fig.savefig(out)
     print(f"wrote {out} ({out.stat().st_size // 1024} KiB)")
 
 

@@ -10,7 +10,8 @@ Every page is also checked the way a reader meets it: no raw TeX outside typeset
 leaves ``\\alpha`` or ``$`` in the prose, sidebar or titles), no display equation wider than the text column at
 1280 px (it is cut at the right or scrolls), no link to a placeholder repository (a dead badge), and no Python
 warning, absolute path or undecodable bytes in a notebook's output. Negative controls inject each defect into a
-copy of a page and check that the same probes see it.
+copy of a page and check that the same probes see it. At phone width (420 px, every page in an iframe of
+one harness page) no page may scroll sideways as a whole: a long identifier wraps instead.
 
 Needs: ``.mathjax/`` (``scripts/setup_env.sh mathjax``) and ``chromium`` (``scripts/setup_env.sh chromium``);
 ``make test`` provides both. Without chromium the test is skipped, unless TSALLIS_REF_REQUIRE_CHROMIUM=1
@@ -355,3 +356,71 @@ def test_no_dead_badge_and_clean_outputs(built_book):
     if not ((config.get("repository") or {}).get("url") or "").strip():
         for page in _pages(built_book):
             assert "colab.research.google.com" not in (built_book / page).read_text(encoding="utf-8"), page
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Every page on a phone
+# ---------------------------------------------------------------------------------------------------------
+PHONE_WIDTH = 420  # px; headless Chromium will not open a window this narrow, an iframe is laid out at it
+
+#: runs in a harness page holding every page in a PHONE_WIDTH iframe: which pages scroll sideways as a whole
+PHONE_PROBE = """<script>window.addEventListener('load', function () {
+  var frames = Array.from(document.querySelectorAll('iframe'));
+  var ready = frames.map(function (f) {
+    var mj = f.contentWindow.MathJax;
+    return mj && mj.startup && mj.startup.promise ? mj.startup.promise : Promise.resolve();
+  });
+  Promise.all(ready).then(function () {
+    var bad = [];
+    frames.forEach(function (f) {
+      var d = f.contentDocument.documentElement;
+      if (d.scrollWidth > d.clientWidth + 2) bad.push(f.dataset.page + ':' + d.scrollWidth);
+    });
+    document.body.setAttribute('data-wide-pages', bad.join(' ') || 'none');
+  });
+});</script>"""
+
+
+def _pages_wider_than_a_phone(server: str, html_dir: Path, pages: list[str], tmp_path: Path) -> list[str]:
+    frames = "".join(
+        f'<iframe src="{p}" data-page="{p}" style="width:{PHONE_WIDTH}px;height:600px;border:0"></iframe>'
+        for p in pages
+    )
+    (html_dir / "phone-layout.html").write_text(f"<html><body>{frames}{PHONE_PROBE}</body></html>", encoding="utf-8")
+    dom = _chrome(
+        f"{server}/phone-layout.html", tmp_path, "--dump-dom", "--window-size=1280,2000", "--hide-scrollbars"
+    )  # a phone overlays its scrollbars: the text column is the full width
+    m = re.search(r'data-wide-pages="([^"]*)"', dom)
+    assert m, "the phone probe did not report (a page failed to load in its frame?)"
+    return [] if m.group(1) == "none" else m.group(1).split()
+
+
+def test_no_page_scrolls_sideways_on_a_phone(built_book, server, tmp_path):
+    """At 420 px a long identifier (a module path in a title, an API signature) wraps; the page never widens."""
+    wide = _pages_wider_than_a_phone(server, built_book, _pages(built_book), tmp_path)
+    assert not wide, f"pages wider than a {PHONE_WIDTH} px screen (page:width): {wide}"
+
+
+def test_phone_probe_sees_a_wide_page(built_book, server, tmp_path):
+    """Negative control: a copy of a page with an element wider than the phone is reported."""
+    page = _layout_probe(built_book, CHAPTER, '<div style="width:900px">a wide element</div>')
+    wide = _pages_wider_than_a_phone(server, built_book, [CHAPTER, page], tmp_path)
+    assert [w.split(":")[0] for w in wide] == [page], wide
+
+
+def _split_streams(html: str) -> int:
+    """How many code cells show their printed output in more than one box (one box per print)."""
+    n = 0
+    for chunk in html.split('class="cell_output')[1:]:
+        chunk = chunk.split('class="cell docutils')[0]
+        n += chunk.count('class="output stream') > 1
+    return n
+
+
+def test_printed_output_in_one_box(built_book):
+    """A cell that prints several times shows one output box (myst-nb's nb_merge_streams)."""
+    split = {page: n for page in _pages(built_book) if (n := _split_streams((built_book / page).read_text()))}
+    assert not split, f"cells whose prints are split over several boxes, per page: {split}"
+    # the probe sees a split output
+    box = '<div class="output stream highlight-myst-ansi notranslate"><pre>x</pre></div>'
+    assert _split_streams(f'<div class="cell docutils"><div class="cell_output docutils">{box}{box}</div></div>') == 1

@@ -128,6 +128,19 @@ def test_api_field_table_renders_help_types_and_defaults():
     assert "\u2014" in rst  # a field without help shows a dash, not an empty cell
 
 
+def test_api_config_fields_listed_once():
+    """tsallis_ref.config lists each class's fields in its docstring; the API page must not add a second table."""
+    from api_tidy import _docstring
+
+    from tsallis_ref.config import MethodConfig
+
+    lines = MethodConfig.__doc__.splitlines()
+    assert "YAML fields:" in [line.strip() for line in lines]
+    before = list(lines)
+    _docstring(None, "class", "tsallis_ref.config.MethodConfig", MethodConfig, {}, lines)
+    assert lines == before, [line for line in lines if line not in before][:3]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_no_chapter_code_cell_over_30_lines(path):
     """Analysis lives in tested library functions (tsallis_ref.experiments); a chapter's cells stay short."""

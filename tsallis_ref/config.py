@@ -10,8 +10,12 @@ TRL's configs) and checked against its type annotation before any model loads (:
 strings such as YAML 1.1's ``1e-3`` are read as numbers; anything else that does not fit raises
 :class:`ConfigError` naming the dotted key. ``python -m tsallis_ref train --help`` lists every field.
 
->>> cfg = TrainConfig.from_dict({"method": {"name": "garl", "q": 0.75}, "rollout": {"M": 4},
-...                              "optim": {"lr": "1e-3"}, "data": {"path": "train.jsonl"}})
+>>> cfg = TrainConfig.from_dict({
+...     "method": {"name": "garl", "q": 0.75},
+...     "rollout": {"M": 4},
+...     "optim": {"lr": "1e-3"},
+...     "data": {"path": "train.jsonl"},
+... })
 >>> cfg.method.name, cfg.rollout.M, cfg.optim.lr
 ('garl', 4, 0.001)
 """

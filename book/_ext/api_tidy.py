@@ -2,19 +2,23 @@
 
 * A dataclass of the package is shown without its generated signature (defaults ``<factory>``, string
   annotations such as ``'int'``).
-* A configuration dataclass (``tsallis_ref.config.*Config``) is shown as a table of its fields: name, type,
+* A configuration dataclass (``tsallis_ref.config.*Config``) whose docstring does not already list its fields
+  (``tsallis_ref.config`` appends a "YAML fields:" list to its own) is shown with a table of its fields: name, type,
   default and meaning. The meaning is the field's ``metadata["help"]`` (the convention of TRL and
   ``transformers.HfArgumentParser``, also read by ``python -m tsallis_ref train --help``); a field without one
   shows "-". The class signature, whose defaults read ``<factory>`` and whose annotations are strings, is
   left out.
 * ``p@16``, ``maj@16``: docutils reads these as e-mail addresses; links to ``mailto:`` addresses without a
   domain are turned back into text.
+* ``static/reader.css``: long identifiers (a module path in a page title, an API signature) wrap on a narrow
+  screen instead of making the whole page scroll sideways.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
 
 from docutils import nodes
 from sphinx.application import Sphinx
@@ -82,7 +86,9 @@ def _docstring(app, what, name, obj, options, lines) -> None:
         # a dataclass without a docstring gets its signature as __doc__ ("X(a: 'int' = 0, ...)"): drop it
         if lines and lines[0].startswith(obj.__name__ + "("):
             del lines[:]
-    if what == "class" and _is_config(obj):
+    # tsallis_ref.config documents its own classes' fields ("YAML fields:", one line each with type, default and
+    # meaning); a second, four-column table of the same fields would only overflow the text column
+    if what == "class" and _is_config(obj) and not any(line.strip() == "YAML fields:" for line in lines):
         lines.extend(field_table(obj))
 
 
@@ -113,7 +119,15 @@ def _unlink_mailto(app: Sphinx, doctree: nodes.document) -> None:
             ref.replace_self(nodes.Text(ref.astext()))
 
 
+def _add_css(app: Sphinx) -> None:
+    static = str(Path(__file__).parent / "static")
+    if static not in app.config.html_static_path:
+        app.config.html_static_path.append(static)
+    app.add_css_file("reader.css")
+
+
 def setup(app: Sphinx) -> dict:
+    app.connect("builder-inited", _add_css)
     app.connect("autodoc-process-docstring", _docstring)
     app.connect("autodoc-process-signature", _signature)
     app.connect("doctree-read", _unlink_mailto)

@@ -38,7 +38,9 @@ def colab_url(repository_url: str, branch: str, path_to_book: str, docname: str)
 
 
 def _add_static(app: Sphinx) -> None:
-    app.config.html_static_path.append(str(Path(__file__).parent / "static"))
+    static = str(Path(__file__).parent / "static")
+    if static not in app.config.html_static_path:  # api_tidy adds the same folder
+        app.config.html_static_path.append(static)
 
 
 def _badge(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
