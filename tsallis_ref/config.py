@@ -223,6 +223,7 @@ class MethodConfig:
 class OptimConfig:
     """The optimiser (AdamW or plain SGD) and the step's batching (YAML key ``optim``)."""
 
+    lr: float = field(default=1e-5, metadata={"help": "learning rate, > 0"})
     optimizer: Literal["adamw", "sgd"] = field(
         default="adamw",
         metadata={
@@ -230,7 +231,6 @@ class OptimConfig:
             "the step is lr times the clipped gradient, the setting of the paper's escape-time theorem)"
         },
     )
-    lr: float = field(default=1e-5, metadata={"help": "learning rate, > 0"})
     weight_decay: float = field(
         default=0.0, metadata={"help": "weight decay, >= 0 (AdamW: decoupled; SGD: L2 added to the gradient)"}
     )
