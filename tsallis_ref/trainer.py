@@ -578,7 +578,11 @@ def train(
     ``eval_examples`` the held-out set of ``config.eval``.
 
     ``model`` / ``tokenizer``: train this model (e.g. one loaded once for many runs) instead of loading
-    ``config.model``. ``callback(step, metrics)`` after each step; ``clock`` times the steps' phases.
+    ``config.model``.
+
+    GARL / PAFT: the q of each step comes from ``method.q_schedule`` (:func:`tsallis_ref.schedules.from_config`;
+    null: ``method.q`` at every step), read before the step from the steps taken and the ``wbar_mean`` logged by
+    the step before; it is logged as ``q`` and the schedule's state is saved in (and restored from) checkpoints. ``callback(step, metrics)`` after each step; ``clock`` times the steps' phases.
 
     With ``eval.every > 0`` the model is validated (:func:`validate`) at step 0 (before training), every
     ``eval.every`` steps and at the last step; the ``val/*`` metrics join that step's line of ``metrics.jsonl``
