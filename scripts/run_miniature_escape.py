@@ -1,5 +1,5 @@
 """Escape step against p0 and learning rate: post-train from corrupted starts (one per target p0) with
-several methods, a grid of SGD learning rates and several seeds, and record the P and p(S_0) curves
+several methods, a grid of learning rates (SGD, or Adam with a given eps) and several seeds, and record the P and p(S_0) curves
 and the escape steps as JSON (the escape-time test of Theorem 5.2 in book/cold_start_miniature.ipynb).
 
     OMP_NUM_THREADS=1 python scripts/run_miniature_escape.py --p0 1e-2 --runs garl:0 garl:1 grpo:0 \
@@ -37,7 +37,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--p0", type=float, nargs="+", required=True, help="target initial success probabilities")
     ap.add_argument("--runs", nargs="+", default=["grpo:0", "garl:0", "garl:0.5", "garl:1", "paft:1"], help="method:q")
-    ap.add_argument("--lrs", type=float, nargs="+", default=[0.1], help="SGD learning rates (every run at every lr)")
+    ap.add_argument("--lrs", type=float, nargs="+", default=[0.1], help="learning rates (every run at every lr)")
+    ap.add_argument(
+        "--optimizers",
+        nargs="+",
+        default=["sgd"],
+        help="every run under each of these: 'sgd', or 'adam:EPS' (Adam with that eps, e.g. adam:1e-8)",
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--M", type=int, default=128)
     ap.add_argument("--B", type=int, default=4)
@@ -68,11 +74,14 @@ def main(argv=None):
         start = mini.make_start(dec, p0)
         for r in a.runs:
             method, q = r.split(":")
-            for lr in a.lrs:
+            for opt, lr in [(o, lr) for o in a.optimizers for lr in a.lrs]:
+                optimizer, _, eps = opt.partition(":")
                 for seed in a.seeds:
                     cfg = mini.MiniTrainConfig(
                         method=method,
                         q=float(q),
+                        optimizer=optimizer,
+                        adam_eps=float(eps) if eps else 1e-8,
                         steps=a.steps,
                         B=a.B,
                         M=a.M,
@@ -97,7 +106,8 @@ def main(argv=None):
                         )
                     h = mini.train_miniature(start, cfg)
                     print(
-                        f"p0={p0:g} {mini.mini_run_label(method, float(q)):>11} lr={lr:g} seed {seed}: P {h['P'][0]:.2e} -> "
+                        f"p0={p0:g} {mini.mini_run_label(method, float(q)):>11} {opt} lr={lr:g} seed {seed}: "
+                        f"P {h['P'][0]:.2e} -> "
                         f"{h['P'][-1]:.2e} (max {max(h['P']):.2e}), p(S0) -> {h['p_s0'][-1]:.2e}, "
                         f"escape step {h['escape_step']}, {h['seconds']:.0f} s",
                         flush=True,
@@ -108,6 +118,8 @@ def main(argv=None):
                             "method": method,
                             "q": float(q),
                             "lr": lr,
+                            "optimizer": optimizer,
+                            "adam_eps": cfg.adam_eps if optimizer == "adam" else None,
                             "seed": seed,
                             "label": mini.mini_run_label(method, float(q)),
                             "eval_step": h["eval_step"],

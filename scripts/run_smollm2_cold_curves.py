@@ -10,6 +10,11 @@ at q = 1 every prompt counts alike in log space. The record keeps every per-step
 
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python scripts/run_smollm2_cold_curves.py \
         --json data/benchmarks/smollm2_cold_curves_hotpotqa.json
+
+``--optimizer sgd`` trains with plain SGD (no momentum) instead of AdamW; its default lr makes a clipped,
+unit-norm gradient step as long as an AdamW step that moves every trainable parameter by AdamW's lr (2e-3): 2e-3
+times the square root of the number of trainable parameters (3.13 for SmolLM2's rank-8 LoRA). That step is too long
+for SGD (q = 1 diverges after one step); the recorded SGD curves use a tenth of it, ``--lr 0.31``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,17 @@ import time
 import torch
 
 
+def trainable_count(X, dataset: str) -> int:
+    """The trainable (LoRA) parameters of the run's model, counted on the model the runs share."""
+    from tsallis_ref.models import load_model_and_tokenizer
+
+    cfg = X.make_config(dataset, "garl", 0.0, "cold", X.CPU_DEFAULTS, output_dir="runs/smollm2_cold_curves")
+    model, _ = load_model_and_tokenizer(cfg.model, torch.device("cpu"), seed=0)
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    del model
+    return n
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", default="hotpotqa", choices=["finqa", "hotpotqa", "musique"])
@@ -33,12 +49,26 @@ def main(argv=None):
     ap.add_argument("--n-train", type=int, default=4)
     ap.add_argument("--M", type=int, default=4)
     ap.add_argument("--rationale-budget", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"], help="TrainConfig optim.optimizer")
+    ap.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="learning rate; default 2e-3 for AdamW, and for SGD 2e-3 x sqrt(N) with N the trainable parameters: "
+        "a clipped (unit-norm) gradient step then has the length of an AdamW step that moves every parameter by 2e-3",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     from tsallis_ref import experiments as X
+
+    n_trainable = None
+    if a.lr is None:
+        a.lr = 2e-3
+        if a.optimizer == "sgd":
+            n_trainable = trainable_count(X, a.dataset)
+            a.lr = 2e-3 * n_trainable**0.5
 
     s = dataclasses.replace(
         X.CPU_DEFAULTS,
@@ -48,6 +78,7 @@ def main(argv=None):
         n_train=a.n_train,
         prompts_per_step=a.n_train,
         lr=a.lr,
+        optimizer=a.optimizer,
         seed=a.seed,
     )
     head = {
@@ -58,6 +89,8 @@ def main(argv=None):
         ),
         "settings": s.as_dict(),
         "dataset": a.dataset,
+        "optimizer": a.optimizer,
+        "n_trainable": n_trainable,
         "runs": [],
     }
     print(head["date"], head["machine"], "\n" + head["command"])

@@ -195,6 +195,16 @@ class MethodConfig:
         default=DEFAULT_Q,
         metadata={"help": "commitment q in [0, 1] (GARL, PAFT): 0 = RLVR, 1 = log-marginal likelihood"},
     )
+    q_schedule: Optional[dict[str, Any]] = field(
+        default=None,
+        metadata={
+            "help": "GARL / PAFT: q step by step instead of the fixed method.q; null = method.q at every step. A mapping "
+            "with `kind` and its settings (tsallis_ref.schedules.from_config): {kind: step, q_start, q_end, threshold} "
+            "(q_start until the batch's wbar_mean first reaches threshold, q_end from then on), {kind: linear, q_start, "
+            "q_end, steps} (linear in the step, then q_end), {kind: adaptive, p_lo, p_hi, q_hi, q_lo} (q read off "
+            "the last step's wbar_mean: q_hi at or below p_lo, q_lo at or above p_hi, linear in log wbar between)"
+        },
+    )
     baseline: Literal["rloo", "none"] = field(
         default="rloo", metadata={"help": "GARL: 'rloo' (Eq. 12, Algorithm 1) or 'none' (plug-in, Eq. 9)"}
     )
@@ -215,10 +225,20 @@ class MethodConfig:
 
 @dataclass
 class OptimConfig:
-    """The optimiser (AdamW) and the step's batching (YAML key ``optim``)."""
+    """The optimiser (AdamW or plain SGD) and the step's batching (YAML key ``optim``)."""
 
-    lr: float = field(default=1e-5, metadata={"help": "AdamW learning rate, > 0"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay, >= 0"})
+    lr: float = field(default=1e-5, metadata={"help": "learning rate, > 0"})
+    optimizer: Literal["adamw", "sgd"] = field(
+        default="adamw",
+        metadata={
+            "help": "'adamw' (torch.optim.AdamW with optim.betas, optim.eps) or 'sgd' (plain gradient steps, no momentum: "
+            "the step is lr times the clipped gradient, the setting of the paper's escape-time theorem)"
+        },
+    )
+    weight_decay: float = field(
+        default=0.0, metadata={"help": "weight decay, >= 0 (AdamW: decoupled; SGD: L2 added to the gradient)"}
+    )
+    eps: float = field(default=1e-8, metadata={"help": "AdamW's eps (added to the root of the second moment), > 0"})
     betas: tuple[float, float] = field(
         default=(0.9, 0.999), metadata={"help": "AdamW (beta1, beta2), a list of two numbers"}
     )
@@ -396,6 +416,17 @@ class TrainConfig:
         if isinstance(m.q, bool) or not isinstance(m.q, (int, float)) or not (0.0 <= float(m.q) <= 1.0):
             bad("method.q", f"must be a number in [0, 1] (0 = RLVR, 1 = log-marginal likelihood); got {m.q!r}")
         m.q = float(m.q)
+        if m.q_schedule is not None:
+            from .schedules import from_config
+
+            if m.name not in ("garl", "paft"):
+                bad(
+                    "method.q_schedule", f"a q schedule needs a method with a q (garl, paft); method.name is {m.name!r}"
+                )
+            try:
+                from_config(m.q_schedule)
+            except ValueError as e:
+                bad("method.q_schedule", str(e))
         if m.baseline not in ("rloo", "none"):
             bad("method.baseline", f"must be 'rloo' or 'none'; got {m.baseline!r}")
         if not _is_int(r.M) or r.M < 1:
@@ -491,6 +522,8 @@ class TrainConfig:
             bad("model.lora.dropout", f"must lie in [0, 1); got {self.model.lora.dropout}")
         if o.weight_decay < 0:
             bad("optim.weight_decay", f"must be >= 0; got {o.weight_decay}")
+        if not (o.eps > 0):
+            bad("optim.eps", f"must be > 0 (AdamW divides by sqrt(v) + eps); got {o.eps}")
         if not all(0.0 <= b < 1.0 for b in o.betas):
             bad("optim.betas", f"both AdamW betas must lie in [0, 1); got {list(o.betas)}")
         if self.seed < 0:

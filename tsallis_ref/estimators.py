@@ -477,6 +477,7 @@ DEFAULT_Q = 0.75
 #: ``garl/`` or ``paft/``). Keys a method does not produce are absent from its row.
 METRIC_NAMES: dict[str, str] = {
     "loss": "the surrogate's value (no meaning of its own)",
+    "q": "GARL / PAFT: the q in force at this step (method.q, or the value of method.q_schedule)",
     "wbar_mean": "mean over prompts of wbar = mean_m w_m, the estimate of P (Sec. 4.1)",
     "wbar_std": "std over prompts of wbar",
     "log_wbar_mean": "mean over prompts of log wbar",

@@ -52,7 +52,7 @@ import copy
 import itertools
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -63,6 +63,7 @@ import torch.nn.functional as F
 from .estimators import DEFAULT_Q, ESTIMATORS, EstimatorInputs, estimator_metrics
 from .losses import check_q, qloss
 from .schedules import Schedule
+from .schedules import from_config as schedule_from_config
 
 __all__ = [
     "MiniTask",
@@ -533,6 +534,8 @@ class MiniTrainConfig:
     K: Optional[int] = None  # PAFT resamples (None: K = M, as in the paper)
     lr: float = 0.05
     optimizer: str = "sgd"  # "sgd" (the gradient flow of Thm 5.2) or "adam"
+    adam_eps: float = 1e-8  # Adam's eps (added to sqrt(v_hat)); torch's default
+    q_schedule: Optional[dict] = None  # GARL/PAFT: q per step (schedules.from_config; fed the step's wbar_mean)
     normalize: bool = False  # the 1/M^q of Algorithms 1-2 (a q-dependent learning rate; off: one lr for all q)
     pathwise: bool = True  # GARL/PAFT: keep the gradient through log p(y*|x,z) (False: the pathwise-zeroed ablation)
     grad_clip: float = 1.0  # max total gradient norm (math.inf: no clipping)
@@ -564,6 +567,17 @@ class MiniTrainConfig:
             raise ValueError(f"MiniTrainConfig.n_eval ({self.n_eval}) must be <= n_train ({self.n_train})")
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"MiniTrainConfig.optimizer must be 'sgd' or 'adam'; got {self.optimizer!r}")
+        if not (isinstance(self.adam_eps, (int, float)) and self.adam_eps > 0):
+            raise ValueError(f"MiniTrainConfig.adam_eps must be > 0; got {self.adam_eps!r}")
+        if self.q_schedule is not None:
+            if self.method not in ("garl", "paft"):
+                raise ValueError(
+                    f"MiniTrainConfig.q_schedule needs a method with a q (garl, paft); got {self.method!r}"
+                )
+            try:
+                schedule_from_config(self.q_schedule)
+            except ValueError as e:
+                raise ValueError(f"MiniTrainConfig.q_schedule: {e}") from None
         if not 0.0 <= self.noise_frac < 1.0:
             raise ValueError(f"MiniTrainConfig.noise_frac must lie in [0, 1); got {self.noise_frac}")
         if self.flip not in ("last", "all"):
@@ -674,9 +688,12 @@ def train_miniature(start: TinyDecoder, cfg: MiniTrainConfig, *, keep_model: boo
     opt = (
         torch.optim.SGD(model.parameters(), lr=cfg.lr)
         if cfg.optimizer == "sgd"
-        else torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        else torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
     )
+    schedule = schedule_from_config(cfg.q_schedule) if cfg.q_schedule is not None else None
     hist = {"eval_step": [], "P": [], "p_s0": [], "loss": [], "grad_norm": [], "stat": []}
+    if schedule is not None:
+        hist["q"] = []
     if cfg.noise_frac > 0:
         hist.update({"P_clean": [], "contamination": []})
     t0 = time.perf_counter()
@@ -700,7 +717,13 @@ def train_miniature(start: TinyDecoder, cfg: MiniTrainConfig, *, keep_model: boo
         if stop_at is not None and step >= stop_at:
             break
         idx = torch.randint(cfg.n_train, (cfg.B,), generator=g)
-        loss, stat = method_loss(model, cfg, xs[idx], labels[idx], g)
+        step_cfg = cfg
+        if schedule is not None:
+            step_cfg = replace(cfg, q=schedule.q(step))
+            hist["q"].append(step_cfg.q)
+        loss, stat = method_loss(model, step_cfg, xs[idx], labels[idx], g)
+        if schedule is not None:
+            schedule.observe(stat["wbar_mean"])
         opt.zero_grad()
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

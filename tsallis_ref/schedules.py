@@ -16,6 +16,11 @@ floored weight, which is not a q).
 * ``adaptive(p_lo, p_hi, q_hi, q_lo)``: q read off the success estimate: ``q_hi`` while ``P <= p_lo``,
   ``q_lo`` once ``P >= p_hi``, linear in ``log P`` between.
 
+In a training loop (:func:`tsallis_ref.trainer.train`, :func:`tsallis_ref.miniature.train_miniature`) a schedule is
+read through a :class:`ScheduleState`, built from a small mapping by :func:`from_config` (the trainer's
+``method.q_schedule``): it keeps the last observed success estimate and whether it has reached the escape
+threshold, gives the q of the next step, and saves / restores that state with a checkpoint.
+
 ``two_example_run`` puts a schedule to the test the theory chapters set: one example starting cold (its
 escape time, Thm 5.2) and one whose label is wrong with probability eps at each draw (its contamination,
 Prop. C.2), trained together, one q in force per step.
@@ -32,7 +37,18 @@ import numpy as np
 
 from .losses import check_q
 
-__all__ = ["Schedule", "constant", "step_at_escape", "linear_anneal", "floored_weight", "adaptive", "two_example_run"]
+__all__ = [
+    "ScheduleState",
+    "from_config",
+    "SCHEDULE_KINDS",
+    "Schedule",
+    "constant",
+    "step_at_escape",
+    "linear_anneal",
+    "floored_weight",
+    "adaptive",
+    "two_example_run",
+]
 
 
 @dataclass(frozen=True)
@@ -141,3 +157,111 @@ def two_example_run(
         "contamination_at_escape": c_at_escape,
         "q_path": qs,
     }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Schedules in a training loop
+# ---------------------------------------------------------------------------------------------------------
+#: the kinds of ``method.q_schedule`` and their settings: (required, optional with defaults)
+SCHEDULE_KINDS: dict[str, tuple[tuple[str, ...], dict]] = {
+    "constant": (("q",), {}),
+    "step": (("q_start", "q_end"), {"threshold": 0.5}),
+    "linear": (("q_start", "q_end", "steps"), {}),
+    "adaptive": (("p_lo", "p_hi"), {"q_hi": 1.0, "q_lo": 0.0}),
+}
+
+
+@dataclass
+class ScheduleState:
+    """A q schedule inside a training loop: ``q(t)`` is the q of the step that follows ``t`` steps already
+    taken; :meth:`observe` records the success estimate a step measured (the trainer's ``wbar_mean``, Eq. 7; the
+    miniature's mean P); ``escaped`` turns true (for good) the first time that estimate reaches ``threshold``.
+    Before anything is observed the estimate counts as 0 (an adaptive schedule starts at its cold end)."""
+
+    schedule: Schedule
+    threshold: float = 0.5
+    P: Optional[float] = None
+    escaped: bool = False
+
+    def q(self, t: int) -> float:
+        q = self.schedule.q_of(t, 0.0 if self.P is None else self.P, self.escaped)
+        if q is None:
+            raise ValueError(f"schedule {self.schedule.name!r} is not a q schedule")
+        return float(q)
+
+    def observe(self, P: float) -> None:
+        self.P = float(P)
+        if self.P >= self.threshold:
+            self.escaped = True
+
+    def state_dict(self) -> dict:
+        return {"P": self.P, "escaped": self.escaped}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.P = None if d.get("P") is None else float(d["P"])
+        self.escaped = bool(d.get("escaped", False))
+
+
+def _number(d: dict, key: str, kind: str) -> float:
+    v = d[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if isinstance(v, str):
+            try:
+                return float(v)
+            except ValueError:
+                pass
+        raise ValueError(f"`{key}` of a {kind!r} schedule must be a number; got {v!r}")
+    return float(v)
+
+
+def from_config(d: Optional[dict], q: Optional[float] = None) -> Optional[ScheduleState]:
+    """A :class:`ScheduleState` from a mapping such as ``{"kind": "step", "q_start": 1, "q_end": 0}``
+    (the kinds and their settings: :data:`SCHEDULE_KINDS`); ``None`` gives ``constant(q)`` (or None when ``q``
+    is None too). Bad mappings raise ValueError naming the setting and the fix.
+
+    * ``constant``: ``q``;
+    * ``step``: ``q_start`` until the success estimate first reaches ``threshold`` (default 0.5), ``q_end`` after
+      (:func:`step_at_escape`);
+    * ``linear``: ``q_start`` to ``q_end`` linearly over ``steps`` steps, then ``q_end`` (:func:`linear_anneal`);
+    * ``adaptive``: ``q_hi`` while the estimate is at or below ``p_lo``, ``q_lo`` at or above ``p_hi``, linear in
+      its log between (:func:`adaptive`; defaults ``q_hi = 1``, ``q_lo = 0``).
+
+    The floored weight (:func:`floored_weight`) is not a q and is not available here."""
+    if d is None:
+        return None if q is None else ScheduleState(constant(float(q)))
+    if not isinstance(d, dict):
+        raise ValueError(f"expected a mapping such as {{kind: step, q_start: 1, q_end: 0}}; got {d!r}")
+    kind = d.get("kind")
+    if kind not in SCHEDULE_KINDS:
+        extra = " (the floored weight is not a q; it has no trainer setting)" if kind in ("floored", "floor") else ""
+        raise ValueError(f"`kind` must be one of {', '.join(SCHEDULE_KINDS)}; got {kind!r}{extra}")
+    required, optional = SCHEDULE_KINDS[kind]
+    allowed = {"kind", *required, *optional}
+    unknown = sorted(set(d) - allowed, key=str)
+    if unknown:
+        raise ValueError(
+            f"unknown setting(s) {unknown} of a {kind!r} schedule; its settings: {', '.join(sorted(allowed))}"
+        )
+    missing = [k for k in required if k not in d]
+    if missing:
+        raise ValueError(f"a {kind!r} schedule needs {', '.join(f'`{k}`' for k in missing)}")
+    v = {**optional, **{k: d[k] for k in d if k != "kind"}}
+    v = {k: _number(v, k, kind) for k in v}
+    for k in ("q", "q_start", "q_end", "q_hi", "q_lo"):
+        if k in v and not 0.0 <= v[k] <= 1.0:
+            raise ValueError(f"`{k}` of a {kind!r} schedule must lie in [0, 1]; got {v[k]:g}")
+    if kind == "constant":
+        return ScheduleState(constant(v["q"]))
+    if kind == "step":
+        if not 0.0 < v["threshold"] <= 1.0:
+            raise ValueError(f"`threshold` of a 'step' schedule must lie in (0, 1]; got {v['threshold']:g}")
+        return ScheduleState(step_at_escape(v["q_start"], v["q_end"]), threshold=v["threshold"])
+    if kind == "linear":
+        if not (v["steps"] >= 1 and float(v["steps"]).is_integer()):
+            raise ValueError(f"`steps` of a 'linear' schedule must be an integer >= 1; got {v['steps']:g}")
+        return ScheduleState(linear_anneal(v["q_start"], v["q_end"], int(v["steps"])))
+    if not 0.0 < v["p_lo"] < v["p_hi"] < 1.0:
+        raise ValueError(
+            f"an 'adaptive' schedule needs 0 < p_lo < p_hi < 1; got p_lo={v['p_lo']:g}, p_hi={v['p_hi']:g}"
+        )
+    return ScheduleState(adaptive(v["p_lo"], v["p_hi"], v["q_hi"], v["q_lo"]))

@@ -53,6 +53,7 @@ from .precision import (
     sync,
 )
 from .rollout import Rollouts, sample_answers, sample_rationales
+from .schedules import from_config
 from .shared_prefix import score
 
 __all__ = [
@@ -277,14 +278,19 @@ class StepState:
 
     @classmethod
     def create(cls, model, cfg: TrainConfig, optimizer: Optional[torch.optim.Optimizer] = None) -> StepState:
-        """AdamW on the trainable parameters (``cfg.optim``) unless ``optimizer`` is given; the precision
-        policy of ``precision.precision_for``; the generator seeded by ``cfg.seed``."""
+        """The optimiser of ``cfg.optim.optimizer`` on the trainable parameters (AdamW, or plain SGD without
+        momentum) unless ``optimizer`` is given; the precision policy of ``precision.precision_for``; the
+        generator seeded by ``cfg.seed``."""
         device = next(model.parameters()).device
         params = [p for p in model.parameters() if p.requires_grad]
         if optimizer is None:
-            optimizer = torch.optim.AdamW(
-                params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay
-            )
+            o = cfg.optim
+            if o.optimizer == "sgd":
+                optimizer = torch.optim.SGD(params, lr=o.lr, momentum=0.0, weight_decay=o.weight_decay)
+            else:
+                optimizer = torch.optim.AdamW(
+                    params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
+                )
         autocast, scale_loss = precision_for(cfg, device, params)
         return cls(
             optimizer=optimizer,
@@ -572,7 +578,11 @@ def train(
     ``eval_examples`` the held-out set of ``config.eval``.
 
     ``model`` / ``tokenizer``: train this model (e.g. one loaded once for many runs) instead of loading
-    ``config.model``. ``callback(step, metrics)`` after each step; ``clock`` times the steps' phases.
+    ``config.model``.
+
+    GARL / PAFT: the q of each step comes from ``method.q_schedule`` (:func:`tsallis_ref.schedules.from_config`;
+    null: ``method.q`` at every step), read before the step from the steps taken and the ``wbar_mean`` logged by
+    the step before; it is logged as ``q`` and the schedule's state is saved in (and restored from) checkpoints. ``callback(step, metrics)`` after each step; ``clock`` times the steps' phases.
 
     With ``eval.every > 0`` the model is validated (:func:`validate`) at step 0 (before training), every
     ``eval.every`` steps and at the last step; the ``val/*`` metrics join that step's line of ``metrics.jsonl``
@@ -608,6 +618,10 @@ def train(
         model, tokenizer = load_model_and_tokenizer(cfg.model, resolve_device(cfg.device), seed=cfg.seed)
     model.train()
     state = StepState.create(model, cfg)
+    # the q of each step: method.q_schedule (or the fixed method.q), fed the logged wbar_mean of each step
+    schedule = (
+        from_config(cfg.method.q_schedule, cfg.method.q) if "q" in E.ESTIMATORS[cfg.method.name].options else None
+    )
     order = DataOrder(len(data), cfg.seed, cfg.data.shuffle)
     encoded = encode_examples(tokenizer, data, cfg)  # x* and the teacher-forced answer segment, once
 
@@ -624,6 +638,8 @@ def train(
         start = ck["step"]
         curve = [dict(p) for p in ck.get("validation") or []]
         best = dict(ck["best"]) if ck.get("best") else None
+        if schedule is not None and ck.get("q_schedule"):
+            schedule.load_state_dict(ck["q_schedule"])
     logger = MetricsLogger(out_dir, cfg, resume_step=start if resume else None)
     bar = None
     if cfg.progress_bar:
@@ -649,8 +665,16 @@ def train(
         history.append({"step": 0, **met0})
     for step in range(start + 1, cfg.steps + 1):
         idx = order.next(cfg.optim.prompts_per_step)
-        out = train_step(model, tokenizer, encoded.select(idx), cfg, state, clock=clock)
+        step_cfg = cfg
+        if schedule is not None:
+            q = schedule.q(step - 1)
+            if q != cfg.method.q:
+                step_cfg = dataclasses.replace(cfg, method=dataclasses.replace(cfg.method, q=q))
+        out = train_step(model, tokenizer, encoded.select(idx), step_cfg, state, clock=clock)
         met = {**out.metrics, "epoch": order.epoch, "example_ids": [data[i]["id"] for i in idx]}
+        if schedule is not None:
+            met["q"] = step_cfg.method.q
+            schedule.observe(met["wbar_mean"])
         if held_out is not None and (step % ev.every == 0 or step == cfg.steps):
             met.update(run_validation(step))
         logger.log(step, met)
@@ -679,6 +703,7 @@ def train(
                     "scaler": state.scaler.state_dict() if state.scaler.is_enabled() else None,
                     "validation": curve,
                     "best": best,
+                    "q_schedule": None if schedule is None else schedule.state_dict(),
                 },
             )
     if bar is not None:

@@ -71,6 +71,7 @@ class Settings:
     answer_prefix: str = " "  # "\n\n" after </think> for Qwen3
     enable_thinking: Optional[bool] = None
     lr: float = 2e-3  # LoRA lr, high enough to move in a few steps (paper: not reported)
+    optimizer: str = "adamw"  # "adamw" | "sgd" (TrainConfig.optim.optimizer)
     steps: int = 1
     prompts_per_step: int = 1
     n_train: int = 1  # training prompts (first n of the train sample)
@@ -202,6 +203,7 @@ def make_config(
             "generation_batch_size": s.generation_batch_size,
         },
         "optim": {
+            "optimizer": s.optimizer,
             "lr": s.lr,
             "prompts_per_step": s.prompts_per_step,
             "micro_batch_size": s.micro_batch_size or s.M,
