@@ -903,9 +903,11 @@ def reweighting_demo(
     G0 = g0[0] + g0[1]
     Gqs, err, wr, cs = [], 0.0, [], []
     for q in qs:
-        Gq = Ps[0] ** (-q) * g0[0] + Ps[1] ** (-q) * g0[1]
-        Gq_auto = model.flat_grad(sum(qloss(model.log_P(x, y), q) for x, y in examples))
-        err = max(err, float((Gq - Gq_auto).abs().max() / Gq.abs().max()))
+        Gq_theory = Ps[0] ** (-q) * g0[0] + Ps[1] ** (-q) * g0[1]
+        # the J_Q update itself, by autograd of the loss: the per-example weights are read off it, so the
+        # comparison with (P_A/P_B)^-q below tests Eq. 5 rather than the construction
+        Gq = model.flat_grad(sum(qloss(model.log_P(x, y), q) for x, y in examples))
+        err = max(err, float((Gq_theory - Gq).abs().max() / Gq_theory.abs().max()))
         w = example_weights(Gq, g0)["weights"]
         wr.append(float(w[0] / w[1]))
         cs.append(float(F.cosine_similarity(G0, Gq, 0)))
