@@ -68,17 +68,21 @@ class Schedule:
 
 
 def constant(q: float) -> Schedule:
+    """A fixed q: the J_Q loss of one member of the family."""
     check_q(q)
     return Schedule(f"q={q:g}", lambda t, P, e: q)
 
 
 def step_at_escape(q_before: float = 1.0, q_after: float = 0.0) -> Schedule:
+    """``q_before`` until the success estimate first reaches the escape threshold, then ``q_after`` (the
+    SFT-then-RLVR schedule of Sec. 3.4 for 1 -> 0)."""
     check_q(q_before)
     check_q(q_after)
     return Schedule(f"q={q_before:g} until escape, then {q_after:g}", lambda t, P, e: q_after if e else q_before)
 
 
 def linear_anneal(q_start: float, q_end: float, t_end: int) -> Schedule:
+    """q moves linearly from ``q_start`` at step 0 to ``q_end`` at step ``t_end`` and stays there."""
     check_q(q_start)
     check_q(q_end)
     if t_end < 1:
@@ -90,12 +94,15 @@ def linear_anneal(q_start: float, q_end: float, t_end: int) -> Schedule:
 
 
 def floored_weight(floor: float) -> Schedule:
+    """Not a q: the amplification ``1 / max(x, floor)`` (the mean weight floored, as MaxRL's clipped variant);
+    used by the exact miniature runs only."""
     if not 0.0 < floor <= 1.0:
         raise ValueError(f"floored_weight: floor must lie in (0, 1]; got {floor}")
     return Schedule(f"1/max(x, {floor:g})", lambda t, P, e: None, weight=lambda x: 1.0 / np.maximum(x, floor))
 
 
 def adaptive(p_lo: float, p_hi: float, q_hi: float = 1.0, q_lo: float = 0.0) -> Schedule:
+    """q from the success estimate P: ``q_hi`` below ``p_lo``, ``q_lo`` above ``p_hi``, linear in log P between."""
     check_q(q_hi)
     check_q(q_lo)
     if not 0.0 < p_lo < p_hi < 1.0:
@@ -190,6 +197,7 @@ class ScheduleState:
         return float(q)
 
     def observe(self, P: float) -> None:
+        """Record the success estimate of the step just taken (and whether it reached the threshold)."""
         self.P = float(P)
         if self.P >= self.threshold:
             self.escaped = True

@@ -318,7 +318,7 @@ class StepOutput:
 
 def verifier_rewards(ro: Rollouts, batch: Batch, cfg: TrainConfig) -> torch.Tensor:
     """``[B, M]`` binary rewards: each sampled answer, read back by the run's answer format
-    (:meth:`tsallis_ref.data.AnswerFormat.reward`, the layout its prompts ask for), matched exactly with the gold
+    (:meth:`tsallis_ref.data.answer_format.AnswerFormat.reward`, the layout its prompts ask for), matched exactly with the gold
     answer or an alias."""
     fmt = AnswerFormat.from_config(cfg.rollout)
     al = batch.aliases or [()] * len(batch)

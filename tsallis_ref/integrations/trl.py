@@ -211,7 +211,7 @@ class GARLConfig(GRPOConfig):
 
     @property
     def answer_format(self) -> AnswerFormat:
-        """The run's answer format (:class:`tsallis_ref.data.AnswerFormat`, the rule our trainer, its prompts,
+        """The run's answer format (:class:`tsallis_ref.data.answer_format.AnswerFormat`, the rule our trainer, its prompts,
         rewards and evaluation follow): ``answer_marker`` ends the rationale, ``answer_prefix + y*`` is the target."""
         return AnswerFormat(self.answer_marker, self.answer_prefix)
 
