@@ -14,29 +14,29 @@ metrics of the final and of the best checkpoint.
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python scripts/run_heldout.py --dataset hotpotqa --method garl --q 0.75 --seed 0
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python scripts/run_heldout.py --smoke --record-dir /tmp/heldout   # tiny model
 
-The plan (issue 14 item 3)
---------------------------
-Datasets HotpotQA and MuSiQue (FinQA runs the same way with ``--dataset finqa --judge finqa_exec``); methods GRPO, RLOO, MaxRL,
-GARL q in {0, 0.5, 0.75, 1}, PAFT q in {0.75, 1}: 9 runs per dataset and seed; seeds 0 and 1 for GRPO, GARL q=0.75
-and GARL q=1, seed 0 for the rest: 12 runs per dataset, 24 in all. Defaults below: M = 4, rationale 32 + answer
-16 tokens (at least 8 rationale tokens), context 64 tokens, lr 1e-4, 1 prompt per step, 30 steps, validation at
-steps 0, 10, 20, 30 on 20 dev questions with k = 4, test on the next 100 dev questions with k = 4 (the final and
-the best checkpoint; one test when they coincide).
+The plan (issue 14 item 3; ``scripts/run_heldout_sweep.py`` runs it)
+--------------------------------------------------------------------
+Datasets HotpotQA and MuSiQue (FinQA runs the same way with ``--dataset finqa --judge finqa_exec``); methods GRPO,
+RLOO, MaxRL, GARL q in {0, 0.5, 0.75, 1}, PAFT q in {0.75, 1}: 9 runs per dataset and seed; seeds 0 and 1 for GRPO,
+GARL q=0.75 and GARL q=1, seed 0 for the rest: 12 runs per dataset, 24 in all. Defaults: SmolLM2 in float32 + LoRA
+(r 8, dropout 0, so each prompt is encoded once for its M rationales), M = 4, rationale 32 + answer 16 tokens (at
+least 8 rationale tokens), context 64 tokens, Adam lr 1e-3, 2 prompts per step, 30 steps, validation at steps 0,
+10, 20, 30 on 16 dev questions with k = 4; the best validation checkpoint (maj@k, the first on ties) is tested on
+the next 100 dev questions with k = 4 (``--test-final`` tests the final model too). A best checkpoint at step 0 is
+the untrained model, the same for every method of a seed: its test is computed once and kept in
+``<record-dir>/base/``.
 
-Time per run: ``t_run ~ steps * t_step + n_validations * n_val * k * t_sample + n_tests * n_test * k * t_sample``,
-with ``t_step`` one training step and ``t_sample`` one budget-forced sample (rationale + answer, generated 16 at
-a time). Measured once on this project's shared 2-core CPU with one torch thread (SmolLM2 4-bit + LoRA, HotpotQA,
-GARL q = 0.75, M = 4, 32 + 16 tokens, 4 validation and 4 test questions, k = 4)::
+Time per run: ``t_run ~ steps * t_step + n_validations * n_val * k * t_sample + n_test * k * t_sample``. Measured on
+this project's shared 2-core CPU, two runs side by side with one torch thread each (HotpotQA, GARL q = 0.75, M = 4,
+1 prompt per step, 2 steps, 16 validation questions, k = 4)::
 
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python scripts/run_heldout.py --dataset hotpotqa --method garl --q 0.75 \
-        --steps 1 --n-val 4 --n-test 4 --eval-every 1 --n-train 8
+        --steps 2 --n-val 16 --n-test 32 --eval-every 2 --k 4 --eval-batch 16 --prompts-per-step 1 --lr 1e-4
 
-gave t_step = 17.4 s (generate 9.7 s, score 4.4 s, backward 3.2 s), two validations of 16 samples and one step in
-117 s with the model load (so ~45 s, ~2.8 s per sample, per validation) and two tests of 16 samples in 73 s (~2.3 s per sample).
-With t_sample ~ 2.5 s the defaults take 30 * 17.4 + (4 * 80 + 2 * 400) * 2.5 ~ 3300 s ~ 55 min per run
-(~39 min when the best checkpoint is the last), so 24 runs ~ 22 h of one core, or ~11 h on both cores. The test
-set dominates: the issue's ~20 minutes per run needs the test at k = 2 (``--k 2`` halves validation and test) or
-on fewer questions.
+gave t_step = 4.9 s (generate 2.7 s, score 1.0 s, backward 1.2 s) and 92 s per validation of 64 samples
+(t_sample ~ 1.4 s; 102 s with --eval-batch 64). With 2 prompts per step the defaults take about
+30 * 10 + 4 * 92 + 400 * 1.4 ~ 1230 s ~ 20 min per run (less when the best checkpoint is step 0 and its test is
+already kept).
 """
 
 from __future__ import annotations
@@ -88,9 +88,10 @@ def build_config(a, out_dir: Path, val_path: Path) -> dict:
     else:
         model = {
             "name_or_path": "smollm2-gguf",
-            "load_in_4bit": True,
+            "load_in_4bit": a.precision == "4bit",
             "chat_template": False,
-            "lora": {"enabled": True, "r": 8, "alpha": 16},
+            # LoRA dropout 0: each prompt is encoded once for its M rationales (optim.shared_prefix)
+            "lora": {"enabled": True, "r": 8, "alpha": 16, "dropout": 0.0},
         }
     return {
         "method": {"name": a.method, "q": 0.0 if a.q is None else a.q, "baseline": "rloo"},
@@ -103,7 +104,7 @@ def build_config(a, out_dir: Path, val_path: Path) -> dict:
             "end_of_rationale": "\nAnswer:",
             "answer_prefix": " ",
         },
-        "optim": {"lr": a.lr, "prompts_per_step": 1, "micro_batch_size": a.M},
+        "optim": {"lr": a.lr, "prompts_per_step": a.prompts_per_step, "micro_batch_size": a.M},
         "data": {
             "dataset": a.dataset,
             "split": "train",
@@ -118,7 +119,7 @@ def build_config(a, out_dir: Path, val_path: Path) -> dict:
             "dataset": a.dataset,
             "judge": a.judge,
             "seed": a.seed,
-            "batch_size": a.M * 4,
+            "batch_size": a.eval_batch,
         },
         "steps": a.steps,
         "seed": a.seed,
@@ -139,6 +140,36 @@ def hardware() -> str:
     return f"{hardware_label('cpu')}; torch {torch.__version__}; {platform.python_implementation()} {platform.python_version()}"
 
 
+def base_test(a, cfg, test_ex, compute) -> dict:
+    """The test metrics of the untrained model, computed once per dataset, seed and evaluation settings (the
+    untrained model, its sampling seed and the test questions are the same for every method of a seed) and kept
+    in ``<record-dir>/base/<dataset>_seed<seed>.json``; used only when its settings match this run's."""
+    import torch
+
+    d = cfg.to_dict()
+    key = {
+        "dataset": a.dataset,
+        "seed": a.seed,
+        "test_ids": [e["id"] for e in test_ex],
+        "model": d["model"],
+        "rollout": {k: v for k, v in d["rollout"].items() if k not in ("M", "generation_batch_size")},
+        "eval": {k: v for k, v in d["eval"].items() if k not in ("every", "path", "n")},
+        "context_budget": d["data"]["context_budget"],
+        "torch": torch.__version__,
+    }
+    path = Path(a.record_dir) / "base" / f"{a.dataset}_seed{a.seed}.json"
+    if path.exists():
+        rec = json.loads(path.read_text())
+        if rec["key"] == key:
+            return rec["test"]
+    out = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"key": key, "test": out}, indent=1))
+    os.replace(tmp, path)
+    return out
+
+
 def run(a) -> dict:
     import torch
 
@@ -156,7 +187,7 @@ def run(a) -> dict:
     d = build_config(a, out_dir, val_path)
     base = TrainConfig.from_dict({**d, "eval": {**d["eval"], "every": 0, "path": None}})
     train_ex = load_examples(base)
-    val, test = split_dev(a.dataset, a.n_val, a.n_test, [e["id"] for e in train_ex], base.to_dict())
+    val, test_ex = split_dev(a.dataset, a.n_val, a.n_test, [e["id"] for e in train_ex], base.to_dict())
     val_path.write_text("".join(json.dumps(e) + "\n" for e in val))
     cfg = TrainConfig.from_dict(d)
     resume = checkpoint_path(out_dir).exists()
@@ -168,14 +199,24 @@ def run(a) -> dict:
     rows = [json.loads(l) for l in (out_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]
     curve = [{"step": r["step"], **{k: r[k] for k in CURVE_KEYS if k in r}} for r in rows if "loss" in r]
     t1 = time.perf_counter()
-    final = {k.replace("val/", "test/"): v for k, v in validate(model, tok, test, cfg).items()}
+
+    def test() -> dict:
+        return {k.replace("val/", "test/"): v for k, v in validate(model, tok, test_ex, cfg).items()}
+
     best = res["best"]
-    best_test = None
-    if best is not None and best["step"] == cfg.steps:
-        best_test = final  # the best checkpoint is the final model: the same weights
-    elif best is not None:
-        load_trainable_state_dict(model, load_checkpoint(out_dir / BEST_DIR / "trainable.pt")["model"])
-        best_test = {k.replace("val/", "test/"): v for k, v in validate(model, tok, test, cfg).items()}
+    final = test() if a.test_final else None
+    if best is None:
+        best_test = None
+    elif best["step"] == cfg.steps:
+        best_test = final if final is not None else test()  # the best checkpoint is the final model
+    else:
+
+        def test_best_checkpoint() -> dict:
+            load_trainable_state_dict(model, load_checkpoint(out_dir / BEST_DIR / "trainable.pt")["model"])
+            return test()
+
+        # a best checkpoint at step 0 is the untrained model, whose test every method of this seed shares
+        best_test = base_test(a, cfg, test_ex, test_best_checkpoint) if best["step"] == 0 else test_best_checkpoint()
     t_test = time.perf_counter() - t1
     argv = a.argv if a.argv is not None else sys.argv[1:]
     return {
@@ -192,7 +233,7 @@ def run(a) -> dict:
         "ids": {
             "train": [e["id"] for e in train_ex],
             "validation": [e["id"] for e in val],
-            "test": [e["id"] for e in test],
+            "test": [e["id"] for e in test_ex],
         },
         "validation_curve": res["validation"],
         "train_curve": curve,
@@ -216,15 +257,28 @@ def parse(argv=None):
     ap.add_argument("--answer-budget", type=int, default=16)
     ap.add_argument("--min-rationale-tokens", type=int, default=8)
     ap.add_argument("--context-budget", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--n-train", type=int, default=None, help="training questions (first n); default all")
-    ap.add_argument("--n-val", type=int, default=20)
+    ap.add_argument("--n-val", type=int, default=16)
     ap.add_argument("--n-test", type=int, default=100)
     ap.add_argument("--eval-every", type=int, default=10)
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--judge", default="relaxed", choices=["relaxed", "exact", "finqa_exec"])
+    ap.add_argument(
+        "--test-final",
+        action="store_true",
+        help="also test the final model (by default only the best validation checkpoint is tested, the paper's protocol)",
+    )
+    ap.add_argument("--prompts-per-step", type=int, default=2)
     ap.add_argument("--checkpoint-every", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "4bit"],
+        help="SmolLM2's base weights: float32 (the CPU path, configs/smollm2_cpu.yaml) or 4-bit NF4 (the GPU recipe)",
+    )
+    ap.add_argument("--eval-batch", type=int, default=64, help="sequences per generate call in validation and test")
     ap.add_argument("--runs-root", default=str(REPO / "runs" / "heldout"))
     ap.add_argument("--record-dir", default=str(REPO / "data" / "heldout"))
     ap.add_argument("--quiet", action="store_true")
@@ -257,8 +311,8 @@ def main(argv=None) -> dict:
     print(
         f"{rec['label']}: validation maj@k "
         + ", ".join(f"{p['step']}:{p['val/maj@k']:.1f}" for p in v)
-        + f"; best step {rec['best_step']}; test (final) p@1 {rec['test_final']['test/p@1']:.1f} "
-        f"maj@k {rec['test_final']['test/maj@k']:.1f}; wrote {path}"
+        + f"; best step {rec['best_step']}; test (best checkpoint) p@1 {rec['test_best']['test/p@1']:.1f} "
+        f"maj@k {rec['test_best']['test/maj@k']:.1f}; wrote {path}"
     )
     return rec
 

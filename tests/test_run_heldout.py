@@ -1,6 +1,7 @@
 """scripts/run_heldout.py end to end in its --smoke mode (the tiny model from config, real HotpotQA samples from
 ../shared/data): the record holds the validation curve, the training curve, disjoint id sets and the test metrics
-of the final and the best checkpoint; a second invocation resumes from the checkpoint and records the same curve."""
+of the best checkpoint (and of the final model with --test-final); a best checkpoint at step 0 takes the untrained
+model's test from the per-seed cache; a second invocation resumes from the checkpoint and records the same curve."""
 
 import importlib.util
 import json
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from tsallis_ref.config import TrainConfig
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +28,7 @@ def _script():
 def test_smoke_run_records_the_protocol_and_resumes(tmp_path):
     mod = _script()
     argv = ["--smoke", "--quiet", "--runs-root", str(tmp_path / "runs"), "--record-dir", str(tmp_path / "rec")]
-    rec = mod.main(argv)
+    rec = mod.main(argv + ["--test-final"])
     path = tmp_path / "rec" / f"{rec['label']}.json"
     saved = json.loads(path.read_text())
     assert saved["label"] == "smoke_hotpotqa_garl_q0.75_seed0" and not saved["resumed"]
@@ -42,8 +45,33 @@ def test_smoke_run_records_the_protocol_and_resumes(tmp_path):
     assert saved["test_final"]["test/n"] == 2 and saved["test_best"]["test/k"] == 2
     majs = [p["val/maj@k"] for p in saved["validation_curve"]]
     assert saved["best_step"] == saved["validation_curve"][majs.index(max(majs))]["step"]
+    base = tmp_path / "rec" / "base" / "hotpotqa_seed0.json"
+    assert base.exists() == (saved["best_step"] == 0)
+    if base.exists():  # the untrained model's test, kept for every method of this seed
+        assert json.loads(base.read_text())["test"] == saved["test_best"]
     assert saved["settings"]["eval"]["every"] == 1 and saved["settings"]["model"]["name_or_path"] == "tiny"
     # the same command again: the run is complete, it resumes from its checkpoint and keeps the curve and the best
     again = mod.main(argv)
     assert again["resumed"] and again["validation_curve"] == saved["validation_curve"]
-    assert again["best"] == saved["best"] and again["test_final"] == saved["test_final"]
+    assert again["best"] == saved["best"] and again["test_best"] == saved["test_best"]
+    assert again["test_final"] is None  # only the best checkpoint is tested unless --test-final
+
+
+def test_base_test_cache_is_used_only_for_the_same_settings(tmp_path):
+    mod = _script()
+    a = mod.parse(["--smoke", "--record-dir", str(tmp_path)])
+    cfg = TrainConfig.from_dict(mod.build_config(a, tmp_path / "run", tmp_path / "val.jsonl"))
+    exs = [{"id": "a"}, {"id": "b"}]
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"test/p@1": float(len(calls))}
+
+    assert mod.base_test(a, cfg, exs, compute) == {"test/p@1": 1.0}
+    assert mod.base_test(a, cfg, exs, compute) == {"test/p@1": 1.0} and len(calls) == 1  # cached
+    assert mod.base_test(a, cfg, exs[:1], compute) == {"test/p@1": 2.0}  # other test questions: computed again
+    b = mod.parse(["--smoke", "--record-dir", str(tmp_path), "--k", "3"])
+    b.k = 3
+    cfg3 = TrainConfig.from_dict(mod.build_config(b, tmp_path / "run", tmp_path / "val.jsonl"))
+    assert mod.base_test(b, cfg3, exs[:1], compute) == {"test/p@1": 3.0}  # other k: computed again
