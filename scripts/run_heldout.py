@@ -16,7 +16,7 @@ metrics of the final and of the best checkpoint.
 
 The plan (issue 14 item 3; ``scripts/run_heldout_sweep.py`` runs it)
 --------------------------------------------------------------------
-Datasets HotpotQA and MuSiQue (FinQA runs the same way with ``--dataset finqa --judge finqa_exec``); methods GRPO,
+Datasets HotpotQA and FinQA (``--judge finqa_exec``; FinQA is the column of the paper's Table 1); methods GRPO,
 RLOO, MaxRL, GARL q in {0, 0.5, 0.75, 1}, PAFT q in {0.75, 1}: 9 runs per dataset and seed; seeds 0 and 1 for GRPO,
 GARL q=0.75 and GARL q=1, seed 0 for the rest: 12 runs per dataset, 24 in all. Defaults: SmolLM2 in float32 + LoRA
 (r 8, dropout 0, so each prompt is encoded once for its M rationales), M = 4, rationale 32 + answer 16 tokens (at

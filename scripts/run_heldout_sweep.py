@@ -4,7 +4,8 @@ runs whose record exists in ``data/heldout/`` are skipped, an interrupted run co
     PYTHONPATH=$PWD python scripts/run_heldout_sweep.py --jobs 2                # run (or continue) the whole sweep
     PYTHONPATH=$PWD python scripts/run_heldout_sweep.py --list                  # the plan and what is recorded
 
-Per dataset: GRPO, RLOO, MaxRL, GARL q in {0, 0.5, 0.75, 1}, PAFT q in {0.75, 1} at seed 0, and GRPO, GARL q=0.75,
+Datasets: HotpotQA and FinQA (FinQA is the column of the paper's Table 1, HotpotQA one of Tables 2 and 3; MuSiQue
+runs the same way with ``--datasets musique``). Per dataset: GRPO, RLOO, MaxRL, GARL q in {0, 0.5, 0.75, 1}, PAFT q in {0.75, 1} at seed 0, and GRPO, GARL q=0.75,
 GARL q=1 again at seed 1 (12 runs). Each run is one process with one torch thread; ``--jobs`` runs go side by side.
 A run's output goes to ``runs/heldout/logs/<label>.log``. Extra arguments after ``--`` go to every run.
 """
@@ -52,7 +53,7 @@ def argv_of(ds: str, method: str, q: float | None, seed: int, extra: list[str]) 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--datasets", nargs="+", default=["hotpotqa", "musique"], choices=["finqa", "hotpotqa", "musique"])
+    ap.add_argument("--datasets", nargs="+", default=["hotpotqa", "finqa"], choices=["finqa", "hotpotqa", "musique"])
     ap.add_argument("--jobs", type=int, default=2, help="runs side by side (one torch thread each)")
     ap.add_argument("--list", action="store_true", help="print the plan with each run's state and exit")
     ap.add_argument("--record-dir", default=str(REPO / "data" / "heldout"))
