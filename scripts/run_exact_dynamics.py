@@ -60,6 +60,20 @@ def have(rec: dict, **key) -> bool:
     return any(all(r.get(k) == v for k, v in key.items()) for r in rec["runs"])
 
 
+def add_run(rec: dict, path: str, t0: float, run: dict) -> float:
+    """Append ``run`` and its wall time (since ``t0``) to the record and save it at once, so that an interrupted
+    part resumes after it; returns the seconds."""
+    seconds = time.perf_counter() - t0
+    rec["runs"].append({**run, "seconds": round(seconds, 1)})
+    save(rec, path)
+    return seconds
+
+
+def thin(values: list, n: int = 40) -> list:
+    """About ``n`` evenly spaced points of a trajectory (every ``len // n``-th)."""
+    return values[:: max(1, len(values) // n)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("part", choices=["decoders", "flow", "optim", "noise"])
@@ -117,29 +131,16 @@ def main() -> None:
             for p0 in p0s:
                 start = mini.make_start(starts[s], p0)
                 pm = p_start(start, x, a.target)
+                key = {"seed": s, "p0_target": p0, "p0": pm}
                 for q in a.qs:
                     if have(rec, seed=s, p0_target=p0, q=q):
                         continue
                     t0 = time.perf_counter()
                     f = mini.exact_gradient_flow(start, x, q, delta=0.5, target=a.target)
-                    rec["runs"].append(
-                        {
-                            "seed": s,
-                            "p0_target": p0,
-                            "p0": pm,
-                            "q": q,
-                            "T": f["T"],
-                            "nfev": f["nfev"],
-                            "t": f["t"][:: max(1, len(f["t"]) // 40)],
-                            "P": f["P"][:: max(1, len(f["P"]) // 40)],
-                            "seconds": round(time.perf_counter() - t0, 1),
-                        }
-                    )
-                    save(rec, out)
+                    run = {**key, "q": q, "T": f["T"], "nfev": f["nfev"], "t": thin(f["t"]), "P": thin(f["P"])}
+                    seconds = add_run(rec, out, t0, run)
                     print(
-                        f"seed {s} p0 {pm:.2e} q {q:g}: T {f['T']:.4g} ({f['nfev']} evals, "
-                        f"{time.perf_counter() - t0:.0f} s)",
-                        flush=True,
+                        f"seed {s} p0 {pm:.2e} q {q:g}: T {f['T']:.4g} ({f['nfev']} evals, {seconds:.0f} s)", flush=True
                     )
     elif a.part == "optim":
         out = a.out or f"data/miniature/exact_optim_{a.target}.json"
@@ -161,6 +162,7 @@ def main() -> None:
             for s in a.seeds:
                 start = mini.make_start(starts[s], p0)
                 pm = p_start(start, x, a.target)
+                key = {"seed": s, "p0_target": p0, "p0": pm}
                 for opt, lr, eps in opts:
                     for q in a.qs:
                         if have(rec, seed=s, p0_target=p0, q=q, optimizer=opt, adam_eps=eps):
@@ -177,23 +179,11 @@ def main() -> None:
                             target=a.target,
                             record_every=50,
                         )
-                        rec["runs"].append(
-                            {
-                                "seed": s,
-                                "p0_target": p0,
-                                "p0": pm,
-                                "q": q,
-                                "optimizer": opt,
-                                "lr": lr,
-                                "adam_eps": eps,
-                                **r,
-                                "seconds": round(time.perf_counter() - t0, 1),
-                            }
-                        )
-                        save(rec, out)
+                        run = {**key, "q": q, "optimizer": opt, "lr": lr, "adam_eps": eps, **r}
+                        seconds = add_run(rec, out, t0, run)
                         print(
                             f"seed {s} p0 {pm:.2e} {opt} eps {eps} q {q:g}: escape step {r['escape_step']} "
-                            f"(|grad| on the S0 bias {r['grad_s0']:.2e}; {time.perf_counter() - t0:.0f} s)",
+                            f"(|grad| on the S0 bias {r['grad_s0']:.2e}; {seconds:.0f} s)",
                             flush=True,
                         )
     elif a.part == "noise":
@@ -231,13 +221,10 @@ def main() -> None:
                         noise_eps=eps,
                         record_every=a.record_every,
                     )
-                    rec["runs"].append(
-                        {"seed": s, "noise_eps": eps, "q": q, **r, "seconds": round(time.perf_counter() - t0, 1)}
-                    )
-                    save(rec, out)
+                    seconds = add_run(rec, out, t0, {"seed": s, "noise_eps": eps, "q": q, **r})
                     print(
                         f"seed {s} eps {eps} q {q:g}: contamination {r['contamination'][0]:.2e} -> "
-                        f"{r['contamination'][-1]:.2e}, P {r['P'][-1]:.3f} ({time.perf_counter() - t0:.0f} s)",
+                        f"{r['contamination'][-1]:.2e}, P {r['P'][-1]:.3f} ({seconds:.0f} s)",
                         flush=True,
                     )
 
