@@ -20,6 +20,7 @@ import time
 import torch
 
 from tsallis_ref import miniature as mini
+from tsallis_ref.experiments.miniature_records import new_record
 
 TASK = mini.MiniTask(V=5, L=2, K=3)
 PRETRAIN = dict(d=16, n_layer=1, n_head=2, answer_noise=0.0, steps=500, batch=128, lr=1e-2)
@@ -42,11 +43,12 @@ def p_start(start, x: torch.Tensor, target: str) -> float:
         return mini.exact_objective(copy.deepcopy(start).double(), mini.exact_problem(TASK, x, target=target), 1.0)[1]
 
 
-def load(path: str, command: str, settings: dict) -> dict:
+def load(path: str, settings: dict) -> dict:
+    """The record at ``path`` (to resume), or a new one with these settings."""
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
-    return {"produced_by": command, "machine": mini.machine_info(), "settings": settings, "runs": []}
+    return new_record("scripts/run_exact_dynamics.py", settings=settings, runs=[])
 
 
 def save(rec: dict, path: str) -> None:
@@ -124,7 +126,6 @@ def main() -> None:
         p0s = a.p0 or [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7]
         rec = load(
             out,
-            command,
             {**settings, "target": a.target, "delta": 0.5, "rtol": 1e-6, "atol": 1e-9, "solver": "RK45, log time"},
         )
         for s in a.seeds:
@@ -148,7 +149,6 @@ def main() -> None:
         opts = [("sgd", a.sgd_lr, None)] + [("adam", a.adam_lr, e) for e in (1e-8, 1e-12, 1e-16)]
         rec = load(
             out,
-            command,
             {
                 **settings,
                 "target": a.target,
@@ -191,7 +191,6 @@ def main() -> None:
         epss = a.eps
         rec = load(
             out,
-            command,
             {
                 **settings,
                 "noise_eps": epss,
