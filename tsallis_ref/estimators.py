@@ -584,7 +584,7 @@ def _share(per_prompt_sum: torch.Tensor, t: BatchTotals) -> torch.Tensor:
 
 
 #: The estimator of each method name; every caller dispatches here, as ``ESTIMATORS[name](inputs, options, totals)``.
-#: Each row is added by :func:`_estimator` at the function it names (in the order garl, paft, grpo, rloo, maxrl).
+#: Each row is added by ``_estimator`` at the function it names (in the order garl, paft, grpo, rloo, maxrl).
 ESTIMATORS: dict[str, EstimatorSpec] = {}
 
 
