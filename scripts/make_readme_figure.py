@@ -30,6 +30,12 @@ Q_VALUES = [0.0, 0.25, 0.5, 0.75, 1.0]
 TARGET_PS = [0.3, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
 
 
+def log_log(ax, xlabel: str, ylabel: str, title: str) -> None:
+    """Both panels' axes: log-log, labelled, at most 4 major ticks on x (the column is narrow)."""
+    ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(numticks=4))
+
+
 def main(out: Path) -> None:
     torch.set_num_threads(1)
     colors = list(q_colors(Q_VALUES).values())  # the book's q colours (viridis without its pale yellow end)
@@ -41,14 +47,7 @@ def main(out: Path) -> None:
     log_p = torch.linspace(math.log(1e-6), 0.0, 300, dtype=torch.float64)
     for q, c in zip(Q_VALUES, colors):
         a1.plot(log_p.exp(), tr.qloss(log_p, q), color=c, label=f"q = {q:g}")
-    a1.set(
-        xscale="log",
-        yscale="log",
-        xlabel="success probability P",
-        ylabel=r"$\ell_q=-\log_q P$",
-        title=r"$J_Q$: $q=0$ is RL, $q=1$ likelihood",
-    )
-    a1.xaxis.set_major_locator(matplotlib.ticker.LogLocator(numticks=4))
+    log_log(a1, "success probability P", r"$\ell_q=-\log_q P$", r"$J_Q$: $q=0$ is RL, $q=1$ likelihood")
     a1.legend(fontsize=9)
 
     models = [LatentCategoricalModel.random(6, seed=0, target_P=p) for p in TARGET_PS]
@@ -57,14 +56,12 @@ def main(out: Path) -> None:
         ratio = [float(m.exact_grad(q).norm() / m.exact_grad(0.0).norm()) for m in models]
         a2.plot(Ps, ratio, "o", color=c, ms=4)
         a2.plot(Ps, tr.amplification(torch.tensor(np.log(Ps)), q), "-", color=c, lw=1, label=f"q = {q:g}")
-    a2.set(
-        xscale="log",
-        yscale="log",
-        xlabel="success probability P (toy model)",
-        ylabel=r"$\|\nabla\ell_q\|\,/\,\|\nabla\ell_0\|$",
-        title=r"autograd (dots) vs $P^{-q}$ (lines)",
+    log_log(
+        a2,
+        "success probability P (toy model)",
+        r"$\|\nabla\ell_q\|\,/\,\|\nabla\ell_0\|$",
+        r"autograd (dots) vs $P^{-q}$ (lines)",
     )
-    a2.xaxis.set_major_locator(matplotlib.ticker.LogLocator(numticks=4))
     # the same q colours as the left panel, whose legend names them
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)

@@ -20,6 +20,7 @@ import time
 import torch
 
 from tsallis_ref import miniature as mini
+from tsallis_ref.experiments.miniature_records import new_record
 
 TASK = mini.MiniTask(V=5, L=2, K=3)
 PRETRAIN = dict(d=16, n_layer=1, n_head=2, answer_noise=0.0, steps=500, batch=128, lr=1e-2)
@@ -42,11 +43,12 @@ def p_start(start, x: torch.Tensor, target: str) -> float:
         return mini.exact_objective(copy.deepcopy(start).double(), mini.exact_problem(TASK, x, target=target), 1.0)[1]
 
 
-def load(path: str, command: str, settings: dict) -> dict:
+def load(path: str, settings: dict) -> dict:
+    """The record at ``path`` (to resume), or a new one with these settings."""
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
-    return {"produced_by": command, "machine": mini.machine_info(), "settings": settings, "runs": []}
+    return new_record("scripts/run_exact_dynamics.py", settings=settings, runs=[])
 
 
 def save(rec: dict, path: str) -> None:
@@ -58,6 +60,20 @@ def save(rec: dict, path: str) -> None:
 
 def have(rec: dict, **key) -> bool:
     return any(all(r.get(k) == v for k, v in key.items()) for r in rec["runs"])
+
+
+def add_run(rec: dict, path: str, t0: float, run: dict) -> float:
+    """Append ``run`` and its wall time (since ``t0``) to the record and save it at once, so that an interrupted
+    part resumes after it; returns the seconds."""
+    seconds = time.perf_counter() - t0
+    rec["runs"].append({**run, "seconds": round(seconds, 1)})
+    save(rec, path)
+    return seconds
+
+
+def thin(values: list, n: int = 40) -> list:
+    """About ``n`` evenly spaced points of a trajectory (every ``len // n``-th)."""
+    return values[:: max(1, len(values) // n)]
 
 
 def main() -> None:
@@ -110,36 +126,22 @@ def main() -> None:
         p0s = a.p0 or [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7]
         rec = load(
             out,
-            command,
             {**settings, "target": a.target, "delta": 0.5, "rtol": 1e-6, "atol": 1e-9, "solver": "RK45, log time"},
         )
         for s in a.seeds:
             for p0 in p0s:
                 start = mini.make_start(starts[s], p0)
                 pm = p_start(start, x, a.target)
+                key = {"seed": s, "p0_target": p0, "p0": pm}
                 for q in a.qs:
                     if have(rec, seed=s, p0_target=p0, q=q):
                         continue
                     t0 = time.perf_counter()
                     f = mini.exact_gradient_flow(start, x, q, delta=0.5, target=a.target)
-                    rec["runs"].append(
-                        {
-                            "seed": s,
-                            "p0_target": p0,
-                            "p0": pm,
-                            "q": q,
-                            "T": f["T"],
-                            "nfev": f["nfev"],
-                            "t": f["t"][:: max(1, len(f["t"]) // 40)],
-                            "P": f["P"][:: max(1, len(f["P"]) // 40)],
-                            "seconds": round(time.perf_counter() - t0, 1),
-                        }
-                    )
-                    save(rec, out)
+                    run = {**key, "q": q, "T": f["T"], "nfev": f["nfev"], "t": thin(f["t"]), "P": thin(f["P"])}
+                    seconds = add_run(rec, out, t0, run)
                     print(
-                        f"seed {s} p0 {pm:.2e} q {q:g}: T {f['T']:.4g} ({f['nfev']} evals, "
-                        f"{time.perf_counter() - t0:.0f} s)",
-                        flush=True,
+                        f"seed {s} p0 {pm:.2e} q {q:g}: T {f['T']:.4g} ({f['nfev']} evals, {seconds:.0f} s)", flush=True
                     )
     elif a.part == "optim":
         out = a.out or f"data/miniature/exact_optim_{a.target}.json"
@@ -147,7 +149,6 @@ def main() -> None:
         opts = [("sgd", a.sgd_lr, None)] + [("adam", a.adam_lr, e) for e in (1e-8, 1e-12, 1e-16)]
         rec = load(
             out,
-            command,
             {
                 **settings,
                 "target": a.target,
@@ -161,6 +162,7 @@ def main() -> None:
             for s in a.seeds:
                 start = mini.make_start(starts[s], p0)
                 pm = p_start(start, x, a.target)
+                key = {"seed": s, "p0_target": p0, "p0": pm}
                 for opt, lr, eps in opts:
                     for q in a.qs:
                         if have(rec, seed=s, p0_target=p0, q=q, optimizer=opt, adam_eps=eps):
@@ -177,23 +179,11 @@ def main() -> None:
                             target=a.target,
                             record_every=50,
                         )
-                        rec["runs"].append(
-                            {
-                                "seed": s,
-                                "p0_target": p0,
-                                "p0": pm,
-                                "q": q,
-                                "optimizer": opt,
-                                "lr": lr,
-                                "adam_eps": eps,
-                                **r,
-                                "seconds": round(time.perf_counter() - t0, 1),
-                            }
-                        )
-                        save(rec, out)
+                        run = {**key, "q": q, "optimizer": opt, "lr": lr, "adam_eps": eps, **r}
+                        seconds = add_run(rec, out, t0, run)
                         print(
                             f"seed {s} p0 {pm:.2e} {opt} eps {eps} q {q:g}: escape step {r['escape_step']} "
-                            f"(|grad| on the S0 bias {r['grad_s0']:.2e}; {time.perf_counter() - t0:.0f} s)",
+                            f"(|grad| on the S0 bias {r['grad_s0']:.2e}; {seconds:.0f} s)",
                             flush=True,
                         )
     elif a.part == "noise":
@@ -201,7 +191,6 @@ def main() -> None:
         epss = a.eps
         rec = load(
             out,
-            command,
             {
                 **settings,
                 "noise_eps": epss,
@@ -231,13 +220,10 @@ def main() -> None:
                         noise_eps=eps,
                         record_every=a.record_every,
                     )
-                    rec["runs"].append(
-                        {"seed": s, "noise_eps": eps, "q": q, **r, "seconds": round(time.perf_counter() - t0, 1)}
-                    )
-                    save(rec, out)
+                    seconds = add_run(rec, out, t0, {"seed": s, "noise_eps": eps, "q": q, **r})
                     print(
                         f"seed {s} eps {eps} q {q:g}: contamination {r['contamination'][0]:.2e} -> "
-                        f"{r['contamination'][-1]:.2e}, P {r['P'][-1]:.3f} ({time.perf_counter() - t0:.0f} s)",
+                        f"{r['contamination'][-1]:.2e}, P {r['P'][-1]:.3f} ({seconds:.0f} s)",
                         flush=True,
                     )
 

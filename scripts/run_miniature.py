@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from tsallis_ref.experiments.miniature_records import new_record
 from tsallis_ref.metrics_log import write_json
 from tsallis_ref.miniature import MiniTask, decoder_from_json, decoder_to_json, machine_info, pretrain, run_grid
 
@@ -89,13 +90,13 @@ def main(argv=None):
                 )
     runs = [(b, 0.0) for b in a.baselines] + [("garl", q) for q in a.qs] + [("paft", q) for q in a.paft_qs]
     common = dict(steps=a.steps, B=a.B, M=a.M, lr=a.lr, eval_every=a.eval_every)
-    rec = {
-        "produced_by": "scripts/run_miniature.py " + " ".join(os.sys.argv[1:] if argv is None else argv),
-        "machine": machine_info(),
-        "task": {"V": task.V, "L": task.L, "K": task.K},
-        "pretrain": {"steps": a.pretrain_steps, "final_loss": losses[-1], "n_params": model.n_params()},
-        "seeds": a.seeds,
-    }
+    rec = new_record(
+        "scripts/run_miniature.py",
+        argv,
+        task={"V": task.V, "L": task.L, "K": task.K},
+        pretrain={"steps": a.pretrain_steps, "final_loss": losses[-1], "n_params": model.n_params()},
+        seeds=a.seeds,
+    )
     rec["cold_start"] = run_grid(model, a.p0, runs, seeds=a.seeds, verbose=True, **common)
     if not a.skip_noise:
         nruns = [("garl", q) for q in a.noise_qs]

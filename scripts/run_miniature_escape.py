@@ -19,13 +19,13 @@ import copy
 import json
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 from tsallis_ref import miniature as mini
+from tsallis_ref.experiments.miniature_records import new_record
 from tsallis_ref.metrics_log import write_json
 
 
@@ -62,13 +62,7 @@ def main(argv=None):
     torch.set_num_threads(1)
     dec = mini.decoder_from_json(json.loads(Path(a.pretrained).read_text()))
     task = dec.task
-    rec = {
-        "produced_by": "scripts/run_miniature_escape.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": mini.machine_info(),
-        "args": vars(a),
-        "p0_measured": {},
-        "runs": [],
-    }
+    rec = new_record("scripts/run_miniature_escape.py", argv, args=vars(a), p0_measured={}, runs=[])
     t0 = time.time()
     for p0 in a.p0:
         start = mini.make_start(dec, p0)

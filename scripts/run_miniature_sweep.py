@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 
 from tsallis_ref import miniature as mini
+from tsallis_ref.experiments.miniature_records import new_record
 from tsallis_ref.metrics_log import write_json
 
 
@@ -41,12 +41,7 @@ def main(argv=None):
     torch.set_num_threads(1)
     dec = mini.decoder_from_json(json.loads(Path(a.pretrained).read_text()))
     start = mini.make_start(dec, a.p0)
-    rec = {
-        "produced_by": "scripts/run_miniature_sweep.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": mini.machine_info(),
-        "args": vars(a),
-        "runs": [],
-    }
+    rec = new_record("scripts/run_miniature_sweep.py", argv, args=vars(a), runs=[])
     for r in a.runs:
         method, q = r.split(":")
         for seed in a.seeds:

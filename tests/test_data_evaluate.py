@@ -98,6 +98,30 @@ def test_evaluate_rejects_examples_without_contract_keys(tiny):
         evaluate(model, tok, EXAMPLES, k=2, judge="fuzzy", progress=False)
 
 
+def test_evaluate_passes_the_sampling_keywords_to_generate_samples(tiny):
+    """evaluate's sampling keywords are generate_samples' (one signature): unknown ones are named, its
+    defaults are recorded, and the generations are those generate_samples draws with the same keywords."""
+    model, tok = tiny
+    with pytest.raises(TypeError, match=r"unknown keyword\(s\) \['max_tokens'\].*generate_samples"):
+        evaluate(model, tok, EXAMPLES, k=2, max_tokens=4, progress=False)
+    with pytest.raises(TypeError, match=r"\['end_marker'\].*set by answer_format"):
+        evaluate(model, tok, EXAMPLES, k=2, end_marker="</t>", progress=False)
+    res = evaluate(model, tok, EXAMPLES[:1], k=2, max_new_tokens=3, seed=5, progress=False, keep_generations=True)
+    assert res.config == {
+        "k": 2,
+        "dataset": None,
+        "judge": "relaxed",
+        "batch_size": 16,
+        "max_new_tokens": 3,
+        "think_budget": None,
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "seed": 5,
+    }
+    again = generate_samples(model, tok, [EXAMPLES[0]["prompt"]], 2, max_new_tokens=3, seed=5, progress=False)
+    assert res.per_example[0]["generations"] == again[0]
+
+
 def test_aggregate_skips_undefined_metrics():
     agg = aggregate([{"p@1": 1.0, "em": None}, {"p@1": 0.0}], ["p@1", "em"])
     assert agg == {"p@1": 50.0, "n_examples": 2}

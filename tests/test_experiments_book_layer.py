@@ -106,3 +106,16 @@ def test_load_records_names_a_missing_file(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="nothere.json"):
         MR.load_records([tmp_path / "nothere.json"])
+
+
+def test_new_record_starts_with_the_command_and_machine_that_provenance_reads():
+    from tsallis_ref.experiments import miniature_records as MR
+
+    rec = MR.new_record("scripts/run_x.py", ["--p0", "0.1"], args={"p0": [0.1]}, runs=[])
+    assert list(rec) == ["produced_by", "machine", "args", "runs"]
+    assert rec["produced_by"] == "scripts/run_x.py --p0 0.1" and rec["runs"] == [] and rec["args"] == {"p0": [0.1]}
+    line = MR.provenance(rec, "x.json")
+    assert line.startswith("x.json: scripts/run_x.py --p0 0.1\n  date ")
+    import torch
+
+    assert f"torch {torch.__version__}" in line and "?" not in line

@@ -103,3 +103,23 @@ def test_gradient_checkpointing_gives_the_same_gradient():
         grads.append([q.grad.clone() for q in model.parameters()])
     for g1, g2 in zip(*grads):
         torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-6)
+
+
+def test_scoring_functions_share_one_checked_set_of_options(tm):
+    """score_sequences and score_shared take the fields of ScoringOptions: a bad value or an unknown keyword is
+    named, and lists of different lengths are refused instead of silently scoring the shortest."""
+    from tsallis_ref.shared_prefix import score_shared
+
+    model, tok = tm
+    p, z, a = _seqs(tok)
+    for fn in (score_sequences, score_shared):
+        with pytest.raises(ValueError, match="one entry per sequence; got 4, 4, 3"):
+            fn(model, p, z, a[:3], pad_id=tok.pad_token_id, micro_batch_size=2)
+        with pytest.raises(ValueError, match="micro_batch_size must be >= 1; got 0"):
+            fn(model, p, z, a, pad_id=tok.pad_token_id, micro_batch_size=0)
+        with pytest.raises(ValueError, match="logits_chunk must be >= 1 token; got 0"):
+            fn(model, p, z, a, pad_id=tok.pad_token_id, micro_batch_size=2, logits_chunk=0)
+        with pytest.raises(TypeError, match=rf"{fn.__name__}: unknown keyword\(s\) \['micro_batch'\].*ScoringOptions"):
+            fn(model, p, z, a, pad_id=tok.pad_token_id, micro_batch=2)
+    with pytest.raises(ValueError, match="lm_head_checkpoint=False.*score_sequences"):
+        score_shared(model, p, z, a, pad_id=tok.pad_token_id, micro_batch_size=2, lm_head_checkpoint=False)

@@ -11,9 +11,10 @@ import torch
 
 torch.set_num_threads(1)
 
+from conftest import tiny_cfg
+
 from tsallis_ref import estimators as E
 from tsallis_ref import trainer as T
-from tsallis_ref.config import TrainConfig
 from tsallis_ref.models import load_model_and_tokenizer, tiny_model, tiny_tokenizer
 from tsallis_ref.rollout import Rollouts, generate
 from tsallis_ref.scoring import score_sequences
@@ -107,22 +108,12 @@ def test_shared_scoring_values_match_the_per_token_reference():
 
 
 # ------------------------------------------------------------------------------- every estimator, via the trainer
+#: this file's tiny run (conftest.TINY_RUN): one step on the CPU, rationales of at most 10 tokens
+SHARED_RUN = {"rollout": {"rationale_budget": 10}, "steps": 1, "device": "cpu"}
+
+
 def _cfg(name, **kw):
-    d = {
-        "method": {"name": name, "q": 0.75},
-        "model": {"name_or_path": "tiny"},
-        "rollout": {"M": 4, "rationale_budget": 10, "answer_budget": 3},
-        "optim": {"lr": 1e-2, "prompts_per_step": 2, "micro_batch_size": 3},
-        "data": {"path": "unused.jsonl"},
-        "steps": 1,
-        "checkpoint_every": 0,
-        "progress_bar": False,
-        "tensorboard": False,
-        "device": "cpu",
-    }
-    for k, v in kw.items():
-        d.setdefault(k, {}).update(v) if isinstance(v, dict) else d.__setitem__(k, v)
-    return TrainConfig.from_dict(d)
+    return tiny_cfg(name, SHARED_RUN, **kw)
 
 
 def _rollouts(tok):

@@ -9,8 +9,10 @@ import torch
 
 torch.set_num_threads(1)
 
+from conftest import tiny_cfg
+
 from tsallis_ref import trainer as T
-from tsallis_ref.config import ConfigError, TrainConfig
+from tsallis_ref.config import ConfigError
 from tsallis_ref.models import tiny_model, tiny_tokenizer, trainable_state_dict
 
 TRAIN = [
@@ -26,23 +28,17 @@ HELD = [
 ]
 
 
+#: this file's tiny run (conftest.TINY_RUN): 4 steps of one prompt, M = 3, validated every 2 steps with k = 2
+VALIDATION_RUN = {
+    "rollout": {"M": 3, "rationale_budget": 6, "answer_budget": 6},
+    "optim": {"lr": 5e-2, "prompts_per_step": 1},
+    "steps": 4,
+    "eval": {"every": 2, "k": 2, "batch_size": 8},
+}
+
+
 def _cfg(tmp_path, name="garl", **kw):
-    d = {
-        "method": {"name": name, "q": 0.75},
-        "model": {"name_or_path": "tiny"},
-        "rollout": {"M": 3, "rationale_budget": 6, "answer_budget": 6},
-        "optim": {"lr": 5e-2, "prompts_per_step": 1, "micro_batch_size": 3},
-        "data": {"path": "unused.jsonl"},
-        "steps": 4,
-        "checkpoint_every": 0,
-        "progress_bar": False,
-        "tensorboard": False,
-        "output_dir": str(tmp_path),
-        "eval": {"every": 2, "k": 2, "batch_size": 8},
-    }
-    for k, v in kw.items():
-        d.setdefault(k, {}).update(v) if isinstance(v, dict) else d.__setitem__(k, v)
-    return TrainConfig.from_dict(d)
+    return tiny_cfg(name, {**VALIDATION_RUN, "output_dir": str(tmp_path)}, **kw)
 
 
 def _model():

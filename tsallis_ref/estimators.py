@@ -583,7 +583,25 @@ def _share(per_prompt_sum: torch.Tensor, t: BatchTotals) -> torch.Tensor:
     return per_prompt_sum / t.n_prompts
 
 
+#: The estimator of each method name; every caller dispatches here, as ``ESTIMATORS[name](inputs, options, totals)``.
+#: Each row is added by ``_estimator`` at the function it names (in the order garl, paft, grpo, rloo, maxrl).
+ESTIMATORS: dict[str, EstimatorSpec] = {}
+
+
+def _estimator(name: str, options: tuple[str, ...] = (), *, verifier=False, tokens=False, weights=False):
+    """Decorator: add the row ``name`` of :data:`ESTIMATORS` for the decorated ``fn(inputs, options, totals)``,
+    with the fields of :class:`EstimatorSpec` and the function's docstring as its ``doc``."""
+
+    def add(fn):
+        ESTIMATORS[name] = EstimatorSpec(name, fn, verifier, tokens, weights, options, fn.__doc__)
+        return fn
+
+    return add
+
+
+@_estimator("garl", ("q", "baseline", "normalize"), weights=True)
 def _garl(i: EstimatorInputs, o: dict, t: BatchTotals) -> EstimatorOutput:
+    """GARL (Sec. 6.1, Eq. 9 / Eq. 12, Algorithm 1): garl_loss"""
     loss = garl_loss(
         i.logp_z,
         i.logp_y,
@@ -595,7 +613,9 @@ def _garl(i: EstimatorInputs, o: dict, t: BatchTotals) -> EstimatorOutput:
     return EstimatorOutput(_share(loss, t))
 
 
+@_estimator("paft", ("q", "K", "normalize"), weights=True)
 def _paft(i: EstimatorInputs, o: dict, t: BatchTotals) -> EstimatorOutput:
+    """PAFT (Sec. 6.2, Eq. 14, Algorithm 2): paft_resample + paft_loss"""
     idx = i.indices
     if idx is None:
         idx = paft_resample(i.logp_y, o.get("K") or i.logp_y.shape[-1], generator=i.generator)
@@ -606,15 +626,9 @@ def _paft(i: EstimatorInputs, o: dict, t: BatchTotals) -> EstimatorOutput:
     return EstimatorOutput(_share(loss, t), idx)
 
 
-def _rloo(i: EstimatorInputs, o: dict, t: BatchTotals) -> EstimatorOutput:
-    return EstimatorOutput(_share(rloo_loss(i.logp_z + i.logp_y, i.rewards, reduction="sum"), t))
-
-
-def _maxrl(i: EstimatorInputs, o: dict, t: BatchTotals) -> EstimatorOutput:
-    return EstimatorOutput(_share(maxrl_loss(i.logp_z + i.logp_y, i.rewards, reduction="sum"), t))
-
-
+@_estimator("grpo", ("clip_eps", "scale_rewards", "loss_agg"), verifier=True, tokens=True)
 def _grpo(i: EstimatorInputs, o: dict, t: BatchTotals) -> EstimatorOutput:
+    """GRPO (Shao et al. 2024): grpo_loss"""
     loss = grpo_loss(
         i.logp_tokens,
         i.mask,
@@ -630,57 +644,16 @@ def _grpo(i: EstimatorInputs, o: dict, t: BatchTotals) -> EstimatorOutput:
     return EstimatorOutput(loss)
 
 
-#: The estimator of each method name; every caller dispatches here, as ``ESTIMATORS[name](inputs, options, totals)``.
-ESTIMATORS: dict[str, EstimatorSpec] = {
-    s.name: s
-    for s in [
-        EstimatorSpec(
-            "garl",
-            _garl,
-            verifier=False,
-            tokens=False,
-            weights=True,
-            options=("q", "baseline", "normalize"),
-            doc="GARL (Sec. 6.1, Eq. 9 / Eq. 12, Algorithm 1): garl_loss",
-        ),
-        EstimatorSpec(
-            "paft",
-            _paft,
-            verifier=False,
-            tokens=False,
-            weights=True,
-            options=("q", "K", "normalize"),
-            doc="PAFT (Sec. 6.2, Eq. 14, Algorithm 2): paft_resample + paft_loss",
-        ),
-        EstimatorSpec(
-            "grpo",
-            _grpo,
-            verifier=True,
-            tokens=True,
-            weights=False,
-            options=("clip_eps", "scale_rewards", "loss_agg"),
-            doc="GRPO (Shao et al. 2024): grpo_loss",
-        ),
-        EstimatorSpec(
-            "rloo",
-            _rloo,
-            verifier=True,
-            tokens=False,
-            weights=False,
-            options=(),
-            doc="REINFORCE with leave-one-out baseline (Kool et al. 2019): rloo_loss",
-        ),
-        EstimatorSpec(
-            "maxrl",
-            _maxrl,
-            verifier=True,
-            tokens=False,
-            weights=False,
-            options=(),
-            doc="MaxRL (Tajwar et al. 2026), advantage (r_m - rbar) / rbar: maxrl_loss",
-        ),
-    ]
-}
+@_estimator("rloo", verifier=True)
+def _rloo(i: EstimatorInputs, o: dict, t: BatchTotals) -> EstimatorOutput:
+    """REINFORCE with leave-one-out baseline (Kool et al. 2019): rloo_loss"""
+    return EstimatorOutput(_share(rloo_loss(i.logp_z + i.logp_y, i.rewards, reduction="sum"), t))
+
+
+@_estimator("maxrl", verifier=True)
+def _maxrl(i: EstimatorInputs, o: dict, t: BatchTotals) -> EstimatorOutput:
+    """MaxRL (Tajwar et al. 2026), advantage (r_m - rbar) / rbar: maxrl_loss"""
+    return EstimatorOutput(_share(maxrl_loss(i.logp_z + i.logp_y, i.rewards, reduction="sum"), t))
 
 
 def estimator_metrics(

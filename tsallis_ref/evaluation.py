@@ -13,11 +13,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from inspect import Parameter, signature
 
 from .data import verify
 from .data.metrics import aggregate, maj_at_k, pass_at_k
 
-__all__ = ["EvalResult", "score_samples", "generate_samples", "evaluate", "byte_tokenizer", "JUDGES"]
+__all__ = [
+    "EvalResult",
+    "score_samples",
+    "generate_samples",
+    "evaluate",
+    "SAMPLING_DEFAULTS",
+    "byte_tokenizer",
+    "JUDGES",
+]
 
 
 def _finqa_key(a: str) -> str:
@@ -232,6 +241,15 @@ def generate_samples(
     return out
 
 
+#: The sampling keywords :func:`evaluate` passes on to :func:`generate_samples`, with their defaults (the
+#: marker ones, ``end_marker`` and ``forced_suffix``, come from ``evaluate``'s ``answer_format`` instead).
+SAMPLING_DEFAULTS = {
+    name: p.default
+    for name, p in signature(generate_samples).parameters.items()
+    if p.kind is Parameter.KEYWORD_ONLY and name not in ("end_marker", "forced_suffix")
+}
+
+
 @dataclass
 class EvalResult:
     per_example: list[dict]
@@ -247,17 +265,9 @@ def evaluate(
     *,
     dataset: str | None = None,
     judge: str = "relaxed",
-    batch_size: int = 16,
-    max_new_tokens: int = 256,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    seed: int | None = 0,
-    use_chat_template: bool | None = None,
-    progress: bool = True,
     keep_generations: bool = False,
-    generate_kwargs: dict | None = None,
-    think_budget: int | None = None,
     answer_format=None,
+    **sampling,
 ) -> EvalResult:
     """Sample k answers per example and score them (paper §7.1: k = 16, relaxed substring judge).
 
@@ -268,7 +278,19 @@ def evaluate(
     :func:`generate_samples`; the paper: FinQA 4096-128, HotpotQA 3072-128, MuSiQue 2048-128 rationale tokens and
     ``max_new_tokens=128`` for the answer). ``answer_format`` (an ``AnswerFormat`` or the run's rollout config)
     sets the marker budget forcing writes and the rule that reads the answers (see :func:`score_samples`).
+
+    ``**sampling`` are the keywords of :func:`generate_samples`, passed on as they are, with its defaults
+    (:data:`SAMPLING_DEFAULTS`): ``batch_size``, ``max_new_tokens``, ``temperature``, ``top_p``, ``seed``,
+    ``use_chat_template``, ``progress``, ``generate_kwargs``, ``think_budget``. ``EvalResult.config`` records k,
+    dataset, judge, batch_size, max_new_tokens, think_budget, temperature, top_p and seed.
     """
+    unknown = sorted(set(sampling) - set(SAMPLING_DEFAULTS))
+    if unknown:
+        raise TypeError(
+            f"evaluate: unknown keyword(s) {unknown}; the sampling keywords are those of generate_samples: "
+            f"{sorted(SAMPLING_DEFAULTS)} (the end-of-rationale marker is set by answer_format)"
+        )
+    sampling = {**SAMPLING_DEFAULTS, **sampling}
     if judge not in JUDGES:
         raise ValueError(f"judge must be one of {JUDGES}, got {judge!r}")
     for j, ex in enumerate(examples):
@@ -286,15 +308,7 @@ def evaluate(
         tokenizer,
         [e["prompt"] for e in examples],
         k,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        seed=seed,
-        use_chat_template=use_chat_template,
-        progress=progress,
-        generate_kwargs=generate_kwargs,
-        think_budget=think_budget,
+        **sampling,
         **marker,
     )
     per = []
@@ -307,17 +321,8 @@ def evaluate(
             s["generations"] = g
         per.append(s)
     keys = ["p@1", f"p@{k}", f"maj@{k}", "reward_em", "em", "f1", "exec_acc"]
-    cfg = dict(
-        k=k,
-        dataset=dataset,
-        judge=judge,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        think_budget=think_budget,
-        temperature=temperature,
-        top_p=top_p,
-        seed=seed,
-    )
+    recorded = ("batch_size", "max_new_tokens", "think_budget", "temperature", "top_p", "seed")
+    cfg = {"k": k, "dataset": dataset, "judge": judge, **{name: sampling[name] for name in recorded}}
     return EvalResult(per, aggregate(per, keys), cfg)
 
 

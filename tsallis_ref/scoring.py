@@ -21,7 +21,7 @@ trainer's two-pass mode (``optim.two_pass_scoring``) keeps one micro-batch's gra
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Optional
 
 import torch
@@ -34,6 +34,8 @@ __all__ = [
     "token_logprobs",
     "head_logprobs_at",
     "ScoredBatch",
+    "ScoringOptions",
+    "scoring_inputs",
     "score_sequences",
     "naive_span_logprobs",
 ]
@@ -146,47 +148,84 @@ class ScoredBatch:
     prompt_tokens: int = 0
 
 
-def score_sequences(
-    model,
-    prompt,
-    rationale,
-    answer,
-    *,
-    pad_id: int,
-    micro_batch_size: int,
-    return_tokens: bool = False,
-    lm_head_checkpoint: bool = True,
-    autocast_dtype: Optional[torch.dtype] = None,
-    logits_chunk: int = LOGITS_CHUNK,
-) -> ScoredBatch:
+@dataclass(frozen=True)
+class ScoringOptions:
+    """The keyword arguments of every scoring function (:func:`score_sequences`,
+    :func:`tsallis_ref.shared_prefix.score_shared`, :func:`tsallis_ref.shared_prefix.score`), in one place.
+
+    ``pad_id`` pads the packed sequences; ``micro_batch_size`` sequences go through one forward call (the graphs
+    of every micro-batch stay alive until the caller's backward); ``return_tokens`` adds the per-token
+    log-probabilities ``logp_tokens`` / ``mask`` of the completions (GRPO); ``lm_head_checkpoint`` applies the lm
+    head + log-softmax only at the scored positions, ``logits_chunk`` tokens at a time, each chunk checkpointed
+    (module docstring; False: full logits at every position, which shared-prefix scoring does not do);
+    ``autocast_dtype`` runs the forward passes under ``torch.autocast`` with that dtype."""
+
+    pad_id: int
+    micro_batch_size: int
+    return_tokens: bool = False
+    lm_head_checkpoint: bool = True
+    autocast_dtype: Optional[torch.dtype] = None
+    logits_chunk: int = LOGITS_CHUNK
+
+    def __post_init__(self):
+        if self.micro_batch_size < 1:
+            raise ValueError(f"micro_batch_size must be >= 1; got {self.micro_batch_size}")
+        if self.logits_chunk < 1:
+            raise ValueError(f"logits_chunk must be >= 1 token; got {self.logits_chunk}")
+
+    @classmethod
+    def of(cls, options: dict, fn: str) -> ScoringOptions:
+        """``ScoringOptions(**options)`` for the scoring function ``fn``, naming any keyword it does not take."""
+        unknown = sorted(set(options) - {f.name for f in fields(cls)})
+        if unknown:
+            raise TypeError(
+                f"{fn}: unknown keyword(s) {unknown}; the scoring keywords are the fields of "
+                f"tsallis_ref.scoring.ScoringOptions: {[f.name for f in fields(cls)]}"
+            )
+        return cls(**options)
+
+
+def scoring_inputs(prompt, rationale, answer) -> int:
+    """The number n of sequences ``[x_i, z_i, a_i]`` to score; raises unless the three lists have n entries each."""
+    n = len(rationale)
+    if not (len(prompt) == len(answer) == n):
+        raise ValueError(
+            f"prompt, rationale and answer must have one entry per sequence; got {len(prompt)}, {n}, {len(answer)}"
+        )
+    return n
+
+
+def score_sequences(model, prompt, rationale, answer, **options) -> ScoredBatch:
     """Score ``n`` sequences ``[x_i, z_i, a_i]`` in micro-batches of ``micro_batch_size`` (one forward call
-    each) and concatenate. Graphs of every micro-batch stay alive until the caller's backward.
+    each) and concatenate. Graphs of every micro-batch stay alive until the caller's backward. The keyword
+    ``options`` are the fields of :class:`ScoringOptions` (``pad_id`` and ``micro_batch_size`` required).
 
     Every sequence encodes its own prompt; :func:`tsallis_ref.shared_prefix.score` encodes each distinct prompt
     once where that is exact (same values and gradients)."""
+    o = ScoringOptions.of(options, "score_sequences")
+    n = scoring_inputs(prompt, rationale, answer)
     device = next(model.parameters()).device
-    n = len(rationale)
     lz, ly, toks, masks, ntok, calls = [], [], [], [], 0, 0
-    for s in range(0, n, micro_batch_size):
+    for s in range(0, n, o.micro_batch_size):
         calls += 1
-        sl = slice(s, s + micro_batch_size)
-        ids, att, zm, am = pack(prompt[sl], rationale[sl], answer[sl], pad_id)
+        sl = slice(s, s + o.micro_batch_size)
+        ids, att, zm, am = pack(prompt[sl], rationale[sl], answer[sl], o.pad_id)
         ids, att, zm, am = ids.to(device), att.to(device), zm.to(device), am.to(device)
         ntok += int(att.sum())
-        kw = dict(lm_head_checkpoint=lm_head_checkpoint, positions=zm | am, logits_chunk=logits_chunk)
-        if autocast_dtype is not None:
-            with torch.autocast(device_type=device.type, dtype=autocast_dtype):
+        kw = dict(lm_head_checkpoint=o.lm_head_checkpoint, positions=zm | am, logits_chunk=o.logits_chunk)
+        if o.autocast_dtype is not None:
+            with torch.autocast(device_type=device.type, dtype=o.autocast_dtype):
                 lp = token_logprobs(model, ids, att, **kw)
         else:
             lp = token_logprobs(model, ids, att, **kw)
         lz.append((lp * zm).sum(-1))
         ly.append((lp * am).sum(-1))
-        if return_tokens:
+        if o.return_tokens:
             cm = zm | am
             toks.append(lp)
             masks.append(cm)
     out_t = out_m = None
-    if return_tokens:
+    if o.return_tokens:
         # left-align each completion so that the [n, Tc] tensors only span completion tokens
         rows = []
         for lp, cm in zip(toks, masks):

@@ -51,12 +51,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
-from .scoring import LOGITS_CHUNK, ScoredBatch, head_logprobs_at, score_sequences
+from .scoring import ScoredBatch, ScoringOptions, head_logprobs_at, score_sequences, scoring_inputs
 
 __all__ = [
     "score",
@@ -188,40 +187,28 @@ def _attention_mask(base, prompt_lens: torch.Tensor, cont_lens: torch.Tensor, Pm
     return torch.zeros(allow.shape, dtype=dtype, device=dev).masked_fill(~allow, torch.finfo(dtype).min)
 
 
-def score_shared(
-    model,
-    prompt,
-    rationale,
-    answer,
-    *,
-    pad_id: int,
-    micro_batch_size: int,
-    return_tokens: bool = False,
-    autocast_dtype: Optional[torch.dtype] = None,
-    logits_chunk: int = LOGITS_CHUNK,
-) -> ScoredBatch:
+def score_shared(model, prompt, rationale, answer, **options) -> ScoredBatch:
     """:func:`tsallis_ref.scoring.score_sequences` with each distinct prompt encoded once (module docstring).
 
-    Same arguments and return type (``lm_head_checkpoint`` is implied). ``n_tokens`` counts the tokens
-    processed: each distinct prompt once plus every completion token. Call it where
-    :func:`shared_scoring_supported` holds."""
-    if logits_chunk < 1:
-        raise ValueError(f"logits_chunk must be >= 1 token; got {logits_chunk}")
-    n = len(rationale)
-    if not (len(prompt) == len(answer) == n):
+    Same arguments (the fields of :class:`~tsallis_ref.scoring.ScoringOptions`; ``lm_head_checkpoint`` is
+    implied, False is refused) and return type. ``n_tokens`` counts the tokens processed: each distinct prompt
+    once plus every completion token. Call it where :func:`shared_scoring_supported` holds."""
+    o = ScoringOptions.of(options, "score_shared")
+    if not o.lm_head_checkpoint:
         raise ValueError(
-            f"prompt, rationale and answer must have one entry per sequence; got {len(prompt)}, {n}, {len(answer)}"
+            "score_shared applies the lm head at the scored positions only; for full logits "
+            "(lm_head_checkpoint=False) use tsallis_ref.scoring.score_sequences"
         )
-    if micro_batch_size < 1:
-        raise ValueError(f"micro_batch_size must be >= 1; got {micro_batch_size}")
+    n = scoring_inputs(prompt, rationale, answer)
+    pad_id, micro_batch_size = o.pad_id, o.micro_batch_size
     device = next(model.parameters()).device
     keys, row_prompt = {}, []
     for p in prompt:
         row_prompt.append(keys.setdefault(tuple(p), len(keys)))
     distinct = [list(k) for k in keys]
     ctx = (
-        torch.autocast(device_type=device.type, dtype=autocast_dtype)
-        if autocast_dtype is not None
+        torch.autocast(device_type=device.type, dtype=o.autocast_dtype)
+        if o.autocast_dtype is not None
         else contextlib.nullcontext()
     )
     base = _base(model)
@@ -261,15 +248,15 @@ def score_shared(
             Cc = hid.shape[1]
             tpos = torch.arange(Cc, device=device)[None]
             valid = tpos < cl[:, None]
-            lp = head_logprobs_at(head, hid, tg[:, :Cc], valid, logits_chunk)
+            lp = head_logprobs_at(head, hid, tg[:, :Cc], valid, o.logits_chunk)
             zm = tpos < zl[:, None]
             am = valid & ~zm
             lz.append((lp * zm).sum(-1))
             ly.append((lp * am).sum(-1))
-            if return_tokens:
+            if o.return_tokens:
                 toks.append((lp, valid))
     out_t = out_m = None
-    if return_tokens:
+    if o.return_tokens:
         Tc = max(lp.shape[1] for lp, _ in toks)
         out_t = torch.cat([F.pad(lp, (0, Tc - lp.shape[1])) for lp, _ in toks])
         out_m = torch.cat([F.pad(m, (0, Tc - m.shape[1])) for _, m in toks])
@@ -295,7 +282,7 @@ def score(
     encoded once (:func:`score_shared`: same values and gradients, ``prompt_forwards == 1``); otherwise
     :func:`tsallis_ref.scoring.score_sequences` (one forward per micro-batch of whole sequences,
     ``prompt_forwards == 0``). The keyword ``options`` (``pad_id``, ``micro_batch_size``, ``return_tokens``,
-    ``autocast_dtype``, ``logits_chunk``) are those of :func:`~tsallis_ref.scoring.score_sequences`."""
+    ``autocast_dtype``, ``logits_chunk``) are the other fields of :class:`~tsallis_ref.scoring.ScoringOptions`."""
     if (
         shared_prefix
         and len(set(map(tuple, prompt))) < len(prompt)

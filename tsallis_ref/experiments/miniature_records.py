@@ -10,6 +10,8 @@ outcome is ``tsallis_ref.miniature.run_outcome`` (escaped; escaped, then collaps
 * :func:`p0_sweep`: the escape step against ``p0`` per (label, q, lr), and whether no run of it collapsed.
 * :func:`fit_escape_constant`: the one free constant of Theorem 5.2's ``T_q(p0)`` (Eq. 15) that matches a set of
   measured escape steps, fitted in log space.
+* :func:`new_record` starts the record a miniature script writes (its command and machine), which
+  :func:`provenance` reads back.
 """
 
 from __future__ import annotations
@@ -22,7 +24,15 @@ from collections.abc import Iterable, Sequence
 from ..miniature import run_outcome
 from ..theory import escape_time
 
-__all__ = ["load_records", "provenance", "outcomes", "best_stable_lr", "p0_sweep", "fit_escape_constant"]
+__all__ = [
+    "load_records",
+    "new_record",
+    "provenance",
+    "outcomes",
+    "best_stable_lr",
+    "p0_sweep",
+    "fit_escape_constant",
+]
 
 OUTCOMES = ("escaped", "escaped, then collapsed", "collapsed", "stalled")
 
@@ -39,6 +49,19 @@ def load_records(paths: Iterable[str | os.PathLike]) -> list[dict]:
         with open(path) as f:
             recs.append(json.load(f))
     return recs
+
+
+def new_record(script: str, argv: Sequence[str] | None = None, **fields) -> dict:
+    """The head of the record that ``script`` (a path such as ``scripts/run_miniature_escape.py``) writes:
+    ``produced_by``, the script and its arguments (``sys.argv[1:]`` where ``argv`` is None), ``machine``
+    (:func:`tsallis_ref.miniature.machine_info`: date, versions, processor, threads), then ``fields`` in their
+    order. :func:`provenance` reads the first two back."""
+    import sys
+
+    from ..miniature import machine_info
+
+    args = sys.argv[1:] if argv is None else argv
+    return {"produced_by": f"{script} " + " ".join(args), "machine": machine_info(), **fields}
 
 
 def provenance(rec: dict, name: str = "") -> str:
