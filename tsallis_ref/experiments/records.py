@@ -12,7 +12,7 @@ __all__ = ["T4_MEMORY_MIB", "gpu_step_table", "cold_curves_table", "cold_curves_
 
 def wrap_command(cmd: str, width: int = 75, indent: str = "    ") -> str:
     """The shell command ``cmd`` (a record's "recorded by" line) broken into lines of at most ``width``
-    characters that still paste into a shell: each line but the last ends in `` \\``, the following ones
+    characters that still paste into a shell: each line but the last ends in a space and a backslash, the next ones
     start with ``indent``. An option stays on the line of its values where they fit; a single word longer
     than a line is left whole. Words are split on spaces, so quoting inside ``cmd`` is kept as it is."""
     if width < len(indent) + 10:
