@@ -11,7 +11,10 @@ leaves ``\\alpha`` or ``$`` in the prose, sidebar or titles), no display equatio
 1280 px (it is cut at the right or scrolls), no link to a placeholder repository (a dead badge), and no Python
 warning, absolute path or undecodable bytes in a notebook's output. Negative controls inject each defect into a
 copy of a page and check that the same probes see it. At phone width (420 px, every page in an iframe of
-one harness page) no page may scroll sideways as a whole: a long identifier wraps instead.
+one harness page) no page may scroll sideways as a whole: a long identifier wraps instead. At 1280 px no code
+cell and no output block may hold content wider than its box (a code block there shows 75 columns); a negative
+control injects an over-long line. ``python tests/test_book_html.py <built html dir> [page ...]`` prints, per page,
+the blocks that are too wide.
 
 Needs: ``.mathjax/`` (``scripts/setup_env.sh mathjax``) and ``chromium`` (``scripts/setup_env.sh chromium``);
 ``make test`` provides both. Without chromium the test is skipped, unless TSALLIS_REF_REQUIRE_CHROMIUM=1
