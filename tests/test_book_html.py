@@ -11,7 +11,10 @@ leaves ``\\alpha`` or ``$`` in the prose, sidebar or titles), no display equatio
 1280 px (it is cut at the right or scrolls), no link to a placeholder repository (a dead badge), and no Python
 warning, absolute path or undecodable bytes in a notebook's output. Negative controls inject each defect into a
 copy of a page and check that the same probes see it. At phone width (420 px, every page in an iframe of
-one harness page) no page may scroll sideways as a whole: a long identifier wraps instead.
+one harness page) no page may scroll sideways as a whole: a long identifier wraps instead. At 1280 px no code
+cell and no output block may hold content wider than its box (a code block there shows 75 columns); a negative
+control injects an over-long line. ``python tests/test_book_html.py <built html dir> [page ...]`` prints, per page,
+the blocks that are too wide.
 
 Needs: ``.mathjax/`` (``scripts/setup_env.sh mathjax``) and ``chromium`` (``scripts/setup_env.sh chromium``);
 ``make test`` provides both. Without chromium the test is skipped, unless TSALLIS_REF_REQUIRE_CHROMIUM=1
@@ -424,3 +427,98 @@ def test_printed_output_in_one_box(built_book):
     # the probe sees a split output
     box = '<div class="output stream highlight-myst-ansi notranslate"><pre>x</pre></div>'
     assert _split_streams(f'<div class="cell docutils"><div class="cell_output docutils">{box}{box}</div></div>') == 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Every code cell and output at desktop width
+# ---------------------------------------------------------------------------------------------------------
+DESKTOP_WIDTH = 1280  # px; a laptop window: no code cell or output may scroll sideways in it
+
+#: runs in a harness page holding every page in a DESKTOP_WIDTH iframe: in each, which code cell inputs and
+#: output blocks hold content wider than their box (they scroll sideways, or spill past the text column)
+WIDE_BLOCK_PROBE = """<script>window.addEventListener('load', function () {
+  var report = {};
+  document.querySelectorAll('iframe').forEach(function (f) {
+    var doc = f.contentDocument, bad = [];
+    var col = doc.querySelector('article.bd-article') || doc.body, right = col.getBoundingClientRect().right;
+    var seen = new Set();
+    doc.querySelectorAll(
+      'div.cell_input pre, div.cell_output pre, div.cell_output div.output, div.cell_output table'
+    ).forEach(function (el) {
+      var block = el.closest('div.cell_input') || el.closest('div.output') || el;
+      if (seen.has(block)) return;
+      if (el.scrollWidth > el.clientWidth + 2 || el.getBoundingClientRect().right > right + 2) {
+        seen.add(block);
+        var lines = (el.innerText || '').split('\\n'), widest = '';
+        lines.forEach(function (l) { if (l.length > widest.length) widest = l; });
+        bad.push((block.classList.contains('cell_input') ? 'in' : 'out') + ' ' + el.scrollWidth + '>'
+                 + el.clientWidth + ' (' + widest.length + ' chars) ' + widest.slice(0, 70));
+      }
+    });
+    report[f.dataset.page] = bad;
+  });
+  document.body.setAttribute('data-wide-blocks', JSON.stringify(report));
+});</script>"""
+
+
+def wide_blocks(server: str, html_dir: Path, pages: list[str], tmp_path: Path) -> dict[str, list[str]]:
+    """Per page, the code cell inputs and output blocks wider than their box at DESKTOP_WIDTH px.
+
+    Each entry reads ``in|out <scrollWidth>> <clientWidth> (<n> chars) <start of the widest line>``.
+    """
+    frames = "".join(
+        f'<iframe src="{p}" data-page="{p}" style="width:{DESKTOP_WIDTH}px;height:800px;border:0"></iframe>'
+        for p in pages
+    )
+    (html_dir / "desktop-layout.html").write_text(
+        f"<html><body>{frames}{WIDE_BLOCK_PROBE}</body></html>", encoding="utf-8"
+    )
+    dom = _chrome(f"{server}/desktop-layout.html", tmp_path, "--dump-dom", f"--window-size={DESKTOP_WIDTH + 40},2000")
+    m = re.search(r"data-wide-blocks='([^']*)'|data-wide-blocks=\"([^\"]*)\"", dom)
+    assert m, "the desktop probe did not report (a page failed to load in its frame?)"
+    import html as _html
+    import json
+
+    return {p: v for p, v in json.loads(_html.unescape(m.group(1) or m.group(2))).items() if v}
+
+
+def test_no_code_or_output_scrolls_sideways(built_book, server, tmp_path):
+    """At 1280 px every code cell and every output fits its box: no block scrolls sideways."""
+    wide = wide_blocks(server, built_book, _pages(built_book), tmp_path)
+    counts = " ".join(f"{p}:{len(v)}" for p, v in sorted(wide.items()))
+    assert not wide, f"code or output blocks wider than their box at {DESKTOP_WIDTH} px (page:count): {counts}"
+
+
+def test_wide_block_probe_sees_a_long_line(built_book, server, tmp_path):
+    """Negative control: a copy of a page with one over-long code line and one over-long output line."""
+    long = "x = " + " + ".join(f"value_{i}" for i in range(40))
+    inject = (
+        f'<div class="cell docutils container"><div class="cell_input docutils container">'
+        f'<div class="highlight"><pre>{long}</pre></div></div>'
+        f'<div class="cell_output docutils container"><div class="output stream"><div class="highlight">'
+        f"<pre>{long}</pre></div></div></div></div>"
+    )
+    page = _layout_probe(built_book, CHAPTER, inject)
+    wide = wide_blocks(server, built_book, [CHAPTER, page], tmp_path)
+    clean = len(wide.get(CHAPTER, []))
+    assert len(wide.get(page, [])) == clean + 2, wide
+
+
+if __name__ == "__main__":
+    # script mode: `python tests/test_book_html.py <built html dir> [page ...]` prints, per page, the blocks
+    # wider than their box at 1280 px (build the book first, e.g. as the `built_book` fixture does)
+    import tempfile
+
+    html_dir = Path(sys.argv[1]).resolve()
+    pages = sys.argv[2:] or _pages(html_dir)
+    handler = functools.partial(_QuietHandler, directory=str(html_dir))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    with tempfile.TemporaryDirectory() as tmp:
+        found = wide_blocks(f"http://127.0.0.1:{httpd.server_address[1]}", html_dir, pages, Path(tmp))
+    httpd.shutdown()
+    for p in pages:
+        print(f"{p}: {len(found.get(p, []))}")
+        for line in found.get(p, []):
+            print("   ", line)
+    print("total", sum(map(len, found.values())))

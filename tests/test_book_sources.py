@@ -90,6 +90,13 @@ def test_setup_cell_compiles(path):
     compile(sync_colab.setup_source(path.stem, "https://github.com/org/repo"), path.name, "exec")
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_setup_cell_fits_a_code_block(path):
+    """Expanded, the setup cell does not scroll sideways at 1280 px: a code block there shows 75 columns."""
+    src = sync_colab.setup_source(path.stem, "https://github.com/org/tsallis-ref")
+    assert max(map(len, src.splitlines())) <= 75, [line for line in src.splitlines() if len(line) > 75]
+
+
 def test_output_checks_catch_noise_and_dead_badges():
     """The checks that scripts/check_offline_html.py runs on every built page see each defect and pass clean output."""
     from check_offline_html import output_noise, placeholder_links

@@ -115,7 +115,39 @@ def test_new_record_starts_with_the_command_and_machine_that_provenance_reads():
     assert list(rec) == ["produced_by", "machine", "args", "runs"]
     assert rec["produced_by"] == "scripts/run_x.py --p0 0.1" and rec["runs"] == [] and rec["args"] == {"p0": [0.1]}
     line = MR.provenance(rec, "x.json")
-    assert line.startswith("x.json: scripts/run_x.py --p0 0.1\n  date ")
+    assert line.startswith("x.json:\nscripts/run_x.py --p0 0.1\n  date ")
     import torch
 
     assert f"torch {torch.__version__}" in line and "?" not in line
+
+
+def test_wrap_command_breaks_a_long_command_into_shell_lines():
+    cmd = (
+        "scripts/run_miniature_escape.py --p0 1e-3 --runs garl:1 paft:1 garl:0.5 --lrs 0.003 0.01 0.03 0.1 0.3 "
+        "--seeds 0 1 --steps 200 --out data/miniature/escape_lrgrid_1e-3_a.json"
+    )
+    out = X.wrap_command(cmd, width=60)
+    lines = out.split("\n")
+    assert len(lines) > 1 and all(len(line) <= 60 for line in lines), out
+    assert all(line.endswith(" \\") for line in lines[:-1]) and not lines[-1].endswith("\\")
+    assert all(line.startswith("    --") for line in lines[1:]), out  # an option starts each continued line
+    # joined the way a shell joins them, the words are the command's
+    assert out.replace(" \\\n", " ").split() == cmd.split()
+    assert "--lrs 0.003 0.01 0.03 0.1 0.3" in out  # an option keeps its values where they fit
+    assert X.wrap_command("python short.py --x 1") == "python short.py --x 1"
+    with pytest.raises(ValueError, match="width"):
+        X.wrap_command(cmd, width=8)
+
+
+def test_provenance_lines_fit_a_code_block():
+    from tsallis_ref.experiments import miniature_records as MR
+
+    rec = {
+        "produced_by": "scripts/run_miniature_sweep.py --pretrained data/miniature/pretrained_decoder_2000.json "
+        "--p0 1e-3 --M 128 --B 4 --steps 120 --answer-noise 0.005 --lr 0.003 --grad-clip inf --seeds 0 1",
+        "machine": {"date_utc": "2026-11-23", "processor": "x86_64", "torch": "2.13.0+cpu", "torch_threads": 1},
+    }
+    text = MR.provenance(rec, "sweep.json")
+    assert text.startswith("sweep.json:\nscripts/run_miniature_sweep.py")
+    assert max(map(len, text.split("\n"))) <= 75, text
+    assert text.endswith("date 2026-11-23, x86_64, torch 2.13.0+cpu, 1 thread")

@@ -315,3 +315,11 @@ def test_run_outcome_classifies_escape_collapse_and_stall():
     assert run_outcome({"eval_step": steps, "p_s0": [1e-3, 0.2, 0.3, 0.4]}, delta=0.25, key="p_s0") == ("escaped", 10)
     with pytest.raises(ValueError, match="delta"):
         run_outcome({"eval_step": steps, "P": [0.1] * 4}, delta=0.0)
+
+
+def test_method_loss_source_fits_the_books_code_block():
+    """cold_start_miniature prints ``method_loss``'s source; at 1280 px a code block shows 75 columns."""
+    import inspect
+
+    lines = inspect.getsource(method_loss).splitlines()
+    assert max(map(len, lines)) <= 75, [line for line in lines if len(line) > 75]

@@ -633,13 +633,20 @@ def noisy_labels(
 
 
 def method_loss(
-    model: TinyDecoder, cfg: MiniTrainConfig, x: torch.Tensor, y: torch.Tensor, g: torch.Generator
+    model: TinyDecoder,
+    cfg: MiniTrainConfig,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    g: torch.Generator,
 ) -> tuple[torch.Tensor, dict]:
-    """Sample M rationales per prompt, score them in ONE pass, return the method's surrogate loss.
+    """Sample M rationales per prompt, score them in ONE pass, return the
+    method's surrogate loss.
 
-    GARL/PAFT: ``logp_z[B, M] = log p(z_m|x)`` and ``logp_y[B, M] = log p(y*|x, z_m)`` (the gold
-    answer, teacher-forced). GRPO/RLOO: the model's own answer is sampled too and rewarded 1 if
-    it equals y* (exact match); the scored completion is ``[z, yhat]``."""
+    GARL/PAFT: ``logp_z[B, M] = log p(z_m|x)`` and
+    ``logp_y[B, M] = log p(y*|x, z_m)`` (the gold answer, teacher-forced).
+    GRPO/RLOO: the model's own answer is sampled too and rewarded 1 if it
+    equals y* (exact match); the scored completion is ``[z, yhat]``.
+    """
     B, M = x.shape[0], cfg.M
     spec = ESTIMATORS[cfg.method]
     opts = {"q": cfg.q, "K": cfg.K, "normalize": cfg.normalize}
@@ -647,24 +654,48 @@ def method_loss(
     Z = sample_mini_rationales(model, x, M, g)
     if not spec.verifier:
         lp_z, lp_y = score_mini(model, X, Z, y.repeat_interleave(M, 0))
-        logp_z, logp_y = lp_z.sum(-1).view(B, M), model.answer_log_prob(lp_y).view(B, M)
-        if not cfg.pathwise:  # same weights; no gradient through the answer given the rationale
+        logp_z = lp_z.sum(-1).view(B, M)
+        logp_y = model.answer_log_prob(lp_y).view(B, M)
+        if not cfg.pathwise:
+            # same weights, no gradient through the answer given z
             logp_y = logp_y.detach()
         out = spec(EstimatorInputs(logp_z, logp_y, generator=g), opts)
-        return out.loss, estimator_metrics(spec, logp_z, logp_y, indices=out.indices, options=opts)
-    yhat = sample_mini_answers(model, X, Z, g)
-    rewards = (yhat == y.repeat_interleave(M, 0)).all(-1).to(torch.float32).view(B, M)
-    lp_z, lp_y = score_mini(model, X, Z, yhat)
-    if (
-        model.answer_channel == "sequence"
-    ):  # the channel's correction on the last answer token: the token sum is log p(yhat|x,z)
-        lp_y = torch.cat(
-            [lp_y[:, :-1], (lp_y[:, -1] + model.answer_log_prob(lp_y) - lp_y.sum(-1)).unsqueeze(-1)], dim=-1
+        metrics = estimator_metrics(
+            spec,
+            logp_z,
+            logp_y,
+            indices=out.indices,
+            options=opts,
         )
-    lp_tok = torch.cat([lp_z, lp_y], dim=-1).view(B, M, -1)  # the completion's tokens (EQ is forced)
+        return out.loss, metrics
+    yhat = sample_mini_answers(model, X, Z, g)
+    hit = (yhat == y.repeat_interleave(M, 0)).all(-1)
+    rewards = hit.to(torch.float32).view(B, M)
+    lp_z, lp_y = score_mini(model, X, Z, yhat)
+    if model.answer_channel == "sequence":
+        # the channel's correction on the last answer token: the token sum
+        # is log p(yhat|x,z)
+        last = lp_y[:, -1] + model.answer_log_prob(lp_y) - lp_y.sum(-1)
+        lp_y = torch.cat([lp_y[:, :-1], last.unsqueeze(-1)], dim=-1)
+    # the completion's tokens (EQ is forced)
+    lp_tok = torch.cat([lp_z, lp_y], dim=-1).view(B, M, -1)
     logp_z, logp_y = lp_z.sum(-1).view(B, M), lp_y.sum(-1).view(B, M)
-    out = spec(EstimatorInputs(logp_z, logp_y, rewards=rewards, logp_tokens=lp_tok, mask=torch.ones_like(lp_tok)), opts)
-    return out.loss, estimator_metrics(spec, logp_z.detach(), logp_y.detach(), rewards=rewards, options=opts)
+    inputs = EstimatorInputs(
+        logp_z,
+        logp_y,
+        rewards=rewards,
+        logp_tokens=lp_tok,
+        mask=torch.ones_like(lp_tok),
+    )
+    out = spec(inputs, opts)
+    metrics = estimator_metrics(
+        spec,
+        logp_z.detach(),
+        logp_y.detach(),
+        rewards=rewards,
+        options=opts,
+    )
+    return out.loss, metrics
 
 
 def train_miniature(start: TinyDecoder, cfg: MiniTrainConfig, *, keep_model: bool = False) -> dict:

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 
 from ..miniature import run_outcome
 from ..theory import escape_time
+from .records import wrap_command
 
 __all__ = [
     "load_records",
@@ -64,11 +65,14 @@ def new_record(script: str, argv: Sequence[str] | None = None, **fields) -> dict
     return {"produced_by": f"{script} " + " ".join(args), "machine": machine_info(), **fields}
 
 
-def provenance(rec: dict, name: str = "") -> str:
-    """One line: the record's command, date, processor, torch version and threads."""
+def provenance(rec: dict, name: str = "", width: int = 75) -> str:
+    """The record's name and command (broken into shell lines of at most ``width`` characters by
+    :func:`~tsallis_ref.experiments.records.wrap_command`), then its date, processor, torch version and
+    threads."""
     m = rec.get("machine", {})
+    head = f"{name}:\n" if name else ""
     return (
-        f"{name + ': ' if name else ''}{rec.get('produced_by', '?')}\n  date {m.get('date_utc', '?')}, "
+        f"{head}{wrap_command(rec.get('produced_by', '?'), width)}\n  date {m.get('date_utc', '?')}, "
         f"{m.get('processor', '?')}, torch {m.get('torch', '?')}, {m.get('torch_threads', '?')} thread"
     )
 

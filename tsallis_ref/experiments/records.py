@@ -7,7 +7,36 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-__all__ = ["T4_MEMORY_MIB", "gpu_step_table", "cold_curves_table", "cold_curves_summary"]
+__all__ = ["T4_MEMORY_MIB", "gpu_step_table", "cold_curves_table", "cold_curves_summary", "wrap_command"]
+
+
+def wrap_command(cmd: str, width: int = 75, indent: str = "    ") -> str:
+    """The shell command ``cmd`` (a record's "recorded by" line) broken into lines of at most ``width``
+    characters that still paste into a shell: each line but the last ends in a space and a backslash, the next ones
+    start with ``indent``. An option stays on the line of its values where they fit; a single word longer
+    than a line is left whole. Words are split on spaces, so quoting inside ``cmd`` is kept as it is."""
+    if width < len(indent) + 10:
+        raise ValueError(f"wrap_command: width={width} leaves no room beside indent={indent!r}")
+    units: list[list[str]] = []  # an option and its values, or a leading word
+    for word in cmd.split():
+        if units and not word.startswith("-") and units[-1][0].startswith("-"):
+            units[-1].append(word)
+        else:
+            units.append([word])
+    lines: list[str] = []
+    line = ""
+    for unit in units:
+        for i, word in enumerate(unit):
+            # the first word of a unit may start a new line; its values join it while the line has room
+            need = len(line) + 1 + len(word) + 2  # the space before it and the trailing " \\"
+            if line and (need > width or (i == 0 and len(line) + 1 + len(" ".join(unit)) + 2 > width)):
+                lines.append(line + " \\")
+                line = indent + word
+            else:
+                line = f"{line} {word}" if line else word
+    lines.append(line)
+    return "\n".join(lines)
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Measured step cost at the paper's scale (benchmarks/gpu_step.py records)
