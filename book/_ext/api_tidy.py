@@ -12,6 +12,8 @@
   domain are turned back into text.
 * ``static/reader.css``: long identifiers (a module path in a page title, an API signature) wrap on a narrow
   screen instead of making the whole page scroll sideways.
+* ``static/reader_maths.css``: the output of a notebook cell tagged ``wrap-output`` (a prompt, a template, an error
+  message, whose exact characters matter) wraps at the column instead of scrolling sideways.
 """
 
 from __future__ import annotations
@@ -124,6 +126,7 @@ def _add_css(app: Sphinx) -> None:
     if static not in app.config.html_static_path:
         app.config.html_static_path.append(static)
     app.add_css_file("reader.css")
+    app.add_css_file("reader_maths.css")
 
 
 def setup(app: Sphinx) -> dict:
