@@ -434,8 +434,9 @@ def test_printed_output_in_one_box(built_book):
 # ---------------------------------------------------------------------------------------------------------
 DESKTOP_WIDTH = 1280  # px; a laptop window: no code cell or output may scroll sideways in it
 
-#: runs in a harness page holding every page in a DESKTOP_WIDTH iframe: in each, which code cell inputs and
-#: output blocks hold content wider than their box (they scroll sideways, or spill past the text column)
+#: runs in a harness page holding every page in a DESKTOP_WIDTH iframe: in each, which code cell inputs, output
+#: blocks, code blocks and tables of the text hold content wider than their box (they scroll sideways, or spill
+#: past the text column)
 WIDE_BLOCK_PROBE = """<script>window.addEventListener('load', function () {
   var report = {};
   document.querySelectorAll('iframe').forEach(function (f) {
@@ -443,7 +444,8 @@ WIDE_BLOCK_PROBE = """<script>window.addEventListener('load', function () {
     var col = doc.querySelector('article.bd-article') || doc.body, right = col.getBoundingClientRect().right;
     var seen = new Set();
     doc.querySelectorAll(
-      'div.cell_input pre, div.cell_output pre, div.cell_output div.output, div.cell_output table'
+      'div.cell_input pre, div.cell_output pre, div.cell_output div.output, div.cell_output table, '
+      + 'article.bd-article div.highlight pre, article.bd-article table'
     ).forEach(function (el) {
       var block = el.closest('div.cell_input') || el.closest('div.output') || el;
       if (seen.has(block)) return;
@@ -451,7 +453,7 @@ WIDE_BLOCK_PROBE = """<script>window.addEventListener('load', function () {
         seen.add(block);
         var lines = (el.innerText || '').split('\\n'), widest = '';
         lines.forEach(function (l) { if (l.length > widest.length) widest = l; });
-        bad.push((block.classList.contains('cell_input') ? 'in' : 'out') + ' ' + el.scrollWidth + '>'
+        bad.push((block.classList.contains('cell_input') ? 'in' : (el.closest('div.cell_output') ? 'out' : 'text')) + ' ' + el.scrollWidth + '>'
                  + el.clientWidth + ' (' + widest.length + ' chars) ' + widest.slice(0, 70));
       }
     });
