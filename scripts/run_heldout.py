@@ -246,43 +246,51 @@ def run(a) -> dict:
 
 
 def parse(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--dataset", default="hotpotqa", choices=["finqa", "hotpotqa", "musique"])
-    ap.add_argument("--method", default="garl", choices=METHODS)
-    ap.add_argument("--q", type=float, default=0.75, help="GARL / PAFT commitment q (ignored by the verifier methods)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--M", type=int, default=4)
-    ap.add_argument("--rationale-budget", type=int, default=32)
-    ap.add_argument("--answer-budget", type=int, default=16)
-    ap.add_argument("--min-rationale-tokens", type=int, default=8)
-    ap.add_argument("--context-budget", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--n-train", type=int, default=None, help="training questions (first n); default all")
-    ap.add_argument("--n-val", type=int, default=16)
-    ap.add_argument("--n-test", type=int, default=100)
-    ap.add_argument("--eval-every", type=int, default=10)
-    ap.add_argument("--k", type=int, default=4)
-    ap.add_argument("--judge", default="relaxed", choices=["relaxed", "exact", "finqa_exec"])
-    ap.add_argument(
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    arg = ap.add_argument
+    arg("--dataset", default="hotpotqa", choices=["finqa", "hotpotqa", "musique"], help="benchmark (train + dev)")
+    arg("--method", default="garl", choices=METHODS, help="estimator (tsallis_ref.estimators.ESTIMATORS)")
+    arg("--q", type=float, default=0.75, help="GARL / PAFT commitment q (ignored by the verifier methods)")
+    arg("--seed", type=int, default=0, help="seed of the LoRA init, data order, sampling and validation sampling")
+    arg("--steps", type=int, default=30, help="optimiser steps")
+    arg("--M", type=int, default=4, help="rationales sampled per prompt (paper: 32)")
+    arg("--rationale-budget", type=int, default=32, help="rationale tokens before the answer is forced")
+    arg("--answer-budget", type=int, default=16, help="answer tokens after the forced marker")
+    arg("--min-rationale-tokens", type=int, default=8, help="rationale tokens before an end of turn may stop it")
+    arg(
+        "--context-budget",
+        type=int,
+        default=64,
+        help="context tokens kept in a cold-start prompt (supporting paragraphs first)",
+    )
+    arg("--lr", type=float, default=1e-3, help="Adam learning rate of the LoRA weights")
+    arg("--n-train", type=int, default=None, help="training questions (first n); default all")
+    arg("--n-val", type=int, default=16, help="validation questions: the first n of the dev sample")
+    arg("--n-test", type=int, default=100, help="test questions: the next n of the dev sample")
+    arg("--eval-every", type=int, default=10, help="steps between validations (and at step 0 and the last step)")
+    arg("--k", type=int, default=4, help="answers sampled per held-out question (p@k, maj@k; paper: 16)")
+    arg("--judge", default="relaxed", choices=["relaxed", "exact", "finqa_exec"], help="held-out correctness judge")
+    arg(
         "--test-final",
         action="store_true",
         help="also test the final model (by default only the best validation checkpoint is tested, the paper's protocol)",
     )
-    ap.add_argument("--prompts-per-step", type=int, default=2)
-    ap.add_argument("--checkpoint-every", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument(
+    arg("--prompts-per-step", type=int, default=2, help="prompts per optimiser step")
+    arg("--checkpoint-every", type=int, default=5, help="steps between resumable checkpoints")
+    arg("--threads", type=int, default=1, help="torch threads of this process")
+    arg(
         "--precision",
         default="fp32",
         choices=["fp32", "4bit"],
         help="SmolLM2's base weights: float32 (the CPU path, configs/smollm2_cpu.yaml) or 4-bit NF4 (the GPU recipe)",
     )
-    ap.add_argument("--eval-batch", type=int, default=64, help="sequences per generate call in validation and test")
-    ap.add_argument("--runs-root", default=str(REPO / "runs" / "heldout"))
-    ap.add_argument("--record-dir", default=str(REPO / "data" / "heldout"))
-    ap.add_argument("--quiet", action="store_true")
-    ap.add_argument(
+    arg("--eval-batch", type=int, default=64, help="sequences per generate call in validation and test")
+    arg("--runs-root", default=str(REPO / "runs" / "heldout"), help="checkpoints: <runs-root>/<label>/")
+    arg("--record-dir", default=str(REPO / "data" / "heldout"), help="records: <record-dir>/<label>.json")
+    arg("--quiet", action="store_true", help="no progress bars")
+    arg(
         "--smoke",
         action="store_true",
         help="pipeline check: the tiny model from config, 2 steps, 2 validation and 2 test questions",
