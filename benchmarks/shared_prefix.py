@@ -358,12 +358,12 @@ def cpu_path(a, device):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--shapes", default="smollm2,qwen3")
-    ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument("--micro-batch", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--shapes", default="smollm2,qwen3", help="model shapes to time, comma-separated")
+    ap.add_argument("--rounds", type=int, default=1, help="timed rounds (best kept)")
+    ap.add_argument("--micro-batch", type=int, default=8, help="sequences per forward call")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--json", default=None, help="write the record to this path")
     ap.add_argument(
         "--cpu-path",
         action="store_true",
