@@ -73,13 +73,10 @@ def main(argv=None) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
     def one(r) -> int:
-        cmd = [
-            sys.executable,
-            str(REPO / "scripts" / "run_heldout.py"),
-            *argv_of(*r, a.extra),
-            "--record-dir",
-            str(rec_dir),
-        ]
+        # the record's command names the record folder relative to the repository when it is inside it
+        rd = rec_dir.resolve()
+        rd = str(rd.relative_to(REPO)) if rd.is_relative_to(REPO) else str(rd)
+        cmd = [sys.executable, "scripts/run_heldout.py", *argv_of(*r, a.extra), "--record-dir", rd]
         t = time.time()
         with open(logs / f"{label(*r)}.log", "a") as f:
             rc = subprocess.call(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
