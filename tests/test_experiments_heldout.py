@@ -158,7 +158,7 @@ def test_table1_on_finqa_puts_ours_beside_the_papers_column_with_per_seed_values
         "GARL q=0.5",
         "GARL q=0.75",
         "GARL q=1",
-    ]  # fmt: skip  (the paper's rows first, in its order)
+    ]  # the paper's rows first, in its order
     assert {"RLOO", "MaxRL", "PAFT q=0.75", "PAFT q=1"} <= set(t.index)  # the plan's other rows
     r = H.for_reader(t)
     assert r.loc["GARL q=0.75", "ours p@1"] == "15.0 (10.0, 20.0)"
@@ -272,3 +272,56 @@ def test_figures_have_one_line_per_run_and_fit_the_column():
     assert list(fig2.axes[1].lines[0].get_ydata()) == [0.0, 0.0, 0.25]
     assert H.plot_validation(recs, "finqa") is None
     plt.close("all")
+
+
+def test_plan_status_says_not_run_for_what_is_missing():
+    recs = [record("hotpotqa", "grpo", seed=0), record("hotpotqa", "garl", 0.5, seed=0)]
+    t = H.plan_status(recs, ["hotpotqa", "finqa"])
+    assert t.loc["GRPO", "hotpotqa"] == "seed 0; seed 1 not run"  # the plan has seeds 0 and 1 for GRPO
+    assert t.loc["GARL q=0.5", "hotpotqa"] == "seed 0" and t.loc["GARL q=0.5", "finqa"] == "not run"
+    assert t.loc["PAFT q=1", "hotpotqa"] == "not run"
+
+
+def test_findings_are_computed_from_the_records():
+    recs = [
+        record(method="grpo", seed=s, val_maj=(6.0, 6.0, 6.0, 6.0), test=(1.0, 2.0, 3.0), signal=(0.0, 0.0))
+        for s in (0, 1)
+    ]
+    recs += [
+        record(method="garl", q=0.75, seed=0, val_maj=(6.0, 12.0, 6.0, 6.0), test=(4.0, 5.0, 6.0), signal=(-9.0, -5.0)),
+        record(method="garl", q=0.75, seed=1, val_maj=(6.0, 6.0, 6.0, 6.0), test=(1.0, 2.0, 3.0), signal=(-9.0, -9.0)),
+    ]
+    f = H.findings(recs, ["hotpotqa", "finqa"], window=1)
+    text = "\n".join(f["hotpotqa"])
+    assert f["hotpotqa"][0] == "4 of the 12 planned runs are recorded."
+    assert "In 3 of 4 runs no later validation beat the untrained model's maj@k" in text
+    assert "rose above its step-0 value in GARL q=0.75 seed 0." in text
+    assert "After its peak, validation fell again in GARL q=0.75 seed 0." in text
+    assert "GARL q=0.75 is at or above GRPO on every seed (test maj@k on seeds 0, 1: 6.0, 3.0 against 3.0, 3.0)" in text
+    assert "GRPO seed 1: a non-zero mean reward in 0 % of its steps" in text
+    assert "GARL q=0.75 seed 0: log wbar -9.00 over the first 1 steps, -5.00 over the last 1." in text
+    assert f["finqa"] == ['No run recorded (the plan has 12): every cell of this dataset says "not run".']
+    recs[2]["test_best"]["test/maj@k"] = 2.0  # seed 0 now below GRPO's, seed 1 above: no ordering on every seed
+    recs[3]["test_best"]["test/maj@k"] = 4.0
+    assert "Neither GRPO nor GARL q=0.75 is ahead on every seed" in "\n".join(
+        H.findings(recs, ["hotpotqa"])["hotpotqa"]
+    )
+
+
+def test_scale_statement_reads_the_settings_and_the_seed_spread():
+    recs = [record(method="grpo", seed=0, test=(0.0, 0.0, 2.0)), record(method="grpo", seed=1, test=(0.0, 0.0, 7.0))]
+    s = H.scale_statement(recs)
+    assert s[0].startswith("Scale: SmolLM2-135M-Instruct, M = 4 rationales of at most 32 tokens, 30 training steps")
+    assert "2 validation and 3 test questions, k = 4" in s[0]
+    assert "by 50.0 points, one test question a test score by 33.3 points" in s[1]
+    assert "differ by up to 5.0 points in test maj@k (GRPO on hotpotqa)" in s[1]
+    assert H.scale_statement([]) == ["No run is recorded yet: nothing can be concluded on this page."]
+
+
+def test_provenance_table_has_one_row_per_record():
+    r = record()
+    r["wall_s"] = {"train_this_process": 601.4, "test": 99.6}
+    t = H.provenance_table([r, record(seed=1)])
+    assert list(t["run"]) == ["hotpotqa_garl_q0.75_seed0", "hotpotqa_garl_q0.75_seed1"]
+    assert t.loc[0, "train s (last process)"] == 601 and t.loc[0, "test s"] == 100 and pd.isna(t.loc[1, "test s"])
+    assert t.loc[0, "command"].startswith("python scripts/run_heldout.py")

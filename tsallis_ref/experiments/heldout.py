@@ -53,6 +53,10 @@ __all__ = [
     "every_seed",
     "plot_validation",
     "plot_training",
+    "plan_status",
+    "provenance_table",
+    "findings",
+    "scale_statement",
 ]
 
 METHODS = ("grpo", "rloo", "maxrl", "garl", "paft")
@@ -589,3 +593,156 @@ def plot_training(records: Sequence[dict], dataset: str):
         handles, labels = handles + h, labels + lab
     fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What was run, what came out, and what this scale can show (the chapter's generated text)
+# ---------------------------------------------------------------------------------------------------------
+def plan_status(records: Sequence[dict], datasets: Sequence[str]):
+    """Per run of the plan (:data:`PLAN`, per dataset): the seeds recorded, and "not run" for the others; runs
+    recorded outside the plan are listed too."""
+    import pandas as pd
+
+    rows = []
+    for key in _row_keys(records, datasets[0] if datasets else "", ()):
+        row = {"method": method_name(*key)}
+        for ds in datasets:
+            have = [r["seed"] for r in _by_key(records, ds).get(key, [])]
+            planned = PLAN.get(key, ())
+            missing = [s for s in planned if s not in have]
+            cell = ", ".join(f"seed {s}" for s in sorted(have)) if have else "not run"
+            if have and missing:
+                cell += "; " + ", ".join(f"seed {s} not run" for s in missing)
+            row[ds] = cell
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method")
+
+
+def provenance_table(records: Sequence[dict]):
+    """One row per record: its label, the command that wrote it, the date, the hardware, whether it resumed
+    from a checkpoint, and its wall time (training in the last process, test) in seconds."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        w = r.get("wall_s") or {}
+        rows.append(
+            {
+                "run": r["label"],
+                "command": r["command"],
+                "date": r["date"],
+                "hardware": r["hardware"],
+                "resumed": bool(r.get("resumed")),
+                "train s (last process)": round(w["train_this_process"]) if "train_this_process" in w else None,
+                "test s": round(w["test"]) if "test" in w else None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _fmt(xs: Sequence[float]) -> str:
+    return ", ".join(f"{x:.1f}" for x in xs)
+
+
+def findings(records: Sequence[dict], datasets: Sequence[str], window: int = 5) -> dict:
+    """What came out, per dataset, as sentences computed from the records (the chapter shows them as its
+    findings): ``{dataset: [sentence, ...]}``. Each dataset says how many runs are recorded, in how many runs the
+    best validation checkpoint is the untrained model (step 0, so its test is the untrained model's), which runs
+    improved on their step-0 validation, what every seed shows for GARL against GRPO (and every other pair run on
+    two seeds or more), and the training signal: how often the verifier methods saw a non-zero reward, and how
+    GARL / PAFT's log wbar moved between the first and the last ``window`` steps."""
+    out = {}
+    for ds in datasets:
+        runs = _runs_of(records, ds)
+        planned = sum(len(s) for s in PLAN.values())
+        if not runs:
+            out[ds] = [f'No run recorded (the plan has {planned}): every cell of this dataset says "not run".']
+            continue
+        lines = [f"{len(runs)} of the {planned} planned runs are recorded."]
+        t = runs_table(runs)
+        at0 = int(t["best = untrained"].sum())
+        lines.append(
+            f"In {at0} of {len(runs)} runs no later validation beat the untrained model's maj@k (step 0), so the "
+            "tested checkpoint is the untrained model."
+        )
+        up = t[t["val maj@k peak"] > t["val maj@k step 0"]]
+        lines.append(
+            "Validation maj@k rose above its step-0 value in "
+            + (", ".join(f"{m} seed {s}" for m, s in zip(up["method"], up["seed"])) if len(up) else "no run")
+            + "."
+        )
+        fell = t[t["fell after peak"] & (t["val maj@k peak"] > t["val maj@k step 0"])]
+        if len(fell):
+            lines.append(
+                "After its peak, validation fell again in "
+                + ", ".join(f"{m} seed {s}" for m, s in zip(fell["method"], fell["seed"]))
+                + "."
+            )
+        for _, row in every_seed(runs, ds).iterrows():
+            vs = f"{row['metric']} on seeds {', '.join(map(str, row['seeds']))}: {_fmt(row['A per seed'])} against {_fmt(row['B per seed'])}"
+            rel = row["relation on every seed"]
+            if rel == "mixed":
+                lines.append(f"Neither {row['A']} nor {row['B']} is ahead on every seed ({vs}).")
+            elif rel == "A = B":
+                lines.append(f"{row['A']} and {row['B']} are equal on every seed ({vs}).")
+            else:
+                word = "above" if rel == "A > B" else "at or above"
+                lines.append(f"{row['A']} is {word} {row['B']} on every seed ({vs}).")
+        s = signal_table(runs, window=window)
+        for _, row in s.iterrows():
+            if row["signal"] == "reward_mean":
+                lines.append(
+                    f"{row['method']} seed {row['seed']}: a non-zero mean reward in {100 * row['steps with reward > 0']:.0f} % "
+                    "of its steps (a step without reward has a zero advantage for every rationale, so no update)."
+                )
+            else:
+                lines.append(
+                    f"{row['method']} seed {row['seed']}: log wbar {row[f'first {window} steps']:.2f} over the first "
+                    f"{window} steps, {row[f'last {window} steps']:.2f} over the last {window}."
+                )
+        out[ds] = lines
+    return out
+
+
+def scale_statement(records: Sequence[dict]) -> list[str]:
+    """What the recorded scale can and cannot show, with its numbers read from the records (the paper's: Qwen3
+    0.6B, M = 32, k = 16, rationale budgets of thousands of tokens, hundreds of validation and test questions)."""
+    if not records:
+        return ["No run is recorded yet: nothing can be concluded on this page."]
+
+    def vals(f):
+        return sorted({f(r) for r in records})
+
+    nval, ntest = vals(lambda r: len(r["ids"]["validation"])), vals(lambda r: len(r["ids"]["test"]))
+    ks, steps = vals(lambda r: r["settings"]["eval"]["k"]), vals(lambda r: r["settings"]["steps"])
+    M, rb = vals(lambda r: r["settings"]["rollout"]["M"]), vals(lambda r: r["settings"]["rollout"]["rationale_budget"])
+    seeds = vals(lambda r: r["seed"])
+    j = lambda xs: " / ".join(str(x) for x in xs)  # noqa: E731
+    spread = ""
+    gaps = [
+        (abs(rs[0]["test_best"]["test/maj@k"] - rs[1]["test_best"]["test/maj@k"]), ds, key)
+        for ds in vals(lambda r: r["dataset"])
+        for key, rs in _by_key(records, ds).items()
+        if len(rs) >= 2
+    ]
+    if gaps:
+        g, ds, key = max(gaps)
+        spread = (
+            f" The two seeds of one method differ by up to {g:.1f} points in test maj@k ({method_name(*key)} on "
+            f"{ds}): a smaller difference between two methods is not a ranking."
+        )
+    names = {"smollm2-gguf": "SmolLM2-135M-Instruct"}
+    model = vals(lambda r: names.get(r["settings"]["model"]["name_or_path"], r["settings"]["model"]["name_or_path"]))
+    return [
+        f"Scale: {j(model)}, M = {j(M)} "
+        f"rationales of at most {j(rb)} tokens, {j(steps)} training steps, {j(nval)} validation and {j(ntest)} test "
+        f"questions, k = {j(ks)} samples per question (the paper: Qwen3 0.6B, M = 32, k = 16, budgets of thousands "
+        "of tokens, hundreds of questions), seeds " + j(seeds) + ".",
+        f"Resolution: one validation question moves a validation score by {100 / min(nval):.1f} points, one test "
+        f"question a test score by {100 / min(ntest):.1f} points." + spread,
+        "It can show: whether a method moves a cold-start model off its untrained accuracy within this budget, on "
+        "questions it never trained on; how the training signal (log wbar, the reward) behaves when p(y*|x) starts "
+        "tiny; whether a difference between methods holds on every recorded seed.",
+        "It cannot show: the paper's numbers (its model, budgets and step counts are far larger), an escape that "
+        "needs more steps than were run, or a ranking of methods that differ by less than a few questions.",
+    ]
