@@ -400,7 +400,7 @@ def runs_table(records: Sequence[dict], dataset: Optional[str] = None):
 
 def signal_table(records: Sequence[dict], dataset: Optional[str] = None, window: int = 5):
     """One row per run: its training signal (``log_wbar_mean``, the log of the mean over the M rationales of
-    p(y*|x, z_m) (the GARL weight wbar, Eq. 9), for GARL / PAFT; ``reward_mean``, the mean 0/1 reward, for GRPO /
+    p(y*|x, z_m) (the likelihood weights w_m of Eq. 7), for GARL / PAFT; ``reward_mean``, the mean 0/1 reward, for GRPO /
     RLOO / MaxRL), averaged over the first and the last ``window`` steps, its maximum, and the fraction of steps
     with a non-zero reward (verifier methods: a step with none has a zero advantage for every rationale)."""
     import pandas as pd
@@ -447,6 +447,7 @@ def settings_table(records: Sequence[dict]):
         "M (rationales per prompt)": lambda r: get(r, "settings.rollout.M"),
         "rationale budget (tokens)": lambda r: get(r, "settings.rollout.rationale_budget"),
         "answer budget (tokens)": lambda r: get(r, "settings.rollout.answer_budget"),
+        "GARL baseline (Eq. 12)": lambda r: get(r, "settings.method.baseline") if r["method"] == "garl" else None,
         "optimizer, lr": lambda r: f"{get(r, 'settings.optim.optimizer')}, {get(r, 'settings.optim.lr'):g}",
         "prompts per step": lambda r: get(r, "settings.optim.prompts_per_step"),
         "steps": lambda r: get(r, "settings.steps"),
@@ -462,9 +463,9 @@ def settings_table(records: Sequence[dict]):
         vals = []
         for r in records:
             v = f(r)
-            if v not in vals:
+            if v is not None and v not in vals:
                 vals.append(v)
-        rows.append({"setting": name, "value": " / ".join(str(v) for v in vals)})
+        rows.append({"setting": name, "value": " / ".join(str(v) for v in vals) or "-"})
     return pd.DataFrame(rows).set_index("setting")
 
 
@@ -520,6 +521,7 @@ def every_seed(records: Sequence[dict], dataset: str, metrics: Sequence[str] = (
 # ---------------------------------------------------------------------------------------------------------
 # Learning curves
 # ---------------------------------------------------------------------------------------------------------
+_DATASET = {"finqa": "FinQA", "hotpotqa": "HotpotQA", "musique": "MuSiQue"}
 _BASELINE_STYLE = {"grpo": ("black", ":"), "rloo": ("0.55", ":"), "maxrl": ("tab:brown", ":")}
 
 
@@ -562,8 +564,10 @@ def plot_validation(records: Sequence[dict], dataset: str, metrics: Sequence[str
             v = r["validation_curve"]
             ax.plot([p["step"] for p in v], [p[f"val/{m}"] for p in v], label=_label(r), **_style(r))
         ax.set_ylabel(f"validation {m.replace('k', str(k))} (%)")
+        top = max(p[f"val/{m}"] for r in runs for p in r["validation_curve"])
+        ax.set_ylim(-0.04 * max(top, 5.0), 1.08 * max(top, 5.0))  # 0 % at the bottom, even when every run is flat
     axes[-1].set_xlabel("training step")
-    axes[0].set_title(f"{dataset}: validation during training")
+    axes[0].set_title(f"{_DATASET.get(dataset, dataset)}: validation during training")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=8)
     return fig
 
@@ -586,7 +590,10 @@ def plot_training(records: Sequence[dict], dataset: str):
     axes[0].set_ylabel("log wbar (GARL, PAFT)")
     axes[1].set_ylabel("mean reward (verifier)")
     axes[1].set_xlabel("training step")
-    axes[0].set_title(f"{dataset}: the training signal")
+    axes[0].set_title(f"{_DATASET.get(dataset, dataset)}: the training signal")
+    for ax in axes:
+        if not ax.lines:
+            ax.text(0.5, 0.5, "no run recorded", transform=ax.transAxes, ha="center", va="center")
     handles, labels = [], []
     for ax in axes:
         h, lab = ax.get_legend_handles_labels()
