@@ -325,3 +325,14 @@ def test_provenance_table_has_one_row_per_record():
     assert list(t["run"]) == ["hotpotqa_garl_q0.75_seed0", "hotpotqa_garl_q0.75_seed1"]
     assert t.loc[0, "train s (last process)"] == 601 and t.loc[0, "test s"] == 100 and pd.isna(t.loc[1, "test s"])
     assert t.loc[0, "command"].startswith("python scripts/run_heldout.py")
+
+
+def test_provenance_shows_commands_without_local_paths():
+    r = record()
+    r["command"] = "python scripts/run_heldout.py --seed 0 --record-dir /work/main/data/heldout --runs-root /tmp/x/y/"
+    assert H.provenance_table([r]).loc[0, "command"] == (
+        "python scripts/run_heldout.py --seed 0 --record-dir data/heldout --runs-root y"
+    )
+    assert H.portable_command("/srv/repo/scripts/run_heldout.py --runs-root /srv/repo/runs") == (
+        "scripts/run_heldout.py --runs-root runs"
+    )

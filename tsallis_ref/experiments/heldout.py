@@ -55,6 +55,7 @@ __all__ = [
     "plot_training",
     "plan_status",
     "provenance_table",
+    "portable_command",
     "findings",
     "scale_statement",
 ]
@@ -625,9 +626,25 @@ def plan_status(records: Sequence[dict], datasets: Sequence[str]):
     return pd.DataFrame(rows).set_index("method")
 
 
+def portable_command(command: str) -> str:
+    """``command`` with every absolute path made relative to the repository (``/x/repo/data/heldout`` ->
+    ``data/heldout``; a path outside the repository's ``data``, ``runs``, ``scripts``, ``configs`` folders keeps
+    its file name only), so that a record's command reads the same on every machine."""
+    import re
+
+    def rel(tok: str) -> str:
+        if not tok.startswith("/"):
+            return tok
+        m = re.search(r"/((?:data|runs|scripts|configs)(?:/.*)?)$", tok)
+        return m.group(1) if m else os.path.basename(tok.rstrip("/"))
+
+    return " ".join(rel(t) for t in command.split(" "))
+
+
 def provenance_table(records: Sequence[dict]):
-    """One row per record: its label, the command that wrote it, the date, the hardware, whether it resumed
-    from a checkpoint, and its wall time (training in the last process, test) in seconds."""
+    """One row per record: its label, the command that wrote it (:func:`portable_command`), the date, the
+    hardware, whether it resumed from a checkpoint, and its wall time (training in the last process, test) in
+    seconds."""
     import pandas as pd
 
     rows = []
@@ -636,7 +653,7 @@ def provenance_table(records: Sequence[dict]):
         rows.append(
             {
                 "run": r["label"],
-                "command": r["command"],
+                "command": portable_command(r["command"]),
                 "date": r["date"],
                 "hardware": r["hardware"],
                 "resumed": bool(r.get("resumed")),
