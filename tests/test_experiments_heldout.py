@@ -280,6 +280,9 @@ def test_plan_status_says_not_run_for_what_is_missing():
     assert t.loc["GRPO", "hotpotqa"] == "seed 0; seed 1 not run"  # the plan has seeds 0 and 1 for GRPO
     assert t.loc["GARL q=0.5", "hotpotqa"] == "seed 0" and t.loc["GARL q=0.5", "finqa"] == "not run"
     assert t.loc["PAFT q=1", "hotpotqa"] == "not run"
+    recs.append(record("finqa", "garl", 0.25, seed=3))  # outside the plan, on the second dataset: listed too
+    t = H.plan_status(recs, ["hotpotqa", "finqa"])
+    assert t.loc["GARL q=0.25", "finqa"] == "seed 3" and t.loc["GARL q=0.25", "hotpotqa"] == "not run"
 
 
 def test_findings_are_computed_from_the_records():

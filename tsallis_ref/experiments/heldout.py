@@ -611,8 +611,11 @@ def plan_status(records: Sequence[dict], datasets: Sequence[str]):
     recorded outside the plan are listed too."""
     import pandas as pd
 
+    keys = []
+    for ds in datasets:
+        keys += [k for k in _row_keys(records, ds, ()) if k not in keys]
     rows = []
-    for key in _row_keys(records, datasets[0] if datasets else "", ()):
+    for key in keys:
         row = {"method": method_name(*key)}
         for ds in datasets:
             have = [r["seed"] for r in _by_key(records, ds).get(key, [])]
