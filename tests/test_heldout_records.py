@@ -6,7 +6,8 @@
 * The first record by name: a one-step prefix of it, re-run here from the record's own settings (its seed, model,
   budgets and data; validation off, which does not change the training step because validation saves and
   restores the random streams), gives the first training step's ``loss`` and training signal (``log_wbar_mean``
-  for GARL / PAFT, ``reward_mean`` for GRPO / RLOO / MaxRL) that the record holds in ``train_curve[0]``.
+  for GARL / PAFT, ``reward_mean`` for GRPO / RLOO / MaxRL) and the mean length of its sampled rationales that
+  the record holds in ``train_curve[0]``.
 
 Skipped only when no record is present (or the benchmark samples / SmolLM2's weights are not installed).
 """
@@ -72,3 +73,5 @@ def test_first_training_step_of_the_first_record_reproduces(tmp_path):
     assert got["step"] == want["step"] == 1
     assert got["loss"] == pytest.approx(want["loss"], rel=1e-4, abs=1e-7), rec["label"]
     assert got[signal] == pytest.approx(want[signal], rel=1e-4, abs=1e-7), rec["label"]
+    # the sampled rationales' mean length: the same draws (a verifier run without reward has loss 0 either way)
+    assert got["rationale_len"] == pytest.approx(want["rationale_len"], rel=1e-6), rec["label"]
