@@ -294,9 +294,16 @@ def test_findings_are_computed_from_the_records():
         record(method="garl", q=0.75, seed=0, val_maj=(6.0, 12.0, 6.0, 6.0), test=(4.0, 5.0, 6.0), signal=(-9.0, -5.0)),
         record(method="garl", q=0.75, seed=1, val_maj=(6.0, 6.0, 6.0, 6.0), test=(1.0, 2.0, 3.0), signal=(-9.0, -9.0)),
     ]
-    f = H.findings(recs, ["hotpotqa", "finqa"], window=1)
+    base = [
+        {"dataset": "hotpotqa", "seed": s, "k": 4, "test": {"test/p@1": 7.5 + s, "test/reward_em": 0.5}} for s in (1, 0)
+    ]
+    f = H.findings(recs, ["hotpotqa", "finqa"], base, window=1)
     text = "\n".join(f["hotpotqa"])
     assert f["hotpotqa"][0] == "4 of the 12 planned runs are recorded."
+    assert f["hotpotqa"][1] == (
+        "The untrained model (seeds 0, 1): test p@1 7.5, 8.5 under the relaxed match of the tables, 0.5, 0.5 under "
+        "the exact match that GRPO, RLOO and MaxRL are rewarded with in training."
+    )
     assert "In 3 of 4 runs no later validation beat the untrained model's maj@k" in text
     assert "rose above its step-0 value in GARL q=0.75 seed 0." in text
     assert "After its peak, validation fell again in GARL q=0.75 seed 0." in text
@@ -316,7 +323,7 @@ def test_scale_statement_reads_the_settings_and_the_seed_spread():
     s = H.scale_statement(recs)
     assert s[0].startswith("Scale: SmolLM2-135M-Instruct, M = 4 rationales of at most 32 tokens, 30 training steps")
     assert "2 validation and 3 test questions, k = 4" in s[0]
-    assert "by 50.0 points, one test question a test score by 33.3 points" in s[1]
+    assert "one validation question is 50.0 points of validation maj@k, one test question 33.3 points" in s[1]
     assert "differ by up to 5.0 points in test maj@k (GRPO on hotpotqa)" in s[1]
     assert H.scale_statement([]) == ["No run is recorded yet: nothing can be concluded on this page."]
 

@@ -590,6 +590,8 @@ def plot_training(records: Sequence[dict], dataset: str):
         ax.plot(steps, y, label=_label(r), markersize=3, **_style(r))
     axes[0].set_ylabel("log wbar (GARL, PAFT)")
     axes[1].set_ylabel("mean reward (verifier)")
+    top = max([v for r in runs if r["method"] in VERIFIER for v in _signal(r)[2]] + [0.25])
+    axes[1].set_ylim(-0.04 * top, 1.08 * top)  # a reward of 0 at the bottom, not in the middle of the panel
     axes[1].set_xlabel("training step")
     axes[0].set_title(f"{_DATASET.get(dataset, dataset)}: the training signal")
     for ax in axes:
@@ -671,13 +673,15 @@ def _fmt(xs: Sequence[float]) -> str:
     return ", ".join(f"{x:.1f}" for x in xs)
 
 
-def findings(records: Sequence[dict], datasets: Sequence[str], window: int = 5) -> dict:
+def findings(records: Sequence[dict], datasets: Sequence[str], base: Sequence[dict] = (), window: int = 5) -> dict:
     """What came out, per dataset, as sentences computed from the records (the chapter shows them as its
     findings): ``{dataset: [sentence, ...]}``. Each dataset says how many runs are recorded, in how many runs the
     best validation checkpoint is the untrained model (step 0, so its test is the untrained model's), which runs
     improved on their step-0 validation, what every seed shows for GARL against GRPO (and every other pair run on
     two seeds or more), and the training signal: how often the verifier methods saw a non-zero reward, and how
-    GARL / PAFT's log wbar moved between the first and the last ``window`` steps."""
+    GARL / PAFT's log wbar moved between the first and the last ``window`` steps. With ``base`` (from
+    :func:`load_base`): the untrained model's test p@1 under the relaxed match of the tables and under the exact
+    match that the verifier methods are rewarded with in training."""
     out = {}
     for ds in datasets:
         runs = _runs_of(records, ds)
@@ -686,6 +690,14 @@ def findings(records: Sequence[dict], datasets: Sequence[str], window: int = 5) 
             out[ds] = [f'No run recorded (the plan has {planned}): every cell of this dataset says "not run".']
             continue
         lines = [f"{len(runs)} of the {planned} planned runs are recorded."]
+        bs = sorted((b for b in base if b["dataset"] == ds), key=lambda b: b["seed"])
+        if bs and all("test/reward_em" in b["test"] for b in bs):
+            lines.append(
+                f"The untrained model (seeds {', '.join(str(b['seed']) for b in bs)}): test p@1 "
+                f"{_fmt([b['test']['test/p@1'] for b in bs])} under the relaxed match of the tables, "
+                f"{_fmt([b['test']['test/reward_em'] for b in bs])} under the exact match that GRPO, RLOO and MaxRL "
+                "are rewarded with in training."
+            )
         t = runs_table(runs)
         at0 = int(t["best = untrained"].sum())
         lines.append(
@@ -765,8 +777,8 @@ def scale_statement(records: Sequence[dict]) -> list[str]:
         f"rationales of at most {j(rb)} tokens, {j(steps)} training steps, {j(nval)} validation and {j(ntest)} test "
         f"questions, k = {j(ks)} samples per question (the paper: Qwen3 0.6B, M = 32, k = 16, budgets of thousands "
         "of tokens, hundreds of questions), seeds " + j(seeds) + ".",
-        f"Resolution: one validation question moves a validation score by {100 / min(nval):.1f} points, one test "
-        f"question a test score by {100 / min(ntest):.1f} points." + spread,
+        f"Resolution: one validation question is {100 / min(nval):.1f} points of validation maj@k, one test "
+        f"question {100 / min(ntest):.1f} points of test maj@k." + spread,
         "It can show: whether a method moves a cold-start model off its untrained accuracy within this budget, on "
         "questions it never trained on; how the training signal (log wbar, the reward) behaves when p(y*|x) starts "
         "tiny; whether a difference between methods holds on every recorded seed.",
