@@ -307,6 +307,10 @@ def test_findings_are_computed_from_the_records():
     assert "In 3 of 4 runs no later validation beat the untrained model's maj@k" in text
     assert "rose above its step-0 value in GARL q=0.75 seed 0." in text
     assert "After its peak, validation fell again in GARL q=0.75 seed 0." in text
+    assert "The last validation maj@k is below" not in text  # every run ends at or above its step 0
+    recs[3]["validation_curve"][-1]["val/maj@k"] = 0.0
+    worse = "\n".join(H.findings(recs, ["hotpotqa"], window=1)["hotpotqa"])
+    assert "below the untrained model's (step 0) in GARL q=0.75 seed 1 (0.0 against 6.0)." in worse
     assert "GARL q=0.75 is at or above GRPO on every seed (test maj@k on seeds 0, 1: 6.0, 3.0 against 3.0, 3.0)" in text
     assert "GRPO seed 1: a non-zero mean reward in 0 % of its steps" in text
     assert "GARL q=0.75 seed 0: log wbar -9.00 over the first 1 steps, -5.00 over the last 1." in text

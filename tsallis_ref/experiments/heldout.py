@@ -717,6 +717,18 @@ def findings(records: Sequence[dict], datasets: Sequence[str], base: Sequence[di
                 + ", ".join(f"{m} seed {s}" for m, s in zip(fell["method"], fell["seed"]))
                 + "."
             )
+        below = t[t["val maj@k last"] < t["val maj@k step 0"]]
+        if len(below):
+            lines.append(
+                "The last validation maj@k is below the untrained model's (step 0) in "
+                + ", ".join(
+                    f"{m} seed {s} ({a:.1f} against {b:.1f})"
+                    for m, s, a, b in zip(
+                        below["method"], below["seed"], below["val maj@k last"], below["val maj@k step 0"]
+                    )
+                )  # fmt: skip
+                + "."
+            )
         for _, row in every_seed(runs, ds).iterrows():
             vs = f"{row['metric']} on seeds {', '.join(map(str, row['seeds']))}: {_fmt(row['A per seed'])} against {_fmt(row['B per seed'])}"
             rel = row["relation on every seed"]
