@@ -17,12 +17,14 @@ against this table, and that ``tsallis_ref.data`` loads nothing of the trainer s
     layer 4: models
     layer 5: rollout, testing
     layer 6: batches, evaluation
-    layer 7: trainer
-    layer 8: experiments, plotting, integrations, __main__
+    layer 7: trainer, plotting
+    layer 8: experiments, integrations, __main__
 
 ``data`` holds the benchmarks' loaders, prompts, verifiers and metrics (pure functions of text and records);
 ``evaluation`` samples from a model and scores with them; the trainer stack (``precision`` to ``trainer``) sits in
-between.
+between. ``plotting`` (the book's figure style; matplotlib only, nothing of the package) sits below
+``experiments``, whose modules draw with it: ``experiments.runs``, ``paper``, ``records``, ``miniature_records`` and
+``heldout`` (the held-out chapter's records, tables and learning curves) form the book layer.
 """
 
 from .config import ConfigError, TrainConfig, load_config
