@@ -12,7 +12,7 @@ hardware, settings, the validation curve (p@1, p@k, maj@k per validation step), 
 metrics of the final and of the best checkpoint.
 
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python scripts/run_heldout.py --dataset hotpotqa --method garl --q 0.75 --seed 0
-    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python scripts/run_heldout.py --smoke --record-dir /tmp/heldout   # tiny model
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python scripts/run_heldout.py --smoke   # tiny model, records under runs/
 
 The plan (issue 14 item 3; ``scripts/run_heldout_sweep.py`` runs it)
 --------------------------------------------------------------------
@@ -288,7 +288,12 @@ def parse(argv=None):
     )
     arg("--eval-batch", type=int, default=64, help="sequences per generate call in validation and test")
     arg("--runs-root", default=str(REPO / "runs" / "heldout"), help="checkpoints: <runs-root>/<label>/")
-    arg("--record-dir", default=str(REPO / "data" / "heldout"), help="records: <record-dir>/<label>.json")
+    arg(
+        "--record-dir",
+        default=None,
+        help="records: <record-dir>/<label>.json (default data/heldout, or runs/heldout/smoke_records with --smoke, "
+        "so that a pipeline check never writes among the recorded results)",
+    )
     arg("--quiet", action="store_true", help="no progress bars")
     arg(
         "--smoke",
@@ -299,6 +304,8 @@ def parse(argv=None):
     a.argv = argv
     if a.method in ("grpo", "rloo", "maxrl"):
         a.q = None
+    if a.record_dir is None:
+        a.record_dir = str(REPO / ("runs/heldout/smoke_records" if a.smoke else "data/heldout"))
     if a.smoke:
         a.steps, a.n_val, a.n_test, a.k, a.M = 2, 2, 2, 2, 2
         a.rationale_budget, a.answer_budget, a.min_rationale_tokens, a.context_budget = 8, 4, 0, 16

@@ -57,6 +57,13 @@ def test_smoke_run_records_the_protocol_and_resumes(tmp_path):
     assert again["test_final"] is None  # only the best checkpoint is tested unless --test-final
 
 
+def test_smoke_records_stay_out_of_the_recorded_results():
+    mod = _script()
+    assert mod.parse(["--smoke"]).record_dir == str(REPO / "runs" / "heldout" / "smoke_records")
+    assert mod.parse([]).record_dir == str(REPO / "data" / "heldout")
+    assert mod.parse(["--smoke", "--record-dir", "/x"]).record_dir == "/x"
+
+
 def test_base_test_cache_is_used_only_for_the_same_settings(tmp_path):
     mod = _script()
     a = mod.parse(["--smoke", "--record-dir", str(tmp_path)])
