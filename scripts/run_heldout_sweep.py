@@ -19,27 +19,30 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parents[1]
-SEED0 = [("grpo", None), ("rloo", None), ("maxrl", None), ("garl", 0.0), ("garl", 0.5), ("garl", 0.75), ("garl", 1.0),
-         ("paft", 0.75), ("paft", 1.0)]  # fmt: skip
-SEED1 = [("grpo", None), ("garl", 0.75), ("garl", 1.0)]
 
 
 def plan(datasets) -> list[tuple[str, str, float | None, int]]:
-    """The runs in the order they start: per dataset, GRPO of both seeds first (so the two seeds' untrained-model
-    tests are computed at once, side by side), then GARL q=0.75 and q=1 of both seeds, then the rest."""
-    out = []
-    for ds in datasets:
-        first = [(ds, "grpo", None, 0), (ds, "grpo", None, 1), (ds, "garl", 0.75, 0), (ds, "garl", 1.0, 0),
-                 (ds, "garl", 0.75, 1), (ds, "garl", 1.0, 1)]  # fmt: skip
-        rest = [(ds, m, q, 0) for m, q in SEED0 if (ds, m, q, 0) not in first]
-        out += first + rest
-    return out
+    """The runs of ``tsallis_ref.experiments.heldout.PLAN`` (the plan the chapter reports against) in the order
+    they start: per dataset, the first multi-seed method on both seeds (so the two seeds' untrained-model tests
+    are computed at once, side by side), then the other multi-seed runs by seed, then the single-seed runs."""
+    from tsallis_ref.experiments.heldout import PLAN
+
+    multi = [k for k, seeds in PLAN.items() if len(seeds) > 1]
+    seeds = sorted({s for k in multi for s in PLAN[k]})
+    order = [(*multi[0], s) for s in PLAN[multi[0]]]
+    order += [(*k, s) for s in seeds for k in multi[1:] if s in PLAN[k]]
+    order += [(*k, s) for k, ss in PLAN.items() if k not in multi for s in ss]
+    return [(ds, m, q, s) for ds in datasets for m, q, s in order]
 
 
 def label(ds: str, method: str, q: float | None, seed: int) -> str:
-    return f"{ds}_{method}{'' if q is None else f'_q{q:g}'}_seed{seed}"
+    """The run's label, as ``scripts/run_heldout.py`` names its record."""
+    from run_heldout import label_of
+
+    return label_of(SimpleNamespace(smoke=False, dataset=ds, method=method, q=q, seed=seed))
 
 
 def argv_of(ds: str, method: str, q: float | None, seed: int, extra: list[str]) -> list[str]:

@@ -82,3 +82,18 @@ def test_base_test_cache_is_used_only_for_the_same_settings(tmp_path):
     b.k = 3
     cfg3 = TrainConfig.from_dict(mod.build_config(b, tmp_path / "run", tmp_path / "val.jsonl"))
     assert mod.base_test(b, cfg3, exs[:1], compute) == {"test/p@1": 3.0}  # other k: computed again
+
+
+def test_sweep_runs_the_plan_the_chapter_reports_against(monkeypatch):
+    from tsallis_ref.experiments.heldout import PLAN
+
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    spec = importlib.util.spec_from_file_location("run_heldout_sweep", REPO / "scripts" / "run_heldout_sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    runs = sweep.plan(["hotpotqa", "finqa"])
+    want = {(ds, m, q, s) for ds in ("hotpotqa", "finqa") for (m, q), ss in PLAN.items() for s in ss}
+    assert len(runs) == len(want) == 24 and set(runs) == want
+    assert runs[:2] == [("hotpotqa", "grpo", None, 0), ("hotpotqa", "grpo", None, 1)]  # both seeds' bases first
+    assert sweep.label("hotpotqa", "garl", 0.75, 1) == "hotpotqa_garl_q0.75_seed1"
+    assert sweep.label("finqa", "grpo", None, 0) == "finqa_grpo_seed0"
