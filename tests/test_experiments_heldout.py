@@ -308,6 +308,15 @@ def test_findings_are_computed_from_the_records():
     assert "rose above its step-0 value in GARL q=0.75 seed 0." in text
     assert "After its peak, validation fell again in GARL q=0.75 seed 0." in text
     assert "The last validation maj@k is below" not in text  # every run ends at or above its step 0
+    assert "Highest test p@1: 4.0, by GARL q=0.75 seed 0." in text  # two seeds of GARL q=0.75: no flag
+    assert "Highest test maj@k: 6.0, by GARL q=0.75 seed 0." in text
+    one = recs + [record(method="paft", q=1.0, seed=0, test=(4.0, 5.0, 9.0))]
+    top = "\n".join(H.findings(one, ["hotpotqa"])["hotpotqa"])
+    assert (
+        "Highest test p@1: 4.0, by GARL q=0.75 seed 0, PAFT q=1 seed 0 (PAFT q=1: one seed recorded, so not a ranking)."
+        in top
+    )
+    assert "Highest test maj@k: 9.0, by PAFT q=1 seed 0 (PAFT q=1: one seed recorded, so not a ranking)." in top
     recs[3]["validation_curve"][-1]["val/maj@k"] = 0.0
     worse = "\n".join(H.findings(recs, ["hotpotqa"], window=1)["hotpotqa"])
     assert "below the untrained model's (step 0) in GARL q=0.75 seed 1 (0.0 against 6.0)." in worse

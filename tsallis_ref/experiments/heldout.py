@@ -677,7 +677,8 @@ def findings(records: Sequence[dict], datasets: Sequence[str], base: Sequence[di
     """What came out, per dataset, as sentences computed from the records (the chapter shows them as its
     findings): ``{dataset: [sentence, ...]}``. Each dataset says how many runs are recorded, in how many runs the
     best validation checkpoint is the untrained model (step 0, so its test is the untrained model's), which runs
-    improved on their step-0 validation, what every seed shows for GARL against GRPO (and every other pair run on
+    improved on their step-0 validation, which run has the highest test p@1 and maj@k (flagged when its method
+    has one seed), what every seed shows for GARL against GRPO (and every other pair run on
     two seeds or more), and the training signal: how often the verifier methods saw a non-zero reward, and how
     GARL / PAFT's log wbar moved between the first and the last ``window`` steps. With ``base`` (from
     :func:`load_base`): the untrained model's test p@1 under the relaxed match of the tables and under the exact
@@ -727,6 +728,17 @@ def findings(records: Sequence[dict], datasets: Sequence[str], base: Sequence[di
                         below["method"], below["seed"], below["val maj@k last"], below["val maj@k step 0"]
                     )
                 )  # fmt: skip
+                + "."
+            )
+        seeds = t.groupby("method")["seed"].nunique()
+        for metric in ("p@1", "maj@k"):
+            col = f"test {metric}"
+            top = t[t[col] == t[col].max()]
+            one = sorted({m for m in top["method"] if seeds[m] == 1})
+            lines.append(
+                f"Highest test {metric}: {t[col].max():.1f}, by "
+                + ", ".join(f"{m} seed {s}" for m, s in zip(top["method"], top["seed"]))
+                + (f" ({', '.join(one)}: one seed recorded, so not a ranking)" if one else "")
                 + "."
             )
         for _, row in every_seed(runs, ds).iterrows():
