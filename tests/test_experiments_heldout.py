@@ -310,6 +310,8 @@ def test_findings_are_computed_from_the_records():
     assert "The last validation maj@k is below" not in text  # every run ends at or above its step 0
     assert "Highest test p@1: 4.0, by GARL q=0.75 seed 0." in text  # two seeds of GARL q=0.75: no flag
     assert "Highest test maj@k: 6.0, by GARL q=0.75 seed 0." in text
+    at0 = "\n".join(H.findings(recs[1:2], ["hotpotqa"])["hotpotqa"])  # GRPO seed 1 alone: kept step 0
+    assert "by GRPO seed 1 (GRPO: one seed recorded, so not a ranking) (each the untrained model's test" in at0
     one = recs + [record(method="paft", q=1.0, seed=0, test=(4.0, 5.0, 9.0))]
     top = "\n".join(H.findings(one, ["hotpotqa"])["hotpotqa"])
     assert (

@@ -739,6 +739,11 @@ def findings(records: Sequence[dict], datasets: Sequence[str], base: Sequence[di
                 f"Highest test {metric}: {t[col].max():.1f}, by "
                 + ", ".join(f"{m} seed {s}" for m, s in zip(top["method"], top["seed"]))
                 + (f" ({', '.join(one)}: one seed recorded, so not a ranking)" if one else "")
+                + (
+                    " (each the untrained model's test: these runs kept step 0)"
+                    if top["best = untrained"].all()
+                    else ""
+                )
                 + "."
             )
         for _, row in every_seed(runs, ds).iterrows():
