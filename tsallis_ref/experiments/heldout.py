@@ -678,7 +678,7 @@ def findings(records: Sequence[dict], datasets: Sequence[str], base: Sequence[di
     findings): ``{dataset: [sentence, ...]}``. Each dataset says how many runs are recorded, in how many runs the
     best validation checkpoint is the untrained model (step 0, so its test is the untrained model's), which runs
     improved on their step-0 validation, which run has the highest test p@1 and maj@k (flagged when its method
-    has one seed), what every seed shows for GARL against GRPO (and every other pair run on
+    has one seed, and when that score is the untrained model's test), what every seed shows for GARL against GRPO (and every other pair run on
     two seeds or more), and the training signal: how often the verifier methods saw a non-zero reward, and how
     GARL / PAFT's log wbar moved between the first and the last ``window`` steps. With ``base`` (from
     :func:`load_base`): the untrained model's test p@1 under the relaxed match of the tables and under the exact
