@@ -133,7 +133,10 @@ def test_load_base_reads_the_untrained_models_tests(tmp_path):
     key = {"dataset": "finqa", "seed": 1, "eval": {"k": 4}}
     test = {"test/p@1": 1.0, "test/p@k": 3.0, "test/maj@k": 2.0}
     (tmp_path / "base" / "finqa_seed1.json").write_text(json.dumps({"key": key, "test": test}))
-    assert H.load_base(tmp_path) == [{"dataset": "finqa", "seed": 1, "k": 4, "test": test}]
+    assert H.load_base(tmp_path) == [{"dataset": "finqa", "seed": 1, "k": 4, "judge": None, "test": test}]
+    key["eval"]["judge"] = "finqa_exec"  # the judge the test was scored with, when the file names it
+    (tmp_path / "base" / "finqa_seed1.json").write_text(json.dumps({"key": key, "test": test}))
+    assert H.load_base(tmp_path)[0]["judge"] == "finqa_exec"
     (tmp_path / "base" / "finqa_seed2.json").write_text(json.dumps({"key": key, "test": {"test/p@1": 1.0}}))
     with pytest.raises(H.RecordError, match=r"finqa_seed2\.json: field `test.test/p@k` is missing"):
         H.load_base(tmp_path)
@@ -301,8 +304,19 @@ def test_findings_are_computed_from_the_records():
     text = "\n".join(f["hotpotqa"])
     assert f["hotpotqa"][0] == "4 of the 12 planned runs are recorded."
     assert f["hotpotqa"][1] == (
-        "The untrained model (seeds 0, 1): test p@1 7.5, 8.5 under the relaxed match of the tables, 0.5, 0.5 under "
+        "The untrained model (seeds 0, 1): test p@1 7.5, 8.5 under the judge of the tables, 0.5, 0.5 under "
         "the exact match that GRPO, RLOO and MaxRL are rewarded with in training."
+    )
+    # the judge the untrained model's tests name, in words (FinQA's runs are judged by its numeric match)
+    judged = [dict(b, judge="finqa_exec") for b in base]
+    assert H.findings(recs, ["hotpotqa"], judged, window=1)["hotpotqa"][1].startswith(
+        "The untrained model (seeds 0, 1): test p@1 7.5, 8.5 under FinQA's numeric match (its execution accuracy), "
+        "the judge of the tables, 0.5, 0.5 under the exact match"
+    )
+    judged = [dict(b, judge="relaxed") for b in base]
+    assert (
+        "7.5, 8.5 under the relaxed substring match (the paper's evaluation), the judge of the tables"
+        in (H.findings(recs, ["hotpotqa"], judged, window=1)["hotpotqa"][1])
     )
     assert "In 3 of 4 runs no later validation beat the untrained model's maj@k" in text
     assert "rose above its step-0 value in GARL q=0.75 seed 0." in text

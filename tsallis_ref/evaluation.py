@@ -26,6 +26,7 @@ __all__ = [
     "SAMPLING_DEFAULTS",
     "byte_tokenizer",
     "JUDGES",
+    "JUDGE_DESCRIPTIONS",
 ]
 
 
@@ -49,6 +50,13 @@ def _judge(name: str, answer: str, aliases: Sequence[str]) -> Callable[[str], bo
 
 
 JUDGES = ("relaxed", "exact", "finqa_exec")
+
+#: each judge in words, as reports name it
+JUDGE_DESCRIPTIONS = {
+    "relaxed": "the relaxed substring match (the paper's evaluation)",
+    "exact": "the exact match of the training reward",
+    "finqa_exec": "FinQA's numeric match (its execution accuracy)",
+}
 
 
 def score_samples(

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Optional
 
+from ..evaluation import JUDGE_DESCRIPTIONS
 from .paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3
 
 __all__ = [
@@ -195,7 +196,7 @@ def load_records(folder: str | os.PathLike, include_smoke: bool = False) -> list
 
 def load_base(folder: str | os.PathLike) -> list[dict]:
     """The untrained model's tests ``<folder>/base/<dataset>_seed<seed>.json`` as ``[{"dataset", "seed", "k",
-    "test"}]``, sorted by file name (empty when there is none). Raises :class:`RecordError` naming a malformed file."""
+    "judge", "test"}]`` (``judge`` None when the file names none), sorted by file name (empty when there is none). Raises :class:`RecordError` naming a malformed file."""
     out = []
     d = Path(folder) / "base"
     for path in sorted(d.glob("*.json")) if d.is_dir() else []:
@@ -208,7 +209,7 @@ def load_base(folder: str | os.PathLike) -> list[dict]:
         for m in METRICS:
             _need(rec, str(path), f"test.test/{m}", (int, float))
         out.append({"dataset": rec["key"]["dataset"], "seed": rec["key"]["seed"], "k": rec["key"]["eval"]["k"],
-                    "test": rec["test"]})  # fmt: skip
+                    "judge": rec["key"]["eval"].get("judge"), "test": rec["test"]})  # fmt: skip
     return out
 
 
@@ -673,6 +674,14 @@ def _fmt(xs: Sequence[float]) -> str:
     return ", ".join(f"{x:.1f}" for x in xs)
 
 
+def _judged_by(bs: Sequence[dict]) -> str:
+    """The judge of the untrained model's tests ``bs`` in words: "the judge of the tables" when they name none."""
+    judges = sorted({b.get("judge") for b in bs if b.get("judge")})
+    if not judges:
+        return "the judge of the tables"
+    return " / ".join(JUDGE_DESCRIPTIONS.get(j, f"the judge {j!r}") for j in judges) + ", the judge of the tables"
+
+
 def findings(records: Sequence[dict], datasets: Sequence[str], base: Sequence[dict] = (), window: int = 5) -> dict:
     """What came out, per dataset, as sentences computed from the records (the chapter shows them as its
     findings): ``{dataset: [sentence, ...]}``. Each dataset says how many runs are recorded, in how many runs the
@@ -681,8 +690,8 @@ def findings(records: Sequence[dict], datasets: Sequence[str], base: Sequence[di
     has one seed, and when that score is the untrained model's test), what every seed shows for GARL against GRPO (and every other pair run on
     two seeds or more), and the training signal: how often the verifier methods saw a non-zero reward, and how
     GARL / PAFT's log wbar moved between the first and the last ``window`` steps. With ``base`` (from
-    :func:`load_base`): the untrained model's test p@1 under the relaxed match of the tables and under the exact
-    match that the verifier methods are rewarded with in training."""
+    :func:`load_base`): the untrained model's test p@1 under the judge of the tables (the one its tests name, e.g.
+    FinQA's numeric match) and under the exact match that the verifier methods are rewarded with in training."""
     out = {}
     for ds in datasets:
         runs = _runs_of(records, ds)
@@ -695,7 +704,7 @@ def findings(records: Sequence[dict], datasets: Sequence[str], base: Sequence[di
         if bs and all("test/reward_em" in b["test"] for b in bs):
             lines.append(
                 f"The untrained model (seeds {', '.join(str(b['seed']) for b in bs)}): test p@1 "
-                f"{_fmt([b['test']['test/p@1'] for b in bs])} under the relaxed match of the tables, "
+                f"{_fmt([b['test']['test/p@1'] for b in bs])} under {_judged_by(bs)}, "
                 f"{_fmt([b['test']['test/reward_em'] for b in bs])} under the exact match that GRPO, RLOO and MaxRL "
                 "are rewarded with in training."
             )
