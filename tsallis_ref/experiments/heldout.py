@@ -196,7 +196,8 @@ def load_records(folder: str | os.PathLike, include_smoke: bool = False) -> list
 
 def load_base(folder: str | os.PathLike) -> list[dict]:
     """The untrained model's tests ``<folder>/base/<dataset>_seed<seed>.json`` as ``[{"dataset", "seed", "k",
-    "judge", "test"}]`` (``judge`` None when the file names none), sorted by file name (empty when there is none). Raises :class:`RecordError` naming a malformed file."""
+    "judge", "test"}]`` (``judge`` None when the file names none), sorted by file name (empty when there is none).
+    Raises :class:`RecordError` naming a malformed file."""
     out = []
     d = Path(folder) / "base"
     for path in sorted(d.glob("*.json")) if d.is_dir() else []:
@@ -687,8 +688,8 @@ def findings(records: Sequence[dict], datasets: Sequence[str], base: Sequence[di
     findings): ``{dataset: [sentence, ...]}``. Each dataset says how many runs are recorded, in how many runs the
     best validation checkpoint is the untrained model (step 0, so its test is the untrained model's), which runs
     improved on their step-0 validation, which run has the highest test p@1 and maj@k (flagged when its method
-    has one seed, and when that score is the untrained model's test), what every seed shows for GARL against GRPO (and every other pair run on
-    two seeds or more), and the training signal: how often the verifier methods saw a non-zero reward, and how
+    has one seed, and when that score is the untrained model's test), what every seed shows for GARL against GRPO
+    (and every other pair run on two seeds or more), and the training signal: how often the verifier methods saw a non-zero reward, and how
     GARL / PAFT's log wbar moved between the first and the last ``window`` steps. With ``base`` (from
     :func:`load_base`): the untrained model's test p@1 under the judge of the tables (the one its tests name, e.g.
     FinQA's numeric match) and under the exact match that the verifier methods are rewarded with in training."""
